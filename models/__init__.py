@@ -1,0 +1,1 @@
+"""headcast networks (torch). The runtime (streamer/) never imports this package."""

@@ -1,0 +1,127 @@
+"""The per-frame loop: driving frame → tracker → smoothing → motion transfer → renderer →
+paste-back. When the face is lost the avatar eases to neutral and blinks now and then;
+when it returns, motion picks up smoothly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from streamer import landmarks as L
+from streamer.motion import MotionConfig, MotionState, MotionTransfer
+from streamer.paste import PasteBack
+from streamer.portrait import Portrait
+from streamer.renderer import Renderer, RendererConfig, create_renderer
+from streamer.smoothing import OneEuroFilter, SmoothingConfig
+from streamer.tracker import FaceTracker, TrackerConfig
+
+BLINK_SECONDS = 0.24  # duration of an idle blink
+
+
+@dataclass(frozen=True)
+class AnimateOptions:
+    motion: MotionConfig = field(default_factory=MotionConfig)  # how motion is transferred
+    smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)  # landmark filter
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)  # face mesh settings
+    renderer: RendererConfig = field(default_factory=RendererConfig)  # which generator
+    fps: float = 30.0  # frame rate of the driving stream (sets filter and easing clocks)
+    ease_seconds: float = 0.35  # time constant of the ease to neutral when the face is lost
+    regain_seconds: float = 0.2  # blend time back onto the face when it returns
+    idle_blink_seconds: float = 3.5  # mean interval of idle blinks while no face is seen
+    full_frame: bool = True  # paste the crop back into the full portrait (else: the crop)
+
+
+class Animator:
+    """Implements streamer.frames.FrameProcessor for one portrait (switchable)."""
+
+    def __init__(self, portrait: Portrait, options: AnimateOptions = AnimateOptions()) -> None:
+        self.options = options
+        self._tracker = FaceTracker(options.tracker, video=True)
+        self._filter = OneEuroFilter(options.smoothing)
+        self._rng = np.random.default_rng(0)
+        self._renderer: Renderer | None = None
+        self._state = MotionState.neutral()
+        self._neutral: np.ndarray | None = None
+        self._lost_frames = 0
+        self._regain = 1.0
+        self._next_blink = self._blink_interval()
+        self.set_portrait(portrait)
+
+    # -- control -------------------------------------------------------------------------
+    def set_portrait(self, portrait: Portrait) -> None:
+        """Switch avatar; the driver's neutral reference is kept."""
+        old = self._renderer
+        self.portrait = portrait
+        self._renderer = create_renderer(portrait, self.options.renderer)
+        self._paste = PasteBack(portrait) if self.options.full_frame else None
+        self._transfer = MotionTransfer(portrait.crop_landmarks, self.options.motion)
+        if self._neutral is not None:
+            self._transfer.calibrate(self._neutral)
+        if old is not None:
+            old.close()
+
+    def set_pose_transfer(self, enabled: bool) -> None:
+        self.options = replace(self.options, motion=replace(self.options.motion, head_pose=enabled))
+        self._transfer.config = self.options.motion
+
+    def recalibrate(self) -> None:
+        """The next frame with a face becomes the neutral reference."""
+        self._neutral = None
+        self._filter.reset()
+
+    # -- per frame -----------------------------------------------------------------------
+    def process(self, image: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 BGR driving frame → avatar frame (portrait size, or the crop)."""
+        return self.render_landmarks(self._tracker.detect(image))
+
+    def render_landmarks(self, driver: np.ndarray | None) -> np.ndarray:
+        """Driver landmarks ((478, 3) pixels, or None when no face) → avatar frame."""
+        target = self.target_landmarks(driver)
+        assert self._renderer is not None
+        crop = self._renderer.render(target)
+        return self._paste.paste(crop) if self._paste is not None else crop
+
+    def target_landmarks(self, driver: np.ndarray | None) -> np.ndarray:
+        """The portrait's target landmarks (crop pixels) for this frame."""
+        dt = 1.0 / self.options.fps
+        if driver is None:
+            self._state = self._idle_state(dt)
+            return self._transfer.compose(self._state)
+        driver = self._filter(driver, dt, unit=L.iod(driver))
+        if self._neutral is None:
+            self._neutral = driver
+            self._transfer.calibrate(driver)
+        if self.options.motion.mode == "absolute":
+            return self.portrait.box.to_crop(driver)
+        measured = self._transfer.measure(driver)
+        if self._lost_frames > 0:  # face came back: blend from the eased state
+            self._regain = 0.0
+        self._lost_frames = 0
+        if self._regain < 1.0:
+            self._regain = min(1.0, self._regain + dt / self.options.regain_seconds)
+            measured = self._state.blend(measured, self._regain)
+        self._state = measured
+        return self._transfer.compose(measured)
+
+    def _idle_state(self, dt: float) -> MotionState:
+        """No face: ease towards neutral, with an idle blink now and then."""
+        self._lost_frames += 1
+        w = 1.0 - np.exp(-dt / self.options.ease_seconds)
+        self._state = self._state.blend(MotionState.neutral(), w)
+        t = self._lost_frames * dt
+        phase = (t - self._next_blink) / BLINK_SECONDS
+        if phase >= 1.0:
+            self._next_blink = t + self._blink_interval()
+        lid = abs(np.cos(np.pi * phase)) if 0.0 < phase < 1.0 else 1.0
+        return self._state.with_lids(np.minimum(self._state.lid_ratio, lid))
+
+    def _blink_interval(self) -> float:
+        mean = self.options.idle_blink_seconds
+        return float(self._rng.uniform(0.6 * mean, 1.4 * mean))
+
+    def close(self) -> None:
+        self._tracker.close()
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None

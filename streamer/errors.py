@@ -1,0 +1,39 @@
+"""Errors a user can cause. Each message says what to do about it."""
+
+from __future__ import annotations
+
+
+class HeadcastError(Exception):
+    """Base class: the CLI prints these as one line and exits with status 2."""
+
+
+class ImageReadError(HeadcastError):
+    """An image file is missing, unreadable or not an image."""
+
+
+class VideoReadError(HeadcastError):
+    """A video file is missing, empty, truncated or not a video."""
+
+
+class NoFaceError(HeadcastError):
+    """No human face was found where one is required (e.g. in a portrait)."""
+
+
+class FaceTooSmallError(HeadcastError):
+    """A face was found but is too small to animate well."""
+
+
+class PortraitFileError(HeadcastError):
+    """A .headcast file is corrupt, of another version, or not a portrait file."""
+
+
+class ModelFileError(HeadcastError):
+    """A shipped model file is missing or does not match its manifest."""
+
+
+class SinkUnavailableError(HeadcastError):
+    """An output (virtual camera, port, window) cannot be opened."""
+
+
+class SourceLostError(HeadcastError):
+    """A camera or stream stopped delivering frames."""

@@ -1,0 +1,62 @@
+"""What flows between live stages: timestamped frames, and the stage contracts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One video frame and when it was captured.
+
+    image: (H, W, 3) uint8, BGR.
+    capture_ts: time.monotonic() at capture; carried to the sink so latency is measured.
+    index: running number from the source, starting at 0.
+    """
+
+    image: np.ndarray
+    capture_ts: float
+    index: int
+
+
+class FrameProcessor(Protocol):
+    """Turns a driving frame into an avatar frame (streamer.animate.Animator is one)."""
+
+    def process(self, image: np.ndarray) -> np.ndarray:
+        """image: (H, W, 3) uint8 BGR driving frame → (h, w, 3) uint8 BGR avatar frame.
+
+        Must return a frame for every input, also when no face is found (the avatar then
+        eases to neutral). Not thread-safe: call from one thread.
+        """
+        ...
+
+    def recalibrate(self) -> None:
+        """Take the neutral reference again from the next steady frames."""
+        ...
+
+    def close(self) -> None:
+        """Release trackers and sessions; safe to call more than once."""
+        ...
+
+
+class Sink(Protocol):
+    """Where avatar frames go (virtual camera, WebRTC, preview window, file)."""
+
+    name: str
+
+    def open(self, width: int, height: int, fps: float) -> None:
+        """Called exactly once before the first send; must raise SinkUnavailableError
+        with a message saying what to install or run when the output cannot be opened."""
+        ...
+
+    def send(self, frame: Frame) -> None:
+        """Deliver the newest frame. Must not block the caller for longer than one frame
+        interval: a sink that cannot keep up drops older frames, never queues them."""
+        ...
+
+    def close(self) -> None:
+        """Release the device/socket/window; safe to call more than once."""
+        ...

@@ -1,0 +1,154 @@
+"""Relative motion transfer: the driver's change from its neutral frame, applied to the
+portrait's own pose and expression, scaled to the portrait's face proportions.
+
+A MotionState is what was transferred for one frame, independent of the portrait's pixels;
+states can be blended, which is how the avatar eases to neutral when the face is lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+
+from streamer import landmarks as L
+from streamer.geometry import FaceFrame, face_frame, fit_head_pose, orthonormalize
+
+_LID_PAIRS = np.array(L.RIGHT_LID_PAIRS + L.LEFT_LID_PAIRS)  # (14, 2) upper, lower
+_LIP_PAIRS = np.array(L.LIP_PAIRS)  # (9, 2)
+
+
+@dataclass(frozen=True)
+class MotionConfig:
+    mode: Literal["relative", "absolute"] = "relative"  # absolute: target = driver's own landmarks
+    head_pose: bool = True  # transfer head rotation, translation and scale; else expression only
+    expression_gain: float = 1.0  # multiplies the driver's expression change
+    blink_floor: float = 0.15  # driver lid gap (× neutral) at and below which lids shut fully
+    min_gap: float = 0.012  # smallest lid/lip gap kept, in IOD (lids and lips never cross)
+    max_ratio_scale: float = 1.6  # portrait/driver proportion ratios are clipped to [1/x, x]
+
+
+@dataclass(frozen=True)
+class MotionState:
+    """One frame's transferred motion, in face-aligned units (see geometry.FaceFrame)."""
+
+    delta: np.ndarray  # (478, 3) expression change, driver face units, already proportion-scaled
+    lid_ratio: np.ndarray  # (14,) lid gap relative to neutral (1 open as neutral, 0 shut)
+    rotation: np.ndarray  # (3, 3) head rotation since neutral, in the driver's face frame
+    scale: float  # head scale since neutral
+    shift: np.ndarray  # (3,) head translation since neutral, face units
+
+    @staticmethod
+    def neutral() -> MotionState:
+        return MotionState(np.zeros((478, 3)), np.ones(14), np.eye(3), 1.0, np.zeros(3))
+
+    def blend(self, other: MotionState, w: float) -> MotionState:
+        """(1 − w)·self + w·other, rotations re-orthonormalised."""
+        mix = lambda a, b: (1.0 - w) * a + w * b  # noqa: E731
+        return MotionState(
+            mix(self.delta, other.delta),
+            mix(self.lid_ratio, other.lid_ratio),
+            orthonormalize(mix(self.rotation, other.rotation)),
+            float(mix(self.scale, other.scale)),
+            mix(self.shift, other.shift),
+        )
+
+    def with_lids(self, lid_ratio: np.ndarray) -> MotionState:
+        return replace(self, lid_ratio=lid_ratio)
+
+
+def _pair_gaps(face_points: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """Gap lower − upper along the face's y axis. face_points: (478, 3) face-aligned."""
+    return face_points[pairs[:, 1], 1] - face_points[pairs[:, 0], 1]
+
+
+def _length(points: np.ndarray, a: int, b: int, axis: int) -> float:
+    return float(abs(points[a, axis] - points[b, axis]))
+
+
+def _proportion_scales(driver: np.ndarray, portrait: np.ndarray, clip: float) -> np.ndarray:
+    """Per-landmark (x, y, z) multipliers mapping driver face-unit deltas onto the portrait,
+    so a long-jawed driver does not stretch a short face. driver, portrait: face-aligned."""
+
+    def ratio(a: int, b: int, axis: int) -> float:
+        r = _length(portrait, a, b, axis) / max(_length(driver, a, b, axis), 1e-6)
+        return float(np.clip(r, 1.0 / clip, clip))
+
+    face_x, face_y = ratio(234, 454, 0), ratio(10, 152, 1)
+    scales = np.tile([face_x, face_y, face_x], (478, 1))
+    scales[L.MOUTH_REGION] = [ratio(61, 291, 0), ratio(2, 152, 1), face_x]
+    return scales
+
+
+class MotionTransfer:
+    """Measures driver frames against the driver's neutral frame and renders the result onto
+    the portrait's landmarks. One per (driver, portrait) pair; calibrate() sets the neutral."""
+
+    def __init__(self, portrait_landmarks: np.ndarray, config: MotionConfig = MotionConfig()):
+        """portrait_landmarks: (478, 3) pixels in the portrait image (or its crop)."""
+        self.config = config
+        self.portrait = portrait_landmarks.astype(np.float64)
+        self._pframe = face_frame(self.portrait)
+        self._pface = self._pframe.to_face(self.portrait)
+        self._p_lid_gap = _pair_gaps(self._pface, _LID_PAIRS)
+        self._neutral: np.ndarray | None = None
+        self._dframe: FaceFrame | None = None
+        self._dface: np.ndarray | None = None
+        self._d_lid_gap: np.ndarray | None = None
+        self._scales = np.ones((478, 3))
+
+    @property
+    def calibrated(self) -> bool:
+        return self._neutral is not None
+
+    def calibrate(self, driver_neutral: np.ndarray) -> None:
+        """driver_neutral: (478, 3) pixels, the driver's reference (resting) face."""
+        self._neutral = driver_neutral.astype(np.float64)
+        self._dframe = face_frame(self._neutral)
+        self._dface = self._dframe.to_face(self._neutral)
+        self._d_lid_gap = np.maximum(_pair_gaps(self._dface, _LID_PAIRS), 1e-3)
+        self._scales = _proportion_scales(self._dface, self._pface, self.config.max_ratio_scale)
+
+    def measure(self, driver: np.ndarray) -> MotionState:
+        """driver: (478, 3) pixels → the motion since neutral (calibrate first)."""
+        if self._neutral is None or self._dframe is None or self._dface is None:
+            raise RuntimeError("calibrate() with a neutral driver frame first")
+        assert self._d_lid_gap is not None
+        driver = driver.astype(np.float64)
+        pose = fit_head_pose(self._neutral, driver)
+        posefree = pose.invert(driver)  # driver's face with head motion removed
+        face = self._dframe.to_face(posefree)
+        delta = (face - self._dface) * self._scales * self.config.expression_gain
+        gaps = _pair_gaps(face, _LID_PAIRS) / self._d_lid_gap
+        floor = self.config.blink_floor
+        lid_ratio = np.clip((gaps - floor) / (1.0 - floor), 0.0, 1.6)
+        axes = self._dframe.axes
+        rotation = axes.T @ pose.rotation @ axes  # head rotation in face-frame coordinates
+        shift = self._dframe.vectors_to_face(pose.centre_to - pose.centre_from)
+        return MotionState(delta, lid_ratio, rotation, pose.scale, shift)
+
+    def compose(self, state: MotionState) -> np.ndarray:
+        """The portrait's target landmarks for a motion state → (478, 3) pixels."""
+        cfg = self.config
+        face = self._pface + state.delta
+        self._set_gaps(face, _LID_PAIRS, np.maximum(state.lid_ratio * self._p_lid_gap, cfg.min_gap))
+        lip_gaps = np.maximum(_pair_gaps(face, _LIP_PAIRS), cfg.min_gap)
+        self._set_gaps(face, _LIP_PAIRS, lip_gaps)
+        if cfg.head_pose:
+            centre = self._pface[L.RIGID].mean(axis=0)
+            face = centre + state.shift + state.scale * (face - centre) @ state.rotation.T
+        return self._pframe.to_image(face).astype(np.float32)
+
+    @staticmethod
+    def _set_gaps(face: np.ndarray, pairs: np.ndarray, gaps: np.ndarray) -> None:
+        """Move each (upper, lower) pair apart/together about its midpoint to the given gap."""
+        mid = 0.5 * (face[pairs[:, 0], 1] + face[pairs[:, 1], 1])
+        face[pairs[:, 0], 1] = mid - 0.5 * gaps
+        face[pairs[:, 1], 1] = mid + 0.5 * gaps
+
+    def transfer(self, driver: np.ndarray) -> np.ndarray:
+        """Driver landmarks → portrait target landmarks, (478, 3) pixels."""
+        if self.config.mode == "absolute":
+            return driver.astype(np.float32)
+        return self.compose(self.measure(driver))

@@ -1,0 +1,224 @@
+"""Portrait enrollment: everything that depends only on the portrait, computed once and
+saved in a versioned `.headcast` file (an uncompressed .npz read with allow_pickle=False,
+so loading a file never executes code).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from streamer import landmarks as L
+from streamer.errors import FaceTooSmallError, NoFaceError, PortraitFileError
+from streamer.tracker import FaceTracker, TrackerConfig
+
+FORMAT = "headcast-portrait"
+VERSION = 1
+MIN_IOD_PX = 12.0  # below this the mesh itself is unreliable
+
+
+@dataclass(frozen=True)
+class EnrollConfig:
+    crop_size: int = 512  # rendered crop side: 256 or 512
+    crop_scale: float = 2.6  # crop side / face size, leaves room for hair and head motion
+    crop_lift: float = 0.12  # crop centre above the face centre, × face size (hair > neck)
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """An axis-aligned square of the portrait image: crop pixel c ↔ image x0 + c·side/size."""
+
+    x0: float
+    y0: float
+    side: float
+    size: int
+
+    @property
+    def scale(self) -> float:
+        """Crop pixels per image pixel."""
+        return self.size / self.side
+
+    def to_crop(self, points: np.ndarray) -> np.ndarray:
+        """(N, ≥2) image pixels → crop pixels (z scaled alike when present)."""
+        out = points.astype(np.float32).copy()
+        out[:, 0] = (out[:, 0] - self.x0) * self.scale
+        out[:, 1] = (out[:, 1] - self.y0) * self.scale
+        if out.shape[1] > 2:
+            out[:, 2:] *= self.scale
+        return out
+
+    def image_to_crop_matrix(self) -> np.ndarray:
+        """2×3 matrix for cv2.warpAffine: crop integer pixel → image integer pixel
+        (use with WARP_INVERSE_MAP); continuous coordinates have pixel centres at i + 0.5."""
+        a = 1.0 / self.scale
+        b = np.array([self.x0, self.y0]) + 0.5 * a - 0.5
+        return np.array([[a, 0.0, b[0]], [0.0, a, b[1]]], np.float64)
+
+
+@dataclass(frozen=True)
+class Portrait:
+    """One enrolled face. Arrays are read-only views into what was enrolled or loaded."""
+
+    image: np.ndarray  # (H, W, 3) uint8 BGR, the full-resolution portrait
+    landmarks: np.ndarray  # (478, 3) float32, image pixels
+    box: CropBox  # where the rendered crop sits in the image
+    crop: np.ndarray  # (S, S, 3) uint8 BGR
+    crop_landmarks: np.ndarray  # (478, 3) float32, crop pixels
+    mouth_mask: np.ndarray  # (S, S) uint8, 255 inside the portrait's own open mouth
+    colors: np.ndarray  # (3, 3) float32 0–1 BGR: mouth cavity, deep cavity, teeth
+    sources: tuple[str, ...]  # sha256 of each source image's pixels
+    shots: np.ndarray = field(default_factory=lambda: np.zeros((0, 478, 3), np.float32))
+    # (K, 478, 3) float32 image-pixel landmarks of every enrolled shot (the first is rendered)
+
+    @property
+    def crop_size(self) -> int:
+        return self.box.size
+
+
+def image_hash(image: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
+
+
+def crop_box(landmarks: np.ndarray, config: EnrollConfig) -> CropBox:
+    x0, y0, x1, y1 = L.face_box(landmarks)
+    size = max(x1 - x0, y1 - y0)
+    side = config.crop_scale * size
+    cx = 0.5 * (x0 + x1)
+    cy = 0.5 * (y0 + y1) - config.crop_lift * size
+    return CropBox(cx - side / 2, cy - side / 2, side, config.crop_size)
+
+
+def cut_crop(image: np.ndarray, box: CropBox) -> np.ndarray:
+    """(H, W, 3) image → (S, S, 3) crop; outside the image the border is replicated."""
+    flags = cv2.WARP_INVERSE_MAP | (cv2.INTER_AREA if box.scale < 1 else cv2.INTER_CUBIC)
+    return cv2.warpAffine(image, box.image_to_crop_matrix(), (box.size, box.size), flags=flags,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def _fill(size: int, polygons: list[np.ndarray]) -> np.ndarray:
+    mask = np.zeros((size, size), np.uint8)
+    shift = 4  # sub-pixel polygon coordinates (fixed point, 1/16 px)
+    pts = [np.round((p[:, :2] - 0.5) * (1 << shift)).astype(np.int32) for p in polygons]
+    cv2.fillPoly(mask, pts, 255, lineType=cv2.LINE_AA, shift=shift)
+    return mask
+
+
+def mouth_colors(crop: np.ndarray, lm: np.ndarray) -> np.ndarray:
+    """Cavity colours from the portrait's lips, teeth from its skin's lightness."""
+    size = crop.shape[0]
+    lips = _fill(size, [lm[L.LIPS_OUTER]]) & ~_fill(size, [lm[L.LIPS_INNER]])
+    skin = _fill(size, [lm[L.FACE_OVAL]]) & ~_fill(size, [lm[L.LIPS_OUTER], lm[L.RIGHT_EYE],
+                                                           lm[L.LEFT_EYE]])
+    pixels = crop.reshape(-1, 3).astype(np.float32) / 255.0
+    lip = np.median(pixels[lips.reshape(-1) > 128], axis=0) if (lips > 128).any() else None
+    skin_c = np.median(pixels[skin.reshape(-1) > 128], axis=0) if (skin > 128).any() else None
+    lip = lip if lip is not None else np.array([0.35, 0.35, 0.55], np.float32)
+    skin_c = skin_c if skin_c is not None else lip
+    light = float(skin_c.mean())
+    teeth = 0.55 * np.full(3, min(0.95, 0.55 + 0.45 * light)) + 0.45 * skin_c
+    return np.stack([lip * 0.32, lip * 0.12, teeth]).astype(np.float32)
+
+
+def own_mouth_mask(size: int, lm: np.ndarray) -> np.ndarray:
+    """The portrait's open-mouth interior (empty when the lips touch)."""
+    gap = np.linalg.norm(lm[13, :2] - lm[14, :2]) / max(L.iod(lm), 1e-6)
+    if gap < 0.03:
+        return np.zeros((size, size), np.uint8)
+    return _fill(size, [lm[L.LIPS_INNER]])
+
+
+def _frontalness(lm: np.ndarray) -> float:
+    from streamer.geometry import face_frame
+
+    return float(abs(face_frame(lm).axes[2, 2]))  # |z·view| = 1 when facing the camera
+
+
+def enroll_images(
+    images: list[np.ndarray], config: EnrollConfig = EnrollConfig(), tracker_config: TrackerConfig = TrackerConfig()
+) -> Portrait:
+    """Enroll 1..K BGR images of one face. The most frontal is rendered; all are kept as shots.
+
+    Raises NoFaceError (no face in an image) and FaceTooSmallError."""
+    if not images:
+        raise NoFaceError("no portrait image given")
+    if config.crop_size not in (256, 512):
+        raise ValueError("crop_size must be 256 or 512")
+    found: list[np.ndarray] = []
+    with FaceTracker(tracker_config, video=False) as tracker:
+        for i, image in enumerate(images):
+            lm = tracker.detect(image)
+            if lm is None:
+                raise NoFaceError(
+                    f"no human face found in portrait image {i + 1}: use a photo or painting "
+                    "with one clearly visible face, eyes open, looking roughly at the camera")
+            if L.iod(lm) < MIN_IOD_PX:
+                raise FaceTooSmallError(
+                    f"the face in portrait image {i + 1} is too small ({L.iod(lm):.0f} px between "
+                    f"the eyes, {MIN_IOD_PX:.0f} needed): use a larger or closer-cropped image")
+            found.append(lm)
+    best = max(range(len(images)), key=lambda i: _frontalness(found[i]))
+    order = [best] + [i for i in range(len(images)) if i != best]
+    image, lm = images[best], found[best]
+    box = crop_box(lm, config)
+    crop = cut_crop(image, box)
+    crop_lm = box.to_crop(lm)
+    return Portrait(
+        image=image,
+        landmarks=lm,
+        box=box,
+        crop=crop,
+        crop_landmarks=crop_lm,
+        mouth_mask=own_mouth_mask(config.crop_size, crop_lm),
+        colors=mouth_colors(crop, crop_lm),
+        sources=tuple(image_hash(images[i]) for i in order),
+        shots=np.stack([found[i] for i in order]).astype(np.float32),
+    )
+
+
+_ARRAYS = ("image", "landmarks", "crop", "crop_landmarks", "mouth_mask", "colors", "shots")
+
+
+def save_portrait(portrait: Portrait, path: str | Path) -> None:
+    header = {
+        "format": FORMAT,
+        "version": VERSION,
+        "box": [portrait.box.x0, portrait.box.y0, portrait.box.side, portrait.box.size],
+        "sources": list(portrait.sources),
+    }
+    arrays = {name: getattr(portrait, name) for name in _ARRAYS}
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def load_portrait(path: str | Path) -> Portrait:
+    """Read a .headcast file. Raises PortraitFileError when it is not a valid portrait file."""
+    path = Path(path)
+    if not path.is_file():
+        raise PortraitFileError(f"{path}: no such file (create one with `headcast enroll`)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            header = json.loads(bytes(data["header"]).decode())
+            if header.get("format") != FORMAT:
+                raise PortraitFileError(f"{path}: not a headcast portrait file")
+            if header.get("version") != VERSION:
+                raise PortraitFileError(
+                    f"{path}: portrait file version {header.get('version')} is not supported "
+                    f"(this headcast reads version {VERSION}); enroll the image again")
+            arrays = {name: data[name] for name in _ARRAYS}
+    except PortraitFileError:
+        raise
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError,
+            UnicodeDecodeError) as exc:
+        raise PortraitFileError(f"{path}: corrupt or not a headcast portrait file ({exc})") from exc
+    x0, y0, side, size = header["box"]
+    for a in arrays.values():
+        a.flags.writeable = False
+    return Portrait(box=CropBox(x0, y0, side, int(size)), sources=tuple(header["sources"]),
+                    **arrays)

@@ -1,0 +1,170 @@
+"""Renderers: a portrait crop + target landmarks → the rendered crop, through onnxruntime.
+
+Shipped model files are listed in assets/manifest.json (sha256, opset, input/output names and
+shapes) and checked on load. Renderers are registered by name so later ones (the learned
+generator) and test fakes plug into the same slot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from streamer import warp_inputs as W
+from streamer.errors import ModelFileError
+from streamer.portrait import Portrait
+
+
+@dataclass(frozen=True)
+class RendererConfig:
+    name: str = "warp"  # registered renderer to use
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)  # onnxruntime providers, in order
+    threads: int = 0  # onnxruntime intra-op threads; 0 lets onnxruntime choose
+    model_dir: Path | None = None  # folder with manifest.json; None: the shipped assets
+
+
+class Renderer(Protocol):
+    """Renders one portrait. Built once per portrait (its cached tensors are bound then)."""
+
+    def render(self, target: np.ndarray) -> np.ndarray:
+        """target: (478, 3) float32 landmarks in crop pixels → (S, S, 3) uint8 BGR crop."""
+        ...
+
+    def close(self) -> None:
+        """Release the session; safe to call more than once."""
+        ...
+
+
+RendererFactory = Callable[[Portrait, RendererConfig], Renderer]
+_REGISTRY: dict[str, RendererFactory] = {}
+
+
+def register_renderer(name: str, factory: RendererFactory) -> None:
+    _REGISTRY[name] = factory
+
+
+def create_renderer(portrait: Portrait, config: RendererConfig = RendererConfig()) -> Renderer:
+    if config.name not in _REGISTRY:
+        raise ModelFileError(f"unknown renderer {config.name!r}; known: {sorted(_REGISTRY)}")
+    return _REGISTRY[config.name](portrait, config)
+
+
+def _asset_dir(config: RendererConfig) -> Path:
+    if config.model_dir is not None:
+        return Path(config.model_dir)
+    return Path(str(resources.files("streamer") / "assets"))
+
+
+def load_manifest_entry(model_dir: Path, key: str) -> dict:
+    path = model_dir / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text())
+        return manifest["models"][key]
+    except FileNotFoundError as exc:
+        raise ModelFileError(f"{path}: model manifest missing; reinstall headcast") from exc
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path}: no valid entry for model {key!r}") from exc
+
+
+def open_session(model_dir: Path, key: str, config: RendererConfig):  # type: ignore[no-untyped-def]
+    """An onnxruntime session for a manifest entry, after checking hash, inputs and outputs."""
+    import onnxruntime as ort
+
+    entry = load_manifest_entry(model_dir, key)
+    path = model_dir / entry["file"]
+    if not path.is_file():
+        raise ModelFileError(f"{path}: model file missing; reinstall headcast or run `python -m export`")
+    blob = path.read_bytes()
+    if hashlib.sha256(blob).hexdigest() != entry["sha256"]:
+        raise ModelFileError(f"{path}: sha256 does not match the manifest (corrupt or replaced file)")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = config.threads
+    options.log_severity_level = 3
+    available = set(ort.get_available_providers())
+    providers = [p for p in config.providers if p in available] or ["CPUExecutionProvider"]
+    session = ort.InferenceSession(blob, options, providers=providers)
+    _check_signature(session, entry, path)
+    return session, entry
+
+
+def _check_signature(session, entry: dict, path: Path) -> None:  # type: ignore[no-untyped-def]
+    got_in = [(i.name, list(i.shape)) for i in session.get_inputs()]
+    want_in = [(i["name"], i["shape"]) for i in entry["inputs"]]
+    got_out = [o.name for o in session.get_outputs()]
+    want_out = [o["name"] for o in entry["outputs"]]
+    if got_in != want_in or got_out != want_out:
+        raise ModelFileError(f"{path}: inputs/outputs {got_in} → {got_out} do not match the manifest")
+
+
+class WarpRenderer:
+    """The training-free generator (models/warp_generator.py) run by onnxruntime; its field
+    and mouth layer are applied to the full-resolution crop with OpenCV."""
+
+    def __init__(self, portrait: Portrait, config: RendererConfig = RendererConfig()) -> None:
+        size = portrait.crop_size
+        self._session, entry = open_session(_asset_dir(config), f"warp_{size}", config)
+        if entry["dims"]["num_ctrl"] != W.NUM_CTRL:
+            raise ModelFileError("warp model was exported for another control-point layout")
+        self._size = size
+        self._source_lm = portrait.crop_landmarks.astype(np.float64)
+        self._sources = W.normalize(W.source_points(self._source_lm, size), size)
+        self._crop = portrait.crop
+        self._own_mouth = portrait.mouth_mask if portrait.mouth_mask.any() else None
+        self._colors = portrait.colors.astype(np.float32)  # cached portrait tensor
+
+    def frame_inputs(self, target: np.ndarray) -> dict[str, np.ndarray]:
+        s = self._size
+        ctrl = W.normalize(W.target_points(self._source_lm, target.astype(np.float64), s), s)
+        return {
+            "ctrl": ctrl,
+            "tps": W.solve_tps(ctrl, self._sources),
+            "mouth_poly": W.normalize(target[W.L.LIPS_INNER, :2], s),
+            "mouth_frame": W.mouth_frame(target, s),
+            "mouth_box": W.normalize(W.mouth_box(target, s).reshape(2, 2), s).reshape(4),
+            "colors": self._colors,
+        }
+
+    def render(self, target: np.ndarray) -> np.ndarray:
+        assert self._session is not None, "renderer is closed"
+        feeds = self.frame_inputs(target)
+        field, mouth = self._session.run(None, feeds)
+        return composite(self._crop, self._own_mouth, field, mouth, W.mouth_box(target, self._size))
+
+    def close(self) -> None:
+        self._session = None
+
+
+def composite(crop: np.ndarray, own_mouth: np.ndarray | None, field: np.ndarray,
+              mouth: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Resample the crop through the field; lay the mouth interior over the opened mouth.
+
+    crop (S, S, 3) uint8; own_mouth (S, S) uint8 or None; field (F, F, 2); mouth
+    (MH, MW, 4) over box (x0, y0, x1, y1 pixels) → (S, S, 3) uint8.
+    Matches models.warp_generator.composite."""
+    s = crop.shape[0]
+    grid = cv2.resize(field, (s, s), interpolation=cv2.INTER_LINEAR)
+    out = cv2.remap(crop, grid, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    x0, y0, x1, y1 = (int(v) for v in box)
+    layer = cv2.resize(mouth, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+    alpha = layer[:, :, 3]
+    if not alpha.any():
+        return out
+    if own_mouth is not None:
+        own = cv2.remap(own_mouth, grid[y0:y1, x0:x1], None, cv2.INTER_LINEAR)
+        alpha = alpha - own.astype(np.float32) / 255.0
+    alpha = np.clip(alpha, 0.0, 1.0)[:, :, None]
+    region = out[y0:y1, x0:x1].astype(np.float32)
+    out[y0:y1, x0:x1] = np.clip(region + alpha * (layer[:, :, :3] - region) + 0.5, 0, 255
+                                ).astype(np.uint8)
+    return out
+
+
+register_renderer("warp", WarpRenderer)

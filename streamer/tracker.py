@@ -1,0 +1,78 @@
+"""MediaPipe face mesh: 478 landmarks (468 mesh + 10 iris) per face, in pixels."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+NUM_LANDMARKS = 478
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    max_faces: int = 4  # faces looked for; the largest one is returned
+    min_detection_confidence: float = 0.5  # face detector threshold
+    min_tracking_confidence: float = 0.5  # below this, video mode re-runs the detector
+
+
+class FaceTracker:
+    """Finds the largest face in BGR images.
+
+    video=False: every image is independent (portraits). video=True: frames of one stream,
+    the mesh is tracked from frame to frame (faster, steadier); use one tracker per stream.
+    """
+
+    def __init__(self, config: TrackerConfig = TrackerConfig(), *, video: bool) -> None:
+        os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's C++ logging is noisy
+        from mediapipe.python.solutions import face_mesh  # deferred: heavy import
+
+        self._mesh = face_mesh.FaceMesh(
+            static_image_mode=not video,
+            max_num_faces=config.max_faces,
+            refine_landmarks=True,
+            min_detection_confidence=config.min_detection_confidence,
+            min_tracking_confidence=config.min_tracking_confidence,
+        )
+        self._closed = False
+
+    def detect(self, image: np.ndarray) -> np.ndarray | None:
+        """image: (H, W, 3) uint8 BGR → (478, 3) float32 pixels (z scaled like x), or None."""
+        faces = self.detect_all(image)
+        if not faces:
+            return None
+        return max(faces, key=_box_area)
+
+    def detect_all(self, image: np.ndarray) -> list[np.ndarray]:
+        """Every face found: a list of (478, 3) float32 arrays in pixels."""
+        if self._closed:
+            raise RuntimeError("FaceTracker is closed")
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected an (H, W, 3) uint8 BGR image, got {image.shape} {image.dtype}")
+        h, w = image.shape[:2]
+        rgb = np.ascontiguousarray(image[:, :, ::-1])
+        result = self._mesh.process(rgb)
+        if not result.multi_face_landmarks:
+            return []
+        scale = np.array([w, h, w], np.float32)
+        return [
+            np.array([(p.x, p.y, p.z) for p in face.landmark], np.float32) * scale
+            for face in result.multi_face_landmarks
+        ]
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._mesh.close()
+
+    def __enter__(self) -> FaceTracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _box_area(landmarks: np.ndarray) -> float:
+    span = landmarks[:, :2].max(axis=0) - landmarks[:, :2].min(axis=0)
+    return float(span[0] * span[1])

@@ -1,0 +1,164 @@
+"""Reading images and videos, and writing videos that keep the driving clip's audio."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from streamer.errors import ImageReadError, VideoReadError
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file → (H, W, 3) uint8 BGR. Raises ImageReadError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"{path}: no such file")
+    data = np.fromfile(path, np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise ImageReadError(f"{path}: not a readable image (JPEG, PNG, WebP, BMP or TIFF expected)")
+    return image
+
+
+def video_fps(path: str | Path) -> float:
+    """Frames per second of a video's first video stream. Raises VideoReadError."""
+    import av
+
+    with _open_input(path) as container:
+        stream = _video_stream(container, path)
+        rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+        return float(rate)
+
+
+def read_video_frames(path: str | Path, max_frames: int | None = None) -> Iterator[np.ndarray]:
+    """Decode a video → (H, W, 3) uint8 BGR frames. Raises VideoReadError when the file is
+    not a video, has no video stream or no decodable frame; a truncated tail ends the clip."""
+    import av
+
+    count = 0
+    with _open_input(path) as container:
+        stream = _video_stream(container, path)
+        stream.thread_type = "AUTO"
+        try:
+            for frame in container.decode(stream):
+                yield frame.to_ndarray(format="bgr24")
+                count += 1
+                if max_frames is not None and count >= max_frames:
+                    return
+        except av.error.FFmpegError as exc:
+            if count == 0:
+                raise VideoReadError(f"{path}: cannot decode video ({exc})") from exc
+            return  # truncated file: keep what decoded
+    if count == 0:
+        raise VideoReadError(f"{path}: the video has no frames")
+
+
+def _open_input(path: str | Path):  # type: ignore[no-untyped-def]
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise VideoReadError(f"{path}: no such file")
+    try:
+        return av.open(str(path))
+    except (av.error.FFmpegError, UnicodeDecodeError) as exc:
+        raise VideoReadError(f"{path}: not a readable video ({exc})") from exc
+
+
+def _video_stream(container, path: str | Path):  # type: ignore[no-untyped-def]
+    if not container.streams.video:
+        raise VideoReadError(f"{path}: no video stream in this file")
+    return container.streams.video[0]
+
+
+class VideoWriter:
+    """H.264 mp4 writer; copies the audio track of `audio_from` (if it has one) into the file.
+
+    Frames: (H, W, 3) uint8 BGR, all the same size. Use as a context manager; close() muxes
+    the audio and is safe to call more than once.
+    """
+
+    def __init__(
+        self, path: str | Path, fps: float, audio_from: str | Path | None = None, crf: int = 18
+    ) -> None:
+        import av
+
+        self._path = Path(path)
+        self._fps = Fraction(fps).limit_denominator(1001)
+        self._audio_from = audio_from
+        self._crf = crf
+        self._container = av.open(str(self._path), mode="w")
+        self._stream = None
+        self._audio_in = None
+        self._audio_out = None
+        self.frames_written = 0
+        self._closed = False
+        self._add_audio()
+
+    def _add_audio(self) -> None:
+        import av
+
+        if self._audio_from is None:
+            return
+        try:
+            source = av.open(str(self._audio_from))
+        except av.error.FFmpegError:
+            return
+        if not source.streams.audio:
+            source.close()
+            return
+        self._audio_in = source
+        self._audio_out = self._container.add_stream_from_template(source.streams.audio[0])
+
+    def write(self, image: np.ndarray) -> None:
+        import av
+
+        if self._stream is None:
+            h, w = image.shape[:2]
+            self._stream = self._container.add_stream("libx264", rate=self._fps)
+            self._stream.width, self._stream.height = w - w % 2, h - h % 2
+            self._stream.pix_fmt = "yuv420p"
+            self._stream.options = {"crf": str(self._crf), "preset": "veryfast"}
+        h, w = self._stream.height, self._stream.width
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:h, :w]), format="bgr24")
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        self.frames_written += 1
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._stream is not None:
+                for packet in self._stream.encode():
+                    self._container.mux(packet)
+                self._mux_audio()
+        finally:
+            self._container.close()
+            if self._audio_in is not None:
+                self._audio_in.close()
+
+    def _mux_audio(self) -> None:
+        """Copy audio packets up to the video's duration (no re-encoding)."""
+        if self._audio_in is None or self._audio_out is None:
+            return
+        duration = self.frames_written / self._fps
+        source = self._audio_in.streams.audio[0]
+        for packet in self._audio_in.demux(source):
+            if packet.dts is None:
+                continue
+            if packet.pts is not None and packet.pts * source.time_base > duration:
+                break
+            packet.stream = self._audio_out
+            self._container.mux(packet)
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
