@@ -20,7 +20,9 @@ def main(argv: list[str] | None = None) -> int:
         entry = export_warp(size, args.out)
         dims = warp_dims(size)
         err = parity(dims, args.out / entry["file"], example_inputs(dims))
-        print(f"{entry['file']}: sha256 {entry['sha256'][:12]}…, torch↔onnxruntime max diff {err:.2g}")
+        print(
+            f"{entry['file']}: sha256 {entry['sha256'][:12]}…, torch↔onnxruntime max diff {err:.2g}"
+        )
         entries[f"warp_{size}"] = entry
     print(f"wrote {write_manifest(entries, args.out)}")
     return 0

@@ -16,7 +16,7 @@ from streamer.warp_inputs import FIELD_SIZE, NUM_CTRL, NUM_MOUTH
 
 OPSET = 17
 INPUT_NAMES = ["ctrl", "tps", "mouth_poly", "mouth_frame", "mouth_box", "colors"]
-OUTPUT_NAMES = ["field", "mouth"]
+OUTPUT_NAMES = ["flow", "mouth"]
 
 
 def example_inputs(dims: WarpDims) -> tuple[torch.Tensor, ...]:
@@ -34,8 +34,12 @@ def example_inputs(dims: WarpDims) -> tuple[torch.Tensor, ...]:
 
 
 def warp_dims(crop_size: int) -> WarpDims:
-    return WarpDims(crop_size=crop_size, field_div=crop_size // FIELD_SIZE, num_ctrl=NUM_CTRL,
-                    num_mouth=NUM_MOUTH)
+    return WarpDims(
+        crop_size=crop_size,
+        field_div=crop_size // FIELD_SIZE,
+        num_ctrl=NUM_CTRL,
+        num_mouth=NUM_MOUTH,
+    )
 
 
 def export_warp(crop_size: int, out_dir: Path) -> dict:
@@ -45,8 +49,15 @@ def export_warp(crop_size: int, out_dir: Path) -> dict:
     inputs = example_inputs(dims)
     path = out_dir / f"warp_{crop_size}.onnx"
     with torch.no_grad():
-        torch.onnx.export(model, inputs, str(path), dynamo=False, opset_version=OPSET,
-                          input_names=INPUT_NAMES, output_names=OUTPUT_NAMES)
+        torch.onnx.export(
+            model,
+            inputs,
+            str(path),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=INPUT_NAMES,
+            output_names=OUTPUT_NAMES,
+        )
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto)
     return {

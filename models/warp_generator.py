@@ -17,8 +17,9 @@ Inputs (per portrait inputs are computed once at enrollment and cached):
   mouth_box    (4,) float32 x0, y0, x1, y1 of the mouth layer, normalized   per frame
   colors       (3, 3) float32 0–1 BGR: cavity, deep cavity, teeth           per portrait
 Outputs:
-  field        (F, F, 2) float32 source position of each field cell, crop pixels with pixel
-               centres at integers (OpenCV's remap convention); F = S / field_div
+  flow         (F, F, 2) float32 displacement (source − target) of each field cell, in crop
+               pixels; F = S / field_div. Upsampled and added to the pixel grid, it is the
+               sampling map (OpenCV's remap convention)
   mouth        (MH, MW, 4) float32 mouth layer over mouth_box: BGR 0–255 and coverage 0–1
 """
 
@@ -29,6 +30,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+EDGE_FADE = 0.16  # width of the band along the crop's edge where the warp fades out, normalized
 
 
 @dataclass(frozen=True)
@@ -73,11 +76,18 @@ class WarpGenerator(nn.Module):
         super().__init__()
         self.dims = dims
         self.register_buffer("grid", _grid(dims.field_size), persistent=False)
+        # Displacement fades to zero near the crop's edge: the background there stays exactly
+        # still and the crop pastes back without a seam.
+        edge = 1.0 - self.grid.abs().amax(dim=1, keepdim=True)  # 0 at the edge, 1 at the centre
+        edge = edge - 4.0 / dims.field_size  # the two outermost cells do not move at all
+        self.register_buffer("hold", (edge / EDGE_FADE).clamp(0.0, 1.0), persistent=False)
         mh, mw = dims.mouth_grid
-        uy, ux = torch.meshgrid((torch.arange(mh) + 0.5) / mh, (torch.arange(mw) + 0.5) / mw,
-                                indexing="ij")
-        self.register_buffer("unit_grid", torch.stack([ux.reshape(-1), uy.reshape(-1)], 1),
-                             persistent=False)
+        uy, ux = torch.meshgrid(
+            (torch.arange(mh) + 0.5) / mh, (torch.arange(mw) + 0.5) / mw, indexing="ij"
+        )
+        self.register_buffer(
+            "unit_grid", torch.stack([ux.reshape(-1), uy.reshape(-1)], 1), persistent=False
+        )
 
     def forward(
         self,
@@ -92,7 +102,7 @@ class WarpGenerator(nn.Module):
         g = self.grid
         r2 = (g * g).sum(1, keepdim=True) + (ctrl * ctrl).sum(1)[None, :] - 2.0 * g @ ctrl.T
         source = tps_kernel(r2.clamp_min(0.0)) @ tps[:-3] + tps[-3:-2] + g @ tps[-2:]
-        field = ((source + 1.0) * (0.5 * s) - 0.5).reshape(n, n, 2)
+        flow = ((source - g) * self.hold * (0.5 * s)).reshape(n, n, 2)
         m = mouth_box[0:2] + self.unit_grid * (mouth_box[2:4] - mouth_box[0:2])
         mh, mw = self.dims.mouth_grid
         inside = point_in_polygon(m, mouth_poly).reshape(1, 1, mh, mw)
@@ -101,10 +111,11 @@ class WarpGenerator(nn.Module):
         coverage = inside.reshape(-1, 1) * mouth_frame[7]
         color = self._mouth_color(m, colors, mouth_frame) * 255.0
         mouth = torch.cat([color, coverage], dim=1).reshape(mh, mw, 4)
-        return field, mouth
+        return flow, mouth
 
-    def _mouth_color(self, points: torch.Tensor, colors: torch.Tensor, frame: torch.Tensor
-                     ) -> torch.Tensor:
+    def _mouth_color(
+        self, points: torch.Tensor, colors: torch.Tensor, frame: torch.Tensor
+    ) -> torch.Tensor:
         """Dark cavity, darker towards its centre, with a band of upper teeth under the lip.
         points (G, 2) normalized → (G, 3) BGR 0–1."""
         rel = points - frame[0:2]
@@ -118,25 +129,39 @@ class WarpGenerator(nn.Module):
 
 
 def composite(
-    crop: torch.Tensor, src_mouth: torch.Tensor, field: torch.Tensor, mouth: torch.Tensor,
+    crop: torch.Tensor,
+    src_mouth: torch.Tensor,
+    flow: torch.Tensor,
+    mouth: torch.Tensor,
     mouth_box: torch.Tensor,
 ) -> torch.Tensor:
     """Reference of the runtime's last step (streamer/renderer.py does it with OpenCV).
 
-    crop (S, S, 3) uint8, src_mouth (S, S) uint8, field (F, F, 2), mouth (MH, MW, 4),
+    crop (S, S, 3) uint8, src_mouth (S, S) uint8, flow (F, F, 2), mouth (MH, MW, 4),
     mouth_box (4,) normalized → (S, S, 3) uint8."""
     s = crop.shape[0]
-    up = F.interpolate(field.permute(2, 0, 1)[None], size=(s, s), mode="bilinear",
-                       align_corners=False)[0].permute(1, 2, 0)
-    grid = (up + 0.5) / (0.5 * s) - 1.0
+    up = F.interpolate(
+        flow.permute(2, 0, 1)[None], size=(s, s), mode="bilinear", align_corners=False
+    )[0].permute(1, 2, 0)
+    grid = _grid(s).reshape(s, s, 2) + up / (0.5 * s)
     image = torch.cat([crop.float(), src_mouth.float()[..., None]], dim=2)
-    warped = F.grid_sample(image.permute(2, 0, 1)[None], grid[None], mode="bilinear",
-                           padding_mode="border", align_corners=False)[0].permute(1, 2, 0)
+    warped = F.grid_sample(
+        image.permute(2, 0, 1)[None],
+        grid[None],
+        mode="bilinear",
+        padding_mode="border",
+        align_corners=False,
+    )[0].permute(1, 2, 0)
     # The mouth layer, resampled onto every crop pixel (zero outside its box).
     pix = _grid(s).reshape(s, s, 2)
     local = (pix - mouth_box[0:2]) / (mouth_box[2:4] - mouth_box[0:2]) * 2.0 - 1.0
-    layer = F.grid_sample(mouth.permute(2, 0, 1)[None], local[None], mode="bilinear",
-                          padding_mode="border", align_corners=False)[0].permute(1, 2, 0)
+    layer = F.grid_sample(
+        mouth.permute(2, 0, 1)[None],
+        local[None],
+        mode="bilinear",
+        padding_mode="border",
+        align_corners=False,
+    )[0].permute(1, 2, 0)
     inside = ((local.abs() <= 1.0).all(dim=2, keepdim=True)).float()
     alpha = ((layer[..., 3:] - warped[..., 3:] / 255.0) * inside).clamp(0.0, 1.0)
     out = warped[..., :3] + alpha * (layer[..., :3] - warped[..., :3])

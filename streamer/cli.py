@@ -13,7 +13,9 @@ def _size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 1280x720, got {text!r}") from exc
+        raise argparse.ArgumentTypeError(
+            f"expected WIDTHxHEIGHT, e.g. 1280x720, got {text!r}"
+        ) from exc
     if w < 16 or h < 16:
         raise argparse.ArgumentTypeError("size must be at least 16x16")
     return w, h
@@ -23,30 +25,56 @@ def _add_enroll(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("enroll", help="compute a portrait's cache file once (.headcast)")
     p.add_argument("images", nargs="+", type=Path, help="1..K pictures of one face")
     p.add_argument("-o", "--output", type=Path, required=True, help="NAME.headcast to write")
-    p.add_argument("--crop-size", type=int, choices=(256, 512), default=512,
-                   help="rendered crop side in pixels (default 512)")
-    p.set_defaults(run=_run_enroll)
+    p.add_argument(
+        "--crop-size",
+        type=int,
+        choices=(256, 512),
+        default=512,
+        help="rendered crop side in pixels (default 512)",
+    )
+    p.set_defaults(func=_run_enroll)
 
 
 def _add_animate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("animate", help="animate a portrait from a driving video into a file")
-    p.add_argument("--portrait", type=Path, default=None,
-                   help=".headcast file or image (default: the astronaut photo from scikit-image)")
-    p.add_argument("--driving", type=Path, default=None,
-                   help="driving video (default: the built-in motion template)")
+    p.add_argument(
+        "--portrait",
+        type=Path,
+        default=None,
+        help=".headcast file or image (default: the astronaut photo from scikit-image)",
+    )
+    p.add_argument(
+        "--driving",
+        type=Path,
+        default=None,
+        help="driving video (default: the built-in motion template)",
+    )
     p.add_argument("-o", "--output", type=Path, required=True, help="output .mp4")
-    p.add_argument("--size", type=_size, default=None, help="output WIDTHxHEIGHT (default: portrait's)")
-    p.add_argument("--crop-size", type=int, choices=(256, 512), default=512,
-                   help="rendered crop side when enrolling an image on the fly (default 512)")
-    p.add_argument("--motion", choices=("relative", "absolute"), default="relative",
-                   help="relative: driver's change applied to the portrait (default); absolute: "
-                        "the driver's own landmarks (same person as the portrait)")
+    p.add_argument(
+        "--size", type=_size, default=None, help="output WIDTHxHEIGHT (default: portrait's)"
+    )
+    p.add_argument(
+        "--crop-size",
+        type=int,
+        choices=(256, 512),
+        default=512,
+        help="rendered crop side when enrolling an image on the fly (default 512)",
+    )
+    p.add_argument(
+        "--motion",
+        choices=("relative", "absolute"),
+        default="relative",
+        help="relative: driver's change applied to the portrait (default); absolute: "
+        "the driver's own landmarks (same person as the portrait)",
+    )
     p.add_argument("--no-head-pose", action="store_true", help="transfer expression only")
-    p.add_argument("--expression-gain", type=float, default=1.0, help="scale expressions (default 1)")
+    p.add_argument(
+        "--expression-gain", type=float, default=1.0, help="scale expressions (default 1)"
+    )
     p.add_argument("--renderer", default="warp", help="renderer: warp (training-free)")
     p.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(run=_run_animate)
+    p.set_defaults(func=_run_animate)
 
 
 def _run_enroll(args: argparse.Namespace) -> int:
@@ -67,8 +95,9 @@ def _run_animate(args: argparse.Namespace) -> int:
 
     portrait = open_portrait(args.portrait, EnrollConfig(crop_size=args.crop_size))
     options = AnimateOptions(
-        motion=MotionConfig(mode=args.motion, head_pose=not args.no_head_pose,
-                            expression_gain=args.expression_gain),
+        motion=MotionConfig(
+            mode=args.motion, head_pose=not args.no_head_pose, expression_gain=args.expression_gain
+        ),
         renderer=RendererConfig(name=args.renderer),
     )
     job = AnimateJob(portrait, args.driving, args.output, options, args.size, args.max_frames)
@@ -79,7 +108,8 @@ def _run_animate(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="headcast", description="Make a portrait talk, blink and turn its head like you.")
+        prog="headcast", description="Make a portrait talk, blink and turn its head like you."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     _add_enroll(sub)
     _add_animate(sub)
@@ -98,7 +128,7 @@ def _live_commands() -> list:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.run(args) or 0)
+        return int(args.func(args) or 0)
     except HeadcastError as exc:
         print(f"headcast: error: {exc}", file=sys.stderr)
         return 2

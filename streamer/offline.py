@@ -59,8 +59,13 @@ def run_animate(job: AnimateJob, progress: bool = True) -> int:
     animator = Animator(job.portrait, options)
     try:
         with VideoWriter(job.output, fps, audio_from=job.driving) as writer:
-            for frame in tqdm(_avatar_frames(animator, job), total=total, unit="frame",
-                              disable=not progress, desc="animate"):
+            for frame in tqdm(
+                _avatar_frames(animator, job),
+                total=total,
+                unit="frame",
+                disable=not progress,
+                desc="animate",
+            ):
                 if job.size is not None and frame.shape[1::-1] != job.size:
                     frame = _fit(frame, job.size)
                 writer.write(frame)
@@ -96,7 +101,10 @@ def _fit(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Scale to cover (width, height) and centre-crop: no bars, no distortion."""
     w, h = size
     scale = max(w / frame.shape[1], h / frame.shape[0])
-    resized = cv2.resize(frame, (round(frame.shape[1] * scale), round(frame.shape[0] * scale)),
-                         interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+    resized = cv2.resize(
+        frame,
+        (round(frame.shape[1] * scale), round(frame.shape[0] * scale)),
+        interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC,
+    )
     y0, x0 = (resized.shape[0] - h) // 2, (resized.shape[1] - w) // 2
-    return resized[y0:y0 + h, x0:x0 + w]
+    return resized[y0 : y0 + h, x0 : x0 + w]

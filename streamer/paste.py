@@ -22,8 +22,10 @@ class PasteBack:
         self._roi = (x0, y0, x1, y1)
         # crop pixel = (image pixel − origin) · scale, in integer-pixel form for warpAffine
         a = box.scale
-        self._matrix = np.array([[a, 0, (0.5 - box.x0 + x0) * a - 0.5],
-                                 [0, a, (0.5 - box.y0 + y0) * a - 0.5]], np.float64)
+        self._matrix = np.array(
+            [[a, 0, (0.5 - box.x0 + x0) * a - 0.5], [0, a, (0.5 - box.y0 + y0) * a - 0.5]],
+            np.float64,
+        )
         self._alpha = self._feather(box.size, x1 - x0, y1 - y0)
         self._interp = cv2.INTER_LINEAR if a <= 1.0 else cv2.INTER_AREA
 
@@ -33,15 +35,22 @@ class PasteBack:
         t = np.arange(size, dtype=np.float32) + 0.5
         edge = np.clip(np.minimum(t, size - t) / ramp, 0.0, 1.0)
         square = np.minimum(edge[:, None], edge[None, :])
-        alpha = cv2.warpAffine(square, self._matrix, (w, h), flags=cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR)
+        alpha = cv2.warpAffine(
+            square, self._matrix, (w, h), flags=cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR
+        )
         return alpha[:, :, None]
 
     def paste(self, crop: np.ndarray) -> np.ndarray:
         """crop: (S, S, 3) uint8 → (H, W, 3) uint8 portrait with the crop blended in."""
         x0, y0, x1, y1 = self._roi
         out = self._image.copy()
-        patch = cv2.warpAffine(crop, self._matrix, (x1 - x0, y1 - y0),
-                               flags=cv2.WARP_INVERSE_MAP | self._interp, borderMode=cv2.BORDER_REPLICATE)
+        patch = cv2.warpAffine(
+            crop,
+            self._matrix,
+            (x1 - x0, y1 - y0),
+            flags=cv2.WARP_INVERSE_MAP | self._interp,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
         region = out[y0:y1, x0:x1]
         blended = region + self._alpha * (patch.astype(np.float32) - region)
         out[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)

@@ -97,8 +97,13 @@ def crop_box(landmarks: np.ndarray, config: EnrollConfig) -> CropBox:
 def cut_crop(image: np.ndarray, box: CropBox) -> np.ndarray:
     """(H, W, 3) image → (S, S, 3) crop; outside the image the border is replicated."""
     flags = cv2.WARP_INVERSE_MAP | (cv2.INTER_AREA if box.scale < 1 else cv2.INTER_CUBIC)
-    return cv2.warpAffine(image, box.image_to_crop_matrix(), (box.size, box.size), flags=flags,
-                          borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(
+        image,
+        box.image_to_crop_matrix(),
+        (box.size, box.size),
+        flags=flags,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
 
 
 def _fill(size: int, polygons: list[np.ndarray]) -> np.ndarray:
@@ -113,8 +118,9 @@ def mouth_colors(crop: np.ndarray, lm: np.ndarray) -> np.ndarray:
     """Cavity colours from the portrait's lips, teeth from its skin's lightness."""
     size = crop.shape[0]
     lips = _fill(size, [lm[L.LIPS_OUTER]]) & ~_fill(size, [lm[L.LIPS_INNER]])
-    skin = _fill(size, [lm[L.FACE_OVAL]]) & ~_fill(size, [lm[L.LIPS_OUTER], lm[L.RIGHT_EYE],
-                                                           lm[L.LEFT_EYE]])
+    skin = _fill(size, [lm[L.FACE_OVAL]]) & ~_fill(
+        size, [lm[L.LIPS_OUTER], lm[L.RIGHT_EYE], lm[L.LEFT_EYE]]
+    )
     pixels = crop.reshape(-1, 3).astype(np.float32) / 255.0
     lip = np.median(pixels[lips.reshape(-1) > 128], axis=0) if (lips > 128).any() else None
     skin_c = np.median(pixels[skin.reshape(-1) > 128], axis=0) if (skin > 128).any() else None
@@ -140,7 +146,9 @@ def _frontalness(lm: np.ndarray) -> float:
 
 
 def enroll_images(
-    images: list[np.ndarray], config: EnrollConfig = EnrollConfig(), tracker_config: TrackerConfig = TrackerConfig()
+    images: list[np.ndarray],
+    config: EnrollConfig = EnrollConfig(),
+    tracker_config: TrackerConfig = TrackerConfig(),
 ) -> Portrait:
     """Enroll 1..K BGR images of one face. The most frontal is rendered; all are kept as shots.
 
@@ -156,11 +164,13 @@ def enroll_images(
             if lm is None:
                 raise NoFaceError(
                     f"no human face found in portrait image {i + 1}: use a photo or painting "
-                    "with one clearly visible face, eyes open, looking roughly at the camera")
+                    "with one clearly visible face, eyes open, looking roughly at the camera"
+                )
             if L.iod(lm) < MIN_IOD_PX:
                 raise FaceTooSmallError(
                     f"the face in portrait image {i + 1} is too small ({L.iod(lm):.0f} px between "
-                    f"the eyes, {MIN_IOD_PX:.0f} needed): use a larger or closer-cropped image")
+                    f"the eyes, {MIN_IOD_PX:.0f} needed): use a larger or closer-cropped image"
+                )
             found.append(lm)
     best = max(range(len(images)), key=lambda i: _frontalness(found[i]))
     order = [best] + [i for i in range(len(images)) if i != best]
@@ -210,15 +220,23 @@ def load_portrait(path: str | Path) -> Portrait:
             if header.get("version") != VERSION:
                 raise PortraitFileError(
                     f"{path}: portrait file version {header.get('version')} is not supported "
-                    f"(this headcast reads version {VERSION}); enroll the image again")
+                    f"(this headcast reads version {VERSION}); enroll the image again"
+                )
             arrays = {name: data[name] for name in _ARRAYS}
     except PortraitFileError:
         raise
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError,
-            UnicodeDecodeError) as exc:
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        zipfile.BadZipFile,
+        json.JSONDecodeError,
+        UnicodeDecodeError,
+    ) as exc:
         raise PortraitFileError(f"{path}: corrupt or not a headcast portrait file ({exc})") from exc
     x0, y0, side, size = header["box"]
     for a in arrays.values():
         a.flags.writeable = False
-    return Portrait(box=CropBox(x0, y0, side, int(size)), sources=tuple(header["sources"]),
-                    **arrays)
+    return Portrait(
+        box=CropBox(x0, y0, side, int(size)), sources=tuple(header["sources"]), **arrays
+    )

@@ -81,10 +81,14 @@ def open_session(model_dir: Path, key: str, config: RendererConfig):  # type: ig
     entry = load_manifest_entry(model_dir, key)
     path = model_dir / entry["file"]
     if not path.is_file():
-        raise ModelFileError(f"{path}: model file missing; reinstall headcast or run `python -m export`")
+        raise ModelFileError(
+            f"{path}: model file missing; reinstall headcast or run `python -m export`"
+        )
     blob = path.read_bytes()
     if hashlib.sha256(blob).hexdigest() != entry["sha256"]:
-        raise ModelFileError(f"{path}: sha256 does not match the manifest (corrupt or replaced file)")
+        raise ModelFileError(
+            f"{path}: sha256 does not match the manifest (corrupt or replaced file)"
+        )
     options = ort.SessionOptions()
     options.intra_op_num_threads = config.threads
     options.log_severity_level = 3
@@ -101,7 +105,9 @@ def _check_signature(session, entry: dict, path: Path) -> None:  # type: ignore[
     got_out = [o.name for o in session.get_outputs()]
     want_out = [o["name"] for o in entry["outputs"]]
     if got_in != want_in or got_out != want_out:
-        raise ModelFileError(f"{path}: inputs/outputs {got_in} → {got_out} do not match the manifest")
+        raise ModelFileError(
+            f"{path}: inputs/outputs {got_in} → {got_out} do not match the manifest"
+        )
 
 
 class WarpRenderer:
@@ -119,6 +125,8 @@ class WarpRenderer:
         self._crop = portrait.crop
         self._own_mouth = portrait.mouth_mask if portrait.mouth_mask.any() else None
         self._colors = portrait.colors.astype(np.float32)  # cached portrait tensor
+        ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
+        self._pixels = np.dstack([xs, ys])  # (S, S, 2) identity sampling map
 
     def frame_inputs(self, target: np.ndarray) -> dict[str, np.ndarray]:
         s = self._size
@@ -135,22 +143,27 @@ class WarpRenderer:
     def render(self, target: np.ndarray) -> np.ndarray:
         assert self._session is not None, "renderer is closed"
         feeds = self.frame_inputs(target)
-        field, mouth = self._session.run(None, feeds)
-        return composite(self._crop, self._own_mouth, field, mouth, W.mouth_box(target, self._size))
+        flow, mouth = self._session.run(None, feeds)
+        grid = self._pixels + cv2.resize(
+            flow, (self._size, self._size), interpolation=cv2.INTER_LINEAR
+        )
+        return composite(self._crop, self._own_mouth, grid, mouth, W.mouth_box(target, self._size))
 
     def close(self) -> None:
         self._session = None
 
 
-def composite(crop: np.ndarray, own_mouth: np.ndarray | None, field: np.ndarray,
-              mouth: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """Resample the crop through the field; lay the mouth interior over the opened mouth.
-
-    crop (S, S, 3) uint8; own_mouth (S, S) uint8 or None; field (F, F, 2); mouth
-    (MH, MW, 4) over box (x0, y0, x1, y1 pixels) → (S, S, 3) uint8.
-    Matches models.warp_generator.composite."""
-    s = crop.shape[0]
-    grid = cv2.resize(field, (s, s), interpolation=cv2.INTER_LINEAR)
+def composite(
+    crop: np.ndarray,
+    own_mouth: np.ndarray | None,
+    grid: np.ndarray,
+    mouth: np.ndarray,
+    box: np.ndarray,
+) -> np.ndarray:
+    """Resample the crop through the sampling map; lay the mouth interior over the opened
+    mouth. crop (S, S, 3) uint8; own_mouth (S, S) uint8 or None; grid (S, S, 2) float32 source
+    pixel of each output pixel; mouth (MH, MW, 4) over box (x0, y0, x1, y1 pixels)
+    → (S, S, 3) uint8. Matches models.warp_generator.composite."""
     out = cv2.remap(crop, grid, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     x0, y0, x1, y1 = (int(v) for v in box)
     layer = cv2.resize(mouth, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
@@ -162,8 +175,9 @@ def composite(crop: np.ndarray, own_mouth: np.ndarray | None, field: np.ndarray,
         alpha = alpha - own.astype(np.float32) / 255.0
     alpha = np.clip(alpha, 0.0, 1.0)[:, :, None]
     region = out[y0:y1, x0:x1].astype(np.float32)
-    out[y0:y1, x0:x1] = np.clip(region + alpha * (layer[:, :, :3] - region) + 0.5, 0, 255
-                                ).astype(np.uint8)
+    out[y0:y1, x0:x1] = np.clip(region + alpha * (layer[:, :, :3] - region) + 0.5, 0, 255).astype(
+        np.uint8
+    )
     return out
 
 

@@ -16,7 +16,7 @@ import numpy as np
 class SmoothingConfig:
     enabled: bool = True  # off: landmarks pass through untouched
     min_cutoff: float = 2.0  # Hz, cutoff while the face is still
-    beta: float = 20.0  # Hz per (IOD/s) of landmark speed
+    beta: float = 5.0  # Hz per (IOD/s) of landmark speed
     d_cutoff: float = 4.0  # Hz, cutoff of the speed estimate itself
 
 

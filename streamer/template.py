@@ -25,8 +25,9 @@ class MotionTemplate:
 def load_template(path: Path | None = None) -> MotionTemplate:
     path = path or Path(str(resources.files("streamer") / "assets" / TEMPLATE_FILE))
     with np.load(path, allow_pickle=False) as data:
-        return MotionTemplate(data["landmarks"].astype(np.float32), float(data["fps"]),
-                              str(data["source"]))
+        return MotionTemplate(
+            data["landmarks"].astype(np.float32), float(data["fps"]), str(data["source"])
+        )
 
 
 def build_template(video: Path, start: int, frames: int, out: Path) -> MotionTemplate:
@@ -39,22 +40,30 @@ def build_template(video: Path, start: int, frames: int, out: Path) -> MotionTem
                 if lm is None:
                     raise ValueError(f"{video}: no face in frame {i}; pick another segment")
                 track.append(lm)
-    template = MotionTemplate(np.stack(track), video_fps(video),
-                              f"{video.name} frames {start}-{start + len(track) - 1}")
-    np.savez_compressed(out, landmarks=template.landmarks.astype(np.float16), fps=template.fps,
-                        source=template.source)
+    template = MotionTemplate(
+        np.stack(track), video_fps(video), f"{video.name} frames {start}-{start + len(track) - 1}"
+    )
+    np.savez_compressed(
+        out,
+        landmarks=template.landmarks.astype(np.float16),
+        fps=template.fps,
+        source=template.source,
+    )
     return template
 
 
 if __name__ == "__main__":
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m streamer.template",
-                                     description="Build the motion template from a clip.")
+    parser = argparse.ArgumentParser(
+        prog="python -m streamer.template", description="Build the motion template from a clip."
+    )
     parser.add_argument("video", type=Path)
     parser.add_argument("--start", type=int, default=0)
     parser.add_argument("--frames", type=int, default=150)
-    parser.add_argument("-o", "--out", type=Path, default=Path(__file__).parent / "assets" / TEMPLATE_FILE)
+    parser.add_argument(
+        "-o", "--out", type=Path, default=Path(__file__).parent / "assets" / TEMPLATE_FILE
+    )
     args = parser.parse_args()
     t = build_template(args.video, args.start, args.frames, args.out)
     print(f"{args.out}: {len(t.landmarks)} frames at {t.fps:g} fps from {t.source}")

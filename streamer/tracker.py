@@ -49,7 +49,9 @@ class FaceTracker:
         if self._closed:
             raise RuntimeError("FaceTracker is closed")
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"expected an (H, W, 3) uint8 BGR image, got {image.shape} {image.dtype}")
+            raise ValueError(
+                f"expected an (H, W, 3) uint8 BGR image, got {image.shape} {image.dtype}"
+            )
         h, w = image.shape[:2]
         rgb = np.ascontiguousarray(image[:, :, ::-1])
         result = self._mesh.process(rgb)

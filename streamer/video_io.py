@@ -20,13 +20,14 @@ def read_image(path: str | Path) -> np.ndarray:
     data = np.fromfile(path, np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
-        raise ImageReadError(f"{path}: not a readable image (JPEG, PNG, WebP, BMP or TIFF expected)")
+        raise ImageReadError(
+            f"{path}: not a readable image (JPEG, PNG, WebP, BMP or TIFF expected)"
+        )
     return image
 
 
 def video_fps(path: str | Path) -> float:
     """Frames per second of a video's first video stream. Raises VideoReadError."""
-    import av
 
     with _open_input(path) as container:
         stream = _video_stream(container, path)

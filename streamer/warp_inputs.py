@@ -43,9 +43,7 @@ def _border(size: int) -> np.ndarray:
 
 def source_points(crop_landmarks: np.ndarray, size: int) -> np.ndarray:
     """The portrait's control points, (NUM_CTRL, 2) crop pixels."""
-    return np.concatenate(
-        [crop_landmarks[L.WARP_POINTS, :2], _ring(crop_landmarks), _border(size)]
-    )
+    return np.concatenate([crop_landmarks[L.WARP_POINTS, :2], _ring(crop_landmarks), _border(size)])
 
 
 def target_points(source_lm: np.ndarray, target_lm: np.ndarray, size: int) -> np.ndarray:
@@ -100,8 +98,10 @@ def mouth_frame(target_lm: np.ndarray, size: int) -> np.ndarray:
     gap_iod = np.linalg.norm(target_lm[14, :2] - target_lm[13, :2]) / max(L.iod(target_lm), 1e-6)
     teeth = float(np.clip((gap_iod - 0.06) / 0.12, 0.0, 1.0))
     strength = float(np.clip((gap_iod - 0.025) / 0.04, 0.0, 1.0))  # none for a closed mouth
-    return np.array([up[0], up[1], *(normal / opening), *(across_unit / half_width), teeth,
-                     strength], np.float32)
+    return np.array(
+        [up[0], up[1], *(normal / opening), *(across_unit / half_width), teeth, strength],
+        np.float32,
+    )
 
 
 def mouth_box(target_lm: np.ndarray, size: int) -> np.ndarray:

@@ -1,0 +1,260 @@
+"""Live latency: capture → virtual camera, measured frame by frame for minutes.
+
+A 30 fps driving clip plays as the camera (looping, paced at its own rate), the Animator
+turns it into the avatar (512 crop), and the virtual-camera sink sends it to a fake
+pyvirtualcam backend (no device needed). The table says how many frames made it, at what
+rate, how long they took from capture to the sink, whether that grows over the run (first
+vs last 30 s), and where the time goes per stage.
+
+    python -m benchmarks.latency [--seconds 120] [--processor animator|fake]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from streamer.frames import Frame, Sink
+from streamer.pipeline import AvatarProcessor, Pipeline, PipelineConfig, PipelineStats
+from streamer.sink_virtualcam import VirtualCamConfig, VirtualCamSink
+from streamer.sources import VideoFileSource
+
+BACKEND = "benchmark-null"
+
+
+def default_data_dir() -> Path:
+    """HEADCAST_DATA, else ../shared/data relative to the project root."""
+    env = os.environ.get("HEADCAST_DATA")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+class NullCamBackend:
+    """A pyvirtualcam backend that accepts frames and forgets them (pyvirtualcam Backend)."""
+
+    def __init__(self, *, width: int, height: int, fps: float, fourcc: int, **kw: object) -> None:
+        self.frames = 0
+
+    def send(self, frame: np.ndarray) -> None:
+        self.frames += 1
+
+    def close(self) -> None:
+        pass
+
+    def device(self) -> str:
+        return "null"
+
+    def native_fourcc(self) -> int | None:
+        return None
+
+
+class TimedSink:
+    """Wraps a sink and keeps (capture_ts, send returned) of every frame it delivered."""
+
+    def __init__(self, inner: Sink) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.captured: list[float] = []
+        self.done: list[float] = []
+
+    def open(self, width: int, height: int, fps: float) -> None:
+        self.inner.open(width, height, fps)
+
+    def send(self, frame: Frame) -> None:
+        self.inner.send(frame)
+        self.captured.append(frame.capture_ts)
+        self.done.append(time.monotonic())
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class FakeAnimator:
+    """Stands in for the Animator: a square crop of the driving frame after `cost_s` of
+    busy work, so the pipeline can be measured without the models."""
+
+    def __init__(self, crop_size: int, cost_s: float) -> None:
+        self._size = crop_size
+        self._cost_s = cost_s
+
+    def process(self, image: np.ndarray) -> np.ndarray:
+        end = time.perf_counter() + self._cost_s
+        out = cv2.resize(image, (self._size, self._size))
+        while time.perf_counter() < end:
+            pass
+        return out
+
+    def recalibrate(self) -> None:
+        pass
+
+    def set_pose_transfer(self, enabled: bool) -> None:
+        pass
+
+    def set_portrait(self, portrait: object) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    clip: Path  # the driving clip, played as a camera
+    portrait: Path  # the portrait image, enrolled at crop_size
+    seconds: float  # how long to run
+    processor: str  # "animator" or "fake"
+    crop_size: int  # rendered crop: 256 or 512
+    full_frame: bool  # paste the crop back into the whole portrait (else send the crop)
+    fake_ms: float  # per-frame cost of the fake processor
+    size: tuple[int, int]  # virtual camera frame size
+    window_s: float  # length of the first/last windows compared for drift
+
+
+def make_processor(config: BenchConfig, fps: float) -> AvatarProcessor:
+    if config.processor == "fake":
+        return FakeAnimator(config.crop_size, config.fake_ms / 1000.0)
+    from streamer.animate import AnimateOptions, Animator
+    from streamer.portrait import EnrollConfig, enroll_images
+    from streamer.video_io import read_image
+
+    image = read_image(config.portrait)
+    portrait = enroll_images([image], EnrollConfig(crop_size=config.crop_size))
+    return Animator(portrait, AnimateOptions(fps=fps, full_frame=config.full_frame))
+
+
+def run(config: BenchConfig) -> None:
+    import pyvirtualcam
+
+    pyvirtualcam.register_backend(BACKEND, NullCamBackend)
+    source = VideoFileSource(config.clip, loop=True, realtime=True)
+    processor = make_processor(config, source.fps)
+    sink = TimedSink(VirtualCamSink(VirtualCamConfig(size=config.size, backend=BACKEND)))
+    window = int(config.seconds * source.fps) + 100  # whole-run percentiles
+    pipeline = Pipeline(source, processor, [sink], PipelineConfig(stats_window=window))
+    start = time.monotonic()
+    with pipeline:
+        pipeline.run(duration=config.seconds)
+        elapsed = time.monotonic() - start
+    print_report(config, source.fps, source.captured, elapsed, start, sink, pipeline.stats())
+
+
+def _ms(values: np.ndarray, q: float) -> str:
+    return f"{np.percentile(values, q) * 1000:.1f}" if values.size else "-"
+
+
+def print_report(
+    config: BenchConfig,
+    fps: float,
+    offered: int,
+    elapsed: float,
+    start: float,
+    sink: TimedSink,
+    stats: PipelineStats,
+) -> None:
+    captured = np.array(sink.captured)
+    latency = np.array(sink.done) - captured
+    since = captured - start
+    first = latency[since < config.window_s]
+    last = latency[since >= since.max(initial=0.0) - config.window_s]
+    delivered = latency.size
+    sink_stats = stats.sinks[0]
+    rows = [
+        (
+            "processor",
+            f"{config.processor} (crop {config.crop_size}"
+            f"{', full frame' if config.full_frame else ''})",
+        ),
+        (
+            "clip",
+            f"{config.clip.name} at {fps:.0f} fps, virtual camera {config.size[0]}x"
+            f"{config.size[1]}",
+        ),
+        ("machine", f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"),
+        ("run", f"{elapsed:.1f} s"),
+        ("frames offered", f"{offered}"),
+        ("frames delivered", f"{delivered} ({100 * delivered / max(offered, 1):.1f} %)"),
+        ("output fps", f"{delivered / elapsed:.1f}"),
+        ("capture→sink p50 / p95", f"{_ms(latency, 50)} / {_ms(latency, 95)} ms"),
+        (
+            f"p50 first {config.window_s:.0f} s / last {config.window_s:.0f} s",
+            f"{_ms(first, 50)} / {_ms(last, 50)} ms",
+        ),
+        ("stage: capture→start p50/p95", f"{stats.wait or '-'}"),
+        ("stage: process p50/p95", f"{stats.process or '-'}"),
+        ("stage: sink send p50/p95", f"{sink_stats.send or '-'}"),
+        ("sink mailbox drops", f"{sink_stats.dropped}"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+
+
+def parse_args(argv: Sequence[str] | None) -> BenchConfig:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.latency",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--data", type=Path, default=None, help="shared data folder")
+    parser.add_argument(
+        "--clip",
+        default="driving/woman_long_expressive.mp4",
+        help="driving clip, relative to the data folder",
+    )
+    parser.add_argument(
+        "--portrait",
+        default="portraits/mona_lisa.jpg",
+        help="portrait image, relative to the data folder",
+    )
+    parser.add_argument("--seconds", type=float, default=120.0)
+    parser.add_argument("--processor", choices=("animator", "fake"), default="animator")
+    parser.add_argument("--crop-size", type=int, choices=(256, 512), default=512)
+    parser.add_argument(
+        "--full-frame",
+        action="store_true",
+        help="paste the crop back into the whole portrait, as `stream` does",
+    )
+    parser.add_argument(
+        "--fake-ms", type=float, default=15.0, help="per-frame cost of --processor fake"
+    )
+    parser.add_argument(
+        "--window",
+        type=float,
+        default=30.0,
+        help="seconds compared at the start and the end of the run",
+    )
+    args = parser.parse_args(argv)
+    data = args.data or default_data_dir()
+    if not data.is_dir():
+        parser.error(f"no shared data at {data}: pass --data or set HEADCAST_DATA")
+    window = min(args.window, args.seconds / 3)
+    return BenchConfig(
+        data / args.clip,
+        data / args.portrait,
+        args.seconds,
+        args.processor,
+        args.crop_size,
+        args.full_frame,
+        args.fake_ms,
+        (1280, 720),
+        window,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    run(parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""`headcast stream`: animate portraits live from a webcam (or a clip) to the outputs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack, suppress
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from streamer.controls import HELP, Controls
+from streamer.frames import Sink
+from streamer.pipeline import AvatarProcessor, Pipeline, PipelineConfig, PipelineStats
+from streamer.sinks import FITS, check_sink_name, create_sink
+from streamer.sources import CameraSource, Source, VideoFileSource
+
+if TYPE_CHECKING:
+    from streamer.portrait import Portrait
+
+DEFAULT_OUTPUTS = ("virtualcam", "preview")
+
+
+def add_stream_command(subparsers: Any) -> argparse.ArgumentParser:
+    """Add `stream` to an argparse subparsers object; sets func=run_stream."""
+    parser = subparsers.add_parser(
+        "stream",
+        help="animate portraits live: webcam → virtual camera, preview, WebRTC, file",
+        description=f"Animate portraits live. In the preview window, {HELP}.",
+    )
+    parser.add_argument(
+        "--portrait",
+        nargs="+",
+        required=True,
+        metavar="P",
+        help=".headcast files or portrait images; keys 1-9 switch between them",
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--driving",
+        metavar="CLIP",
+        help="drive from a video file (looped, in real time) instead of a webcam",
+    )
+    source.add_argument("--camera", default="0", help="webcam index or device path (default: 0)")
+    parser.add_argument(
+        "--output",
+        nargs="+",
+        metavar="OUT",
+        help="virtualcam[:DEVICE], preview, webrtc[:PORT] or whip:URL "
+        f"(default: {' '.join(DEFAULT_OUTPUTS)})",
+    )
+    parser.add_argument("--record", metavar="OUT.mp4", help="also record the avatar to an mp4")
+    parser.add_argument(
+        "--stats",
+        action="store_true",
+        help="print latency and frame rates every second (and on the preview)",
+    )
+    parser.add_argument(
+        "--no-head-pose",
+        action="store_true",
+        help="transfer expressions only, keep the portrait's head still",
+    )
+    parser.add_argument(
+        "--mirror",
+        action="store_true",
+        help="flip the camera left-right first, so the avatar moves like a mirror",
+    )
+    parser.add_argument(
+        "--size",
+        type=parse_size,
+        default=(1280, 720),
+        metavar="WxH",
+        help="virtual camera frame size (default: 1280x720)",
+    )
+    parser.add_argument(
+        "--fit",
+        choices=sorted(FITS),
+        default="letterbox",
+        help="fit the avatar into --size with black bars or by cropping",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        metavar="SECONDS",
+        help="stop after this many seconds (default: run until q or Ctrl+C)",
+    )
+    parser.set_defaults(func=run_stream)
+    return parser
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'1280x720' → (1280, 720)."""
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected WIDTHxHEIGHT like 1280x720, not {text!r}"
+        ) from None
+    if width <= 0 or height <= 0 or width % 2 or height % 2:
+        raise argparse.ArgumentTypeError(f"width and height must be even and positive: {text!r}")
+    return width, height
+
+
+def run_stream(args: argparse.Namespace) -> int:
+    """Run `headcast stream`; HeadcastErrors propagate for the caller to print (exit 2)."""
+    _configure_logging()
+    outputs = list(args.output or DEFAULT_OUTPUTS)
+    _check_outputs(outputs)
+    portraits = load_portraits(args.portrait)
+    with ExitStack() as stack:
+        source = open_source(args.driving, args.camera)
+        stack.callback(source.close)
+        processor = make_processor(portraits[0], source.fps)
+        stack.callback(processor.close)
+        config = PipelineConfig(mirror=args.mirror, head_pose=not args.no_head_pose)
+        pipeline = stack.enter_context(Pipeline(source, processor, (), config, portraits))
+        controls = Controls(pipeline)
+        for spec in outputs:
+            pipeline.add_sink(make_output(spec, args, pipeline, controls))
+        if args.record:
+            pipeline.add_sink(create_sink("record", path=args.record))
+        if "preview" in outputs:
+            print(HELP, file=sys.stderr)
+        with suppress(KeyboardInterrupt):  # Ctrl+C is the normal way to stop
+            pipeline.run(duration=args.duration, report=_print_stats if args.stats else None)
+    return 0
+
+
+def load_portraits(paths: Sequence[str]) -> list[Portrait]:
+    """Load .headcast files; enroll image files on the fly."""
+    from streamer.portrait import EnrollConfig, enroll_images, load_portrait
+    from streamer.video_io import read_image
+
+    return [
+        load_portrait(path)
+        if Path(path).suffix == ".headcast"
+        else enroll_images([read_image(path)], EnrollConfig())
+        for path in paths
+    ]
+
+
+def make_processor(portrait: Portrait, fps: float) -> AvatarProcessor:
+    """The real Animator; its filters and easing run on the source's frame clock."""
+    from streamer.animate import AnimateOptions, Animator
+
+    return Animator(portrait, AnimateOptions(fps=fps))
+
+
+def open_source(driving: str | None, camera: str) -> Source:
+    """A looping real-time VideoFileSource for a clip, else the webcam (index or path)."""
+    if driving is not None:
+        return VideoFileSource(driving, loop=True, realtime=True)
+    return CameraSource(int(camera) if camera.isdigit() else camera)
+
+
+def make_output(
+    spec: str, args: argparse.Namespace, pipeline: Pipeline, controls: Controls
+) -> Sink:
+    """A sink for one --output value: a registered name, or name:ARG (whip:URL)."""
+    name, _, arg = spec.partition(":")
+    options = OUTPUT_OPTIONS.get(name, _url_option)
+    return create_sink(name, **options(arg, args, pipeline, controls))
+
+
+OutputOptions = Callable[[str, argparse.Namespace, Pipeline, Controls], dict[str, Any]]
+
+
+def _virtualcam_options(
+    arg: str, args: argparse.Namespace, pipeline: Pipeline, controls: Controls
+) -> dict[str, Any]:
+    return {"size": args.size, "fit": args.fit} | ({"device": arg} if arg else {})
+
+
+def _preview_options(
+    arg: str, args: argparse.Namespace, pipeline: Pipeline, controls: Controls
+) -> dict[str, Any]:
+    overlay = (lambda: pipeline.stats().lines()) if args.stats else None
+    return {"on_key": controls.handle_key, "on_close": controls.quit, "overlay": overlay}
+
+
+def _webrtc_options(
+    arg: str, args: argparse.Namespace, pipeline: Pipeline, controls: Controls
+) -> dict[str, Any]:
+    return {"port": int(arg)} if arg else {}
+
+
+def _url_option(
+    arg: str, args: argparse.Namespace, pipeline: Pipeline, controls: Controls
+) -> dict[str, Any]:
+    return {"url": arg} if arg else {}
+
+
+# Keyword arguments for create_sink(), per output name (`name:ARG` passes ARG); other
+# names get url=ARG when given (whip:URL).
+OUTPUT_OPTIONS: dict[str, OutputOptions] = {
+    "virtualcam": _virtualcam_options,
+    "preview": _preview_options,
+    "webrtc": _webrtc_options,
+}
+
+
+def _check_outputs(outputs: Sequence[str]) -> None:
+    """Fail before the slow loading when an output name is unknown."""
+    for spec in outputs:
+        check_sink_name(spec.partition(":")[0])
+
+
+def _print_stats(stats: PipelineStats) -> None:
+    print(" | ".join(stats.lines()), file=sys.stderr, flush=True)
+
+
+def _configure_logging() -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="headcast: %(message)s")

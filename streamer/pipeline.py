@@ -1,0 +1,323 @@
+"""The live loop: source → processor (one worker thread) → every sink (a thread each).
+
+    capture thread ──NewestSlot──▶ worker: processor.process ──NewestSlot per sink──▶ sinks
+
+Every hand-over is a one-slot mailbox that drops the older frame, so latency cannot grow
+with time, and a slow sink drops its own frames without slowing the others. Frames keep
+their capture timestamp to the sink, so capture→sink latency is measured per sink.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import cv2
+import numpy as np
+
+from streamer.errors import SinkUnavailableError
+from streamer.frames import Frame, FrameProcessor, Sink
+from streamer.sink_runner import Percentiles, RateMeter, SinkRunner, SinkStats, Timings
+from streamer.sources import Source
+
+if TYPE_CHECKING:
+    from streamer.portrait import Portrait
+
+log = logging.getLogger(__name__)
+
+
+class AvatarProcessor(FrameProcessor, Protocol):
+    """A FrameProcessor that can switch portrait and head-pose transfer between frames
+    (streamer.animate.Animator is one). Like process(), called from one thread only."""
+
+    def set_pose_transfer(self, enabled: bool) -> None:
+        """Transfer head rotation (True) or only expressions (False) from the next frame on."""
+        ...
+
+    def set_portrait(self, portrait: Portrait) -> None:
+        """Animate `portrait` from the next frame on."""
+        ...
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    mirror: bool = False  # flip driving frames left-right first (selfie view: move as in a mirror)
+    head_pose: bool = True  # transfer head rotation, not only expressions, from the start
+    stats_window: int = 300  # samples kept per timing for p50/p95 (~10 s at 30 fps); bounded
+    poll_interval_s: float = 0.05  # how long idle threads wait before looking at the stop flag
+
+
+@dataclass(frozen=True)
+class PipelineStats:
+    offered: int  # frames the source captured up to the newest one the worker took
+    processed: int  # frames the processor turned into avatar frames
+    fps: float  # processed frames per second over the last 2 s
+    wait: Percentiles | None  # capture → processing starts (time in the capture mailbox)
+    process: Percentiles | None  # processor.process
+    sinks: tuple[SinkStats, ...]  # one per sink, in the order they were added
+
+    def lines(self) -> list[str]:
+        """Human-readable lines, for the preview overlay or the terminal."""
+        skipped = self.offered - self.processed
+        return [
+            f"processed {self.fps:.1f} fps  skipped {skipped}/{self.offered}",
+            f"wait {self.wait or '-'}  process {self.process or '-'}",
+            *(sink.line() for sink in self.sinks),
+        ]
+
+
+class Pipeline:
+    """Drives a source through a processor to sinks; the controls are thread-safe methods.
+
+    The pipeline owns the source, the processor and the sinks it is given: close() closes
+    them all. Every sink gets the same avatar array: sinks must not draw on it in place.
+    start() starts the threads; run() also drives main-thread sinks (the preview window)
+    from the calling thread, so call run() from the main thread when there is one.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        processor: AvatarProcessor,
+        sinks: Sequence[Sink] = (),
+        config: PipelineConfig = PipelineConfig(),
+        portraits: Sequence[Portrait] = (),
+    ) -> None:
+        self._source = source
+        self._processor = processor
+        self._config = config
+        self._portraits = list(portraits)
+        self._runners: list[SinkRunner] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._error: BaseException | None = None
+        self._worker: threading.Thread | None = None
+        self._closed = False
+        # Controls: mirror/freeze are read by the worker; the rest wait for it in _pending.
+        self._mirror = config.mirror
+        self._frozen = False
+        self._head_pose = config.head_pose
+        self._portrait_index = 0
+        self._pending: dict[str, object] = {"head_pose": config.head_pose}
+        # Measurements.
+        self._wait = Timings(config.stats_window)
+        self._process = Timings(config.stats_window)
+        self._rate = RateMeter()
+        self._processed = 0
+        self._offered = 0
+        self._last_output: np.ndarray | None = None
+        for sink in sinks:
+            self.add_sink(sink)
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def add_sink(self, sink: Sink) -> None:
+        """Send output to `sink` too. Only before start()."""
+        if self._worker is not None:
+            raise RuntimeError("add sinks before the pipeline starts")
+        runner = SinkRunner(sink, self._source.fps, self._config.stats_window, self._sink_failed)
+        self._runners.append(runner)
+
+    def start(self) -> None:
+        """Start the worker and the sink threads; returns at once. Safe to call twice."""
+        if self._worker is not None:
+            return
+        for runner in self._runners:
+            runner.start()
+        self._worker = threading.Thread(target=self._work, name="pipeline-worker", daemon=True)
+        self._worker.start()
+
+    def run(
+        self,
+        duration: float | None = None,
+        report: Callable[[PipelineStats], None] | None = None,
+        report_every_s: float = 1.0,
+    ) -> None:
+        """Start, then block until stop(), the end of the source or `duration` seconds.
+
+        Drives main-thread sinks meanwhile and calls `report(stats())` every report_every_s.
+        Raises the error that ended the pipeline (SourceLostError, SinkUnavailableError when
+        no sink could be opened, or whatever the processor raised).
+        """
+        self.start()
+        now = time.monotonic()
+        end = now + duration if duration is not None else math.inf
+        next_report = now + report_every_s
+        while not self._stop.is_set() and now < end:
+            timeout = min(self._config.poll_interval_s, max(end - now, 0.0))
+            main = [r for r in self._runners if r.main_thread and not r.failed]
+            if main:
+                for runner in main:
+                    runner.step(timeout / len(main))
+            else:
+                self._stop.wait(timeout)
+            now = time.monotonic()
+            if report is not None and now >= next_report:
+                report(self.stats())
+                next_report = now + report_every_s
+        self.stop()
+        if self._error is not None:
+            raise self._error
+
+    def stop(self) -> None:
+        """Ask every thread to finish (the quit control); returns at once."""
+        self._stop.set()
+
+    @property
+    def running(self) -> bool:
+        return self._worker is not None and not self._stop.is_set()
+
+    @property
+    def error(self) -> BaseException | None:
+        """What ended the pipeline, if it failed."""
+        return self._error
+
+    def close(self) -> None:
+        """Stop, join the threads, close sinks, source and processor. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self.stop()
+        if self._worker is not None:
+            self._worker.join(timeout=10.0)
+        for runner in self._runners:
+            runner.close()
+        self._source.close()
+        self._processor.close()
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- controls (any thread) -----------------------------------------------------------
+
+    def recalibrate(self) -> None:
+        """Take the neutral reference again from the next steady frames."""
+        self._request("recalibrate", True)
+
+    def select_portrait(self, index: int) -> bool:
+        """Animate portraits[index] (0-based) from the next frame on; False if out of range."""
+        if not 0 <= index < len(self._portraits):
+            log.info("no portrait %d (have %d)", index + 1, len(self._portraits))
+            return False
+        self._portrait_index = index
+        self._request("portrait", self._portraits[index])
+        return True
+
+    def set_head_pose(self, enabled: bool) -> None:
+        """Transfer head rotation (True) or only expressions (False)."""
+        self._head_pose = enabled
+        self._request("head_pose", enabled)
+
+    def toggle_head_pose(self) -> bool:
+        self.set_head_pose(not self._head_pose)
+        return self._head_pose
+
+    def set_mirror(self, enabled: bool) -> None:
+        """Flip driving frames left-right before processing."""
+        self._mirror = enabled
+
+    def toggle_mirror(self) -> bool:
+        self._mirror = not self._mirror
+        return self._mirror
+
+    def set_frozen(self, frozen: bool) -> None:
+        """Keep sending the last avatar frame (fresh timestamps) instead of new ones."""
+        self._frozen = frozen
+
+    def toggle_freeze(self) -> bool:
+        self._frozen = not self._frozen
+        return self._frozen
+
+    @property
+    def head_pose(self) -> bool:
+        return self._head_pose
+
+    @property
+    def mirror(self) -> bool:
+        return self._mirror
+
+    @property
+    def frozen(self) -> bool:
+        return self._frozen
+
+    @property
+    def portrait_index(self) -> int:
+        return self._portrait_index
+
+    def stats(self) -> PipelineStats:
+        """A snapshot of the counters and of p50/p95 timings over the sliding window."""
+        now = time.monotonic()
+        return PipelineStats(
+            offered=self._offered,
+            processed=self._processed,
+            fps=self._rate.rate(now),
+            wait=self._wait.percentiles(),
+            process=self._process.percentiles(),
+            sinks=tuple(runner.stats(now) for runner in self._runners),
+        )
+
+    # --- worker thread -----------------------------------------------------------------
+
+    def _request(self, name: str, value: object) -> None:
+        """Leave a control for the worker: the processor is only touched from its thread.
+        One slot per control, so repeated key presses collapse into the newest."""
+        with self._lock:
+            self._pending[name] = value
+
+    def _apply_pending(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        if "portrait" in pending:
+            self._processor.set_portrait(pending["portrait"])  # type: ignore[arg-type]
+        if "head_pose" in pending:
+            self._processor.set_pose_transfer(bool(pending["head_pose"]))
+        if "recalibrate" in pending:
+            self._processor.recalibrate()
+
+    def _work(self) -> None:
+        try:
+            while not self._stop.is_set():
+                frame = self._source.read(timeout=self._config.poll_interval_s)
+                if frame is not None:
+                    self._handle(frame)
+        except EOFError as exc:
+            log.info("%s", exc)
+        except BaseException as exc:  # handed to run() / error
+            self._error = exc
+            log.error("pipeline stopped: %s", exc)
+        finally:
+            self._stop.set()
+
+    def _handle(self, frame: Frame) -> None:
+        start = time.monotonic()
+        self._apply_pending()
+        if self._frozen and self._last_output is not None:
+            image = self._last_output
+        else:
+            driving = cv2.flip(frame.image, 1) if self._mirror else frame.image
+            image = self._processor.process(driving)
+            self._last_output = image
+        done = time.monotonic()
+        self._wait.add(start - frame.capture_ts)
+        self._process.add(done - start)
+        self._rate.tick(done)
+        self._processed += 1
+        self._offered = frame.index + 1
+        result = Frame(image, frame.capture_ts, frame.index)
+        for runner in self._runners:
+            runner.offer(result)
+
+    def _sink_failed(self, runner: SinkRunner) -> None:
+        if self._runners and all(r.failed for r in self._runners):
+            reasons = "; ".join(f"{r.name}: {r.error}" for r in self._runners)
+            if self._error is None:
+                self._error = SinkUnavailableError(f"no output could be opened. {reasons}")
+            self.stop()

@@ -1,0 +1,89 @@
+// WHIP / WHEP in the browser (RFC 9725 and the WHEP draft): one POST of a complete offer.
+// The offer waits for ICE gathering, so no candidates are trickled afterwards.
+
+const params = new URLSearchParams(location.search);
+
+/** The token from ?token=, sent as `Authorization: Bearer` (null when none). */
+export const token = params.get("token");
+export const option = (name) => params.get(name);
+
+function authHeaders(extra = {}) {
+  return token ? { ...extra, Authorization: `Bearer ${token}` } : extra;
+}
+
+function gatheringComplete(pc, timeoutMs = 3000) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => { pc.removeEventListener("icegatheringstatechange", check); resolve(); };
+    const check = () => { if (pc.iceGatheringState === "complete") done(); };
+    pc.addEventListener("icegatheringstatechange", check);
+    setTimeout(done, timeoutMs); // send what we have rather than hang
+  });
+}
+
+async function errorText(response) {
+  try { return (await response.json()).error; } catch { return `HTTP ${response.status}`; }
+}
+
+/**
+ * Negotiate one session. `send`: a MediaStreamTrack to send or null; `receive`: want video.
+ * Resolves to {pc, stream, close}; `stream` is the MediaStream of the received video.
+ */
+export async function connect(endpoint, { send = null, receive = true } = {}) {
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  const stream = new MediaStream();
+  pc.addEventListener("track", (e) => stream.addTrack(e.track));
+  const direction = send && receive ? "sendrecv" : send ? "sendonly" : "recvonly";
+  pc.addTransceiver(send || "video", { direction });
+  await pc.setLocalDescription(await pc.createOffer());
+  await gatheringComplete(pc);
+  const response = await fetch(endpoint, {
+    method: "POST",
+    headers: authHeaders({ "Content-Type": "application/sdp" }),
+    body: pc.localDescription.sdp,
+  });
+  if (response.status !== 201) {
+    pc.close();
+    throw new Error(await errorText(response));
+  }
+  const location = new URL(response.headers.get("Location"), response.url).href;
+  await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    pc.close();
+    // keepalive: the DELETE still goes out when the tab is closing
+    await fetch(location, { method: "DELETE", headers: authHeaders(), keepalive: true })
+      .catch(() => {});
+  };
+  window.addEventListener("pagehide", close);
+  return { pc, stream, location, close };
+}
+
+/** Upload a portrait image file; resolves to the server's JSON, throws its error text. */
+export async function uploadPortrait(file) {
+  const response = await fetch("/portrait", {
+    method: "POST",
+    headers: authHeaders({ "Content-Type": file.type || "application/octet-stream" }),
+    body: file,
+  });
+  if (!response.ok) throw new Error(await errorText(response));
+  return response.json();
+}
+
+/** Copy the current <video> picture into a canvas → {dataUrl, width, height, at}. */
+export function grab(video, maxSide = 0) {
+  const scale = maxSide && Math.max(video.videoWidth, video.videoHeight) > maxSide
+    ? maxSide / Math.max(video.videoWidth, video.videoHeight) : 1;
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.round(video.videoWidth * scale);
+  canvas.height = Math.round(video.videoHeight * scale);
+  canvas.getContext("2d").drawImage(video, 0, 0, canvas.width, canvas.height);
+  return {
+    dataUrl: canvas.toDataURL("image/png"),
+    width: canvas.width,
+    height: canvas.height,
+    at: performance.timeOrigin + performance.now(),
+  };
+}

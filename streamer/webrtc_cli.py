@@ -1,0 +1,215 @@
+"""`headcast serve` and `headcast client`: argv → configs → the WebRTC server / client.
+
+streamer/cli.py adds the commands with add_serve_command / add_client_command; each sets
+`func` on its parser to the run function, which returns the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+
+from streamer.errors import PortraitFileError
+from streamer.frames import FrameProcessor, Sink
+from streamer.sources import Source
+from streamer.webrtc_client import EndpointConfig, run_client
+from streamer.webrtc_server import ServerConfig, ServerThread, resolve_token
+
+
+class AnimatorFactory:
+    """ProcessorFactory for `headcast serve`: one Animator per session, shared portrait."""
+
+    def __init__(self, portrait: object) -> None:
+        self._portrait = portrait
+
+    def create(self) -> FrameProcessor:
+        from streamer.animate import AnimateOptions, Animator
+
+        return Animator(self._portrait, AnimateOptions())
+
+    def enroll(self, image: np.ndarray) -> object:
+        from streamer.portrait import EnrollConfig, enroll_images
+
+        portrait = enroll_images([image], EnrollConfig())
+        self._portrait = portrait
+        return portrait
+
+    def apply(self, processor: FrameProcessor, portrait: object) -> None:
+        processor.set_portrait(portrait)  # type: ignore[attr-defined]
+
+
+def load_portraits(paths: Sequence[str]) -> object:
+    """One path: a portrait image or .headcast file; several: images of one person
+    (few-shot enrollment); none: the stock astronaut photo."""
+    from streamer.portrait import EnrollConfig, enroll_images, load_portrait
+    from streamer.video_io import read_image
+
+    files = [p for p in paths if p.endswith(".headcast")]
+    if files:
+        if len(paths) > 1:
+            raise PortraitFileError("give one .headcast file, or image files only")
+        return load_portrait(files[0])
+    if paths:
+        return enroll_images([read_image(p) for p in paths], EnrollConfig())
+    import cv2
+    from skimage import data
+
+    return enroll_images([cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)], EnrollConfig())
+
+
+# ---- serve --------------------------------------------------------------------------
+
+
+def add_serve_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "serve",
+        help="animate the webcam of a browser (or WHIP client) and send the avatar back",
+        description="Open http://HOST:PORT/ in a browser: it sends its webcam (WHIP) and "
+        "plays the avatar. WHEP players (OBS, the /player page) get the newest avatar.",
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only; "
+        "anything else requires a token)",
+    )
+    parser.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
+    parser.add_argument(
+        "--token",
+        help="bearer token clients must send; generated and "
+        "printed when listening beyond this machine without one",
+    )
+    parser.add_argument(
+        "--portrait",
+        nargs="+",
+        default=[],
+        metavar="P",
+        help="portrait image(s) or a .headcast file (default: a stock photo)",
+    )
+    parser.add_argument(
+        "--max-sessions",
+        type=int,
+        default=4,
+        help="concurrent WebRTC sessions; more get HTTP 503 (default 4)",
+    )
+    parser.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=8.0,
+        help="largest portrait upload in MiB (default 8)",
+    )
+    parser.add_argument(
+        "--cert",
+        help="PEM certificate: serve https (browsers on other machines allow the webcam "
+        "only on https pages)",
+    )
+    parser.add_argument("--key", help="PEM private key of --cert")
+    parser.set_defaults(func=run_serve)
+    return parser
+
+
+def serve_config(args: argparse.Namespace) -> ServerConfig:
+    return ServerConfig(
+        host=args.host,
+        port=args.port,
+        token=resolve_token(args.host, args.token),
+        max_sessions=args.max_sessions,
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        tls_cert=args.cert,
+        tls_key=args.key,
+    )
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    config = serve_config(args)
+    factory = AnimatorFactory(load_portraits(args.portrait))
+    server = ServerThread(config, processors=factory)
+    server.start()
+    query = f"?token={config.token}" if config.token else ""
+    print(f"headcast: open {server.url}/{query} in a browser", file=sys.stderr)
+    print(f"headcast: WHIP {server.url}/whip   WHEP {server.url}/whep", file=sys.stderr)
+    if config.token and not args.token:
+        print(f"headcast: token {config.token}", file=sys.stderr)
+    try:
+        threading.Event().wait()  # until Ctrl-C
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    return 0
+
+
+# ---- client -------------------------------------------------------------------------
+
+
+def add_client_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "client",
+        help="send this machine's webcam to `headcast serve` and use the avatar locally",
+        description="WHIP-posts the webcam (or a clip) to SERVER and feeds the avatar it "
+        "returns into the virtual camera, or into a file with --record.",
+    )
+    parser.add_argument(
+        "--server", required=True, help="the serve URL, e.g. http://192.168.1.5:8080 (or its /whip)"
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--camera", type=int, default=0, help="camera index (default 0)")
+    source.add_argument("--driving", help="a video file to send instead of the camera")
+    parser.add_argument("--token", help="the token the server printed")
+    parser.add_argument(
+        "--record",
+        metavar="OUT.mp4",
+        help="write the avatar to this file instead of the virtual camera",
+    )
+    parser.add_argument("--duration", type=float, help="stop after this many seconds")
+    parser.set_defaults(func=run_client_command)
+    return parser
+
+
+def whip_url(server: str) -> str:
+    """http://host:port (or …/) → http://host:port/whip; a URL with a path is kept."""
+    base = server.rstrip("/")
+    if "://" not in base:
+        base = f"http://{base}"
+    path = base.partition("://")[2].partition("/")[2]
+    return base if path else f"{base}/whip"
+
+
+def client_sink(args: argparse.Namespace) -> Sink:
+    from streamer.sinks import create_sink
+
+    if args.record:
+        return create_sink("record", path=args.record)
+    return create_sink("virtualcam")
+
+
+def client_source(args: argparse.Namespace) -> Source:
+    from streamer.sources import CameraSource, VideoFileSource
+
+    return VideoFileSource(args.driving) if args.driving else CameraSource(args.camera)
+
+
+def run_client_command(args: argparse.Namespace) -> int:
+    config = EndpointConfig(url=whip_url(args.server), token=args.token)
+    source = client_source(args)
+    sink = client_sink(args)
+
+    def connected() -> None:
+        output = args.record or "the virtual camera"
+        print(
+            f"headcast: connected to {config.url}, avatar → {output}; Ctrl-C stops", file=sys.stderr
+        )
+
+    try:
+        stats = asyncio.run(run_client(config, source, sink, args.duration, connected))
+        print(f"headcast: {stats.line()}", file=sys.stderr)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        source.close()
+    return 0

@@ -1,0 +1,318 @@
+"""WHIP/WHEP from Python: the `--output whip:URL` sink and `headcast client`.
+
+`WebRTCSession.open()` does the whole RFC 9725 exchange: offer → POST (application/sdp,
+Bearer token) → 201 + answer + Location; close() DELETEs the Location and closes the
+connection. The answer already holds every ICE candidate (aiortc gathers before it
+answers), so nothing is trickled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from urllib.parse import urljoin
+
+import aiohttp
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+from av import VideoFrame
+
+from streamer.errors import HeadcastError, SinkUnavailableError
+from streamer.frames import Frame, Sink
+from streamer.sink_runner import SinkRunner, SinkStats
+from streamer.sources import Source
+from streamer.webrtc_tracks import (
+    VIDEO_CLOCK_RATE,
+    VIDEO_TIME_BASE,
+    AvatarTrack,
+    FrameSlot,
+    LatestWorker,
+    LoopThread,
+    to_video_frame,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class SignallingError(HeadcastError):
+    """A WHIP/WHEP server could not be reached or refused the session."""
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    url: str  # the WHIP or WHEP endpoint, e.g. http://127.0.0.1:8080/whip
+    token: str | None = None  # sent as Authorization: Bearer
+    timeout_s: float = 15.0  # for the POST and for the connection to come up
+    ice_servers: tuple[str, ...] = ()  # STUN/TURN URLs; empty: host candidates only
+
+
+class WebRTCSession:
+    """One WHIP (send, optionally receive back) or WHEP (receive) session. Async; one loop."""
+
+    def __init__(self, config: EndpointConfig, pc: RTCPeerConnection) -> None:
+        self.config = config
+        self.pc = pc
+        self.location: str | None = None  # the session resource (from the Location header)
+        self.remote_video: asyncio.Future[MediaStreamTrack] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._closed = False
+
+        @pc.on("track")
+        def _on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "video" and not self.remote_video.done():
+                self.remote_video.set_result(track)
+
+    @classmethod
+    async def open(
+        cls, config: EndpointConfig, send: MediaStreamTrack | None, receive: bool
+    ) -> WebRTCSession:
+        """Negotiate a session. send: the video to send (WHIP); receive: want video back.
+        Raises SignallingError with what to do when the server is unreachable or refuses."""
+        if send is None and not receive:
+            raise ValueError("a session must send, receive or both")
+        ice = [RTCIceServer(url) for url in config.ice_servers]
+        session = cls(config, RTCPeerConnection(RTCConfiguration(iceServers=ice)))
+        direction = "sendrecv" if send and receive else "sendonly" if send else "recvonly"
+        session.pc.addTransceiver(send if send is not None else "video", direction=direction)
+        try:
+            await session._negotiate()
+        except BaseException:
+            await session.pc.close()
+            raise
+        return session
+
+    async def _negotiate(self) -> None:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        headers = {"Content-Type": "application/sdp"}
+        if self.config.token:
+            headers["Authorization"] = f"Bearer {self.config.token}"
+        timeout = aiohttp.ClientTimeout(total=self.config.timeout_s)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as http,
+                http.post(
+                    self.config.url, data=self.pc.localDescription.sdp, headers=headers
+                ) as response,
+            ):
+                body = await response.text()
+                if response.status != 201:
+                    raise SignallingError(_refusal(self.config.url, response.status, body))
+                self.location = urljoin(self.config.url, response.headers.get("Location", ""))
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise SignallingError(
+                f"cannot reach {self.config.url} ({exc or type(exc).__name__}): check the URL "
+                "and that the server (e.g. `headcast serve`) is running"
+            ) from exc
+        await self.pc.setRemoteDescription(RTCSessionDescription(body, "answer"))
+
+    async def wait_connected(self) -> None:
+        """Until ICE + DTLS are up; SignallingError if that fails or takes too long."""
+        deadline = time.monotonic() + self.config.timeout_s
+        while self.pc.connectionState != "connected":
+            if self.pc.connectionState in ("failed", "closed") or time.monotonic() > deadline:
+                raise SignallingError(
+                    f"the WebRTC connection to {self.config.url} did not come up "
+                    f"({self.pc.connectionState}): is a firewall blocking UDP?"
+                )
+            await asyncio.sleep(0.05)
+
+    async def close(self) -> None:
+        """DELETE the session resource and close the connection; safe to call again."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.location:
+            headers = {}
+            if self.config.token:
+                headers["Authorization"] = f"Bearer {self.config.token}"
+            with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+                async with (
+                    aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http,
+                    http.delete(self.location, headers=headers),
+                ):
+                    pass
+        await self.pc.close()
+
+
+def _refusal(url: str, status: int, body: str) -> str:
+    if status == 401:
+        return f"{url} wants a token: pass --token (the server printed it when it started)"
+    if status == 503:
+        return f"{url} is full (too many sessions): close one or raise its --max-sessions"
+    return f"{url} refused the session (HTTP {status}): {body.strip()[:200]}"
+
+
+class WhipSink:
+    """`--output whip:URL`: pushes the avatar to any WHIP ingest (RFC 9725).
+
+    send() only replaces the frame in a slot; the outgoing track reads it at `fps` on this
+    sink's own loop thread, so a slow network never blocks the pipeline.
+    """
+
+    name = "whip"
+
+    def __init__(self, config: EndpointConfig) -> None:
+        self._config = config
+        self._slot = FrameSlot()
+        self._thread: LoopThread | None = None
+        self._session: WebRTCSession | None = None
+        self._closed = False
+
+    def open(self, width: int, height: int, fps: float) -> None:
+        if self._thread is not None:
+            raise RuntimeError("WhipSink.open() called twice")
+        self._thread = LoopThread("headcast-whip")
+        track = AvatarTrack(self._slot, fps if fps > 0 else 30.0, (width, height))
+
+        async def connect() -> WebRTCSession:
+            session = await WebRTCSession.open(self._config, send=track, receive=False)
+            try:
+                await session.wait_connected()
+            except BaseException:
+                await session.close()
+                raise
+            return session
+
+        try:
+            self._session = self._thread.run(connect())
+        except SignallingError as exc:
+            self._thread.close()
+            raise SinkUnavailableError(str(exc)) from exc
+
+    def send(self, frame: Frame) -> None:
+        self._slot.put(frame)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is None:
+            return
+        if self._session is not None:
+            with contextlib.suppress(Exception):
+                self._thread.run(self._session.close(), timeout=10)
+        self._thread.close()
+
+
+# ---- headcast client ----------------------------------------------------------------
+
+
+class SourceTrack(MediaStreamTrack):
+    """Video track of a streamer.sources Source (camera or file): sends each frame it
+    captures, newest first, stamped with its capture time. The blocking read() runs in a
+    one-thread executor. When the source fails, the track ends and `error` says why."""
+
+    kind = "video"
+
+    def __init__(self, source: Source) -> None:
+        super().__init__()
+        self._source = source
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="headcast-source")
+        self._first_ts: float | None = None
+        self._last_pts = -1
+        self.error: BaseException | None = None
+
+    async def recv(self) -> VideoFrame:
+        loop = asyncio.get_running_loop()
+        frame: Frame | None = None
+        while frame is None:
+            if self.readyState != "live":
+                raise MediaStreamError
+            try:
+                frame = await loop.run_in_executor(self._executor, self._source.read, 0.5)
+            except Exception as exc:  # SourceLostError, EOFError, VideoReadError
+                self.error = exc
+                self.stop()
+                raise MediaStreamError from exc
+        if self._first_ts is None:
+            self._first_ts = frame.capture_ts
+        pts = max(self._last_pts + 1, round((frame.capture_ts - self._first_ts) * VIDEO_CLOCK_RATE))
+        self._last_pts = pts
+        video_frame = to_video_frame(frame.image)
+        video_frame.pts, video_frame.time_base = pts, VIDEO_TIME_BASE
+        return video_frame
+
+    def stop(self) -> None:
+        super().stop()
+        self._executor.shutdown(wait=False)
+
+
+async def run_client(
+    config: EndpointConfig,
+    source: Source,
+    sink: Sink,
+    duration_s: float | None = None,
+    on_connected: Callable[[], None] | None = None,
+) -> SinkStats:
+    """Send `source` to a `headcast serve` WHIP endpoint and feed the avatar to `sink`.
+
+    The sink gets frames through a SinkRunner (its own thread, newest wins; opened at the
+    first avatar frame's size). Runs until the server ends the session, the source fails,
+    or `duration_s` passes; closes the session and the sink, not the source.
+    → the sink's delivery stats.
+    """
+    track = SourceTrack(source)
+    runner = SinkRunner(sink, source.fps, window=300)
+    runner.start()
+    convert = ThreadPoolExecutor(1, thread_name_prefix="headcast-client-decode")
+    session: WebRTCSession | None = None
+    worker: LatestWorker[None] | None = None
+    try:
+        session = await WebRTCSession.open(config, send=track, receive=True)
+        await session.wait_connected()
+        if on_connected is not None:
+            on_connected()
+        remote = await asyncio.wait_for(session.remote_video, config.timeout_s)
+
+        def deliver(frame: VideoFrame, received_ts: float, index: int) -> None:
+            runner.offer(Frame(frame.to_ndarray(format="bgr24"), received_ts, index))
+
+        worker = LatestWorker(remote, deliver, convert)
+        worker.start()
+        await _until_done(worker, track, runner, duration_s)
+        return runner.stats(time.monotonic())
+    finally:
+        if worker is not None:
+            worker.stop()
+        track.stop()
+        if session is not None:
+            await session.close()
+        await asyncio.get_running_loop().run_in_executor(convert, runner.close)
+        convert.shutdown(wait=False)
+
+
+async def _until_done(
+    worker: LatestWorker[None], track: SourceTrack, runner: SinkRunner, duration_s: float | None
+) -> None:
+    deadline = None if duration_s is None else time.monotonic() + duration_s
+    while deadline is None or time.monotonic() < deadline:
+        if track.error is not None:
+            raise track.error
+        if runner.failed:
+            raise SinkUnavailableError(f"output {runner.name} failed: {runner.error}")
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(worker.wait(), 0.25)
+            return
+
+
+def whip_sink(
+    url: str | None = None, token: str | None = None, timeout_s: float = 15.0
+) -> WhipSink:
+    """Sink-registry factory for `--output whip:URL` (create_sink("whip", url=URL))."""
+    if not url or not url.startswith(("http://", "https://")):
+        raise SinkUnavailableError(
+            f"--output whip needs the ingest URL, e.g. whip:https://host/whip (got {url!r})"
+        )
+    return WhipSink(EndpointConfig(url=url, token=token, timeout_s=timeout_s))

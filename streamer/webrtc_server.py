@@ -1,0 +1,614 @@
+"""The avatar over WebRTC: an aiohttp app with WHIP (RFC 9725) ingest and WHEP playback.
+
+Routes (all but /static/ need the token when one is set: `Authorization: Bearer T`, or
+`?token=T` for pages opened in a browser):
+
+    GET  /              serve mode: the webcam → avatar page; player mode: the WHEP player
+    GET  /player        the WHEP player page
+    POST /whep          SDP offer in → 201 + SDP answer + Location; plays the newest avatar
+    POST /whip          SDP offer in → 201 + SDP answer + Location; processes the sent video
+                        (serve mode only). A sendrecv offer gets the avatar back on the same
+                        connection; every result also goes to the WHEP viewers.
+    DELETE /whip/{id}, /whep/{id}   end a session (404 when unknown)
+    POST /portrait      image body (or multipart field "portrait") → enrolled for all sessions
+    GET  /sessions      {"whip": n, "whep": n}
+
+ICE gathering completes inside setLocalDescription, so answers carry every candidate and no
+trickle (PATCH) is needed; PATCH answers 405.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import errno
+import hmac
+import ipaddress
+import json
+import logging
+import secrets
+import ssl
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+from aiohttp import web
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+
+from streamer.errors import HeadcastError, SinkUnavailableError
+from streamer.frames import Frame, FrameProcessor
+from streamer.webrtc_tracks import AvatarTrack, FrameSlot, LoopThread, ProcessedTrack
+
+logger = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).with_name("web")
+SDP_TYPE = "application/sdp"
+
+
+class PortInUseError(SinkUnavailableError):
+    """The TCP port the server should listen on is taken by another program."""
+
+
+class InsecureBindError(HeadcastError):
+    """Listening beyond this machine without a token would let anyone use the avatar."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"  # interface to listen on; anything but loopback needs a token
+    port: int = 8080  # TCP port; 0 picks a free one (see AvatarServer.url)
+    token: str | None = None  # bearer token required on every request; None: no auth
+    max_sessions: int = 4  # concurrent WHIP + WHEP sessions; more get 503
+    max_upload_bytes: int = 8 * 1024 * 1024  # request body limit (portraits); larger get 413
+    fps: float = 30.0  # frame rate WHEP viewers receive
+    connect_timeout_s: float = 20.0  # a session not connected by then is closed
+    idle_timeout_s: float = 10.0  # a WHIP session sending no video this long is closed
+    ice_servers: tuple[str, ...] = ()  # STUN/TURN URLs; empty: host candidates only
+    tls_cert: str | None = None  # PEM certificate: serve https (browsers on other machines
+    tls_key: str | None = None  # only allow the webcam on https pages); PEM private key
+
+    def __post_init__(self) -> None:
+        if not is_loopback(self.host) and not self.token:
+            raise InsecureBindError(
+                f"listening on {self.host} without a token would let anyone on the network "
+                "connect: pass --token, or leave it out and headcast generates one"
+            )
+        if self.max_sessions < 1:
+            raise ValueError(f"max_sessions must be at least 1, got {self.max_sessions}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise SinkUnavailableError("https needs both a certificate and its key (--cert, --key)")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: assume it is reachable from elsewhere
+
+
+def resolve_token(host: str, token: str | None) -> str | None:
+    """The token to require: the given one; none on loopback; else a fresh random one."""
+    if token:
+        return token
+    return None if is_loopback(host) else secrets.token_urlsafe(18)
+
+
+class ProcessorFactory(Protocol):
+    """Makes one FrameProcessor per WHIP session and enrolls uploaded portraits.
+
+    create() and apply() run in the session's worker thread, enroll() in a shared one.
+    """
+
+    def create(self) -> FrameProcessor:
+        """A new processor animating the current portrait."""
+        ...
+
+    def enroll(self, image: np.ndarray) -> object:
+        """image: (H, W, 3) uint8 BGR → a portrait; it becomes the one new sessions get.
+        Must raise NoFaceError (or another HeadcastError) with a message when unusable."""
+        ...
+
+    def apply(self, processor: FrameProcessor, portrait: object) -> None:
+        """Switch a live processor (made by create()) to `portrait`."""
+        ...
+
+
+@dataclass
+class Session:
+    """One peer connection: a WHIP sender (with its processor) or a WHEP viewer."""
+
+    id: str
+    kind: str  # "whip" or "whep"
+    pc: RTCPeerConnection
+    executor: ThreadPoolExecutor | None = None  # one worker: the processor's thread
+    processor: FrameProcessor | None = None
+    tracks: list[MediaStreamTrack] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+class AvatarServer:
+    """The aiohttp app and its WebRTC sessions; lives on one asyncio loop.
+
+    slot: where the avatar frames WHEP viewers see come from (a sink or WHIP results).
+    processors: set for `headcast serve` (WHIP + portrait upload); None for playback only.
+    """
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        slot: FrameSlot | None = None,
+        processors: ProcessorFactory | None = None,
+    ) -> None:
+        self.config = config
+        self.slot = slot if slot is not None else FrameSlot()
+        self.processors = processors
+        self.sessions: dict[str, Session] = {}
+        self.port = config.port
+        self._runner: web.AppRunner | None = None
+        self._enroll_executor = ThreadPoolExecutor(1, thread_name_prefix="headcast-enroll")
+        self._closed = False
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
+        scheme = "https" if self.config.tls_cert else "http"
+        return f"{scheme}://{host}:{self.port}"
+
+    def count(self, kind: str) -> int:
+        return sum(1 for s in list(self.sessions.values()) if s.kind == kind)
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    def make_app(self) -> web.Application:
+        # SDP offers and portraits are the only bodies; larger ones get 413
+        app = web.Application(
+            client_max_size=self.config.max_upload_bytes,
+            middlewares=[self._auth_middleware],
+        )
+        app.router.add_get("/", self._index)
+        app.router.add_get("/player", self._page("player.html"))
+        app.router.add_static("/static/", WEB_DIR)
+        app.router.add_get("/sessions", self._sessions)
+        for kind in ("whip", "whep"):
+            app.router.add_post(f"/{kind}", self._offer_handler(kind))
+            app.router.add_delete(f"/{kind}/{{id}}", self._delete_handler(kind))
+            app.router.add_patch(f"/{kind}/{{id}}", self._patch)
+        app.router.add_post("/portrait", self._portrait)
+        return app
+
+    async def start(self) -> None:
+        """Bind and serve. Raises PortInUseError / SinkUnavailableError when it cannot."""
+        self._runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        try:
+            site = web.TCPSite(
+                self._runner, self.config.host, self.config.port, ssl_context=_tls(self.config)
+            )
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            self._runner = None
+            raise _bind_error(self.config, exc) from exc
+        self.port = self._runner.addresses[0][1]
+
+    async def close(self) -> None:
+        """Close every session and stop listening; safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.gather(*(self.close_session(sid) for sid in list(self.sessions)))
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self._enroll_executor.shutdown(wait=False)
+
+    # ---- sessions --------------------------------------------------------------------
+
+    async def close_session(self, session_id: str) -> bool:
+        """End one session and free its connection, tracks and worker; False if unknown."""
+        session = self.sessions.pop(session_id, None)
+        if session is None:
+            return False
+        for task in session.tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
+        for track in session.tracks:
+            track.stop()
+        await session.pc.close()
+        if session.executor is not None:
+            if session.processor is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.get_running_loop().run_in_executor(
+                        session.executor, session.processor.close
+                    )
+            session.executor.shutdown(wait=False)
+        logger.info("%s session %s closed", session.kind, session_id)
+        return True
+
+    def _new_session(self, kind: str) -> Session:
+        ice = [RTCIceServer(url) for url in self.config.ice_servers]
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=ice))
+        session = Session(uuid.uuid4().hex, kind, pc)
+        self.sessions[session.id] = session
+
+        @pc.on("connectionstatechange")
+        async def _on_state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                await self.close_session(session.id)
+
+        session.tasks.append(asyncio.ensure_future(self._connect_deadline(session)))
+        return session
+
+    async def _connect_deadline(self, session: Session) -> None:
+        await asyncio.sleep(self.config.connect_timeout_s)
+        if session.pc.connectionState != "connected":
+            logger.info("%s session %s never connected", session.kind, session.id)
+            await self.close_session(session.id)
+
+    async def _setup_whep(self, session: Session) -> None:
+        track = AvatarTrack(self.slot, self.config.fps)
+        session.tracks.append(track)
+        session.pc.addTrack(track)
+
+    async def _setup_whip(self, session: Session) -> None:
+        assert self.processors is not None
+        loop = asyncio.get_running_loop()
+        session.executor = ThreadPoolExecutor(1, thread_name_prefix=f"headcast-{session.id[:6]}")
+        session.processor = await loop.run_in_executor(session.executor, self.processors.create)
+
+        @session.pc.on("track")
+        def _on_track(track: MediaStreamTrack) -> None:
+            if track.kind != "video" or any(isinstance(t, ProcessedTrack) for t in session.tracks):
+                session.tasks.append(asyncio.ensure_future(_discard(track)))
+                return
+            assert session.processor is not None and session.executor is not None
+            processed = ProcessedTrack(
+                track, session.processor, session.executor, on_result=self.slot.put
+            )
+            processed.start()
+            session.tracks.append(processed)
+            session.pc.addTrack(processed)  # sendrecv offers get the avatar back
+            session.tasks.append(asyncio.ensure_future(self._idle_watchdog(session, processed)))
+
+    async def _idle_watchdog(self, session: Session, track: ProcessedTrack) -> None:
+        """Close a WHIP session whose video stopped (a killed browser sends no DTLS close;
+        ICE consent expiry would take ~30 s)."""
+        timeout = self.config.idle_timeout_s
+        last_count, last_seen = -1, time.monotonic()
+        while session.id in self.sessions:
+            await asyncio.sleep(min(1.0, timeout / 4))
+            now = time.monotonic()
+            if track.worker.frames_in != last_count:
+                last_count, last_seen = track.worker.frames_in, now
+            elif now - last_seen > timeout:
+                logger.info("whip session %s sent no video for %.0f s", session.id, timeout)
+                await self.close_session(session.id)
+
+    # ---- handlers --------------------------------------------------------------------
+
+    @web.middleware
+    async def _auth_middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        token = self.config.token
+        if token and not request.path.startswith("/static/"):
+            given = request.query.get("token", "")
+            auth = request.headers.get("Authorization", "")
+            if auth.lower().startswith("bearer "):
+                given = auth[7:].strip()
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                return _error(
+                    401,
+                    "missing or wrong token: send 'Authorization: Bearer TOKEN' or open "
+                    "the page with ?token=TOKEN (headcast printed it when it started)",
+                    headers={"WWW-Authenticate": 'Bearer realm="headcast"'},
+                )
+        return await handler(request)
+
+    async def _index(self, request: web.Request) -> web.StreamResponse:
+        page = "index.html" if self.processors is not None else "player.html"
+        return web.FileResponse(WEB_DIR / page)
+
+    def _page(self, name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            return web.FileResponse(WEB_DIR / name)
+
+        return handler
+
+    async def _sessions(self, request: web.Request) -> web.Response:
+        return web.json_response({"whip": self.count("whip"), "whep": self.count("whep")})
+
+    def _offer_handler(self, kind: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handler(request: web.Request) -> web.Response:
+            return await self._offer(request, kind)
+
+        return handler
+
+    async def _offer(self, request: web.Request, kind: str) -> web.Response:
+        if kind == "whip" and self.processors is None:
+            return _error(
+                404,
+                "this server only plays the avatar (WHEP at /whep); to send a camera, "
+                "run `headcast serve` and POST to its /whip",
+            )
+        if request.content_type != SDP_TYPE:
+            return _error(415, f"send the SDP offer with Content-Type: {SDP_TYPE}")
+        offer_sdp = await request.text()
+        if len(self.sessions) >= self.config.max_sessions:
+            return _error(
+                503,
+                f"all {self.config.max_sessions} sessions are in use: close one, or start "
+                "the server with a larger --max-sessions",
+                headers={"Retry-After": "5"},
+            )
+        session = self._new_session(kind)
+        try:
+            await (self._setup_whip(session) if kind == "whip" else self._setup_whep(session))
+            await session.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+            await session.pc.setLocalDescription(await session.pc.createAnswer())
+        except (ValueError, TypeError) as exc:
+            await self.close_session(session.id)
+            return _error(400, f"cannot use this SDP offer: {exc}")
+        except HeadcastError as exc:  # e.g. the processor cannot load its models
+            await self.close_session(session.id)
+            return _error(500, str(exc))
+        except Exception:
+            await self.close_session(session.id)
+            raise
+        logger.info("%s session %s opened", kind, session.id)
+        return web.Response(
+            status=201,
+            body=session.pc.localDescription.sdp.encode(),
+            content_type=SDP_TYPE,
+            headers={"Location": f"/{kind}/{session.id}"},
+        )
+
+    def _delete_handler(self, kind: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handler(request: web.Request) -> web.Response:
+            session = self.sessions.get(request.match_info["id"])
+            if session is None or session.kind != kind:
+                return _error(404, "no such session (it ended or never existed)")
+            await self.close_session(session.id)
+            return web.Response(status=200)
+
+        return handler
+
+    async def _patch(self, request: web.Request) -> web.Response:
+        # Trickle ICE and ICE restarts are not supported: answers hold all candidates.
+        return _error(405, "trickle ICE is not supported", headers={"Allow": "DELETE"})
+
+    async def _portrait(self, request: web.Request) -> web.Response:
+        if self.processors is None:
+            return _error(404, "this server has no portrait to change (run `headcast serve`)")
+        if (request.content_length or 0) > self.config.max_upload_bytes:
+            return _upload_too_large(self.config.max_upload_bytes)
+        try:
+            data = await _read_upload(request)
+        except web.HTTPRequestEntityTooLarge:
+            return _upload_too_large(self.config.max_upload_bytes)
+        image = decode_image(data)
+        if image is None:
+            return _error(415, "not an image: upload a JPEG, PNG, WebP or BMP portrait photo")
+        loop = asyncio.get_running_loop()
+        try:
+            portrait = await loop.run_in_executor(
+                self._enroll_executor, self.processors.enroll, image
+            )
+        except HeadcastError as exc:
+            return _error(422, str(exc))
+        updated = 0
+        for session in list(self.sessions.values()):
+            if session.processor is not None and session.executor is not None:
+                await loop.run_in_executor(
+                    session.executor, self.processors.apply, session.processor, portrait
+                )
+                updated += 1
+        return web.json_response({"ok": True, "sessions_updated": updated})
+
+
+MAX_IMAGE_PIXELS = 40_000_000  # a portrait larger than this is a mistake or a bomb
+
+
+def decode_image(data: bytes) -> np.ndarray | None:
+    """Uploaded bytes → (H, W, 3) uint8 BGR, or None when they are not a usable image."""
+    if not data:
+        return None
+    buffer = np.frombuffer(data, np.uint8)
+    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    if image is None or image.shape[0] * image.shape[1] > MAX_IMAGE_PIXELS:
+        return None
+    return image
+
+
+async def _read_upload(request: web.Request) -> bytes:
+    if request.content_type.startswith("multipart/"):
+        form = await request.post()
+        part = form.get("portrait")
+        if part is None or not hasattr(part, "file"):
+            return b""
+        return part.file.read()
+    return await request.read()
+
+
+async def _discard(track: MediaStreamTrack) -> None:
+    """Read and drop a track nobody uses (its receiver would otherwise queue frames)."""
+    with contextlib.suppress(MediaStreamError):
+        while True:
+            await track.recv()
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status,
+        text=json.dumps({"error": message}),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def _upload_too_large(limit: int) -> web.Response:
+    return _error(413, f"upload larger than {limit // (1024 * 1024)} MiB: send a smaller image")
+
+
+def _tls(config: ServerConfig) -> ssl.SSLContext | None:
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(config.tls_cert, config.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise SinkUnavailableError(
+            f"cannot use the certificate {config.tls_cert} with key {config.tls_key} ({exc}): "
+            "pass PEM files of one pair"
+        ) from exc
+    return context
+
+
+def _bind_error(config: ServerConfig, exc: OSError) -> SinkUnavailableError:
+    if exc.errno == errno.EADDRINUSE:
+        return PortInUseError(
+            f"port {config.port} on {config.host} is already in use: stop the program "
+            "using it, or pass --port with another number"
+        )
+    return SinkUnavailableError(
+        f"cannot listen on {config.host}:{config.port} ({exc.strerror or exc}): "
+        "check --host names an address of this machine"
+    )
+
+
+class ServerThread:
+    """An AvatarServer on its own loop in a background thread (sinks, tests).
+
+    start() returns once the port is bound (or raises PortInUseError); close() ends every
+    session and the thread, and is safe to call more than once.
+    """
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        slot: FrameSlot | None = None,
+        processors: ProcessorFactory | None = None,
+    ) -> None:
+        self._thread = LoopThread("headcast-webrtc")
+        self.server = AvatarServer(config, slot, processors)
+        self._closed = False
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def start(self, timeout: float = 10.0) -> None:
+        try:
+            self._thread.run(self.server.start(), timeout)
+        except BaseException:
+            self._thread.close()
+            raise
+
+    def session_count(self, kind: str | None = None) -> int:
+        async def count() -> int:
+            if kind is None:
+                return len(self.server.sessions)
+            return self.server.count(kind)
+
+        return self._thread.run(count(), timeout=5)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(Exception):
+            self._thread.run(self.server.close(), timeout=15)
+        self._thread.close()
+
+
+def _print_to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+class WebRTCSink:
+    """`--output webrtc`: serves a page and WHEP; every viewer gets the newest frame.
+
+    send() only replaces the frame in a slot, so it never blocks the pipeline; each viewer
+    track reads the slot at `fps` on the server's loop, so a slow viewer delays only itself.
+    """
+
+    name = "webrtc"
+
+    def __init__(
+        self,
+        config: ServerConfig = ServerConfig(),
+        announce: Callable[[str], None] = _print_to_stderr,
+    ) -> None:
+        self._config = config
+        self._announce = announce
+        self._slot = FrameSlot()
+        self._server: ServerThread | None = None
+        self._closed = False
+
+    @property
+    def config(self) -> ServerConfig:
+        return self._config
+
+    @property
+    def url(self) -> str | None:
+        return None if self._server is None else self._server.url
+
+    def open(self, width: int, height: int, fps: float) -> None:
+        if self._server is not None:
+            raise RuntimeError("WebRTCSink.open() called twice")
+        config = dataclasses.replace(self._config, fps=fps if fps > 0 else self._config.fps)
+        self._server = ServerThread(config, self._slot)
+        self._server.start()
+        query = f"?token={config.token}" if config.token else ""
+        self._announce(
+            f"headcast: avatar at {self._server.url}/{query}  (WHEP: {self._server.url}/whep)"
+        )
+
+    def send(self, frame: Frame) -> None:
+        self._slot.put(frame)
+
+    def viewer_count(self) -> int:
+        return 0 if self._server is None else self._server.session_count("whep")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._server is not None:
+            self._server.close()
+
+
+def webrtc_sink(
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    token: str | None = None,
+    max_sessions: int = 4,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+) -> WebRTCSink:
+    """Sink-registry factory for `--output webrtc` (create_sink("webrtc", port=…))."""
+    config = ServerConfig(
+        host=host,
+        port=port,
+        token=resolve_token(host, token),
+        max_sessions=max_sessions,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+    )
+    return WebRTCSink(config)

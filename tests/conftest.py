@@ -1,0 +1,59 @@
+"""Shared fixtures: the real data folder and a stock photo portrait."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def find_data_dir() -> Path | None:
+    """HEADCAST_DATA if set, else ../shared/data next to the project; None if neither exists."""
+    env = os.environ.get("HEADCAST_DATA")
+    candidates = [Path(env)] if env else []
+    candidates.append(PROJECT_ROOT.parent / "shared" / "data")
+    for path in candidates:
+        if path.is_dir():
+            return path
+    return None
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """Path of the shared real data (portraits/, driving/, train/); skips when absent."""
+    path = find_data_dir()
+    if path is None:
+        pytest.skip("shared data not found: set HEADCAST_DATA or provide ../shared/data")
+    return path
+
+
+@pytest.fixture(scope="session")
+def astronaut_bgr() -> np.ndarray:
+    """(512, 512, 3) uint8 BGR: skimage's astronaut photo (Eileen Collins)."""
+    from skimage import data
+
+    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+
+
+@pytest.fixture(scope="session")
+def astronaut_landmarks(astronaut_bgr: np.ndarray) -> np.ndarray:
+    """(478, 3) float32 landmarks of the astronaut photo, pixels."""
+    from streamer.tracker import FaceTracker
+
+    with FaceTracker(video=False) as tracker:
+        lm = tracker.detect(astronaut_bgr)
+    assert lm is not None
+    return lm
+
+
+@pytest.fixture(scope="session")
+def astronaut_portrait(astronaut_bgr: np.ndarray):
+    """The astronaut enrolled at the 256 crop (fast)."""
+    from streamer.portrait import EnrollConfig, enroll_images
+
+    return enroll_images([astronaut_bgr], EnrollConfig(crop_size=256))

@@ -1,0 +1,45 @@
+"""Small builders shared by the foundation tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from streamer import landmarks as L
+
+
+def lid_gaps(lm: np.ndarray) -> np.ndarray:
+    """(14,) lower − upper lid y for each lid pair (image y grows downwards)."""
+    pairs = np.array(L.RIGHT_LID_PAIRS + L.LEFT_LID_PAIRS)
+    return lm[pairs[:, 1], 1] - lm[pairs[:, 0], 1]
+
+
+def lip_gaps(lm: np.ndarray) -> np.ndarray:
+    pairs = np.array(L.LIP_PAIRS)
+    return lm[pairs[:, 1], 1] - lm[pairs[:, 0], 1]
+
+
+def open_mouth(lm: np.ndarray, amount: float) -> np.ndarray:
+    """Drop the jaw: lower lip, chin and jaw points move down by amount × IOD."""
+    out = lm.copy()
+    lower = sorted(
+        {p for _, p in L.LIP_PAIRS}
+        | {14, 17, 84, 314, 181, 405, 91, 321, 146, 375, 152, 148, 377, 176, 400, 18, 200, 199, 175}
+    )
+    out[lower, 1] += amount * L.iod(lm)
+    return out
+
+
+def close_eyes(lm: np.ndarray) -> np.ndarray:
+    """Upper lids down onto the lower lids."""
+    out = lm.copy()
+    for up, low in L.RIGHT_LID_PAIRS + L.LEFT_LID_PAIRS:
+        out[up, :2] = out[low, :2] - [0.0, 0.3]
+    return out
+
+
+def rotate_yaw(lm: np.ndarray, degrees: float) -> np.ndarray:
+    """Turn the head about the vertical axis through the face centre."""
+    a = np.radians(degrees)
+    r = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    c = lm[L.RIGID].mean(axis=0)
+    return ((lm - c) @ r.T + c).astype(np.float32)

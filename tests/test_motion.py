@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+
+from streamer import landmarks as L
+from streamer.geometry import face_frame, fit_head_pose, rotation_to_euler
+from streamer.motion import MotionConfig, MotionState, MotionTransfer
+from tests.helpers import close_eyes, lid_gaps, lip_gaps, open_mouth, rotate_yaw
+
+
+@pytest.fixture()
+def transfer(astronaut_landmarks):
+    t = MotionTransfer(astronaut_landmarks)
+    t.calibrate(astronaut_landmarks)
+    return t
+
+
+def test_neutral_driver_leaves_the_portrait_as_it_is(transfer, astronaut_landmarks):
+    out = transfer.transfer(astronaut_landmarks)
+    err = np.abs(out - astronaut_landmarks)[:, :2].max() / L.iod(astronaut_landmarks)
+    assert err < 0.02
+
+
+def test_closed_portrait_mouth_opens_when_the_driver_opens(astronaut_landmarks):
+    closed = astronaut_landmarks.copy()
+    for up, low in L.LIP_PAIRS:
+        closed[low] = closed[up]
+    t = MotionTransfer(closed)
+    t.calibrate(astronaut_landmarks)
+    out = t.transfer(open_mouth(astronaut_landmarks, 0.3))
+    gap = (out[14, 1] - out[13, 1]) / L.iod(closed)
+    assert 0.22 < gap < 0.38
+
+
+def test_blink_closes_wider_portrait_eyes_fully(astronaut_landmarks):
+    portrait = astronaut_landmarks.copy()
+    for up, _ in L.RIGHT_LID_PAIRS + L.LEFT_LID_PAIRS:  # portrait eyes 50% wider open
+        portrait[up, 1] -= 0.5 * (astronaut_landmarks[_, 1] - astronaut_landmarks[up, 1])
+    t = MotionTransfer(portrait)
+    t.calibrate(astronaut_landmarks)
+    out = t.transfer(close_eyes(astronaut_landmarks))
+    gaps = lid_gaps(face_frame(portrait).to_face(out))  # in IOD units
+    assert gaps.max() <= MotionConfig().min_gap + 1e-4
+    assert (gaps > 0).all()
+
+
+def test_lids_and_lips_never_cross(astronaut_landmarks, transfer):
+    driver = astronaut_landmarks.copy()
+    for up, low in L.RIGHT_LID_PAIRS + L.LEFT_LID_PAIRS + L.LIP_PAIRS:
+        driver[up, 1], driver[low, 1] = driver[low, 1] + 5, driver[up, 1] - 5  # crossed
+    face = face_frame(astronaut_landmarks).to_face(transfer.transfer(driver))
+    assert (lid_gaps(face) > 0).all() and (lip_gaps(face) > 0).all()
+
+
+def test_head_turn_transfers_with_pose_and_not_without(astronaut_landmarks):
+    turned = rotate_yaw(astronaut_landmarks, 15)
+    with_pose = MotionTransfer(astronaut_landmarks)
+    with_pose.calibrate(astronaut_landmarks)
+    yaw = rotation_to_euler(
+        fit_head_pose(astronaut_landmarks, with_pose.transfer(turned)).rotation
+    )[0]
+    assert abs(yaw - 15) < 1.5
+    no_pose = MotionTransfer(astronaut_landmarks, MotionConfig(head_pose=False))
+    no_pose.calibrate(astronaut_landmarks)
+    out = no_pose.transfer(turned)
+    assert np.abs(out[L.RIGID] - astronaut_landmarks[L.RIGID]).max() < 0.05 * L.iod(
+        astronaut_landmarks
+    )
+
+
+def test_big_jawed_driver_is_scaled_to_the_portrait(astronaut_landmarks):
+    """A driver whose lower face is 1.5× longer opens its mouth by 0.3 of its IOD: on the
+    portrait the opening is scaled down by the ratio of the faces' proportions."""
+    driver = astronaut_landmarks.copy()
+    below_nose = driver[:, 1] > driver[2, 1]
+    driver[below_nose, 1] = driver[2, 1] + 1.5 * (driver[below_nose, 1] - driver[2, 1])
+    t = MotionTransfer(astronaut_landmarks)
+    t.calibrate(driver)
+    out = t.transfer(open_mouth(driver, 0.3))
+    before = astronaut_landmarks[14, 1] - astronaut_landmarks[13, 1]
+    opened = (out[14, 1] - out[13, 1] - before) / L.iod(astronaut_landmarks)
+    assert 0.15 < opened < 0.25  # ≈ 0.3 / 1.5, not 0.3
+
+
+def test_states_blend_towards_neutral(transfer, astronaut_landmarks):
+    state = transfer.measure(open_mouth(rotate_yaw(astronaut_landmarks, 10), 0.3))
+    half = state.blend(MotionState.neutral(), 0.5)
+    assert np.allclose(half.delta, 0.5 * state.delta)
+    assert (
+        abs(rotation_to_euler(half.rotation)[0] - 0.5 * rotation_to_euler(state.rotation)[0]) < 0.5
+    )
+
+
+def test_absolute_mode_returns_the_driver(astronaut_landmarks):
+    t = MotionTransfer(astronaut_landmarks, MotionConfig(mode="absolute"))
+    driver = open_mouth(astronaut_landmarks, 0.2)
+    assert np.array_equal(t.transfer(driver), driver)
+
+
+def test_measure_needs_calibration(astronaut_landmarks):
+    with pytest.raises(RuntimeError):
+        MotionTransfer(astronaut_landmarks).measure(astronaut_landmarks)

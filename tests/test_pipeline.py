@@ -1,0 +1,391 @@
+"""Pipeline: fan-out, newest-wins under slow stages, failures, controls, hotkeys, the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+
+import numpy as np
+import pytest
+from fakes import (
+    FakeProcessor,
+    FakeSink,
+    fake_camera,
+    image_number,
+    numbered_image,
+    write_clip,
+)
+
+from streamer import live_cli
+from streamer.controls import Controls
+from streamer.errors import SinkUnavailableError, SourceLostError
+from streamer.pipeline import Pipeline, PipelineConfig
+from streamer.sinks import register_sink
+from streamer.sources import CaptureConfig, OpenCVReader, ThreadedSource
+from streamer.video_io import read_video_frames
+
+
+def live_threads() -> set[str]:
+    return {
+        t.name for t in threading.enumerate() if t.name.startswith(("capture:", "sink:", "pipe"))
+    }
+
+
+def test_frames_reach_every_sink_with_their_capture_time():
+    source, _ = fake_camera(fps=60.0)
+    a, b = FakeSink("a"), FakeSink("b")
+    processor = FakeProcessor(size=96)
+    with Pipeline(source, processor, [a, b]) as pipeline:
+        pipeline.run(duration=0.8)
+    stats = pipeline.stats()  # after close: every counter is final
+    for sink in (a, b):
+        assert sink.opened == [(96, 96, 60.0)]  # opened once, at the processor's output size
+        indices = [r.index for r in sink.received]
+        assert len(indices) > 10 and indices == sorted(set(indices))
+        assert all(r.capture_ts < r.received_ts for r in sink.received)
+        assert all(r.number == r.index % 256 for r in sink.received)  # the right frame
+        assert sink.closed == 1
+    assert stats.processed >= len(a.received)
+    assert stats.process is not None and stats.wait is not None
+    assert {s.name for s in stats.sinks} == {"a", "b"}
+    assert all(s.latency is not None and s.delivered > 10 for s in stats.sinks)
+    assert len(stats.lines()) == 4
+    assert processor.closed == 1
+    assert live_threads() == set()
+
+
+def test_a_slow_sink_never_slows_the_others():
+    source, _ = fake_camera(fps=30.0)
+    fast, slow = FakeSink("fast"), FakeSink("slow", delay_s=0.25)
+    with Pipeline(source, FakeProcessor(), [fast, slow]) as pipeline:
+        pipeline.run(duration=2.0)
+    stats = pipeline.stats()
+    # the fast sink gets (nearly) every processed frame, the slow one only a few
+    assert len(fast.received) >= 0.8 * stats.processed
+    assert len(slow.received) <= 10
+    slow_stats = next(s for s in stats.sinks if s.name == "slow")
+    assert slow_stats.dropped > 20
+    # and the slow sink still shows fresh frames: latency bounded by its own send time,
+    # not growing with a backlog
+    lags = [r.received_ts - r.capture_ts for r in slow.received]
+    assert max(lags) < 0.25 + 0.5
+    assert lags[-1] < lags[0] + 0.3
+
+
+def test_a_slow_processor_drops_frames_instead_of_queueing_them():
+    source, _ = fake_camera(fps=60.0)
+    sink = FakeSink()
+    with Pipeline(source, FakeProcessor(delay_s=0.05), [sink]) as pipeline:
+        pipeline.run(duration=1.5)
+        stats = pipeline.stats()
+    assert stats.offered > stats.processed * 1.5  # frames were skipped, not queued
+    waits = [r.received_ts - r.capture_ts for r in sink.received]
+    first, last = np.median(waits[:5]), np.median(waits[-5:])
+    assert last < first + 0.1  # latency does not grow with time
+    assert stats.wait.p95_ms < 200  # a frame waits at most ~one processing time
+
+
+def test_main_thread_sinks_are_driven_by_run_on_the_calling_thread():
+    source, _ = fake_camera(fps=60.0)
+    window, other = FakeSink("window", main_thread=True), FakeSink("other")
+    broken = FakeSink("broken window", main_thread=True, unavailable=True)
+    with Pipeline(source, FakeProcessor(), [window, broken, other]) as pipeline:
+        pipeline.run(duration=0.5)
+    assert len(window.received) > 10
+    assert window.threads == {threading.get_ident()}
+    assert other.threads and threading.get_ident() not in other.threads
+    assert window.closed == 1 and broken.closed >= 1
+
+
+def test_a_camera_that_disappears_ends_the_run_with_source_lost():
+    source, _ = fake_camera(fps=60.0, fail_after=20, lost_after_s=0.2)
+    sink = FakeSink()
+    with Pipeline(source, FakeProcessor(), [sink]) as pipeline:
+        with pytest.raises(SourceLostError):
+            pipeline.run(duration=10.0)
+        assert isinstance(pipeline.error, SourceLostError)
+    assert sink.received and sink.received[-1].index <= 19
+    assert live_threads() == set()
+
+
+def test_an_unavailable_sink_is_logged_and_the_others_go_on(caplog):
+    source, _ = fake_camera(fps=60.0)
+    missing, good = FakeSink("missing", unavailable=True), FakeSink("good")
+    with Pipeline(source, FakeProcessor(), [missing, good]) as pipeline:
+        pipeline.run(duration=0.6)
+        stats = pipeline.stats()
+    assert good.received and not missing.received
+    state = {s.name: s for s in stats.sinks}
+    assert state["missing"].state == "failed"
+    assert "install the fake driver" in state["missing"].error
+    assert "install the fake driver" in caplog.text
+
+
+def test_when_no_sink_can_be_opened_the_run_fails_with_every_reason():
+    source, _ = fake_camera(fps=60.0)
+    sinks = [FakeSink("one", unavailable=True), FakeSink("two", unavailable=True)]
+    with (
+        Pipeline(source, FakeProcessor(), sinks) as pipeline,
+        pytest.raises(SinkUnavailableError, match="one: .*two: "),
+    ):
+        pipeline.run(duration=5.0)
+
+
+def test_a_processor_error_ends_the_run():
+    source, _ = fake_camera(fps=60.0)
+    with (
+        Pipeline(source, FakeProcessor(fail_at=3), [FakeSink()]) as pipeline,
+        pytest.raises(RuntimeError, match="fake processor failed"),
+    ):
+        pipeline.run(duration=5.0)
+
+
+def test_controls_reach_the_processor_on_its_own_thread():
+    source, _ = fake_camera(fps=60.0)
+    processor = FakeProcessor()
+    portraits = ["mona", "einstein"]
+    config = PipelineConfig(head_pose=False)
+    with Pipeline(source, processor, [FakeSink()], config, portraits) as pipeline:
+        pipeline.start()
+        time.sleep(0.2)
+        pipeline.recalibrate()
+        assert pipeline.select_portrait(1)
+        assert not pipeline.select_portrait(5)
+        assert pipeline.toggle_head_pose() is True
+        time.sleep(0.2)
+        pipeline.stop()
+    assert processor.recalibrations == 1
+    assert processor.portraits == ["einstein"]
+    assert processor.pose_transfer == [False, True]  # the config's, then the toggle
+    assert pipeline.portrait_index == 1
+    assert len(processor.threads) == 1 and threading.get_ident() not in processor.threads
+
+
+def test_mirror_flips_the_driving_frame():
+    source, _ = fake_camera(fps=60.0)
+    processor = FakeProcessor()
+    with Pipeline(source, processor, [FakeSink()], PipelineConfig(mirror=True)) as pipeline:
+        pipeline.run(duration=0.3)
+        mirrored = processor.inputs[-1]
+        assert mirrored[:, -1].max() == 0  # numbered_image's black quarter is now on the right
+        assert pipeline.toggle_mirror() is False
+
+
+def test_freeze_repeats_the_last_avatar_frame_with_fresh_timestamps():
+    source, _ = fake_camera(fps=60.0)
+    sink = FakeSink()
+    processor = FakeProcessor()
+    with Pipeline(source, processor, [sink]) as pipeline:
+        pipeline.start()
+        time.sleep(0.3)
+        assert pipeline.toggle_freeze() is True
+        time.sleep(0.1)
+        calls, count = processor.calls, len(sink.received)
+        time.sleep(0.4)
+        frozen = sink.received[count:]
+        pipeline.stop()
+    assert processor.calls <= calls + 1  # nothing processed while frozen
+    assert len(frozen) > 5
+    assert len({r.number for r in frozen}) == 1  # the same picture…
+    assert frozen[-1].capture_ts > frozen[0].capture_ts  # …with new capture times
+
+
+def test_output_size_changes_are_passed_on():
+    """A portrait switch may change the output size; sinks get what the processor makes."""
+    source, _ = fake_camera(fps=60.0)
+    sink = FakeSink()
+    processor = FakeProcessor(size=64)
+    with Pipeline(source, processor, [sink]) as pipeline:
+        pipeline.run(duration=0.3)
+    assert sink.received[0].shape == (64, 64, 3)
+
+
+def test_close_is_idempotent_and_joins_every_thread():
+    source, reader = fake_camera(fps=60.0)
+    pipeline = Pipeline(source, FakeProcessor(), [FakeSink()])
+    pipeline.start()
+    time.sleep(0.1)
+    pipeline.close()
+    pipeline.close()
+    assert live_threads() == set()
+    assert reader.closed == 1
+
+
+# --- hotkeys ------------------------------------------------------------------------------
+
+
+class Target:
+    def __init__(self) -> None:
+        self.calls: list[object] = []
+
+    def recalibrate(self) -> None:
+        self.calls.append("recalibrate")
+
+    def select_portrait(self, index: int) -> bool:
+        self.calls.append(index)
+        return True
+
+    def toggle_head_pose(self) -> bool:
+        self.calls.append("pose")
+        return False
+
+    def toggle_mirror(self) -> bool:
+        self.calls.append("mirror")
+        return True
+
+    def toggle_freeze(self) -> bool:
+        self.calls.append("freeze")
+        return True
+
+    def stop(self) -> None:
+        self.calls.append("stop")
+
+
+def test_hotkeys_drive_the_controls():
+    target = Target()
+    controls = Controls()
+    assert not controls.handle_key(ord("r"))  # not bound yet
+    controls.bind(target)
+    for key in "rR19hmf q":
+        controls.handle_key(ord(key))
+    assert not controls.handle_key(ord("z"))
+    controls.handle_key(27)
+    assert target.calls == [
+        "recalibrate",
+        "recalibrate",
+        0,
+        8,
+        "pose",
+        "mirror",
+        "freeze",
+        "freeze",
+        "stop",
+        "stop",
+    ]
+
+
+def test_hotkeys_work_on_a_running_pipeline():
+    source, _ = fake_camera(fps=60.0)
+    processor = FakeProcessor()
+    with Pipeline(source, processor, [FakeSink()], portraits=["a", "b"]) as pipeline:
+        controls = Controls(pipeline)
+        pipeline.start()
+        controls.handle_key(ord("2"))
+        controls.handle_key(ord("m"))
+        time.sleep(0.2)
+        controls.handle_key(ord("q"))
+        pipeline.run()  # returns at once: q stopped it
+    assert processor.portraits == ["b"] and pipeline.mirror
+
+
+# --- the CLI ------------------------------------------------------------------------------
+
+
+def stream_args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="headcast")
+    live_cli.add_stream_command(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["stream", *argv])
+
+
+def test_stream_arguments_and_defaults():
+    args = stream_args("--portrait", "a.jpg", "b.headcast")
+    assert args.func is live_cli.run_stream
+    assert args.portrait == ["a.jpg", "b.headcast"] and args.camera == "0"
+    assert args.output is None and args.size == (1280, 720) and args.fit == "letterbox"
+    args = stream_args(
+        "--portrait",
+        "a.jpg",
+        "--output",
+        "whip:http://h/whip",
+        "preview",
+        "--size",
+        "640x360",
+        "--fit",
+        "crop",
+        "--no-head-pose",
+        "--mirror",
+    )
+    assert args.output == ["whip:http://h/whip", "preview"] and args.size == (640, 360)
+    with pytest.raises(SystemExit):
+        stream_args("--portrait", "a.jpg", "--size", "big")
+
+
+def test_stream_with_an_unknown_output_fails_before_loading(monkeypatch):
+    monkeypatch.setattr(live_cli, "load_portraits", lambda paths: pytest.fail("loaded"))
+    with pytest.raises(SinkUnavailableError, match="unknown output 'nope'"):
+        live_cli.run_stream(stream_args("--portrait", "a.jpg", "--output", "nope"))
+
+
+def test_stream_records_a_clip_end_to_end(tmp_path, monkeypatch):
+    clip = write_clip(tmp_path / "in.mp4", frames=10, fps=10.0, size=(64, 48))
+    out = tmp_path / "out.mp4"
+    sinks: list[FakeSink] = []
+    register_sink("fake-cli", lambda **kw: sinks.append(FakeSink("fake-cli")) or sinks[-1])
+    monkeypatch.setattr(live_cli, "load_portraits", lambda paths: list(paths))
+    monkeypatch.setattr(live_cli, "make_processor", lambda portrait, fps: FakeProcessor(96))
+    args = stream_args(
+        "--portrait",
+        "p.jpg",
+        "--driving",
+        str(clip),
+        "--output",
+        "fake-cli",
+        "--record",
+        str(out),
+        "--duration",
+        "2.05",
+        "--stats",
+    )
+    assert live_cli.run_stream(args) == 0
+    frames = list(read_video_frames(out))
+    delivered = sinks[0].received
+    # real time at the clip's 10 fps: one frame per 0.1 s, skipped ones filled in
+    assert len(frames) == delivered[-1].index - delivered[0].index + 1
+    assert 15 <= len(frames) <= 23
+    assert frames[0].shape == (96, 96, 3)
+
+
+# --- the real Animator --------------------------------------------------------------------
+
+
+class BlackedOutReader(OpenCVReader):
+    """A driving clip whose frames [start, stop) are black: the face is lost, then back."""
+
+    def __init__(self, path: str, start: int, stop: int, fps: float) -> None:
+        super().__init__(path)
+        self.fps, self._start, self._stop, self._n = fps, start, stop, 0
+
+    def read(self) -> np.ndarray | None:
+        image = super().read()
+        if image is not None:
+            if self._start <= self._n < self._stop:
+                image = np.zeros_like(image)
+            self._n += 1
+        return image
+
+
+@pytest.mark.slow
+def test_face_lost_and_regained_keeps_the_avatar_coming(data_dir, astronaut_bgr):
+    animate = pytest.importorskip("streamer.animate")
+    portrait_mod = pytest.importorskip("streamer.portrait")
+    portrait = portrait_mod.enroll_images([astronaut_bgr], portrait_mod.EnrollConfig(crop_size=256))
+    processor = animate.Animator(portrait, animate.AnimateOptions(fps=15.0, full_frame=False))
+    clip = str(data_dir / "driving" / "woman_beige_backdrop.mp4")
+    reader = BlackedOutReader(clip, start=15, stop=30, fps=15.0)  # one second without a face
+    source = ThreadedSource(
+        reader, name="blacked out", loop=False, realtime=True, is_file=True, config=CaptureConfig()
+    )
+    sink = FakeSink()
+    with Pipeline(source, processor, [sink]) as pipeline:
+        pipeline.run(duration=3.0)
+        assert pipeline.error is None
+    indices = [r.index for r in sink.received]
+    assert any(i < 15 for i in indices)
+    assert any(15 <= i < 30 for i in indices)  # output kept coming without a face
+    assert any(i >= 30 for i in indices)  # and after it came back
+    assert {r.shape for r in sink.received} == {(256, 256, 3)}
+
+
+def test_numbered_images_survive_the_fake_processor():
+    assert image_number(FakeProcessor(32).process(numbered_image(7))) == 7

@@ -1,0 +1,107 @@
+import cv2
+import numpy as np
+import pytest
+
+from streamer import landmarks as L
+from streamer.errors import FaceTooSmallError, ImageReadError, NoFaceError, PortraitFileError
+from streamer.portrait import EnrollConfig, enroll_images, load_portrait, save_portrait
+from streamer.video_io import read_image
+
+
+def test_enroll_computes_the_crop_and_its_tensors(astronaut_portrait, astronaut_bgr):
+    p = astronaut_portrait
+    assert p.crop.shape == (256, 256, 3) and p.mouth_mask.shape == (256, 256)
+    assert p.image is astronaut_bgr or np.array_equal(p.image, astronaut_bgr)
+    # The crop's landmarks are the image's, moved into the crop.
+    x0, y0, x1, y1 = L.face_box(p.crop_landmarks)
+    assert 0 < x0 < x1 < 256 and 0 < y0 < y1 < 256
+    assert 0.3 < (x1 - x0) / 256 < 0.5  # room for hair around the face
+    assert p.colors.shape == (3, 3) and (p.colors[1] < p.colors[0]).all()  # deep is darker
+
+
+def test_crop_pixels_match_the_landmarks(astronaut_portrait):
+    """The crop shows what the image shows at the same landmark (checks the coordinate
+    convention: pixel centres at i + 0.5)."""
+    p = astronaut_portrait
+    for idx in (1, 33, 263, 13):
+        x, y = p.landmarks[idx, :2]
+        cx, cy = p.crop_landmarks[idx, :2]
+        a = p.image[int(y), int(x)].astype(int)
+        b = p.crop[int(cy), int(cx)].astype(int)
+        assert np.abs(a - b).max() < 40
+
+
+def test_save_and_load_round_trip(astronaut_portrait, tmp_path):
+    path = tmp_path / "a.headcast"
+    save_portrait(astronaut_portrait, path)
+    loaded = load_portrait(path)
+    for name in ("image", "landmarks", "crop", "crop_landmarks", "mouth_mask", "colors", "shots"):
+        assert np.array_equal(getattr(loaded, name), getattr(astronaut_portrait, name)), name
+    assert loaded.box == astronaut_portrait.box
+    assert loaded.sources == astronaut_portrait.sources and len(loaded.sources[0]) == 64
+
+
+def test_bad_portrait_files_raise_a_named_error(astronaut_portrait, tmp_path):
+    good = tmp_path / "good.headcast"
+    save_portrait(astronaut_portrait, good)
+    truncated = tmp_path / "truncated.headcast"
+    truncated.write_bytes(good.read_bytes()[:5000])
+    garbage = tmp_path / "garbage.headcast"
+    garbage.write_bytes(b"not a portrait at all")
+    pickled = tmp_path / "pickled.headcast"
+    np.savez(pickled.open("wb"), header=np.array([{"evil": 1}], dtype=object))
+    for path in (truncated, garbage, pickled, tmp_path / "missing.headcast"):
+        with pytest.raises(PortraitFileError):
+            load_portrait(path)
+
+
+def test_other_version_is_refused(astronaut_portrait, tmp_path, monkeypatch):
+    import streamer.portrait as P
+
+    path = tmp_path / "v.headcast"
+    monkeypatch.setattr(P, "VERSION", 99)
+    save_portrait(astronaut_portrait, path)
+    monkeypatch.setattr(P, "VERSION", 1)
+    with pytest.raises(PortraitFileError, match="version 99"):
+        load_portrait(path)
+
+
+def test_no_face_portraits(data_dir):
+    for name in ("no_face_dog.jpg", "no_face_cartoon_alpaca.jpg"):
+        with pytest.raises(NoFaceError, match="no human face"):
+            enroll_images([read_image(data_dir / "portraits" / name)])
+
+
+def test_corrupt_and_missing_images(tmp_path, data_dir):
+    bad = tmp_path / "corrupt.jpg"
+    bad.write_bytes((data_dir / "portraits" / "einstein.jpg").read_bytes()[:300])
+    for path in (bad, tmp_path / "none.jpg"):
+        with pytest.raises(ImageReadError):
+            read_image(path)
+
+
+def test_large_portrait(data_dir):
+    image = read_image(data_dir / "portraits" / "photo_bw_young_man.jpg")
+    assert image.shape[:2] == (2048, 2048)
+    p = enroll_images([image], EnrollConfig(crop_size=256))
+    assert p.crop.shape == (256, 256, 3) and p.box.side > 256
+
+
+def test_tiny_face(astronaut_bgr):
+    """A face 40 px wide still enrolls (upsampled); 12 px is refused with a named error."""
+    face = astronaut_bgr[20:300, 110:390]
+    small = np.full((200, 200, 3), 127, np.uint8)
+    small[60:130, 60:130] = cv2.resize(face, (70, 70), interpolation=cv2.INTER_AREA)
+    p = enroll_images([small], EnrollConfig(crop_size=256))
+    assert p.box.scale > 1.5
+    tiny = np.full((200, 200, 3), 127, np.uint8)
+    tiny[90:110, 90:110] = cv2.resize(face, (20, 20), interpolation=cv2.INTER_AREA)
+    with pytest.raises((NoFaceError, FaceTooSmallError)):
+        enroll_images([tiny])
+
+
+def test_k_shot_keeps_every_shot_and_renders_the_most_frontal(astronaut_bgr):
+    turned = cv2.warpAffine(astronaut_bgr, np.float32([[0.8, 0, 40], [0, 1, 0]]), (512, 512))
+    p = enroll_images([turned, astronaut_bgr], EnrollConfig(crop_size=256))
+    assert p.shots.shape == (2, 478, 3)
+    assert np.array_equal(p.image, astronaut_bgr)  # the unsqueezed one is more frontal

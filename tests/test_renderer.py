@@ -1,0 +1,105 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from streamer import landmarks as L
+from streamer.errors import ModelFileError
+from streamer.renderer import RendererConfig, WarpRenderer, create_renderer, register_renderer
+from streamer.warp_inputs import mouth_box
+from tests.helpers import open_mouth
+
+
+def _psnr(a, b):
+    mse = np.mean((a.astype(float) - b.astype(float)) ** 2)
+    return 10 * np.log10(255**2 / max(mse, 1e-9))
+
+
+def test_identity_target_renders_the_portrait(astronaut_portrait):
+    r = WarpRenderer(astronaut_portrait)
+    out = r.render(astronaut_portrait.crop_landmarks)
+    assert out.shape == astronaut_portrait.crop.shape and out.dtype == np.uint8
+    assert _psnr(out, astronaut_portrait.crop) > 38
+
+
+def test_open_mouth_gets_a_dark_interior(astronaut_portrait):
+    r = WarpRenderer(astronaut_portrait)
+    target = open_mouth(astronaut_portrait.crop_landmarks, 0.35)
+    out = r.render(target)
+    cx, cy = ((target[13, :2] + target[14, :2]) / 2).astype(int)
+    inside = out[cy - 2 : cy + 3, cx - 4 : cx + 5].astype(float).mean()
+    lips = astronaut_portrait.crop[int(target[0, 1]) - 2 : int(target[0, 1]) + 3, cx - 4 : cx + 5]
+    assert inside < 0.6 * lips.astype(float).mean()
+    # Outside the head nothing moves: the crop's corners are untouched.
+    assert np.array_equal(out[:4, :4], astronaut_portrait.crop[:4, :4])
+    assert np.array_equal(out[-4:, -4:], astronaut_portrait.crop[-4:, -4:])
+
+
+def test_runtime_composite_matches_torch_reference(astronaut_portrait):
+    torch = pytest.importorskip("torch")
+    from models.warp_generator import composite
+
+    r = WarpRenderer(astronaut_portrait)
+    target = open_mouth(astronaut_portrait.crop_landmarks, 0.3)
+    feeds = r.frame_inputs(target)
+    flow, mouth = r._session.run(None, feeds)
+    got = r.render(target).astype(int)
+    want = (
+        composite(
+            torch.from_numpy(astronaut_portrait.crop),
+            torch.from_numpy(np.ascontiguousarray(astronaut_portrait.mouth_mask)),
+            torch.from_numpy(flow),
+            torch.from_numpy(mouth),
+            torch.from_numpy(feeds["mouth_box"]),
+        )
+        .numpy()
+        .astype(int)
+    )
+    diff = np.abs(got - want)
+    assert np.percentile(diff, 99.5) <= 2 and diff.mean() < 0.3
+
+
+def test_manifest_is_checked(astronaut_portrait, tmp_path):
+    from importlib import resources
+
+    assets = resources.files("streamer") / "assets"
+    for name in ("manifest.json", "warp_256.onnx"):
+        shutil.copy(str(assets / name), tmp_path / name)
+    WarpRenderer(astronaut_portrait, RendererConfig(model_dir=tmp_path))  # intact: loads
+    blob = bytearray((tmp_path / "warp_256.onnx").read_bytes())
+    blob[-10] ^= 0xFF
+    (tmp_path / "warp_256.onnx").write_bytes(bytes(blob))
+    with pytest.raises(ModelFileError, match="sha256"):
+        WarpRenderer(astronaut_portrait, RendererConfig(model_dir=tmp_path))
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    del manifest["models"]["warp_256"]
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelFileError):
+        WarpRenderer(astronaut_portrait, RendererConfig(model_dir=tmp_path))
+
+
+def test_renderers_are_registered_by_name(astronaut_portrait):
+    class Fake:
+        def __init__(self, portrait, config):
+            self.portrait = portrait
+
+        def render(self, target):
+            return self.portrait.crop
+
+        def close(self):
+            pass
+
+    register_renderer("fake-test", Fake)
+    assert isinstance(create_renderer(astronaut_portrait, RendererConfig(name="fake-test")), Fake)
+    with pytest.raises(ModelFileError, match="unknown renderer"):
+        create_renderer(astronaut_portrait, RendererConfig(name="nope"))
+
+
+def test_mouth_box_stays_inside_the_crop(astronaut_portrait):
+    lm = astronaut_portrait.crop_landmarks.copy()
+    x0, y0, x1, y1 = mouth_box(lm, 256)
+    assert 0 <= x0 < x1 <= 256 and 0 <= y0 < y1 <= 256
+    lm[:, 1] += 1000  # mouth far outside
+    assert tuple(mouth_box(lm, 256)) == (0, 0, 1, 1)
+    assert L.iod(lm) > 0

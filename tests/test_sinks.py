@@ -1,0 +1,266 @@
+"""Sinks: registry, fitting, virtual camera (fake pyvirtualcam backend), preview, record."""
+
+from __future__ import annotations
+
+import glob
+import time
+
+import cv2
+import numpy as np
+import pytest
+import pyvirtualcam
+from fakes import (
+    FakeProcessor,
+    FakeSink,
+    MissingDeviceBackend,
+    fake_cam_backend,
+    numbered_image,
+    write_clip,
+)
+
+from streamer import sink_record
+from streamer.errors import SinkUnavailableError
+from streamer.frames import Frame
+from streamer.pipeline import Pipeline
+from streamer.sink_preview import PreviewSink
+from streamer.sink_record import RecordConfig, RecordSink
+from streamer.sink_virtualcam import VirtualCamConfig, VirtualCamSink, install_hint
+from streamer.sinks import create_sink, crop_to_fill, fit_frame, letterbox, register_sink
+from streamer.sources import VideoFileSource
+from streamer.video_io import read_video_frames
+
+
+@pytest.fixture(autouse=True)
+def restore_pyvirtualcam_backends():
+    """Fake backends registered by a test are removed after it."""
+    saved = dict(pyvirtualcam.camera.BACKENDS)
+    yield
+    pyvirtualcam.camera.BACKENDS.clear()
+    pyvirtualcam.camera.BACKENDS.update(saved)
+
+
+def frame(index: int, image: np.ndarray) -> Frame:
+    return Frame(image, time.monotonic(), index)
+
+
+# --- registry -----------------------------------------------------------------------------
+
+
+def test_registered_factories_are_created_by_name():
+    register_sink("fake-test", lambda **kw: FakeSink(name="fake-test", **kw))
+    sink = create_sink("fake-test", delay_s=0.5)
+    assert isinstance(sink, FakeSink) and sink.delay_s == 0.5
+
+
+def test_unknown_sink_names_the_known_ones():
+    with pytest.raises(SinkUnavailableError, match="unknown output 'nope'.*virtualcam"):
+        create_sink("nope")
+
+
+def test_builtin_sinks_are_registered():
+    assert isinstance(create_sink("virtualcam", size=(640, 360)), VirtualCamSink)
+    assert isinstance(create_sink("record", path="x.mp4"), RecordSink)
+    assert isinstance(create_sink("preview", on_key=print), PreviewSink)
+
+
+# --- fitting ------------------------------------------------------------------------------
+
+
+def test_letterbox_keeps_the_whole_image_between_black_bars():
+    square = np.full((512, 512, 3), 200, np.uint8)
+    out = letterbox(square, (1280, 720))
+    assert out.shape == (720, 1280, 3)
+    assert out[:, :280].max() == 0 and out[:, -280:].max() == 0  # bars: (1280-720)/2
+    assert out[:, 290:990].min() == 200
+
+
+def test_crop_fills_the_frame_and_keeps_the_centre():
+    tall = np.zeros((800, 400, 3), np.uint8)
+    tall[300:500] = 255  # a band in the middle survives, the top and bottom are cut
+    out = crop_to_fill(tall, (1280, 720))
+    assert out.shape == (720, 1280, 3)
+    assert out[360, 640].tolist() == [255, 255, 255]
+    assert out[0].max() == 0 and out[-1].max() == 0
+
+
+def test_fit_rejects_unknown_modes():
+    with pytest.raises(ValueError, match="letterbox"):
+        fit_frame(np.zeros((4, 4, 3), np.uint8), (8, 8), "stretch")
+
+
+# --- virtual camera -----------------------------------------------------------------------
+
+
+def test_virtualcam_sends_fitted_bgr_frames_at_the_standard_size():
+    backend = fake_cam_backend()
+    sink = VirtualCamSink(VirtualCamConfig(size=(1280, 720), backend="fake"))
+    sink.open(512, 512, 30.0)
+    image = np.zeros((512, 512, 3), np.uint8)
+    image[..., 0] = 255  # blue in BGR
+    for i in range(5):
+        sink.send(frame(i, image))
+    sink.close()
+    sink.close()
+    (cam,) = backend.instances
+    assert (cam.width, cam.height, cam.fps) == (1280, 720, 30.0)
+    assert cam.fourcc == pyvirtualcam.util.encode_fourcc(pyvirtualcam.PixelFormat.BGR.value)
+    assert cam.sizes == [1280 * 720 * 3] * 5
+    assert cam.last[360, 640].tolist() == [255, 0, 0]  # still BGR: pyvirtualcam converts
+    assert cam.last[360, 10].tolist() == [0, 0, 0]  # letterbox bar
+    assert cam.closed == 1
+    assert sink.device is None
+
+
+def test_virtualcam_crop_mode_has_no_bars():
+    backend = fake_cam_backend()
+    sink = VirtualCamSink(VirtualCamConfig(size=(640, 360), fit="crop", backend="fake"))
+    sink.open(96, 96, 25.0)
+    sink.send(frame(0, np.full((96, 96, 3), 90, np.uint8)))
+    sink.close()
+    assert backend.instances[0].last.min() == 90
+
+
+def test_virtualcam_without_a_device_says_what_to_install():
+    pyvirtualcam.register_backend("missing", MissingDeviceBackend)
+    sink = VirtualCamSink(VirtualCamConfig(backend="missing"))
+    with pytest.raises(SinkUnavailableError, match="no virtual camera device") as info:
+        sink.open(512, 512, 30.0)
+    assert install_hint() in str(info.value)
+    sink.close()
+
+
+@pytest.mark.skipif(bool(glob.glob("/dev/video*")), reason="a real video device exists")
+def test_virtualcam_on_this_machine_without_v4l2loopback_is_unavailable():
+    with pytest.raises(SinkUnavailableError):
+        VirtualCamSink().open(512, 512, 30.0)
+
+
+def test_install_hints_per_platform():
+    linux = install_hint("Linux")
+    assert "sudo apt install v4l2loopback-dkms" in linux
+    assert "sudo modprobe v4l2loopback devices=1 exclusive_caps=1" in linux
+    assert "OBS Studio ≥ 26" in install_hint("Windows") and "Virtual Camera" in install_hint(
+        "Windows"
+    )
+    assert "OBS Studio ≥ 30" in install_hint("Darwin")
+
+
+def test_virtualcam_through_the_pipeline_gets_every_frame_at_the_clip_pace(tmp_path):
+    backend = fake_cam_backend()
+    clip = write_clip(tmp_path / "clip.mp4", frames=25, fps=25.0)
+    source = VideoFileSource(clip, loop=True, realtime=True)
+    sink = VirtualCamSink(VirtualCamConfig(size=(640, 360), backend="fake"))
+    with Pipeline(source, FakeProcessor(), [sink]) as pipeline:
+        pipeline.run(duration=1.6)
+    (cam,) = backend.instances
+    assert cam.fps == 25.0 and (cam.width, cam.height) == (640, 360)
+    assert set(cam.sizes) == {640 * 360 * 3}
+    assert len(cam.sent_at) >= 0.8 * 1.6 * 25  # fast fake processor: ≥ 80 % delivered
+    gaps = np.diff(cam.sent_at)
+    assert np.median(gaps) == pytest.approx(1 / 25, abs=0.015)  # paced, not bursty
+    assert cam.closed == 1
+
+
+# --- preview ------------------------------------------------------------------------------
+
+
+def test_preview_without_a_display_is_unavailable(monkeypatch):
+    monkeypatch.setattr("sys.platform", "linux")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    with pytest.raises(SinkUnavailableError, match="DISPLAY"):
+        PreviewSink().open(96, 96, 30.0)
+
+
+class FakeWindows:
+    """Stands in for OpenCV's HighGUI: records imshow, replays key presses."""
+
+    def __init__(self, keys: list[int]) -> None:
+        self.keys = keys
+        self.shown: list[np.ndarray] = []
+        self.visible = 1.0
+        self.destroyed = 0
+
+    def install(self, monkeypatch) -> None:
+        monkeypatch.setenv("DISPLAY", ":99")
+        monkeypatch.setattr(cv2, "namedWindow", lambda *a: None)
+        monkeypatch.setattr(cv2, "resizeWindow", lambda *a: None)
+        monkeypatch.setattr(cv2, "imshow", lambda title, image: self.shown.append(image))
+        monkeypatch.setattr(cv2, "waitKey", lambda ms: self.keys.pop(0) if self.keys else -1)
+        monkeypatch.setattr(cv2, "getWindowProperty", lambda *a: self.visible)
+        monkeypatch.setattr(cv2, "destroyWindow", lambda *a: setattr(self, "destroyed", 1))
+
+
+def test_preview_shows_frames_and_routes_keys(monkeypatch):
+    windows = FakeWindows(keys=[ord("R") | 0x100, -1, ord("q")])
+    windows.install(monkeypatch)
+    keys, closed = [], []
+    sink = PreviewSink(on_key=keys.append, overlay=lambda: ["p50 12 ms"], on_close=lambda: 1)
+    sink.open(96, 96, 30.0)
+    image = np.zeros((96, 96, 3), np.uint8)
+    sink.send(frame(0, image))
+    sink.send(frame(1, image))
+    sink.poll()
+    assert keys == [ord("R"), ord("q")]  # masked to 8 bits
+    assert len(windows.shown) == 2
+    assert windows.shown[0].any() and not image.any()  # overlay drawn on a copy only
+    windows.visible = 0.0  # the user closes the window
+    sink = PreviewSink(on_close=lambda: closed.append(True))
+    sink.open(96, 96, 30.0)
+    sink.send(frame(0, image))
+    assert closed == [True]
+    sink.close()
+    sink.close()
+    assert windows.destroyed == 1
+
+
+# --- record -------------------------------------------------------------------------------
+
+
+def test_record_writes_a_readable_mp4(tmp_path):
+    path = tmp_path / "out.mp4"
+    sink = RecordSink(RecordConfig(str(path)))
+    sink.open(96, 64, 30.0)
+    for i in range(12):
+        sink.send(frame(i, numbered_image(i * 20, (96, 64))))
+    sink.close()
+    sink.close()
+    frames = list(read_video_frames(path))
+    assert len(frames) == 12 and frames[0].shape == (64, 96, 3)
+
+
+def test_record_fills_skipped_frames_so_the_file_plays_in_real_time(tmp_path):
+    path = tmp_path / "out.mp4"
+    sink = RecordSink(RecordConfig(str(path)))
+    sink.open(64, 48, 10.0)
+    for i in (3, 4, 8):  # 5, 6, 7 were skipped upstream
+        sink.send(frame(i, numbered_image(i, (64, 48))))
+    sink.close()
+    assert sink.frames_written == 6
+    assert len(list(read_video_frames(path))) == 6
+
+
+def test_record_letterboxes_frames_of_another_size(tmp_path):
+    path = tmp_path / "out.mp4"
+    sink = RecordSink(RecordConfig(str(path)))
+    sink.open(64, 48, 10.0)
+    sink.send(frame(0, numbered_image(0, (64, 48))))
+    sink.send(frame(1, numbered_image(1, (100, 100))))  # the portrait was switched
+    sink.close()
+    assert [f.shape for f in read_video_frames(path)] == [(48, 64, 3)] * 2
+
+
+def test_record_falls_back_to_opencv_mp4v(tmp_path, monkeypatch):
+    monkeypatch.setattr(sink_record, "WRITERS", [sink_record._OpenCVWriter])
+    path = tmp_path / "out.mp4"
+    sink = RecordSink(RecordConfig(str(path)))
+    sink.open(64, 48, 25.0)
+    for i in range(5):
+        sink.send(frame(i, numbered_image(i, (64, 48))))
+    sink.close()
+    assert len(list(read_video_frames(path))) == 5
+
+
+def test_record_into_a_missing_folder_is_unavailable(tmp_path):
+    sink = RecordSink(RecordConfig(str(tmp_path / "no" / "out.mp4")))
+    with pytest.raises(SinkUnavailableError, match="missing"):
+        sink.open(64, 48, 25.0)

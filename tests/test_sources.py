@@ -1,0 +1,170 @@
+"""Sources: newest-frame mailbox, video files played as cameras, cameras that disappear."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from fakes import fake_camera, write_clip
+
+from streamer.errors import SourceLostError, VideoReadError
+from streamer.sources import CameraSource, NewestSlot, VideoFileSource
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+CLIP = DATA / "driving" / "man_green_backdrop.mp4"  # 512×512, 25 fps, 78 frames
+
+needs_clip = pytest.mark.skipif(not CLIP.is_file(), reason="shared test data not found")
+
+
+def read_until_end(source, limit: float = 20.0) -> list:
+    frames, end = [], time.monotonic() + limit
+    with pytest.raises(EOFError):
+        while time.monotonic() < end:
+            frame = source.read(timeout=1.0)
+            if frame is not None:
+                frames.append(frame)
+    return frames
+
+
+# --- NewestSlot ---------------------------------------------------------------------------
+
+
+def test_slot_keeps_only_the_newest_item():
+    slot: NewestSlot[int] = NewestSlot()
+    slot.put(1)
+    slot.put(2)
+    slot.put(3)
+    assert slot.get(0) == 3
+    assert slot.dropped == 2
+    assert slot.get(0.01) is None
+
+
+def test_slot_close_wakes_a_waiting_reader_and_ignores_later_puts():
+    slot: NewestSlot[int] = NewestSlot()
+    got = []
+    reader = threading.Thread(target=lambda: got.append(slot.get(5.0)))
+    reader.start()
+    time.sleep(0.05)
+    slot.close()
+    reader.join(1.0)
+    assert not reader.is_alive() and got == [None]
+    slot.put(1)
+    assert slot.get(0) is None
+
+
+def test_slot_still_hands_out_the_last_item_after_close():
+    slot: NewestSlot[str] = NewestSlot()
+    slot.put("last")
+    slot.close()
+    assert slot.get(0) == "last"
+    assert slot.closed and slot.empty
+
+
+# --- video files --------------------------------------------------------------------------
+
+
+@needs_clip
+def test_video_file_source_reads_a_real_clip_to_its_end():
+    source = VideoFileSource(CLIP, loop=False, realtime=False)
+    try:
+        assert source.fps == pytest.approx(25.0)
+        frames = read_until_end(source)
+    finally:
+        source.close()
+    assert frames, "no frame read"
+    assert frames[0].image.shape == (512, 512, 3)
+    indices = [f.index for f in frames]
+    assert indices == sorted(set(indices)) and indices[-1] == 77  # the last frame is kept
+    stamps = [f.capture_ts for f in frames]
+    assert stamps == sorted(stamps)
+
+
+@needs_clip
+def test_video_file_source_loops():
+    with VideoFileSource(CLIP, loop=True, realtime=False) as source:
+        end = time.monotonic() + 20.0
+        frame = None
+        while time.monotonic() < end and (frame is None or frame.index < 100):
+            frame = source.read(timeout=1.0)
+        assert frame is not None and frame.index >= 100  # more frames than the clip has
+
+
+def test_video_file_source_plays_at_the_files_frame_rate(tmp_path):
+    clip = write_clip(tmp_path / "clip.mp4", frames=20, fps=20.0)
+    with VideoFileSource(clip, loop=True, realtime=True) as source:
+        frames = []
+        start = time.monotonic()
+        while time.monotonic() - start < 1.0:
+            frame = source.read(timeout=0.5)
+            if frame is not None:
+                frames.append(frame)
+    # ~20 frames in one second; a wide range, this is pacing, not a speed target
+    assert 12 <= len(frames) <= 24
+    gaps = [b.capture_ts - a.capture_ts for a, b in zip(frames, frames[1:], strict=False)]
+    assert sorted(gaps)[len(gaps) // 2] == pytest.approx(0.05, abs=0.02)
+    assert [f.index for f in frames[:3]] == [0, 1, 2]  # nothing skipped at the file's pace
+    assert frames[0].image.shape == (48, 64, 3)
+
+
+def test_missing_video_file_is_a_clear_error(tmp_path):
+    with pytest.raises(VideoReadError, match="no such file"):
+        VideoFileSource(tmp_path / "nope.mp4")
+
+
+def test_a_file_that_is_not_a_video_is_a_clear_error(tmp_path):
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("this is not a video")
+    with pytest.raises(VideoReadError, match="not a readable video"):
+        VideoFileSource(bad)
+
+
+# --- cameras ------------------------------------------------------------------------------
+
+
+def test_camera_source_hands_over_the_newest_frame_and_drops_the_rest():
+    source, reader = fake_camera(fps=100.0)
+    try:
+        first = source.read(timeout=1.0)
+        time.sleep(0.2)  # a busy consumer: ~20 frames arrive meanwhile
+        newer = source.read(timeout=1.0)
+    finally:
+        source.close()
+    assert first is not None and newer is not None
+    assert newer.index > first.index + 5
+    assert source.dropped > 0
+    assert newer.capture_ts <= time.monotonic()
+
+
+def test_a_camera_that_disappears_is_reported_not_spun_on():
+    source, reader = fake_camera(fps=100.0, fail_after=10, lost_after_s=0.3)
+    frames = []
+    start = time.monotonic()
+    with pytest.raises(SourceLostError, match="stopped delivering frames"):
+        while time.monotonic() - start < 5.0:
+            frame = source.read(timeout=1.0)
+            if frame is not None:
+                frames.append(frame)
+    source.close()
+    assert frames and frames[-1].index <= 9
+    # retried every 20 ms for 0.3 s: about 15 reads, never thousands
+    assert reader.failed_reads < 40
+    assert reader.closed == 1
+
+
+def test_camera_that_cannot_be_opened_says_what_to_do():
+    with pytest.raises(SourceLostError, match="could not be opened.*--driving"):
+        CameraSource("/dev/headcast-no-such-camera")
+
+
+def test_close_joins_the_capture_thread_and_is_idempotent():
+    before = {t.name for t in threading.enumerate()}
+    source, reader = fake_camera()
+    assert source.read(timeout=1.0) is not None
+    source.close()
+    source.close()
+    assert "capture:fake camera" not in {t.name for t in threading.enumerate()} - before
+    assert reader.closed == 1
+    with pytest.raises(EOFError):
+        source.read(timeout=0.1)

@@ -1,0 +1,606 @@
+"""WebRTC in-process over loopback: WHEP playback, WHIP serve, sessions, auth, uploads."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import cv2
+import numpy as np
+import pytest
+from webrtc_utils import (
+    MARK_ROWS,
+    FakeFactory,
+    Feeder,
+    clip_frames,
+    mean_abs_diff,
+    receive,
+    whep_receive,
+)
+
+from streamer.errors import SinkUnavailableError
+from streamer.frames import Frame
+from streamer.webrtc_client import (
+    EndpointConfig,
+    SignallingError,
+    WebRTCSession,
+    run_client,
+    whip_sink,
+)
+from streamer.webrtc_server import (
+    InsecureBindError,
+    PortInUseError,
+    ServerConfig,
+    ServerThread,
+    WebRTCSink,
+    decode_image,
+    resolve_token,
+)
+from streamer.webrtc_tracks import AvatarTrack, FrameClock, FrameSlot
+
+FPS = 25.0
+
+
+@pytest.fixture(scope="module")
+def clip(data_dir: Path) -> list[np.ndarray]:
+    """60 real talking-face frames, 256 × 256."""
+    return clip_frames(data_dir / "driving" / "woman_long_expressive.mp4", 60)
+
+
+@pytest.fixture
+def serve() -> Iterator[tuple[ServerThread, FakeFactory]]:
+    factory = FakeFactory()
+    server = ServerThread(ServerConfig(port=0, max_upload_bytes=64 * 1024), processors=factory)
+    server.start()
+    yield server, factory
+    server.close()
+
+
+def wait_until(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def assert_animated(images: list[np.ndarray]) -> None:
+    diffs = [mean_abs_diff(a, b) for a, b in zip(images, images[1:], strict=False)]
+    assert np.median(diffs) > 0.2, f"consecutive frames barely differ: {diffs[:10]}"
+    assert all(float(im.mean()) > 20 for im in images), "black frames received"
+
+
+async def http(
+    method: str, url: str, data: bytes | str = b"", headers: dict[str, str] | None = None
+) -> tuple[int, dict, str]:
+    async with (
+        aiohttp.ClientSession() as client,
+        client.request(method, url, data=data, headers=headers or {}) as response,
+    ):
+        return response.status, dict(response.headers), await response.text()
+
+
+# ---- tracks -------------------------------------------------------------------------
+
+
+def test_frame_clock_pts_follow_wall_time_and_never_burst() -> None:
+    async def run() -> list[int]:
+        clock = FrameClock(50.0)
+        pts = [await clock.tick() for _ in range(3)]
+        await asyncio.sleep(0.2)  # a stalled loop: the next frames must not come as a burst
+        start = time.monotonic()
+        pts += [await clock.tick() for _ in range(3)]
+        assert time.monotonic() - start > 0.025
+        return pts
+
+    pts = asyncio.run(run())
+    assert pts == sorted(set(pts))
+    assert pts[1] - pts[0] == pytest.approx(1800, abs=2)  # 90 kHz / 50 fps
+    assert pts[3] - pts[2] > 0.2 * 90000 * 0.9
+
+
+def test_each_viewer_track_reads_the_newest_frame_itself() -> None:
+    slot = FrameSlot()
+    image = np.full((64, 64, 3), 200, np.uint8)
+
+    async def run() -> tuple[int, int]:
+        fast, stalled = AvatarTrack(slot, 50.0), AvatarTrack(slot, 50.0)
+        first = await stalled.recv()  # then never read again: a stuck viewer
+        assert first.width == 320  # the black placeholder before any frame
+        for i in range(10):
+            slot.put(Frame(image, time.monotonic(), i))
+            await fast.recv()
+        assert fast.last_frame is not None and fast.last_frame.index == 9
+        return fast.frames_sent, stalled.frames_sent
+
+    assert asyncio.run(run()) == (10, 1)
+
+
+# ---- --output webrtc: WHEP viewers ----------------------------------------------------
+
+
+def test_whep_viewer_gets_animated_frames_at_the_source_rate(clip: list[np.ndarray]) -> None:
+    sink = WebRTCSink(ServerConfig(port=0), announce=lambda line: None)
+    try:
+        sink.open(256, 256, FPS)
+        with Feeder(sink.send, clip, FPS):
+            got = asyncio.run(whep_receive(f"{sink.url}/whep", 3.0))
+        assert len(got.images) >= 40
+        assert got.images[0].shape == (256, 256, 3)
+        assert_animated(got.images)
+        assert 0.7 * FPS < got.fps < 1.3 * FPS, f"{got.fps:.1f} fps received"
+        assert wait_until(lambda: sink.viewer_count() == 0)
+    finally:
+        sink.close()
+        sink.close()  # idempotent
+
+
+def test_several_viewers_at_once(clip: list[np.ndarray]) -> None:
+    sink = WebRTCSink(ServerConfig(port=0), announce=lambda line: None)
+    sink.open(256, 256, FPS)
+
+    async def three_viewers() -> list:
+        url = f"{sink.url}/whep"
+        return await asyncio.gather(*(whep_receive(url, 2.0) for _ in range(3)))
+
+    try:
+        with Feeder(sink.send, clip, FPS):
+            results = asyncio.run(three_viewers())
+        for got in results:
+            assert len(got.images) >= 25
+            assert_animated(got.images)
+        assert wait_until(lambda: sink.viewer_count() == 0)
+    finally:
+        sink.close()
+
+
+def test_player_page_and_whip_refused_in_playback_mode() -> None:
+    sink = WebRTCSink(ServerConfig(port=0), announce=lambda line: None)
+    sink.open(64, 64, FPS)
+    try:
+        status, _, page = asyncio.run(http("GET", f"{sink.url}/"))
+        assert status == 200 and "/whep" in page
+        status, _, js = asyncio.run(http("GET", f"{sink.url}/static/headcast.js"))
+        assert status == 200 and "application/sdp" in js
+        status, _, body = asyncio.run(
+            http("POST", f"{sink.url}/whip", "v=0", {"Content-Type": "application/sdp"})
+        )
+        assert status == 404 and "headcast serve" in body
+    finally:
+        sink.close()
+
+
+# ---- headcast serve: WHIP in, avatar back ----------------------------------------------
+
+
+def test_whip_sends_camera_and_gets_processed_video_back(
+    serve: tuple[ServerThread, FakeFactory], clip: list[np.ndarray]
+) -> None:
+    server, factory = serve
+    slot = FrameSlot()
+
+    async def run() -> tuple:
+        track = AvatarTrack(slot, FPS, (256, 256))
+        session = await WebRTCSession.open(EndpointConfig(f"{server.url}/whip"), track, True)
+        try:
+            assert session.location.startswith(f"{server.url}/whip/")
+            got = await receive(session, 2.5)
+            viewer = await whep_receive(f"{server.url}/whep", 1.0)  # WHEP plays it too
+            return got, viewer
+        finally:
+            await session.close()
+
+    with Feeder(slot.put, clip, FPS):
+        got, viewer = asyncio.run(run())
+    assert len(got.images) >= 30
+    assert_animated(got.images)
+    for image in got.images + viewer.images[-5:]:  # the FakeProcessor's white bar
+        assert image[: MARK_ROWS - 2].mean() > 230 and image[MARK_ROWS + 4 :].mean() < 200
+    # flipped: the returned frame matches a mirrored source frame better than an unmirrored
+    mirrored = min(mean_abs_diff(got.images[-1][MARK_ROWS:], c[MARK_ROWS:, ::-1]) for c in clip)
+    straight = min(mean_abs_diff(got.images[-1][MARK_ROWS:], c[MARK_ROWS:]) for c in clip)
+    assert mirrored < straight
+    (processor,) = factory.processors
+    assert processor.threads and threading.main_thread().name not in processor.threads
+    assert wait_until(lambda: server.session_count() == 0)
+    assert processor.closed == 1
+
+
+def test_delete_ends_the_session_and_unknown_is_404(
+    serve: tuple[ServerThread, FakeFactory],
+) -> None:
+    server, factory = serve
+
+    async def run() -> tuple[int, int, int]:
+        session = await WebRTCSession.open(
+            EndpointConfig(f"{server.url}/whip"), AvatarTrack(FrameSlot(), FPS), False
+        )
+        await session.wait_connected()
+        assert server.server.count("whip") == 1
+        first = (await http("DELETE", session.location))[0]
+        second = (await http("DELETE", session.location))[0]
+        patch = (await http("PATCH", session.location))[0]
+        await session.pc.close()
+        return first, second, patch
+
+    assert asyncio.run(run()) == (200, 404, 405)
+    assert server.session_count() == 0
+    assert factory.processors[0].closed == 1
+
+
+def test_client_that_disconnects_mid_stream_frees_its_session(
+    serve: tuple[ServerThread, FakeFactory], clip: list[np.ndarray]
+) -> None:
+    server, factory = serve
+    slot = FrameSlot()
+
+    async def run() -> None:
+        session = await WebRTCSession.open(
+            EndpointConfig(f"{server.url}/whip"), AvatarTrack(slot, FPS), True
+        )
+        await receive(session, 0.5)
+        assert server.server.count("whip") == 1
+        await session.pc.close()  # gone without DELETE, like a closed browser tab
+
+    with Feeder(slot.put, clip, FPS):
+        asyncio.run(run())
+    assert wait_until(lambda: server.session_count() == 0, timeout=15)
+    assert factory.processors[0].frames > 0 and factory.processors[0].closed == 1
+
+
+def test_whip_session_whose_video_stops_is_closed(clip: list[np.ndarray]) -> None:
+    factory = FakeFactory()
+    server = ServerThread(ServerConfig(port=0, idle_timeout_s=1.0), processors=factory)
+    server.start()
+    slot = FrameSlot()
+
+    async def run() -> float:
+        track = AvatarTrack(slot, FPS)
+        session = await WebRTCSession.open(EndpointConfig(f"{server.url}/whip"), track, False)
+        try:
+            await session.wait_connected()
+            await asyncio.sleep(0.5)
+            track.stop()  # the sender goes silent but never closes (a killed browser)
+            start = time.monotonic()
+            while server.server.count("whip") and time.monotonic() - start < 10:
+                await asyncio.sleep(0.1)
+            return time.monotonic() - start
+        finally:
+            await session.close()
+
+    try:
+        with Feeder(slot.put, clip, FPS):
+            silent_for = asyncio.run(run())
+        assert server.session_count() == 0 and 0.8 < silent_for < 5
+        assert factory.processors[0].frames > 0 and factory.processors[0].closed == 1
+    finally:
+        server.close()
+
+
+def test_max_sessions_then_503(clip: list[np.ndarray]) -> None:
+    server = ServerThread(ServerConfig(port=0, max_sessions=1))
+    server.start()
+
+    async def run() -> int:
+        first = await WebRTCSession.open(EndpointConfig(f"{server.url}/whep"), None, True)
+        await first.wait_connected()
+        try:
+            with pytest.raises(SignallingError, match="max-sessions"):
+                await WebRTCSession.open(EndpointConfig(f"{server.url}/whep"), None, True)
+            status, headers, _ = await http(
+                "POST", f"{server.url}/whep", "v=0", {"Content-Type": "application/sdp"}
+            )
+            assert headers.get("Retry-After")
+            return status
+        finally:
+            await first.close()
+
+    try:
+        assert asyncio.run(run()) == 503
+        assert server.session_count() == 0
+    finally:
+        server.close()
+
+
+def test_whip_sink_pushes_the_avatar_to_a_whip_endpoint(
+    serve: tuple[ServerThread, FakeFactory], clip: list[np.ndarray]
+) -> None:
+    server, factory = serve
+    sink = whip_sink(f"{server.url}/whip")
+    sink.open(256, 256, FPS)
+    try:
+        with Feeder(sink.send, clip, FPS):
+            assert wait_until(
+                lambda: bool(factory.processors) and factory.processors[0].frames > 20
+            )
+        frame, _ = server.server.slot.get()  # what serve made of the pushed frames
+        assert frame is not None and frame.image.shape == (256, 256, 3)
+    finally:
+        sink.close()
+        sink.close()
+    assert wait_until(lambda: server.session_count() == 0)
+
+
+def test_whip_sink_to_nothing_is_sink_unavailable() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here
+    sink = whip_sink(f"http://127.0.0.1:{port}/whip", timeout_s=3)
+    with pytest.raises(SinkUnavailableError, match="cannot reach"):
+        sink.open(64, 64, FPS)
+    sink.close()
+
+
+# ---- security, uploads ----------------------------------------------------------------
+
+
+def test_token_required_when_set() -> None:
+    server = ServerThread(ServerConfig(port=0, token="s3cret"))
+    server.start()
+    sdp = {"Content-Type": "application/sdp"}
+    try:
+        url = server.url
+        assert asyncio.run(http("POST", f"{url}/whep", "v=0", sdp))[0] == 401
+        bad = {**sdp, "Authorization": "Bearer wrong"}
+        status, headers, body = asyncio.run(http("POST", f"{url}/whep", "v=0", bad))
+        assert status == 401 and "Bearer" in headers["WWW-Authenticate"] and "token" in body
+        assert asyncio.run(http("GET", f"{url}/"))[0] == 401
+        assert asyncio.run(http("GET", f"{url}/?token=s3cret"))[0] == 200
+        assert asyncio.run(http("GET", f"{url}/static/headcast.js"))[0] == 200
+
+        async def play() -> int:
+            session = await WebRTCSession.open(EndpointConfig(f"{url}/whep", "s3cret"), None, True)
+            await session.wait_connected()
+            await session.close()
+            return 1
+
+        assert asyncio.run(play()) == 1
+        with pytest.raises(SignallingError, match="--token"):
+            asyncio.run(WebRTCSession.open(EndpointConfig(f"{url}/whep", "nope"), None, True))
+    finally:
+        server.close()
+
+
+def test_listening_beyond_loopback_needs_a_token() -> None:
+    with pytest.raises(InsecureBindError, match="--token"):
+        ServerConfig(host="0.0.0.0")
+    assert resolve_token("127.0.0.1", None) is None
+    generated = resolve_token("0.0.0.0", None)
+    assert generated and len(generated) >= 20
+    assert resolve_token("0.0.0.0", "mine") == "mine"
+    ServerConfig(host="0.0.0.0", token=generated)
+
+
+def test_port_in_use_is_a_named_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        sink = WebRTCSink(ServerConfig(port=port), announce=lambda line: None)
+        with pytest.raises(PortInUseError, match="already in use.*--port"):
+            sink.open(64, 64, FPS)
+        assert issubclass(PortInUseError, SinkUnavailableError)
+        sink.close()
+
+
+def test_portrait_upload(serve: tuple[ServerThread, FakeFactory], astronaut_bgr) -> None:  # type: ignore[no-untyped-def]
+    server, factory = serve
+    url = f"{server.url}/portrait"
+    ok, jpeg = cv2.imencode(".jpg", cv2.resize(astronaut_bgr, (128, 128)))
+    status, _, body = asyncio.run(http("POST", url, jpeg.tobytes(), {"Content-Type": "image/jpeg"}))
+    assert status == 200 and '"ok": true' in body
+    assert factory.enrolled == [(128, 128)]
+
+    status, _, body = asyncio.run(http("POST", url, b"GIF89a not really", {}))
+    assert status == 415 and "not an image" in body
+
+    big = b"\xff" * (80 * 1024)  # limit is 64 KiB in this fixture
+    status, _, body = asyncio.run(http("POST", url, big, {"Content-Type": "image/jpeg"}))
+    assert status == 413 and "smaller" in body
+
+    ok, flat = cv2.imencode(".png", np.full((64, 64, 3), 128, np.uint8))
+    status, _, body = asyncio.run(http("POST", url, flat.tobytes(), {"Content-Type": "image/png"}))
+    assert status == 422 and "face" in body
+
+
+def test_portrait_multipart_upload_reaches_live_sessions(
+    serve: tuple[ServerThread, FakeFactory], astronaut_bgr
+) -> None:  # type: ignore[no-untyped-def]
+    server, factory = serve
+    ok, png = cv2.imencode(".png", cv2.resize(astronaut_bgr, (96, 96)))
+
+    async def run() -> str:
+        session = await WebRTCSession.open(
+            EndpointConfig(f"{server.url}/whip"), AvatarTrack(FrameSlot(), FPS), False
+        )
+        await session.wait_connected()
+        try:
+            form = aiohttp.FormData()
+            form.add_field("portrait", png.tobytes(), filename="p.png", content_type="image/png")
+            async with (
+                aiohttp.ClientSession() as client,
+                client.post(f"{server.url}/portrait", data=form) as response,
+            ):
+                assert response.status == 200
+                return await response.text()
+        finally:
+            await session.close()
+
+    assert '"sessions_updated": 1' in asyncio.run(run())
+    assert factory.processors[0].portraits == ["portrait-1"]
+
+
+def test_decode_image_rejects_non_images() -> None:
+    assert decode_image(b"") is None
+    assert decode_image(b"<html>") is None
+    ok, png = cv2.imencode(".png", np.zeros((4, 6, 3), np.uint8))
+    assert decode_image(png.tobytes()).shape == (4, 6, 3)
+
+
+def test_offer_needs_sdp_content_type(serve: tuple[ServerThread, FakeFactory]) -> None:
+    server, _ = serve
+    status, _, body = asyncio.run(
+        http("POST", f"{server.url}/whip", "{}", {"Content-Type": "application/json"})
+    )
+    assert status == 415 and "application/sdp" in body
+    status, _, body = asyncio.run(
+        http("POST", f"{server.url}/whep", "garbage", {"Content-Type": "application/sdp"})
+    )
+    assert status == 400
+    assert server.session_count() == 0
+
+
+# ---- headcast client, CLI -------------------------------------------------------------
+
+
+def test_client_sends_a_clip_and_records_the_avatar(
+    serve: tuple[ServerThread, FakeFactory], data_dir: Path, tmp_path: Path
+) -> None:
+    from streamer.sinks import create_sink
+    from streamer.sources import VideoFileSource
+    from streamer.video_io import read_video_frames
+
+    server, factory = serve
+    out = tmp_path / "avatar.mp4"
+    source = VideoFileSource(data_dir / "driving" / "man_green_backdrop.mp4")
+    try:
+        stats = asyncio.run(
+            run_client(
+                EndpointConfig(f"{server.url}/whip"),
+                source,
+                create_sink("record", path=str(out)),
+                duration_s=2.0,
+            )
+        )
+    finally:
+        source.close()
+    assert stats.delivered >= 20 and stats.state != "failed"
+    frames = list(read_video_frames(out))
+    assert len(frames) >= 20 and frames[0].shape == (512, 512, 3)
+    assert frames[-1][: MARK_ROWS - 2].mean() > 200  # processed by the server
+    assert wait_until(lambda: server.session_count() == 0)
+
+
+def test_client_command_line(
+    serve: tuple[ServerThread, FakeFactory], data_dir: Path, tmp_path: Path
+) -> None:
+    import argparse
+
+    from streamer.webrtc_cli import add_client_command
+
+    server, _ = serve
+    parser = argparse.ArgumentParser()
+    add_client_command(parser.add_subparsers())
+    out = tmp_path / "avatar.mp4"
+    clip = data_dir / "driving" / "man_green_backdrop.mp4"
+    args = parser.parse_args(
+        ["client", "--server", server.url, "--driving", str(clip), "--record", str(out),
+         "--duration", "1.5"]
+    )  # fmt: skip
+    assert args.func(args) == 0
+    assert out.stat().st_size > 1000
+    assert wait_until(lambda: server.session_count() == 0)
+
+
+def test_cli_parses_serve_and_client() -> None:
+    import argparse
+
+    from streamer.webrtc_cli import add_client_command, add_serve_command, serve_config, whip_url
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    add_serve_command(sub)
+    add_client_command(sub)
+    args = parser.parse_args(["serve", "--host", "0.0.0.0", "--port", "9000"])
+    config = serve_config(args)
+    assert config.port == 9000 and config.token  # generated: not loopback
+    assert serve_config(parser.parse_args(["serve"])).token is None
+    args = parser.parse_args(["client", "--server", "http://h:8080", "--driving", "c.mp4"])
+    assert args.func.__name__ == "run_client_command" and args.driving == "c.mp4"
+    assert whip_url("http://h:8080") == "http://h:8080/whip"
+    assert whip_url("h:8080/") == "http://h:8080/whip"
+    assert whip_url("https://h/ingest/whip") == "https://h/ingest/whip"
+
+
+def self_signed(tmp_path: Path) -> tuple[str, str]:
+    """A throwaway certificate for 127.0.0.1 → (cert.pem, key.pem)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "headcast-test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(cert_path), str(key_path)
+
+
+def test_https_with_a_certificate(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    server = ServerThread(ServerConfig(port=0, tls_cert=cert, tls_key=key))
+    server.start()
+
+    async def get() -> int:
+        async with (
+            aiohttp.ClientSession() as client,
+            client.get(f"{server.url}/player", ssl=False) as response,
+        ):
+            return response.status
+
+    try:
+        assert server.url.startswith("https://")
+        assert asyncio.run(get()) == 200
+    finally:
+        server.close()
+    with pytest.raises(SinkUnavailableError, match="--cert, --key"):
+        ServerConfig(tls_cert=cert)
+    broken = ServerThread(ServerConfig(port=0, tls_cert=key, tls_key=key))
+    with pytest.raises(SinkUnavailableError, match="certificate"):
+        broken.start()
+    broken.close()
+
+
+def test_sink_registry_factories() -> None:
+    from streamer.webrtc_client import WhipSink
+    from streamer.webrtc_server import webrtc_sink
+
+    sink = webrtc_sink(port=0)
+    assert sink.name == "webrtc" and isinstance(sink, WebRTCSink)
+    sink.close()
+    assert isinstance(whip_sink(url="http://127.0.0.1:9/whip"), WhipSink)
+    with pytest.raises(SinkUnavailableError, match="whip:https://"):
+        whip_sink()
+    exposed = webrtc_sink(host="0.0.0.0", port=0)  # beyond loopback: a token is made up
+    assert exposed.config.token

@@ -1,0 +1,195 @@
+"""Fakes and helpers for the WebRTC tests: a fake processor, a paced frame feeder, a
+Python WHEP/WHIP receiver, and frame-id codes painted into frames (for latency)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from aiortc.mediastreams import MediaStreamError
+
+from benchmarks.webrtc_latency import (  # browser helpers live with the latency benchmark
+    browser_available,
+    chromium,
+    decode_data_url,
+    wait_for_js,
+    write_y4m,
+)
+from streamer.errors import NoFaceError
+from streamer.frames import Frame
+from streamer.webrtc_client import EndpointConfig, WebRTCSession
+
+# ---- fakes --------------------------------------------------------------------------
+
+MARK_ROWS = 8  # FakeProcessor paints a white bar over the top rows
+
+
+class FakeProcessor:
+    """Flips the driving frame, paints a white bar on top and the frame index: plainly
+    'processed' and different from frame to frame. Records the thread it runs on."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.closed = 0
+        self.portraits: list[object] = []
+        self.threads: set[str] = set()
+
+    def process(self, image: np.ndarray) -> np.ndarray:
+        self.threads.add(threading.current_thread().name)
+        out = np.ascontiguousarray(image[:, ::-1])
+        out[:MARK_ROWS] = 255
+        cv2.putText(
+            out,
+            str(self.frames),
+            (10, out.shape[0] - 12),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            1.0,
+            (0, 255, 255),
+            2,
+        )
+        self.frames += 1
+        return out
+
+    def recalibrate(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed += 1
+
+    def set_portrait(self, portrait: object) -> None:
+        self.portraits.append(portrait)
+
+
+@dataclass
+class FakeFactory:
+    """ProcessorFactory with FakeProcessors; enroll() refuses flat images (no face)."""
+
+    processors: list[FakeProcessor] = field(default_factory=list)
+    enrolled: list[tuple[int, int]] = field(default_factory=list)
+
+    def create(self) -> FakeProcessor:
+        processor = FakeProcessor()
+        self.processors.append(processor)
+        return processor
+
+    def enroll(self, image: np.ndarray) -> object:
+        if float(image.std()) < 1.0:
+            raise NoFaceError("no human face found in the portrait: use a photo of a face")
+        self.enrolled.append(image.shape[:2])
+        return f"portrait-{len(self.enrolled)}"
+
+    def apply(self, processor: FakeProcessor, portrait: object) -> None:
+        processor.set_portrait(portrait)
+
+
+# ---- frames -------------------------------------------------------------------------
+
+
+def clip_frames(path: Path, count: int, size: int = 256) -> list[np.ndarray]:
+    """The first `count` frames of a clip, resized to size × size BGR (small: cheap VP8)."""
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    try:
+        while len(frames) < count:
+            ok, image = capture.read()
+            if not ok:
+                break
+            frames.append(cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA))
+    finally:
+        capture.release()
+    assert frames, f"no frames in {path}"
+    return frames
+
+
+class Feeder:
+    """Puts frames into a sink-like `put(Frame)` callable at `fps`, looping, in a thread."""
+
+    def __init__(self, put, frames: list[np.ndarray], fps: float) -> None:  # type: ignore[no-untyped-def]
+        self._put = put
+        self._frames = frames
+        self._fps = fps
+        self._stop = threading.Event()
+        self.sent = 0
+        self._thread = threading.Thread(target=self._run, name="feeder", daemon=True)
+
+    def __enter__(self) -> Feeder:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        due = time.monotonic()
+        while not self._stop.is_set():
+            image = self._frames[self.sent % len(self._frames)]
+            self._put(Frame(image, time.monotonic(), self.sent))
+            self.sent += 1
+            due += 1.0 / self._fps
+            self._stop.wait(max(0.0, due - time.monotonic()))
+
+
+def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
+
+
+# ---- receiving ----------------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    images: list[np.ndarray]
+    times: list[float]  # time.monotonic() at receipt
+
+    @property
+    def fps(self) -> float:
+        if len(self.times) < 2:
+            return 0.0
+        return (len(self.times) - 1) / (self.times[-1] - self.times[0])
+
+
+async def receive(session: WebRTCSession, seconds: float, skip_s: float = 0.5) -> Received:
+    """Read the session's remote video for `seconds` (after skipping the first `skip_s`)."""
+    track = await asyncio.wait_for(session.remote_video, 10)
+    images: list[np.ndarray] = []
+    times: list[float] = []
+    start = time.monotonic()
+    with contextlib.suppress(MediaStreamError, asyncio.TimeoutError):
+        while time.monotonic() - start < seconds + skip_s:
+            frame = await asyncio.wait_for(track.recv(), 5)
+            if time.monotonic() - start >= skip_s:
+                images.append(frame.to_ndarray(format="bgr24"))
+                times.append(time.monotonic())
+    return Received(images, times)
+
+
+async def whep_receive(url: str, seconds: float, token: str | None = None) -> Received:
+    session = await WebRTCSession.open(EndpointConfig(url, token), send=None, receive=True)
+    try:
+        return await receive(session, seconds)
+    finally:
+        await session.close()
+
+
+__all__ = [
+    "FakeFactory",
+    "FakeProcessor",
+    "Feeder",
+    "Received",
+    "browser_available",
+    "chromium",
+    "clip_frames",
+    "decode_data_url",
+    "mean_abs_diff",
+    "receive",
+    "wait_for_js",
+    "whep_receive",
+    "write_y4m",
+]
