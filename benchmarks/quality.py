@@ -69,6 +69,10 @@ MOUTH_RATIO_RANGE = (0.7, 1.3)
 MIN_EYE_R = 0.8
 MAX_POSE_ERROR_DEG = 1.5
 MIN_FACE_FOUND = 0.99
+# Below this std (IOD units for the mouth, eye-width units for the eyes) the driver counts as
+# still: e.g. man_glasses_office keeps its mouth closed for its first ~60 frames, and r or
+# an amplitude ratio against tracker jitter would be noise.
+MIN_DRIVER_STD = 0.005
 
 
 @dataclass(frozen=True)
@@ -203,6 +207,7 @@ def _self_methods(first: np.ndarray, lm0: np.ndarray, anim) -> dict[str, Callabl
 def run_self_clip(path: Path, cfg: QualityConfig) -> tuple[list[SelfScores], list[SheetRow]]:
     """Run the three methods on one clip → per-method scores and sheet rows."""
     from streamer.animate import Animator
+    from streamer.errors import NoFaceError
     from streamer.portrait import EnrollConfig, enroll_images
 
     clip = path.stem
@@ -214,7 +219,7 @@ def run_self_clip(path: Path, cfg: QualityConfig) -> tuple[list[SelfScores], lis
         stack.callback(driver_tracker.close)
         lm0 = driver_tracker.detect(first)
         if lm0 is None:
-            raise ValueError(f"{clip}: no face in frame 0")
+            raise NoFaceError(f"{clip}: no face in frame 0")
         portrait = enroll_images([first], EnrollConfig(crop_size=512))
         anim = Animator(portrait, clip_options(path))
         stack.callback(anim.close)
@@ -235,7 +240,8 @@ def run_self_clip(path: Path, cfg: QualityConfig) -> tuple[list[SelfScores], lis
                 if t >= 1 and lm is not None:
                     scores[m].append(P.image_scores(frame, out, lm))
             if t in show:
-                rows.append((t, [frame, *outputs.values()]))
+                box_lm = lm if lm is not None else lm0
+                rows.append((t, [face_crop(im, box_lm) for im in [frame, *outputs.values()]]))
     result = [_summarise_self(clip, m, driver_lms, out_lms[m], scores[m]) for m in methods]
     return result, rows
 
@@ -315,7 +321,7 @@ def run_cross_pair(
             out = anim.process(frame)
             out_lms.append(tracker.detect(out))
             if t in show:
-                tiles[t] = out
+                tiles[t] = face_crop(out, out_lms[-1])
     finally:
         anim.close()
         tracker.close()
@@ -336,9 +342,9 @@ def _cross_metrics(
     d_eye = P.scalar_series(driver_lms, P.eye_openness)
     o_eye = P.scalar_series(out_lms, P.eye_openness)
     return {
-        "mouth_r": P.pearson_r(d_mouth, o_mouth),
-        "mouth_ratio": P.amplitude_ratio(d_mouth, o_mouth),
-        "eye_r": P.pearson_r(d_eye, o_eye),
+        "mouth_r": P.pearson_r(d_mouth, o_mouth, MIN_DRIVER_STD),
+        "mouth_ratio": P.amplitude_ratio(d_mouth, o_mouth, MIN_DRIVER_STD),
+        "eye_r": P.pearson_r(d_eye, o_eye, MIN_DRIVER_STD),
         "pose_error": P.pose_error(driver_lms, out_lms),
         "face_found": P.face_found_rate(out_lms),
     }
@@ -359,8 +365,10 @@ def run_cross(
     for path in clips:
         log(f"cross: tracking driver {path.stem}")
         driver_lms[path.stem] = track_clip(path, cfg.frames)
-    on_sheet = [s for s in SHEET_PORTRAITS if s in {f.stem for f in files}]
-    on_sheet = on_sheet or [f.stem for f in files[:4]]
+    if cfg.portraits is None:
+        on_sheet = [s for s in SHEET_PORTRAITS if s in {f.stem for f in files}]
+    else:  # the user picked them: show them, as many as the default would
+        on_sheet = [f.stem for f in files[: len(SHEET_PORTRAITS)]]
     tiles: dict[tuple[str, str], dict[int, np.ndarray]] = {}
     results: list[CrossScores] = []
     for file in files:
@@ -378,14 +386,14 @@ def run_cross(
             results.append(scores)
             tiles[(file.stem, path.stem)] = pair_tiles
             log(f"cross: {file.stem} × {path.stem}: {time.perf_counter() - start:.1f} s")
-    sheet = _cross_sheet(clips, cfg.frames, shows, on_sheet, tiles)
+    sheet = _cross_sheet(clips, shows, driver_lms, on_sheet, tiles)
     return results, skipped, sheet
 
 
 def _cross_sheet(
     clips: Sequence[Path],
-    frames: int,
     shows: dict[str, set[int]],
+    driver_lms: dict[str, list[np.ndarray | None]],
     names: Sequence[str],
     tiles: dict[tuple[str, str], dict[int, np.ndarray]],
 ) -> np.ndarray | None:
@@ -396,16 +404,35 @@ def _cross_sheet(
     rows = []
     for path in clips:
         show = shows[path.stem]
-        wanted = sorted(show)
-        for t, frame in enumerate(read_frames(path, max(wanted, default=-1) + 1)):
+        if not show:
+            continue
+        for t, frame in enumerate(read_frames(path, max(show) + 1)):
             if t not in show:
                 continue
             outs = [tiles.get((n, path.stem), {}).get(t) for n in names]
-            rows.append(_sheet_row([frame, *outs], [f"{path.stem} t={t}", *names]))
+            driver = face_crop(frame, driver_lms[path.stem][t])
+            rows.append(_sheet_row([driver, *outs], [f"t={t} {path.stem}", *names]))
     return _stack_rows(rows)
 
 
 # ---------------------------------------------------------------- sheets
+
+
+def face_crop(image: np.ndarray, lm: np.ndarray | None, margin: float = 0.6) -> np.ndarray:
+    """Square crop around the face (its mesh box grown by `margin` × its size on each side),
+    clipped to the image; the whole image when there is no face. Faces are small in full
+    portraits (Mona Lisa, the seated woman), and the sheet is for looking at faces."""
+    if lm is None:
+        return image
+    h, w = image.shape[:2]
+    (x0, y0), (x1, y1) = lm[:468, :2].min(axis=0), lm[:468, :2].max(axis=0)
+    half = (0.5 + margin) * max(x1 - x0, y1 - y0)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    left, top = int(max(cx - half, 0)), int(max(cy - half, 0))
+    right, bottom = int(min(cx + half, w)), int(min(cy + half, h))
+    if right - left < 2 or bottom - top < 2:
+        return image
+    return image[top:bottom, left:right]
 
 
 def _tile(image: np.ndarray | None, label: str) -> np.ndarray:
@@ -416,7 +443,8 @@ def _tile(image: np.ndarray | None, label: str) -> np.ndarray:
     width = max(1, round(w * TILE_HEIGHT / h))
     body = cv2.resize(image, (width, TILE_HEIGHT), interpolation=cv2.INTER_AREA)
     strip = np.full((18, width, 3), 255, np.uint8)
-    cv2.putText(strip, label[:28], (3, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+    fits = max(4, (width - 6) // 7)  # ~7 px per character at this font scale
+    cv2.putText(strip, label[:fits], (3, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
     return np.vstack([strip, body])
 
 
@@ -443,7 +471,7 @@ def _stack_rows(rows: Sequence[np.ndarray]) -> np.ndarray | None:
 def self_sheet(rows_by_clip: dict[str, list[SheetRow]]) -> np.ndarray | None:
     """Rows: driver | static | plain warp | ours, for the sheet frames of each clip."""
     rows = [
-        _sheet_row(images, [f"{clip} t={t}", *METHODS])
+        _sheet_row(images, [f"t={t} {clip}", *METHODS])
         for clip, clip_rows in rows_by_clip.items()
         for t, images in clip_rows
     ]
@@ -553,6 +581,12 @@ def self_targets(results: Sequence[SelfScores]) -> list[str]:
     ]
 
 
+CROSS_NOTE = (
+    f"n/a: undefined — the driver's series barely moves (std ≤ {MIN_DRIVER_STD}) "
+    "or the output has no face."
+)
+
+
 def cross_table(results: Sequence[CrossScores]) -> str:
     header = [
         "portrait",
@@ -595,25 +629,35 @@ CROSS_TARGETS: tuple[tuple[str, str, Callable[[float], bool]], ...] = (
 
 
 def _failures(r: CrossScores) -> int:
-    return sum(not ok(getattr(r, key)) for _, key, ok in CROSS_TARGETS)
+    """Targets a pair misses; an undefined (NaN) metric is not counted here."""
+    return sum(
+        not ok(getattr(r, key)) for _, key, ok in CROSS_TARGETS if not np.isnan(getattr(r, key))
+    )
 
 
 def cross_targets(results: Sequence[CrossScores]) -> list[str]:
-    """Per target: the mean over pairs decides PASS/FAIL; how many pairs meet it and the
-    worst pair are shown too. NaN (undefined) counts as a miss."""
+    """Per target: the mean over pairs where the metric is defined decides PASS/FAIL; how
+    many pairs meet it and the worst pair are shown too. Undefined pairs (driver still, or
+    no face in the output — which the face-found target catches) are counted apart."""
     lines = []
     for label, key, ok in CROSS_TARGETS:
         values = np.array([getattr(r, key) for r in results], np.float64)
+        defined = np.flatnonzero(~np.isnan(values))
+        if defined.size == 0:
+            lines.append(f"n/a   {label}: undefined for every pair")
+            continue
         mean = P.mean_finite(values)
-        passing = sum(bool(ok(v)) for v in values)
-        worst_i = int(np.argmax([_target_gap(key, v) for v in values]))
+        passing = sum(bool(ok(values[i])) for i in defined)
+        worst_i = int(defined[np.argmax([_target_gap(key, values[i]) for i in defined])])
         worst = results[worst_i]
+        undefined = len(results) - defined.size
         lines.append(
             f"{_verdict(bool(ok(mean)))}  {label}: mean {_fmt(mean, 3)}; "
-            f"{passing}/{len(results)} pairs meet it; worst {_fmt(values[worst_i], 3)} "
-            f"({worst.portrait} × {worst.clip})"
+            f"{passing}/{defined.size} pairs meet it"
+            + (f" ({undefined} undefined)" if undefined else "")
+            + f"; worst {_fmt(values[worst_i], 3)} ({worst.portrait} × {worst.clip})"
         )
-    worst_pair = max(results, key=lambda r: (_failures(r), -np.nan_to_num(r.mouth_r, nan=-1)))
+    worst_pair = max(results, key=lambda r: (_failures(r), -np.nan_to_num(r.mouth_r, nan=1.0)))
     lines.append(
         f"worst pair: {worst_pair.portrait} × {worst_pair.clip} — misses "
         f"{_failures(worst_pair)} of {len(CROSS_TARGETS)} targets (mouth r "
@@ -625,9 +669,7 @@ def cross_targets(results: Sequence[CrossScores]) -> list[str]:
 
 
 def _target_gap(key: str, value: float) -> float:
-    """How far a value is on the wrong side of its target (larger = worse; NaN = worst)."""
-    if np.isnan(value):
-        return np.inf
+    """How far a value is on the wrong side of its target (larger = worse)."""
     if key == "mouth_r":
         return MIN_MOUTH_R - value
     if key == "eye_r":
@@ -643,13 +685,15 @@ def _target_gap(key: str, value: float) -> float:
 
 
 def run_self(cfg: QualityConfig) -> tuple[list[SelfScores], np.ndarray | None]:
+    from streamer.errors import FaceTooSmallError, NoFaceError
+
     results: list[SelfScores] = []
     rows_by_clip: dict[str, list[SheetRow]] = {}
     for clip in cfg.clips:
         start = time.perf_counter()
         try:
             scores, rows = run_self_clip(cfg.data_dir / "driving" / f"{clip}.mp4", cfg)
-        except ValueError as exc:
+        except (NoFaceError, FaceTooSmallError) as exc:
             log(f"self: skipped {exc}")
             continue
         results += scores
@@ -725,7 +769,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report += ["## Cross-reenactment", f"first {cfg.frames} frames", ""]
         report += [f"skipped portrait {name}: {why}" for name, why in skipped] + [""]
         if results_x:
-            report += [cross_table(results_x), "", *cross_targets(results_x), ""]
+            report += [cross_table(results_x), "", CROSS_NOTE, "", *cross_targets(results_x), ""]
         _write_sheet(cfg.out_dir / "cross_sheet.png", sheet_x)
     text = "\n".join(report)
     print(text)

@@ -15,8 +15,9 @@ from models.warp_generator import WarpDims, WarpGenerator
 from streamer.warp_inputs import FIELD_SIZE, NUM_CTRL, NUM_MOUTH
 
 OPSET = 17
-INPUT_NAMES = ["ctrl", "tps", "mouth_poly", "mouth_frame", "mouth_box", "colors"]
-OUTPUT_NAMES = ["flow", "mouth"]
+INPUT_NAMES = [
+    "ctrl", "tps", "mouth_poly", "mouth_frame", "mouth_box", "fine_boxes", "colors"]
+OUTPUT_NAMES = ["flow", "mouth", "fine_flow"]
 
 
 def example_inputs(dims: WarpDims) -> tuple[torch.Tensor, ...]:
@@ -30,7 +31,10 @@ def example_inputs(dims: WarpDims) -> tuple[torch.Tensor, ...]:
     poly = torch.stack([0.2 * torch.cos(angle), 0.05 + 0.1 * torch.sin(angle)], dim=1)
     frame = torch.tensor([0.0, -0.05, 0.0, 5.0, 5.0, 0.0, 1.0, 1.0])
     box = torch.tensor([-0.25, -0.1, 0.25, 0.2])
-    return ctrl, tps, poly, frame, box, torch.rand(3, 3, generator=gen)
+    fine = torch.tensor(
+        [[-0.4, -0.3, -0.1, -0.1], [0.1, -0.3, 0.4, -0.1], [-0.3, -0.15, 0.3, 0.25]]
+    )
+    return ctrl, tps, poly, frame, box, fine, torch.rand(3, 3, generator=gen)
 
 
 def warp_dims(crop_size: int) -> WarpDims:
@@ -93,5 +97,5 @@ def parity(dims: WarpDims, onnx_path: Path, inputs: tuple[torch.Tensor, ...]) ->
     with torch.no_grad():
         expected = [t.numpy() for t in WarpGenerator(dims).eval()(*inputs)]
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {n: t.numpy() for n, t in zip(INPUT_NAMES, inputs)})
-    return max(float(np.abs(g - e).max()) for g, e in zip(got, expected))
+    got = session.run(None, {n: t.numpy() for n, t in zip(INPUT_NAMES, inputs, strict=True)})
+    return max(float(np.abs(g - e).max()) for g, e in zip(got, expected, strict=True))

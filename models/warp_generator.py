@@ -15,12 +15,15 @@ Inputs (per portrait inputs are computed once at enrollment and cached):
   mouth_frame  (8,) float32: upper-lip point (2), opening axis / opening (2),
                across axis / half-width (2), teeth strength, layer strength  per frame
   mouth_box    (4,) float32 x0, y0, x1, y1 of the mouth layer, normalized   per frame
+  fine_boxes   (3, 4) float32 boxes (right eye, left eye, mouth) where the flow is also
+               evaluated finely: lids and lips move a lot over a few pixels  per frame
   colors       (3, 3) float32 0–1 BGR: cavity, deep cavity, teeth           per portrait
 Outputs:
   flow         (F, F, 2) float32 displacement (source − target) of each field cell, in crop
                pixels; F = S / field_div. Upsampled and added to the pixel grid, it is the
                sampling map (OpenCV's remap convention)
   mouth        (MH, MW, 4) float32 mouth layer over mouth_box: BGR 0–255 and coverage 0–1
+  fine_flow    (3, FH, FW, 2) float32 the flow over each fine box, crop pixels
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class WarpDims:
     num_ctrl: int = 214  # N: control points (mesh subset + hair ring + crop border)
     num_mouth: int = 20  # M: inner-lip polygon points
     mouth_grid: tuple[int, int] = (48, 96)  # (MH, MW): mouth layer cells over its box
+    fine_grid: tuple[int, int] = (32, 48)  # (FH, FW): fine flow cells over each fine box
 
     @property
     def field_size(self) -> int:
@@ -52,6 +56,13 @@ def _grid(size: int) -> torch.Tensor:
     t = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2.0 - 1.0
     yy, xx = torch.meshgrid(t, t, indexing="ij")
     return torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)
+
+
+def _unit_grid(rows: int, cols: int) -> torch.Tensor:
+    """(rows*cols, 2) cell centres in [0, 1]², x fastest."""
+    uy, ux = torch.meshgrid((torch.arange(rows) + 0.5) / rows, (torch.arange(cols) + 0.5) / cols,
+                            indexing="ij")
+    return torch.stack([ux.reshape(-1), uy.reshape(-1)], 1)
 
 
 def tps_kernel(r2: torch.Tensor) -> torch.Tensor:
@@ -76,18 +87,8 @@ class WarpGenerator(nn.Module):
         super().__init__()
         self.dims = dims
         self.register_buffer("grid", _grid(dims.field_size), persistent=False)
-        # Displacement fades to zero near the crop's edge: the background there stays exactly
-        # still and the crop pastes back without a seam.
-        edge = 1.0 - self.grid.abs().amax(dim=1, keepdim=True)  # 0 at the edge, 1 at the centre
-        edge = edge - 4.0 / dims.field_size  # the two outermost cells do not move at all
-        self.register_buffer("hold", (edge / EDGE_FADE).clamp(0.0, 1.0), persistent=False)
-        mh, mw = dims.mouth_grid
-        uy, ux = torch.meshgrid(
-            (torch.arange(mh) + 0.5) / mh, (torch.arange(mw) + 0.5) / mw, indexing="ij"
-        )
-        self.register_buffer(
-            "unit_grid", torch.stack([ux.reshape(-1), uy.reshape(-1)], 1), persistent=False
-        )
+        self.register_buffer("unit_grid", _unit_grid(*dims.mouth_grid), persistent=False)
+        self.register_buffer("fine_unit", _unit_grid(*dims.fine_grid), persistent=False)
 
     def forward(
         self,
@@ -96,13 +97,19 @@ class WarpGenerator(nn.Module):
         mouth_poly: torch.Tensor,
         mouth_frame: torch.Tensor,
         mouth_box: torch.Tensor,
+        fine_boxes: torch.Tensor,
         colors: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        n, s = self.dims.field_size, self.dims.crop_size
-        g = self.grid
-        r2 = (g * g).sum(1, keepdim=True) + (ctrl * ctrl).sum(1)[None, :] - 2.0 * g @ ctrl.T
-        source = tps_kernel(r2.clamp_min(0.0)) @ tps[:-3] + tps[-3:-2] + g @ tps[-2:]
-        flow = ((source - g) * self.hold * (0.5 * s)).reshape(n, n, 2)
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        n = self.dims.field_size
+        fh, fw = self.dims.fine_grid
+        fine = fine_boxes[:, None, 0:2] + self.fine_unit[None] * (
+            fine_boxes[:, None, 2:4] - fine_boxes[:, None, 0:2]
+        )  # (3, FH*FW, 2)
+        # One spline evaluation for the coarse grid and the three fine boxes together.
+        points = torch.cat([self.grid, fine.reshape(-1, 2)], dim=0)
+        both = self._flow(points, ctrl, tps, self._hold(points))
+        flow = both[: n * n].reshape(n, n, 2)
+        fine_flow = both[n * n :].reshape(3, fh, fw, 2)
         m = mouth_box[0:2] + self.unit_grid * (mouth_box[2:4] - mouth_box[0:2])
         mh, mw = self.dims.mouth_grid
         inside = point_in_polygon(m, mouth_poly).reshape(1, 1, mh, mw)
@@ -111,7 +118,21 @@ class WarpGenerator(nn.Module):
         coverage = inside.reshape(-1, 1) * mouth_frame[7]
         color = self._mouth_color(m, colors, mouth_frame) * 255.0
         mouth = torch.cat([color, coverage], dim=1).reshape(mh, mw, 4)
-        return flow, mouth
+        return flow, mouth, fine_flow
+
+    def _flow(self, points: torch.Tensor, ctrl: torch.Tensor, tps: torch.Tensor,
+              hold: torch.Tensor) -> torch.Tensor:
+        """TPS displacement (source − target) at normalized points (G, 2) → (G, 2) pixels."""
+        r2 = ((points * points).sum(1, keepdim=True) + (ctrl * ctrl).sum(1)[None, :]
+              - 2.0 * points @ ctrl.T)
+        source = tps_kernel(r2.clamp_min(0.0)) @ tps[:-3] + tps[-3:-2] + points @ tps[-2:]
+        return (source - points) * hold * (0.5 * self.dims.crop_size)
+
+    def _hold(self, points: torch.Tensor) -> torch.Tensor:
+        """(G, 1) weight of the displacement: 0 in the two outermost field cells, rising to 1
+        over EDGE_FADE, so the background along the crop's edge stays exactly still."""
+        edge = 1.0 - points.abs().amax(dim=1, keepdim=True) - 4.0 / self.dims.field_size
+        return (edge / EDGE_FADE).clamp(0.0, 1.0)
 
     def _mouth_color(
         self, points: torch.Tensor, colors: torch.Tensor, frame: torch.Tensor
@@ -129,39 +150,24 @@ class WarpGenerator(nn.Module):
 
 
 def composite(
-    crop: torch.Tensor,
-    src_mouth: torch.Tensor,
-    flow: torch.Tensor,
-    mouth: torch.Tensor,
+    crop: torch.Tensor, src_mouth: torch.Tensor, sampling: torch.Tensor, mouth: torch.Tensor,
     mouth_box: torch.Tensor,
 ) -> torch.Tensor:
     """Reference of the runtime's last step (streamer/renderer.py does it with OpenCV).
 
-    crop (S, S, 3) uint8, src_mouth (S, S) uint8, flow (F, F, 2), mouth (MH, MW, 4),
-    mouth_box (4,) normalized → (S, S, 3) uint8."""
+    crop (S, S, 3) uint8, src_mouth (S, S) uint8, sampling (S, S, 2) source pixel of each
+    output pixel (pixel centres at integers), mouth (MH, MW, 4), mouth_box (4,) normalized
+    → (S, S, 3) uint8."""
     s = crop.shape[0]
-    up = F.interpolate(
-        flow.permute(2, 0, 1)[None], size=(s, s), mode="bilinear", align_corners=False
-    )[0].permute(1, 2, 0)
-    grid = _grid(s).reshape(s, s, 2) + up / (0.5 * s)
+    grid = (sampling + 0.5) / (0.5 * s) - 1.0
     image = torch.cat([crop.float(), src_mouth.float()[..., None]], dim=2)
-    warped = F.grid_sample(
-        image.permute(2, 0, 1)[None],
-        grid[None],
-        mode="bilinear",
-        padding_mode="border",
-        align_corners=False,
-    )[0].permute(1, 2, 0)
+    warped = F.grid_sample(image.permute(2, 0, 1)[None], grid[None], mode="bilinear",
+                           padding_mode="border", align_corners=False)[0].permute(1, 2, 0)
     # The mouth layer, resampled onto every crop pixel (zero outside its box).
     pix = _grid(s).reshape(s, s, 2)
     local = (pix - mouth_box[0:2]) / (mouth_box[2:4] - mouth_box[0:2]) * 2.0 - 1.0
-    layer = F.grid_sample(
-        mouth.permute(2, 0, 1)[None],
-        local[None],
-        mode="bilinear",
-        padding_mode="border",
-        align_corners=False,
-    )[0].permute(1, 2, 0)
+    layer = F.grid_sample(mouth.permute(2, 0, 1)[None], local[None], mode="bilinear",
+                          padding_mode="border", align_corners=False)[0].permute(1, 2, 0)
     inside = ((local.abs() <= 1.0).all(dim=2, keepdim=True)).float()
     alpha = ((layer[..., 3:] - warped[..., 3:] / 255.0) * inside).clamp(0.0, 1.0)
     out = warped[..., :3] + alpha * (layer[..., :3] - warped[..., :3])

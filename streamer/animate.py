@@ -4,6 +4,7 @@ when it returns, motion picks up smoothly."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -46,6 +47,7 @@ class Animator:
         self._lost_frames = 0
         self._regain = 1.0
         self._next_blink = self._blink_interval()
+        self.timings: dict[str, float] = {}  # ms spent per stage on the last frame
         self.set_portrait(portrait)
 
     # -- control -------------------------------------------------------------------------
@@ -55,6 +57,7 @@ class Animator:
         self.portrait = portrait
         self._renderer = create_renderer(portrait, self.options.renderer)
         self._paste = PasteBack(portrait) if self.options.full_frame else None
+
         self._transfer = MotionTransfer(portrait.crop_landmarks, self.options.motion)
         if self._neutral is not None:
             self._transfer.calibrate(self._neutral)
@@ -73,14 +76,23 @@ class Animator:
     # -- per frame -----------------------------------------------------------------------
     def process(self, image: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 BGR driving frame → avatar frame (portrait size, or the crop)."""
-        return self.render_landmarks(self._tracker.detect(image))
+        t0 = time.perf_counter()
+        landmarks = self._tracker.detect(image)
+        self.timings["track"] = (time.perf_counter() - t0) * 1000.0
+        return self.render_landmarks(landmarks)
 
     def render_landmarks(self, driver: np.ndarray | None) -> np.ndarray:
         """Driver landmarks ((478, 3) pixels, or None when no face) → avatar frame."""
-        target = self.target_landmarks(driver)
         assert self._renderer is not None
+        t0 = time.perf_counter()
+        target = self.target_landmarks(driver)
+        t1 = time.perf_counter()
         crop = self._renderer.render(target)
-        return self._paste.paste(crop) if self._paste is not None else crop
+        t2 = time.perf_counter()
+        out = self._paste.paste(crop) if self._paste is not None else crop
+        t3 = time.perf_counter()
+        self.timings.update(motion=(t1 - t0) * 1e3, render=(t2 - t1) * 1e3, paste=(t3 - t2) * 1e3)
+        return out
 
     def target_landmarks(self, driver: np.ndarray | None) -> np.ndarray:
         """The portrait's target landmarks (crop pixels) for this frame."""

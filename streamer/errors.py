@@ -37,3 +37,15 @@ class SinkUnavailableError(HeadcastError):
 
 class SourceLostError(HeadcastError):
     """A camera or stream stopped delivering frames."""
+
+
+class PortInUseError(SinkUnavailableError):
+    """The TCP port a server should listen on is taken by another program."""
+
+
+class InsecureBindError(HeadcastError):
+    """Listening beyond this machine without a token would let anyone use the avatar."""
+
+
+class SignallingError(HeadcastError):
+    """A WHIP/WHEP server could not be reached or refused the session."""

@@ -129,15 +129,9 @@ def run_stream(args: argparse.Namespace) -> int:
 
 def load_portraits(paths: Sequence[str]) -> list[Portrait]:
     """Load .headcast files; enroll image files on the fly."""
-    from streamer.portrait import EnrollConfig, enroll_images, load_portrait
-    from streamer.video_io import read_image
+    from streamer.offline import open_portrait
 
-    return [
-        load_portrait(path)
-        if Path(path).suffix == ".headcast"
-        else enroll_images([read_image(path)], EnrollConfig())
-        for path in paths
-    ]
+    return [open_portrait(Path(path)) for path in paths]
 
 
 def make_processor(portrait: Portrait, fps: float) -> AvatarProcessor:

@@ -26,11 +26,20 @@ class PasteBack:
             [[a, 0, (0.5 - box.x0 + x0) * a - 0.5], [0, a, (0.5 - box.y0 + y0) * a - 0.5]],
             np.float64,
         )
-        self._alpha = self._feather(box.size, x1 - x0, y1 - y0)
-        self._interp = cv2.INTER_LINEAR if a <= 1.0 else cv2.INTER_AREA
+        alpha = self._feather(box.size, x1 - x0, y1 - y0)
+        # Only the seam strips are blended; inside them the crop is copied as is.
+        rows, cols = np.nonzero(alpha >= 1.0)
+        iy0, iy1, ix0, ix1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+        h, w = alpha.shape
+        self._inner = (slice(iy0, iy1), slice(ix0, ix1))
+        self._strips = [
+            (sl, alpha[sl][:, :, None])
+            for sl in ((slice(0, iy0), slice(0, w)), (slice(iy1, h), slice(0, w)),
+                       (slice(iy0, iy1), slice(0, ix0)), (slice(iy0, iy1), slice(ix1, w)))
+        ]
 
     def _feather(self, size: int, w: int, h: int) -> np.ndarray:
-        """(h, w, 1) float32 weight of the rendered crop: 1 inside, 0 at the crop's edge."""
+        """(h, w) float32 weight of the rendered crop: 1 inside, 0 at the crop's edge."""
         ramp = max(2.0, FEATHER * size)
         t = np.arange(size, dtype=np.float32) + 0.5
         edge = np.clip(np.minimum(t, size - t) / ramp, 0.0, 1.0)
@@ -38,7 +47,7 @@ class PasteBack:
         alpha = cv2.warpAffine(
             square, self._matrix, (w, h), flags=cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR
         )
-        return alpha[:, :, None]
+        return alpha
 
     def paste(self, crop: np.ndarray) -> np.ndarray:
         """crop: (S, S, 3) uint8 → (H, W, 3) uint8 portrait with the crop blended in."""
@@ -48,10 +57,12 @@ class PasteBack:
             crop,
             self._matrix,
             (x1 - x0, y1 - y0),
-            flags=cv2.WARP_INVERSE_MAP | self._interp,
+            flags=cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_REPLICATE,
         )
         region = out[y0:y1, x0:x1]
-        blended = region + self._alpha * (patch.astype(np.float32) - region)
-        out[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+        region[self._inner] = patch[self._inner]
+        for sl, alpha in self._strips:
+            below = region[sl].astype(np.float32)
+            region[sl] = (below + alpha * (patch[sl] - below) + 0.5).astype(np.uint8)
         return out

@@ -114,21 +114,28 @@ def _fill(size: int, polygons: list[np.ndarray]) -> np.ndarray:
     return mask
 
 
+# Mouth-interior colours relative to the lips'. On the open mouths of the shared clips (gap
+# > 0.15 IOD), the inside of MediaPipe's inner-lip contour is about as bright as the lips
+# (median 0.93) and teeth lift the band under the upper lip; only the core is dark. The rim
+# stays near the lips' tone, the core darkens, and teeth are the lips' lightness raised and
+# desaturated (so a brown painting gets ivory, not green, teeth).
+CAVITY_RIM = 0.8
+CAVITY_CORE = 0.35
+TEETH_LIGHTNESS = 1.6
+TEETH_TINT = 0.2  # how much of the lips' hue the teeth keep
+
+
 def mouth_colors(crop: np.ndarray, lm: np.ndarray) -> np.ndarray:
-    """Cavity colours from the portrait's lips, teeth from its skin's lightness."""
+    """(3, 3) float32 0–1 BGR: cavity rim, cavity core, teeth — from the portrait's lips, so
+    a painting's mouth keeps the painting's palette."""
     size = crop.shape[0]
-    lips = _fill(size, [lm[L.LIPS_OUTER]]) & ~_fill(size, [lm[L.LIPS_INNER]])
-    skin = _fill(size, [lm[L.FACE_OVAL]]) & ~_fill(
-        size, [lm[L.LIPS_OUTER], lm[L.RIGHT_EYE], lm[L.LEFT_EYE]]
-    )
-    pixels = crop.reshape(-1, 3).astype(np.float32) / 255.0
-    lip = np.median(pixels[lips.reshape(-1) > 128], axis=0) if (lips > 128).any() else None
-    skin_c = np.median(pixels[skin.reshape(-1) > 128], axis=0) if (skin > 128).any() else None
-    lip = lip if lip is not None else np.array([0.35, 0.35, 0.55], np.float32)
-    skin_c = skin_c if skin_c is not None else lip
-    light = float(skin_c.mean())
-    teeth = 0.55 * np.full(3, min(0.95, 0.55 + 0.45 * light)) + 0.45 * skin_c
-    return np.stack([lip * 0.32, lip * 0.12, teeth]).astype(np.float32)
+    lips = (_fill(size, [lm[L.LIPS_OUTER]]) & ~_fill(size, [lm[L.LIPS_INNER]])) > 128
+    pixels = crop.astype(np.float32) / 255.0
+    lip = np.median(pixels[lips], axis=0) if lips.any() else np.array([0.35, 0.35, 0.55])
+    grey = np.full(3, min(0.92, float(lip.mean()) * TEETH_LIGHTNESS))
+    teeth = (1.0 - TEETH_TINT) * grey + TEETH_TINT * lip
+    rows = [lip * CAVITY_RIM, lip * CAVITY_CORE, teeth]
+    return np.clip(np.stack(rows), 0.0, 0.95).astype(np.float32)
 
 
 def own_mouth_mask(size: int, lm: np.ndarray) -> np.ndarray:

@@ -92,6 +92,8 @@ def open_session(model_dir: Path, key: str, config: RendererConfig):  # type: ig
     options = ort.SessionOptions()
     options.intra_op_num_threads = config.threads
     options.log_severity_level = 3
+    # Idle workers must not spin: the frame loop runs numpy and OpenCV between runs.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     available = set(ort.get_available_providers())
     providers = [p for p in config.providers if p in available] or ["CPUExecutionProvider"]
     session = ort.InferenceSession(blob, options, providers=providers)
@@ -121,7 +123,7 @@ class WarpRenderer:
             raise ModelFileError("warp model was exported for another control-point layout")
         self._size = size
         self._source_lm = portrait.crop_landmarks.astype(np.float64)
-        self._sources = W.normalize(W.source_points(self._source_lm, size), size)
+        self._sources = W.normalize(W.fit_points(self._source_lm, size), size)
         self._crop = portrait.crop
         self._own_mouth = portrait.mouth_mask if portrait.mouth_mask.any() else None
         self._colors = portrait.colors.astype(np.float32)  # cached portrait tensor
@@ -130,24 +132,29 @@ class WarpRenderer:
 
     def frame_inputs(self, target: np.ndarray) -> dict[str, np.ndarray]:
         s = self._size
-        ctrl = W.normalize(W.target_points(self._source_lm, target.astype(np.float64), s), s)
+        fit = W.normalize(W.target_fit_points(self._source_lm, target.astype(np.float64), s), s)
         return {
-            "ctrl": ctrl,
-            "tps": W.solve_tps(ctrl, self._sources),
+            "ctrl": fit[W.CTRL_INDEX],
+            "tps": W.solve_tps(fit, self._sources),
             "mouth_poly": W.normalize(target[W.L.LIPS_INNER, :2], s),
             "mouth_frame": W.mouth_frame(target, s),
             "mouth_box": W.normalize(W.mouth_box(target, s).reshape(2, 2), s).reshape(4),
+            "fine_boxes": W.normalize(W.fine_boxes(target, s).reshape(6, 2), s).reshape(3, 4),
             "colors": self._colors,
         }
 
     def render(self, target: np.ndarray) -> np.ndarray:
+        return composite(self._crop, self._own_mouth, *self.sampling(target))
+
+    def sampling(self, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Run the generator → (sampling map (S, S, 2), mouth layer, mouth box in pixels)."""
         assert self._session is not None, "renderer is closed"
-        feeds = self.frame_inputs(target)
-        flow, mouth = self._session.run(None, feeds)
-        grid = self._pixels + cv2.resize(
-            flow, (self._size, self._size), interpolation=cv2.INTER_LINEAR
-        )
-        return composite(self._crop, self._own_mouth, grid, mouth, W.mouth_box(target, self._size))
+        s = self._size
+        flow, mouth, fine = self._session.run(None, self.frame_inputs(target))
+        flow = cv2.resize(flow, (s, s), interpolation=cv2.INTER_LINEAR)
+        for box, local in zip(W.fine_boxes(target, s), fine, strict=True):
+            _blend_fine(flow, local, box)
+        return self._pixels + flow, mouth, W.mouth_box(target, s)
 
     def close(self) -> None:
         self._session = None
@@ -179,6 +186,25 @@ def composite(
         np.uint8
     )
     return out
+
+
+def _blend_fine(flow: np.ndarray, fine: np.ndarray, box: np.ndarray) -> None:
+    """Lay a fine flow (FH, FW, 2) over its box of the upsampled flow, feathered at the box
+    edge (both are the same spline, so the seam is a fraction of a pixel at most)."""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    w, h = x1 - x0, y1 - y0
+    if w < 4 or h < 4:
+        return
+    local = cv2.resize(fine, (w, h), interpolation=cv2.INTER_LINEAR)
+    weight = np.minimum(_ramp(h)[:, None], _ramp(w)[None, :])[:, :, None]
+    region = flow[y0:y1, x0:x1]
+    region += weight * (local - region)
+
+
+def _ramp(n: int, width: float = 4.0) -> np.ndarray:
+    """(n,) float32 0 → 1 over `width` pixels from each end."""
+    i = np.arange(n, dtype=np.float32) + 0.5
+    return np.clip(np.minimum(i, n - i) / width, 0.0, 1.0)
 
 
 register_renderer("warp", WarpRenderer)

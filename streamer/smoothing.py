@@ -15,9 +15,9 @@ import numpy as np
 @dataclass(frozen=True)
 class SmoothingConfig:
     enabled: bool = True  # off: landmarks pass through untouched
-    min_cutoff: float = 2.0  # Hz, cutoff while the face is still
-    beta: float = 5.0  # Hz per (IOD/s) of landmark speed
-    d_cutoff: float = 4.0  # Hz, cutoff of the speed estimate itself
+    min_cutoff: float = 3.0  # Hz, cutoff while the face is still
+    beta: float = 50.0  # Hz per (IOD/s) of landmark speed
+    d_cutoff: float = 8.0  # Hz, cutoff of the speed estimate itself
 
 
 def _alpha(cutoff: np.ndarray | float, dt: float) -> np.ndarray | float:

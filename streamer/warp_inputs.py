@@ -3,7 +3,9 @@
 Control points: the mesh subset landmarks.WARP_POINTS, a ring around the head that carries
 hair and neck with the head's rigid motion, and the crop border, pinned so the rendered crop
 pastes back without a seam. The thin-plate spline maps *target* positions to *source*
-positions (backward warp), so it interpolates the landmarks exactly.
+positions (backward warp). Its radial centres are the control points, but it is fitted by
+weighted least squares to all 478 landmarks (plus ring and border), so landmarks between the
+centres land where they should too; lids, lips and irises weigh most.
 """
 
 from __future__ import annotations
@@ -18,8 +20,15 @@ RING_RADIUS = 1.6  # ring radius, × the face's half-size
 BORDER_PER_SIDE = 4  # border points per crop side (corners included once)
 NUM_CTRL = len(L.WARP_POINTS) + RING_POINTS + 4 * BORDER_PER_SIDE
 NUM_MOUTH = len(L.LIPS_INNER)
-FIELD_SIZE = 64  # side of the low-resolution field the generator predicts
-TPS_REGULARIZATION = 1e-6  # keeps the system solvable when two targets nearly coincide
+FIELD_SIZE = 48  # side of the low-resolution field the generator predicts
+TPS_RIDGE = 1e-5  # ridge on the radial weights: keeps the fit smooth and well-posed
+HEAVY = sorted({p for pair in L.RIGHT_LID_PAIRS + L.LEFT_LID_PAIRS + L.LIP_PAIRS for p in pair}
+               | set(L.LIPS_INNER) | set(range(468, 478)))
+# Fit weight of each fitted point: the 478 landmarks, then the ring, then the border.
+FIT_WEIGHTS = np.ones(478 + RING_POINTS + 4 * BORDER_PER_SIDE)
+FIT_WEIGHTS[HEAVY] = 30.0
+FIT_WEIGHTS[478:] = 8.0
+_FIT_WEIGHTS32 = FIT_WEIGHTS.astype(np.float32)[:, None]
 
 
 def _ring(landmarks: np.ndarray) -> np.ndarray:
@@ -41,19 +50,23 @@ def _border(size: int) -> np.ndarray:
     return np.concatenate([top, right, bottom, left])
 
 
-def source_points(crop_landmarks: np.ndarray, size: int) -> np.ndarray:
-    """The portrait's control points, (NUM_CTRL, 2) crop pixels."""
-    return np.concatenate([crop_landmarks[L.WARP_POINTS, :2], _ring(crop_landmarks), _border(size)])
+def fit_points(crop_landmarks: np.ndarray, size: int) -> np.ndarray:
+    """The portrait's fitted points: 478 landmarks, ring, border; (510, 2) crop pixels."""
+    return np.concatenate([crop_landmarks[:, :2], _ring(crop_landmarks), _border(size)])
 
 
-def target_points(source_lm: np.ndarray, target_lm: np.ndarray, size: int) -> np.ndarray:
-    """Control points for target landmarks: the ring follows the head's 2D similarity motion.
+def target_fit_points(source_lm: np.ndarray, target_lm: np.ndarray, size: int) -> np.ndarray:
+    """The same points for target landmarks: the ring follows the head's 2D similarity motion.
 
-    source_lm, target_lm: (478, 3) crop pixels → (NUM_CTRL, 2) crop pixels."""
+    source_lm, target_lm: (478, 3) crop pixels → (510, 2) crop pixels."""
     flat = lambda a: np.concatenate([a[:, :2], np.zeros((len(a), 1))], 1)  # noqa: E731
     head = fit_similarity(flat(source_lm[L.RIGID]), flat(target_lm[L.RIGID]))
     ring = head.apply(flat(_ring(source_lm)))[:, :2]
-    return np.concatenate([target_lm[L.WARP_POINTS, :2], ring, _border(size)])
+    return np.concatenate([target_lm[:, :2], ring, _border(size)])
+
+
+# Which fitted points are also the spline's radial centres (the control points).
+CTRL_INDEX = np.concatenate([L.WARP_POINTS, 478 + np.arange(RING_POINTS + 4 * BORDER_PER_SIDE)])
 
 
 def normalize(points: np.ndarray, size: int) -> np.ndarray:
@@ -62,20 +75,19 @@ def normalize(points: np.ndarray, size: int) -> np.ndarray:
 
 
 def solve_tps(targets: np.ndarray, sources: np.ndarray) -> np.ndarray:
-    """Thin-plate spline f with f(targets_i) ≈ sources_i. Both (N, 2) normalized.
+    """Thin-plate spline f with f(targets_i) ≈ sources_i, weighted least squares with its
+    radial centres at targets[CTRL_INDEX]. targets, sources: (510, 2) normalized.
 
-    Returns (N + 3, 2) float32: N radial weights, then the affine part (1, x, y)."""
-    t = targets.astype(np.float64)
-    n = len(t)
-    r2 = ((t[:, None, :] - t[None, :, :]) ** 2).sum(-1)
-    k = r2 * np.log(np.maximum(r2, 1e-12))
-    k[np.diag_indices(n)] = TPS_REGULARIZATION
-    p = np.concatenate([np.ones((n, 1)), t], 1)
-    a = np.zeros((n + 3, n + 3))
-    a[:n, :n], a[:n, n:], a[n:, :n] = k, p, p.T
-    b = np.zeros((n + 3, 2))
-    b[:n] = sources
-    return np.linalg.solve(a, b).astype(np.float32)
+    Returns (NUM_CTRL + 3, 2) float32: the radial weights, then the affine part (1, x, y)."""
+    t = targets.astype(np.float32)
+    c = t[CTRL_INDEX]
+    r2 = np.maximum((t * t).sum(1)[:, None] + (c * c).sum(1)[None, :] - 2.0 * t @ c.T, 0.0)
+    design = np.concatenate([r2 * np.log(np.maximum(r2, 1e-12)), np.ones((len(t), 1)), t], 1)
+    weighted = design * _FIT_WEIGHTS32
+    lhs = (weighted.T @ design).astype(np.float64)  # float32 products, float64 solve
+    lhs[np.diag_indices(NUM_CTRL)] += TPS_RIDGE
+    rhs = weighted.T @ sources.astype(np.float32)
+    return np.linalg.solve(lhs, rhs).astype(np.float32)
 
 
 def mouth_frame(target_lm: np.ndarray, size: int) -> np.ndarray:
@@ -106,11 +118,23 @@ def mouth_frame(target_lm: np.ndarray, size: int) -> np.ndarray:
 
 def mouth_box(target_lm: np.ndarray, size: int) -> np.ndarray:
     """(4,) int32 pixel box x0, y0, x1, y1 around the target's inner lips, inside the crop."""
-    pts = target_lm[L.LIPS_INNER, :2]
-    pad = 0.06 * L.iod(target_lm) + 2.0
-    x0, y0 = np.floor(pts.min(axis=0) - pad)
-    x1, y1 = np.ceil(pts.max(axis=0) + pad)
+    return _box(target_lm[L.LIPS_INNER, :2], 0.06 * L.iod(target_lm) + 2.0, size)
+
+
+def fine_boxes(target_lm: np.ndarray, size: int) -> np.ndarray:
+    """(3, 4) int32 pixel boxes over the right eye, the left eye and the mouth, where the
+    generator evaluates its flow finely (lids and lips move a lot over a few pixels)."""
+    iod = L.iod(target_lm)
+    regions = [(L.RIGHT_EYE, 0.15), (L.LEFT_EYE, 0.15),
+               (L.LIPS_OUTER, 0.15)]
+    return np.stack([_box(target_lm[idx, :2], pad * iod + 2.0, size) for idx, pad in regions])
+
+
+def _box(points: np.ndarray, pad: float, size: int) -> np.ndarray:
+    """Integer box around points, padded, clipped to the crop; (0, 0, 1, 1) when outside."""
+    x0, y0 = np.floor(points.min(axis=0) - pad)
+    x1, y1 = np.ceil(points.max(axis=0) + pad)
     box = np.array([max(x0, 0), max(y0, 0), min(x1, size), min(y1, size)])
-    if box[2] <= box[0] or box[3] <= box[1]:  # mouth outside the crop: an empty 1-px box
+    if box[2] <= box[0] or box[3] <= box[1]:
         box = np.array([0, 0, 1, 1])
     return box.astype(np.int32)

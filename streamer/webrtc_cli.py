@@ -46,20 +46,17 @@ class AnimatorFactory:
 def load_portraits(paths: Sequence[str]) -> object:
     """One path: a portrait image or .headcast file; several: images of one person
     (few-shot enrollment); none: the stock astronaut photo."""
-    from streamer.portrait import EnrollConfig, enroll_images, load_portrait
+    from pathlib import Path
+
+    from streamer.offline import open_portrait
+    from streamer.portrait import EnrollConfig, enroll_images
     from streamer.video_io import read_image
 
-    files = [p for p in paths if p.endswith(".headcast")]
-    if files:
-        if len(paths) > 1:
-            raise PortraitFileError("give one .headcast file, or image files only")
-        return load_portrait(files[0])
-    if paths:
-        return enroll_images([read_image(p) for p in paths], EnrollConfig())
-    import cv2
-    from skimage import data
-
-    return enroll_images([cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)], EnrollConfig())
+    if len(paths) <= 1:
+        return open_portrait(Path(paths[0]) if paths else None)
+    if any(p.endswith(".headcast") for p in paths):
+        raise PortraitFileError("give one .headcast file, or image files only")
+    return enroll_images([read_image(p) for p in paths], EnrollConfig())
 
 
 # ---- serve --------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
 
-from streamer.errors import HeadcastError, SinkUnavailableError
+from streamer.errors import SignallingError, SinkUnavailableError
 from streamer.frames import Frame, Sink
 from streamer.sink_runner import SinkRunner, SinkStats
 from streamer.sources import Source
@@ -43,10 +43,6 @@ from streamer.webrtc_tracks import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-class SignallingError(HeadcastError):
-    """A WHIP/WHEP server could not be reached or refused the session."""
 
 
 @dataclass(frozen=True)

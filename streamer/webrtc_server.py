@@ -50,7 +50,12 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
-from streamer.errors import HeadcastError, SinkUnavailableError
+from streamer.errors import (
+    HeadcastError,
+    InsecureBindError,
+    PortInUseError,
+    SinkUnavailableError,
+)
 from streamer.frames import Frame, FrameProcessor
 from streamer.webrtc_tracks import AvatarTrack, FrameSlot, LoopThread, ProcessedTrack
 
@@ -58,14 +63,6 @@ logger = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).with_name("web")
 SDP_TYPE = "application/sdp"
-
-
-class PortInUseError(SinkUnavailableError):
-    """The TCP port the server should listen on is taken by another program."""
-
-
-class InsecureBindError(HeadcastError):
-    """Listening beyond this machine without a token would let anyone use the avatar."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,105 @@
+"""Speed per stage: decode, track, motion, render, paste-back, at the 256 and 512 crops.
+
+    python -m benchmarks.speed [--frames 300] [--clip woman_long_expressive]
+                               [--portraits mona_lisa einstein] [--threads 0]
+
+Prints p50/p95 milliseconds per stage and for track + motion + render + paste-back (the
+per-frame cost of animating one driving frame), and the load time of a .headcast file.
+Target (issue: foundation): track + motion + render + paste-back ≤ 25 ms p50 at the 512 crop
+on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.quality import default_data_dir
+
+TARGET_MS = 25.0
+STAGES = ("decode", "track", "motion", "render", "paste")
+
+
+def measure(clip: Path, portrait_path: Path, crop: int, frames: int, threads: int) -> dict:
+    from streamer.animate import AnimateOptions, Animator
+    from streamer.portrait import EnrollConfig, enroll_images
+    from streamer.renderer import RendererConfig
+    from streamer.video_io import read_image, read_video_frames
+
+    portrait = enroll_images([read_image(portrait_path)], EnrollConfig(crop_size=crop))
+    anim = Animator(portrait, AnimateOptions(renderer=RendererConfig(threads=threads)))
+    times: dict[str, list[float]] = {k: [] for k in (*STAGES, "total")}
+    decoder = read_video_frames(clip, frames)
+    for i in range(frames):
+        t0 = time.perf_counter()
+        image = next(decoder, None)
+        if image is None:
+            break
+        decode = (time.perf_counter() - t0) * 1e3
+        anim.process(image)
+        if i < 5:  # warm-up
+            continue
+        times["decode"].append(decode)
+        for stage in STAGES[1:]:
+            times[stage].append(anim.timings[stage])
+        times["total"].append(sum(anim.timings[s] for s in STAGES[1:]))
+    anim.close()
+    return {k: (float(np.percentile(v, 50)), float(np.percentile(v, 95))) for k, v in times.items()}
+
+
+def load_time(portrait_path: Path) -> float:
+    """Median ms to load an enrolled .headcast file."""
+    from streamer.portrait import enroll_images, load_portrait, save_portrait
+    from streamer.video_io import read_image
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "p.headcast"
+        save_portrait(enroll_images([read_image(portrait_path)]), path)
+        runs = []
+        for _ in range(20):
+            t = time.perf_counter()
+            load_portrait(path)
+            runs.append((time.perf_counter() - t) * 1e3)
+    return float(np.median(runs))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--clip", default="woman_long_expressive")
+    parser.add_argument("--portraits", nargs="+", default=["mona_lisa", "einstein"])
+    parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: auto)")
+    parser.add_argument("--data", type=Path, default=None)
+    args = parser.parse_args(argv)
+    data = args.data or default_data_dir()
+    clip = data / "driving" / f"{args.clip}.mp4"
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; clip {clip.name}, "
+          f"{args.frames} frames (first 5 not counted)\n")
+    header = "| portrait | crop | " + " | ".join(STAGES) + " | track+motion+render+paste | target |"
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+    for name in args.portraits:
+        path = next((data / "portraits").glob(f"{name}.*"))
+        for crop in (256, 512):
+            r = measure(clip, path, crop, args.frames, args.threads)
+            cells = " | ".join(f"{r[s][0]:.1f} / {r[s][1]:.1f}" for s in STAGES)
+            verdict = "PASS" if crop != 512 or r["total"][0] <= TARGET_MS else "FAIL"
+            verdict = verdict if crop == 512 else "—"
+            print(f"| {name} | {crop} | {cells} | {r['total'][0]:.1f} / {r['total'][1]:.1f} | "
+                  f"{verdict} |", flush=True)
+    print("\ncells: p50 / p95 ms per frame. Target: total ≤ 25 ms p50 at the 512 crop.")
+    for name in args.portraits:
+        path = next((data / "portraits").glob(f"{name}.*"))
+        print(f"load {name}.headcast: {load_time(path):.1f} ms (median of 20)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+
+from streamer import landmarks as L
+from streamer.animate import AnimateOptions, Animator
+from streamer.portrait import EnrollConfig, enroll_images
+from streamer.tracker import FaceTracker
+from streamer.video_io import read_video_frames
+from tests.helpers import open_mouth
+
+
+def _mouth(lm):
+    return np.linalg.norm(lm[13, :2] - lm[14, :2]) / L.iod(lm)
+
+
+def test_a_real_clip_animates_the_portrait(data_dir):
+    clip = data_dir / "driving" / "woman_long_expressive.mp4"
+    frames = list(read_video_frames(clip, 90))
+    portrait = enroll_images([frames[0]], EnrollConfig(crop_size=256))
+    anim = Animator(portrait, AnimateOptions())
+    outs = [anim.process(f) for f in frames]
+    anim.close()
+    assert all(o.shape == frames[0].shape for o in outs)
+    assert np.abs(outs[60].astype(int) - outs[0].astype(int)).mean() > 1.0  # it moves
+    with FaceTracker(video=True) as a, FaceTracker(video=True) as b:
+        driver = [_mouth(a.detect(f)) for f in frames]
+        output = [_mouth(b.detect(o)) for o in outs]
+    assert np.corrcoef(driver, output)[0, 1] > 0.9  # the mouth follows the driver
+
+
+def test_face_lost_eases_to_neutral_and_recovers(astronaut_portrait):
+    """No face for a second: the avatar eases back to its neutral face (it does not freeze
+    with the mouth open, nor jump), then follows again when the face returns."""
+    anim = Animator(astronaut_portrait, AnimateOptions(fps=30))
+    neutral = astronaut_portrait.crop_landmarks
+    driver = astronaut_portrait.landmarks
+    anim.target_landmarks(driver)  # calibrates on the neutral driver
+    for _ in range(10):
+        opened = anim.target_landmarks(open_mouth(driver, 0.3))
+    assert _mouth(opened) > _mouth(neutral) + 0.2
+    lost = [anim.target_landmarks(None) for _ in range(30)]
+    steps = [np.abs(b - a)[:, :2].max() for a, b in zip([opened] + lost, lost, strict=False)]
+    assert max(steps) < 0.1 * L.iod(neutral)  # no jump
+    assert abs(_mouth(lost[-1]) - _mouth(neutral)) < 0.02  # back to neutral after 1 s
+    back = [anim.target_landmarks(open_mouth(driver, 0.3)) for _ in range(12)]
+    jumps = [np.abs(b - a)[:, :2].max() for a, b in zip(lost[-1:] + back, back, strict=False)]
+    assert max(jumps) < 0.1 * L.iod(neutral)
+    assert _mouth(back[-1]) > _mouth(neutral) + 0.2  # following again
+
+
+def test_idle_blinks_while_no_face(astronaut_portrait):
+    anim = Animator(astronaut_portrait, AnimateOptions(fps=30, idle_blink_seconds=1.0))
+    anim.target_landmarks(astronaut_portrait.landmarks)
+    pairs = np.array(L.RIGHT_LID_PAIRS)
+    gaps = [np.abs(t[pairs[:, 1], 1] - t[pairs[:, 0], 1]).mean()
+            for t in (anim.target_landmarks(None) for _ in range(90))]
+    assert min(gaps) < 0.3 * max(gaps)  # at least one blink in 3 s
+
+
+def test_switching_portrait_keeps_the_neutral(astronaut_portrait, astronaut_bgr):
+    other = enroll_images([astronaut_bgr[:, ::-1].copy()], EnrollConfig(crop_size=256))
+    anim = Animator(astronaut_portrait, AnimateOptions())
+    anim.target_landmarks(astronaut_portrait.landmarks)
+    anim.set_portrait(other)
+    out = anim.render_landmarks(astronaut_portrait.landmarks)
+    assert out.shape == other.image.shape
+    anim.set_pose_transfer(False)
+    assert anim.options.motion.head_pose is False
+
+
+@pytest.mark.parametrize("crop", [256, 512])
+def test_crop_only_output(astronaut_portrait, astronaut_bgr, crop):
+    portrait = enroll_images([astronaut_bgr], EnrollConfig(crop_size=crop))
+    anim = Animator(portrait, AnimateOptions(full_frame=False))
+    assert anim.render_landmarks(portrait.landmarks).shape == (crop, crop, 3)

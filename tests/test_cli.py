@@ -1,0 +1,95 @@
+import subprocess
+import sys
+
+import av
+import numpy as np
+import pytest
+
+from streamer.cli import main
+
+
+def _frames_and_audio(path):
+    with av.open(str(path)) as c:
+        n = sum(1 for _ in c.decode(video=0))
+    with av.open(str(path)) as c:
+        size = (c.streams.video[0].width, c.streams.video[0].height)
+        has_audio = bool(c.streams.audio)
+    return n, size, has_audio
+
+
+def test_animate_on_embedded_defaults(tmp_path):
+    out = tmp_path / "demo.mp4"
+    assert main(["animate", "-o", str(out), "--max-frames", "12", "--quiet"]) == 0
+    n, size, audio = _frames_and_audio(out)
+    assert n == 12 and size == (512, 512) and not audio  # the astronaut photo is 512²
+
+
+def test_enroll_then_animate_keeps_audio_and_size(tmp_path, data_dir):
+    portrait = tmp_path / "einstein.headcast"
+    assert main(["enroll", str(data_dir / "portraits" / "einstein.jpg"), "-o", str(portrait)]) == 0
+    out = tmp_path / "e.mp4"
+    clip = data_dir / "driving" / "man_glasses_orange_wall.mp4"  # has an audio track
+    args = ["animate", "--portrait", str(portrait), "--driving", str(clip), "-o", str(out),
+            "--max-frames", "20", "--quiet", "--size", "320x240"]
+    assert main(args) == 0
+    n, size, audio = _frames_and_audio(out)
+    assert n == 20 and size == (320, 240) and audio
+
+
+@pytest.mark.parametrize("case", ["dog", "corrupt", "empty_video", "truncated_video", "missing"])
+def test_bad_input_is_a_named_error_with_exit_2(case, tmp_path, data_dir, capsys):
+    portrait = data_dir / "portraits" / "einstein.jpg"
+    driving = data_dir / "driving" / "man_green_backdrop.mp4"
+    if case == "dog":
+        portrait = data_dir / "portraits" / "no_face_dog.jpg"
+    elif case == "corrupt":
+        portrait = tmp_path / "bad.jpg"
+        portrait.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    elif case == "empty_video":
+        driving = tmp_path / "empty.mp4"
+        driving.write_bytes(b"")
+    elif case == "truncated_video":
+        driving = tmp_path / "cut.mp4"
+        driving.write_bytes((data_dir / "driving" / "man_green_backdrop.mp4").read_bytes()[:2000])
+    else:
+        driving = tmp_path / "nope.mp4"
+    code = main(["animate", "--portrait", str(portrait), "--driving", str(driving),
+                 "-o", str(tmp_path / "o.mp4"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("headcast: error: ") and "Traceback" not in err
+
+
+def test_truncated_tail_keeps_what_decoded(tmp_path, data_dir):
+    src = (data_dir / "driving" / "man_green_backdrop.mp4").read_bytes()
+    cut = tmp_path / "half.mp4"
+    cut.write_bytes(src[: len(src) // 2])
+    from streamer.errors import VideoReadError
+    from streamer.video_io import read_video_frames
+
+    try:
+        frames = list(read_video_frames(cut))
+    except VideoReadError:
+        return  # an mp4 cut before its index cannot be read at all: a named error is right
+    assert 0 < len(frames) < 78 and frames[0].shape == (512, 512, 3)
+
+
+def test_face_leaves_the_frame_and_the_run_goes_on(tmp_path, data_dir):
+    """A driving clip whose face is gone for a second (frames blacked out): every frame is
+    still written."""
+    from streamer.video_io import VideoWriter, read_video_frames
+
+    clip = tmp_path / "gap.mp4"
+    with VideoWriter(clip, 25) as w:
+        clip_frames = read_video_frames(data_dir / "driving" / "man_green_backdrop.mp4", 70)
+        for i, f in enumerate(clip_frames):
+            w.write(np.zeros_like(f) if 20 <= i < 45 else f)
+    out = tmp_path / "o.mp4"
+    assert main(["animate", "--driving", str(clip), "-o", str(out), "--quiet"]) == 0
+    assert _frames_and_audio(out)[0] == 70
+
+
+def test_python_dash_m_streamer():
+    r = subprocess.run([sys.executable, "-m", "streamer", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0
+    for command in ("enroll", "animate", "stream", "serve", "client"):
+        assert command in r.stdout
