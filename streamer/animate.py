@@ -5,7 +5,9 @@ when it returns, motion picks up smoothly."""
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import numpy as np
 
@@ -31,6 +33,11 @@ class AnimateOptions:
     regain_seconds: float = 0.2  # blend time back onto the face when it returns
     idle_blink_seconds: float = 3.5  # mean interval of idle blinks while no face is seen
     full_frame: bool = True  # paste the crop back into the full portrait (else: the crop)
+    # Neutral reference: "first" frame with a face (offline clips), or the first "steady"
+    # moment, when the face holds still for steady_frames frames (live cameras).
+    calibration: Literal["first", "steady"] = "first"
+    steady_frames: int = 8  # frames the face must hold still to be taken as neutral
+    steady_motion: float = 0.03  # most any landmark may move per frame and count as still, IOD
 
 
 class Animator:
@@ -44,6 +51,7 @@ class Animator:
         self._renderer: Renderer | None = None
         self._state = MotionState.neutral()
         self._neutral: np.ndarray | None = None
+        self._steady: deque[np.ndarray] = deque(maxlen=options.steady_frames)
         self._lost_frames = 0
         self._regain = 1.0
         self._next_blink = self._blink_interval()
@@ -69,9 +77,25 @@ class Animator:
         self._transfer.config = self.options.motion
 
     def recalibrate(self) -> None:
-        """The next frame with a face becomes the neutral reference."""
+        """Take the neutral reference again (next face, or next steady face)."""
         self._neutral = None
+        self._steady.clear()
         self._filter.reset()
+
+    def _calibrate(self, driver: np.ndarray) -> bool:
+        """Try to take the neutral reference from this frame; True once there is one."""
+        if self.options.calibration == "steady":
+            self._steady.append(driver)
+            if len(self._steady) < self._steady.maxlen:  # type: ignore[operator]
+                return False
+            track = np.stack(self._steady)[:, :, :2]
+            motion = np.linalg.norm(np.diff(track, axis=0), axis=2).max(axis=1) / L.iod(driver)
+            if motion.max() > self.options.steady_motion:
+                return False
+            driver = np.mean(np.stack(self._steady), axis=0).astype(np.float32)
+        self._neutral = driver
+        self._transfer.calibrate(driver)
+        return True
 
     # -- per frame -----------------------------------------------------------------------
     def process(self, image: np.ndarray) -> np.ndarray:
@@ -101,9 +125,8 @@ class Animator:
             self._state = self._idle_state(dt)
             return self._transfer.compose(self._state)
         driver = self._filter(driver, dt, unit=L.iod(driver))
-        if self._neutral is None:
-            self._neutral = driver
-            self._transfer.calibrate(driver)
+        if self._neutral is None and not self._calibrate(driver):
+            return self._transfer.compose(self._idle_state(dt))  # rest until the face is steady
         if self.options.motion.mode == "absolute":
             return self.portrait.box.to_crop(driver)
         measured = self._transfer.measure(driver)

@@ -138,7 +138,7 @@ def make_processor(portrait: Portrait, fps: float) -> AvatarProcessor:
     """The real Animator; its filters and easing run on the source's frame clock."""
     from streamer.animate import AnimateOptions, Animator
 
-    return Animator(portrait, AnimateOptions(fps=fps))
+    return Animator(portrait, AnimateOptions(fps=fps, calibration="steady"))
 
 
 def open_source(driving: str | None, camera: str) -> Source:
@@ -176,7 +176,7 @@ def _preview_options(
 def _webrtc_options(
     arg: str, args: argparse.Namespace, pipeline: Pipeline, controls: Controls
 ) -> dict[str, Any]:
-    return {"port": int(arg)} if arg else {}
+    return {"on_recalibrate": pipeline.recalibrate} | ({"port": int(arg)} if arg else {})
 
 
 def _url_option(

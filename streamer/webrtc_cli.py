@@ -30,7 +30,7 @@ class AnimatorFactory:
     def create(self) -> FrameProcessor:
         from streamer.animate import AnimateOptions, Animator
 
-        return Animator(self._portrait, AnimateOptions())
+        return Animator(self._portrait, AnimateOptions(calibration="steady"))
 
     def enroll(self, image: np.ndarray) -> object:
         from streamer.portrait import EnrollConfig, enroll_images

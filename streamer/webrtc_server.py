@@ -145,6 +145,7 @@ class AvatarServer:
 
     slot: where the avatar frames WHEP viewers see come from (a sink or WHIP results).
     processors: set for `headcast serve` (WHIP + portrait upload); None for playback only.
+    on_recalibrate: called by `POST /recalibrate` (the live pipeline's recalibrate()).
     """
 
     def __init__(
@@ -152,10 +153,12 @@ class AvatarServer:
         config: ServerConfig,
         slot: FrameSlot | None = None,
         processors: ProcessorFactory | None = None,
+        on_recalibrate: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
         self.slot = slot if slot is not None else FrameSlot()
         self.processors = processors
+        self.on_recalibrate = on_recalibrate
         self.sessions: dict[str, Session] = {}
         self.port = config.port
         self._runner: web.AppRunner | None = None
@@ -188,6 +191,7 @@ class AvatarServer:
             app.router.add_delete(f"/{kind}/{{id}}", self._delete_handler(kind))
             app.router.add_patch(f"/{kind}/{{id}}", self._patch)
         app.router.add_post("/portrait", self._portrait)
+        app.router.add_post("/recalibrate", self._recalibrate)
         return app
 
     async def start(self) -> None:
@@ -419,6 +423,22 @@ class AvatarServer:
         return web.json_response({"ok": True, "sessions_updated": updated})
 
 
+    async def _recalibrate(self, request: web.Request) -> web.Response:
+        """Take the neutral face again: every WHIP session's processor, and the pipeline."""
+        loop = asyncio.get_running_loop()
+        count = 0
+        for session in list(self.sessions.values()):
+            if session.processor is not None and session.executor is not None:
+                await loop.run_in_executor(session.executor, session.processor.recalibrate)
+                count += 1
+        if self.on_recalibrate is not None:
+            self.on_recalibrate()
+            count += 1
+        if count == 0 and self.processors is None:
+            return _error(404, "nothing to recalibrate: no live stream is running")
+        return web.json_response({"ok": True, "recalibrated": count})
+
+
 MAX_IMAGE_PIXELS = 40_000_000  # a portrait larger than this is a mistake or a bomb
 
 
@@ -501,9 +521,10 @@ class ServerThread:
         config: ServerConfig,
         slot: FrameSlot | None = None,
         processors: ProcessorFactory | None = None,
+        on_recalibrate: Callable[[], None] | None = None,
     ) -> None:
         self._thread = LoopThread("headcast-webrtc")
-        self.server = AvatarServer(config, slot, processors)
+        self.server = AvatarServer(config, slot, processors, on_recalibrate)
         self._closed = False
 
     @property
@@ -551,9 +572,11 @@ class WebRTCSink:
         self,
         config: ServerConfig = ServerConfig(),
         announce: Callable[[str], None] = _print_to_stderr,
+        on_recalibrate: Callable[[], None] | None = None,
     ) -> None:
         self._config = config
         self._announce = announce
+        self._on_recalibrate = on_recalibrate
         self._slot = FrameSlot()
         self._server: ServerThread | None = None
         self._closed = False
@@ -570,7 +593,7 @@ class WebRTCSink:
         if self._server is not None:
             raise RuntimeError("WebRTCSink.open() called twice")
         config = dataclasses.replace(self._config, fps=fps if fps > 0 else self._config.fps)
-        self._server = ServerThread(config, self._slot)
+        self._server = ServerThread(config, self._slot, on_recalibrate=self._on_recalibrate)
         self._server.start()
         query = f"?token={config.token}" if config.token else ""
         self._announce(
@@ -598,6 +621,7 @@ def webrtc_sink(
     max_sessions: int = 4,
     tls_cert: str | None = None,
     tls_key: str | None = None,
+    on_recalibrate: Callable[[], None] | None = None,
 ) -> WebRTCSink:
     """Sink-registry factory for `--output webrtc` (create_sink("webrtc", port=…))."""
     config = ServerConfig(
@@ -608,4 +632,4 @@ def webrtc_sink(
         tls_cert=tls_cert,
         tls_key=tls_key,
     )
-    return WebRTCSink(config)
+    return WebRTCSink(config, on_recalibrate=on_recalibrate)

@@ -73,3 +73,21 @@ def test_crop_only_output(astronaut_portrait, astronaut_bgr, crop):
     portrait = enroll_images([astronaut_bgr], EnrollConfig(crop_size=crop))
     anim = Animator(portrait, AnimateOptions(full_frame=False))
     assert anim.render_landmarks(portrait.landmarks).shape == (crop, crop, 3)
+
+
+def test_steady_calibration_waits_for_a_still_face(astronaut_portrait):
+    """Live mode: while the driver moves, the avatar holds its rest pose; once the face holds
+    still for steady_frames frames, that is the neutral, and motion is measured from it."""
+    anim = Animator(astronaut_portrait, AnimateOptions(calibration="steady", steady_frames=5))
+    driver = astronaut_portrait.landmarks
+    rest = anim.target_landmarks(open_mouth(driver, 0.0))
+    for i in range(10):  # the mouth keeps moving: no calibration
+        out = anim.target_landmarks(open_mouth(driver, 0.05 * (i % 2) + 0.01 * i))
+        assert np.abs(out - rest).max() < 0.01  # pixels
+    for _ in range(6):  # still now
+        anim.target_landmarks(driver)
+    opened = [anim.target_landmarks(open_mouth(driver, 0.3)) for _ in range(5)][-1]
+    assert _mouth(opened) > _mouth(rest) + 0.2
+    anim.recalibrate()  # waiting again: the avatar eases back to rest while the face moves
+    moving = [anim.target_landmarks(open_mouth(driver, 0.3 + 0.02 * (i % 2))) for i in range(40)]
+    assert abs(_mouth(moving[-1]) - _mouth(rest)) < 0.02

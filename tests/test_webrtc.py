@@ -436,6 +436,37 @@ def test_portrait_multipart_upload_reaches_live_sessions(
     assert factory.processors[0].portraits == ["portrait-1"]
 
 
+def test_recalibrate_over_http(serve: tuple[ServerThread, FakeFactory]) -> None:
+    """POST /recalibrate re-takes the neutral face of every live session (serve), and calls
+    the live pipeline's recalibrate() (--output webrtc)."""
+    server, factory = serve
+
+    async def run() -> str:
+        session = await WebRTCSession.open(
+            EndpointConfig(f"{server.url}/whip"), AvatarTrack(FrameSlot(), FPS), False
+        )
+        await session.wait_connected()
+        try:
+            status, _, body = await http("POST", f"{server.url}/recalibrate", b"", {})
+            assert status == 200
+            return body
+        finally:
+            await session.close()
+
+    assert '"recalibrated": 1' in asyncio.run(run())
+    assert factory.processors[0].recalibrations == 1
+
+    calls: list[int] = []
+    sink = WebRTCSink(ServerConfig(port=0), announce=lambda line: None,
+                      on_recalibrate=lambda: calls.append(1))
+    sink.open(64, 64, 30)
+    try:
+        status, _, _ = asyncio.run(http("POST", f"{sink.url}/recalibrate", b"", {}))
+    finally:
+        sink.close()
+    assert status == 200 and calls == [1]
+
+
 def test_decode_image_rejects_non_images() -> None:
     assert decode_image(b"") is None
     assert decode_image(b"<html>") is None

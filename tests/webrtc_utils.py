@@ -39,6 +39,7 @@ class FakeProcessor:
         self.closed = 0
         self.portraits: list[object] = []
         self.threads: set[str] = set()
+        self.recalibrations = 0
 
     def process(self, image: np.ndarray) -> np.ndarray:
         self.threads.add(threading.current_thread().name)
@@ -57,7 +58,7 @@ class FakeProcessor:
         return out
 
     def recalibrate(self) -> None:
-        pass
+        self.recalibrations += 1
 
     def close(self) -> None:
         self.closed += 1
