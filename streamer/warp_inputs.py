@@ -21,14 +21,13 @@ BORDER_PER_SIDE = 4  # border points per crop side (corners included once)
 NUM_CTRL = len(L.WARP_POINTS) + RING_POINTS + 4 * BORDER_PER_SIDE
 NUM_MOUTH = len(L.LIPS_INNER)
 FIELD_SIZE = 48  # side of the low-resolution field the generator predicts
-TPS_RIDGE = 1e-5  # ridge on the radial weights: keeps the fit smooth and well-posed
+TPS_SMOOTHING = 1e-3  # weight of the bending energy against the landmark misfit
 HEAVY = sorted({p for pair in L.RIGHT_LID_PAIRS + L.LEFT_LID_PAIRS + L.LIP_PAIRS for p in pair}
                | set(L.LIPS_INNER) | set(range(468, 478)))
 # Fit weight of each fitted point: the 478 landmarks, then the ring, then the border.
 FIT_WEIGHTS = np.ones(478 + RING_POINTS + 4 * BORDER_PER_SIDE)
 FIT_WEIGHTS[HEAVY] = 30.0
 FIT_WEIGHTS[478:] = 8.0
-_FIT_WEIGHTS32 = FIT_WEIGHTS.astype(np.float32)[:, None]
 
 
 def _ring(landmarks: np.ndarray) -> np.ndarray:
@@ -75,19 +74,34 @@ def normalize(points: np.ndarray, size: int) -> np.ndarray:
 
 
 def solve_tps(targets: np.ndarray, sources: np.ndarray) -> np.ndarray:
-    """Thin-plate spline f with f(targets_i) ≈ sources_i, weighted least squares with its
-    radial centres at targets[CTRL_INDEX]. targets, sources: (510, 2) normalized.
+    """Regularized thin-plate spline f with f(targets_i) ≈ sources_i and radial centres at
+    targets[CTRL_INDEX]: minimizes the weighted squared misfit over all fitted points plus
+    TPS_SMOOTHING × the spline's bending energy, with the side conditions that make that
+    energy well defined (Wahba 1990, ch. 2). Smooth where there are no landmarks.
 
-    Returns (NUM_CTRL + 3, 2) float32: the radial weights, then the affine part (1, x, y)."""
-    t = targets.astype(np.float32)
+    targets, sources: (510, 2) normalized → (NUM_CTRL + 3, 2) float32: the radial weights,
+    then the affine part (1, x, y)."""
+    t = targets.astype(np.float64)
     c = t[CTRL_INDEX]
-    r2 = np.maximum((t * t).sum(1)[:, None] + (c * c).sum(1)[None, :] - 2.0 * t @ c.T, 0.0)
-    design = np.concatenate([r2 * np.log(np.maximum(r2, 1e-12)), np.ones((len(t), 1)), t], 1)
-    weighted = design * _FIT_WEIGHTS32
-    lhs = (weighted.T @ design).astype(np.float64)  # float32 products, float64 solve
-    lhs[np.diag_indices(NUM_CTRL)] += TPS_RIDGE
-    rhs = weighted.T @ sources.astype(np.float32)
-    return np.linalg.solve(lhs, rhs).astype(np.float32)
+    n = NUM_CTRL
+    kernel = _tps_kernel(t, c)  # (510, N)
+    poly = np.concatenate([np.ones((len(t), 1)), t], 1)  # (510, 3)
+    design = np.concatenate([kernel, poly], 1)
+    weighted = design * FIT_WEIGHTS[:, None]
+    lhs = np.zeros((n + 6, n + 6))
+    lhs[: n + 3, : n + 3] = weighted.T @ design
+    lhs[:n, :n] += TPS_SMOOTHING * _tps_kernel(c, c)
+    lhs[:n, n + 3 :] = poly[CTRL_INDEX]
+    lhs[n + 3 :, :n] = poly[CTRL_INDEX].T
+    rhs = np.zeros((n + 6, 2))
+    rhs[: n + 3] = weighted.T @ sources
+    return np.linalg.solve(lhs, rhs)[: n + 3].astype(np.float32)
+
+
+def _tps_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """U(|a_i − b_j|) = r² log r², (len(a), len(b))."""
+    r2 = np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T, 0.0)
+    return r2 * np.log(np.maximum(r2, 1e-12))
 
 
 def mouth_frame(target_lm: np.ndarray, size: int) -> np.ndarray:

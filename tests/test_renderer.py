@@ -130,3 +130,19 @@ def test_mouth_box_stays_inside_the_crop(astronaut_portrait):
     lm[:, 1] += 1000  # mouth far outside
     assert tuple(mouth_box(lm, 256)) == (0, 0, 1, 1)
     assert L.iod(lm) > 0
+
+
+@pytest.mark.parametrize("yaw", [-20, -10, 10, 20])
+def test_head_turns_up_to_20_degrees_do_not_fold(astronaut_portrait, yaw):
+    """A fold or tear is where the sampling map stops being one-to-one: its Jacobian
+    determinant drops to zero or below. Turning the head ±20° keeps it positive everywhere."""
+    from tests.helpers import rotate_yaw
+
+    r = WarpRenderer(astronaut_portrait)
+    grid, _, _ = r.sampling(rotate_yaw(astronaut_portrait.crop_landmarks, yaw))
+    dx_dx = np.gradient(grid[..., 0], axis=1)
+    dx_dy = np.gradient(grid[..., 0], axis=0)
+    dy_dx = np.gradient(grid[..., 1], axis=1)
+    dy_dy = np.gradient(grid[..., 1], axis=0)
+    det = dx_dx * dy_dy - dx_dy * dy_dx
+    assert det.min() > 0.1  # no fold: every output pixel samples a distinct, unflipped place

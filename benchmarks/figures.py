@@ -1,0 +1,97 @@
+"""README pictures: portraits driven by real clips, next to the driver.
+
+    python -m benchmarks.figures [--portraits mona_lisa einstein] [--clips ...] [--out docs]
+
+For each clip, four frames are picked from the driver's own landmarks: the rest frame, the
+widest mouth, the deepest blink and the largest head turn; each row shows the driver and
+every portrait animated by it (relative motion, 512 crop, the Animator's defaults).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from benchmarks import protocol as P
+from benchmarks.quality import default_data_dir
+
+TILE = 220  # tile height in pixels
+
+
+def _pick(lms: list[np.ndarray | None]) -> list[tuple[str, int]]:
+    ok = [i for i, lm in enumerate(lms) if lm is not None]
+    mouth = {i: P.mouth_opening(lms[i]) for i in ok}
+    eyes = {i: P.eye_openness(lms[i]) for i in ok}
+    turn = {i: float(np.abs(P.head_rotation(lms[ok[0]], lms[i])[:2]).max()) for i in ok}
+    return [("rest", ok[0]), ("mouth", max(mouth, key=mouth.get)),
+            ("blink", min(eyes, key=eyes.get)), ("turn", max(turn, key=turn.get))]
+
+
+def _tile(image: np.ndarray, lm: np.ndarray | None, label: str) -> np.ndarray:
+    """Crop around the face (when found), scale to TILE high, write the label."""
+    if lm is not None:
+        x0, y0 = lm[:468, :2].min(0)
+        x1, y1 = lm[:468, :2].max(0)
+        c, half = (np.array([x0 + x1, y0 + y1]) / 2), 0.9 * max(x1 - x0, y1 - y0)
+        h, w = image.shape[:2]
+        a = np.clip((c - half).astype(int), 0, [w, h])
+        b = np.clip((c + half).astype(int), 0, [w, h])
+        image = image[a[1]:b[1], a[0]:b[0]]
+    scale = TILE / image.shape[0]
+    tile = cv2.resize(image, (max(1, round(image.shape[1] * scale)), TILE),
+                      interpolation=cv2.INTER_AREA)
+    cv2.putText(tile, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 2)
+    cv2.putText(tile, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
+    return tile
+
+
+def figure(data: Path, clip: str, portraits: list[str], frames: int) -> np.ndarray:
+    from streamer.animate import AnimateOptions, Animator
+    from streamer.portrait import enroll_images
+    from streamer.tracker import FaceTracker
+    from streamer.video_io import read_image, read_video_frames, video_fps
+
+    path = data / "driving" / f"{clip}.mp4"
+    video = list(read_video_frames(path, frames))
+    with FaceTracker(video=True) as tracker:
+        lms = [tracker.detect(f) for f in video]
+    picks = _pick(lms)
+    columns = [[_tile(video[i], lms[i], f"{clip[:18]} t={i} {what}") for what, i in picks]]
+    for name in portraits:
+        portrait = enroll_images([read_image(next((data / "portraits").glob(f"{name}.*")))])
+        anim = Animator(portrait, AnimateOptions(fps=video_fps(path)))
+        wanted = {i for _, i in picks}
+        outs = {i: o for i, o in enumerate(anim.process(f) for f in video) if i in wanted}
+        anim.close()
+        with FaceTracker(video=False) as still:
+            columns.append([_tile(outs[i], still.detect(outs[i]), name) for _, i in picks])
+    rows = [np.hstack([col[r] for col in columns]) for r in range(len(picks))]
+    width = max(r.shape[1] for r in rows)
+    return np.vstack([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.figures", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--portraits", nargs="+", default=["mona_lisa", "einstein"])
+    parser.add_argument("--clips", nargs="+",
+                        default=["woman_long_expressive", "man_glasses_office"])
+    parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--out", type=Path, default=Path("docs"))
+    parser.add_argument("--data", type=Path, default=None)
+    args = parser.parse_args(argv)
+    data = args.data or default_data_dir()
+    args.out.mkdir(parents=True, exist_ok=True)
+    for clip in args.clips:
+        path = args.out / f"driven_{clip}.jpg"
+        cv2.imwrite(str(path), figure(data, clip, args.portraits, args.frames),
+                    [cv2.IMWRITE_JPEG_QUALITY, 88])
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
