@@ -12,8 +12,9 @@ Inputs (per portrait inputs are computed once at enrollment and cached):
   ctrl         (N, 2) float32 target control points, normalized [-1, 1]     per frame
   tps          (N + 3, 2) float32 TPS weights, target → source, normalized  per frame
   mouth_poly   (M, 2) float32 target inner-lip polygon, normalized          per frame
-  mouth_frame  (8,) float32: upper-lip point (2), opening axis / opening (2),
-               across axis / half-width (2), teeth strength, layer strength  per frame
+  mouth_frame  (9,) float32: upper-lip point (2), opening axis / opening (2),
+               across axis / half-width (2), teeth strength, layer strength,
+               teeth depth as a fraction of the opening                     per frame
   mouth_box    (4,) float32 x0, y0, x1, y1 of the mouth layer, normalized   per frame
   fine_boxes   (3, 4) float32 boxes (right eye, left eye, mouth) where the flow is also
                evaluated finely: lids and lips move a lot over a few pixels  per frame
@@ -144,7 +145,8 @@ class WarpGenerator(nn.Module):
         u = rel @ frame[4:6]  # -1 .. 1 from corner to corner
         depth = (1.0 - u * u).clamp(0.0, 1.0) * (1.0 - (2.0 * v - 1.0) ** 2).clamp(0.0, 1.0)
         cavity = colors[0][None, :] * (1.0 - depth[:, None]) + colors[1][None, :] * depth[:, None]
-        band = torch.sigmoid((0.38 - v) * 14.0) * torch.sigmoid((0.78 - u.abs()) * 10.0)
+        # Upper teeth: a band under the upper lip, frame[8] deep (in units of the opening).
+        band = torch.sigmoid((frame[8] - v) * 24.0) * torch.sigmoid((0.7 - u.abs()) * 10.0)
         teeth = band * frame[6] * (1.0 - 0.35 * u.abs())
         return cavity * (1.0 - teeth[:, None]) + colors[2][None, :] * teeth[:, None]
 

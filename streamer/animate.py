@@ -37,7 +37,8 @@ class AnimateOptions:
     # moment, when the face holds still for steady_frames frames (live cameras).
     calibration: Literal["first", "steady"] = "first"
     steady_frames: int = 8  # frames the face must hold still to be taken as neutral
-    steady_motion: float = 0.03  # most any landmark may move per frame and count as still, IOD
+    steady_motion: float = 0.02  # IOD per frame: most median (head) or lip motion when still
+    steady_timeout: int = 60  # frames after which the latest frames are taken anyway
 
 
 class Animator:
@@ -52,6 +53,7 @@ class Animator:
         self._state = MotionState.neutral()
         self._neutral: np.ndarray | None = None
         self._steady: deque[np.ndarray] = deque(maxlen=options.steady_frames)
+        self._waited = 0  # frames seen while waiting for a steady face
         self._lost_frames = 0
         self._regain = 1.0
         self._next_blink = self._blink_interval()
@@ -80,6 +82,7 @@ class Animator:
         """Take the neutral reference again (next face, or next steady face)."""
         self._neutral = None
         self._steady.clear()
+        self._waited = 0
         self._filter.reset()
 
     def _calibrate(self, driver: np.ndarray) -> bool:
@@ -88,9 +91,12 @@ class Animator:
             self._steady.append(driver)
             if len(self._steady) < self._steady.maxlen:  # type: ignore[operator]
                 return False
+            self._waited += 1
             track = np.stack(self._steady)[:, :, :2]
-            motion = np.linalg.norm(np.diff(track, axis=0), axis=2).max(axis=1) / L.iod(driver)
-            if motion.max() > self.options.steady_motion:
+            step = np.linalg.norm(np.diff(track, axis=0), axis=2) / L.iod(driver)  # (k, 478)
+            motion = np.maximum(np.median(step, axis=1), step[:, L.LIPS_INNER].mean(axis=1))
+            still = motion.max() <= self.options.steady_motion
+            if not still and self._waited < self.options.steady_timeout:
                 return False
             driver = np.mean(np.stack(self._steady), axis=0).astype(np.float32)
         self._neutral = driver

@@ -121,7 +121,7 @@ def _fill(size: int, polygons: list[np.ndarray]) -> np.ndarray:
 # desaturated (so a brown painting gets ivory, not green, teeth).
 CAVITY_RIM = 0.8
 CAVITY_CORE = 0.35
-TEETH_LIGHTNESS = 1.6
+TEETH_LIGHTNESS = 1.4
 TEETH_TINT = 0.2  # how much of the lips' hue the teeth keep
 
 

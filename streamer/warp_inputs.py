@@ -21,6 +21,7 @@ BORDER_PER_SIDE = 4  # border points per crop side (corners included once)
 NUM_CTRL = len(L.WARP_POINTS) + RING_POINTS + 4 * BORDER_PER_SIDE
 NUM_MOUTH = len(L.LIPS_INNER)
 FIELD_SIZE = 48  # side of the low-resolution field the generator predicts
+TEETH_DEPTH_IOD = 0.07  # visible height of the upper teeth, IOD
 TPS_SMOOTHING = 1e-3  # weight of the bending energy against the landmark misfit
 HEAVY = sorted({p for pair in L.RIGHT_LID_PAIRS + L.LEFT_LID_PAIRS + L.LIP_PAIRS for p in pair}
                | set(L.LIPS_INNER) | set(range(468, 478)))
@@ -105,12 +106,12 @@ def _tps_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def mouth_frame(target_lm: np.ndarray, size: int) -> np.ndarray:
-    """(8,) float32 describing the target mouth opening for the interior shader.
+    """(9,) float32 describing the target mouth opening for the interior shader.
 
     Upper-lip point p13 (normalized); the opening axis, perpendicular to the lip line and
     divided by the opening, so v = 0 at the upper lip and 1 at the lower; the across axis
     divided by the half-width, so u = ±1 at the corners; teeth strength; layer strength
-    (0 for a closed mouth)."""
+    (0 for a closed mouth); teeth depth as a fraction of the opening."""
     to_norm = 2.0 / size
     up, low = target_lm[13, :2] * to_norm - 1.0, target_lm[14, :2] * to_norm - 1.0
     across = (target_lm[308, :2] - target_lm[78, :2]) * to_norm
@@ -122,12 +123,11 @@ def mouth_frame(target_lm: np.ndarray, size: int) -> np.ndarray:
         normal, opening = -normal, -opening
     opening = max(opening, 1e-6)
     gap_iod = np.linalg.norm(target_lm[14, :2] - target_lm[13, :2]) / max(L.iod(target_lm), 1e-6)
-    teeth = float(np.clip((gap_iod - 0.06) / 0.12, 0.0, 1.0))
+    teeth = 0.85 * float(np.clip((gap_iod - 0.06) / 0.12, 0.0, 1.0))
+    teeth_depth = float(np.clip(TEETH_DEPTH_IOD / max(gap_iod, 1e-6), 0.12, 0.4))
     strength = float(np.clip((gap_iod - 0.025) / 0.04, 0.0, 1.0))  # none for a closed mouth
-    return np.array(
-        [up[0], up[1], *(normal / opening), *(across_unit / half_width), teeth, strength],
-        np.float32,
-    )
+    return np.array([up[0], up[1], *(normal / opening), *(across_unit / half_width), teeth,
+                     strength, teeth_depth], np.float32)
 
 
 def mouth_box(target_lm: np.ndarray, size: int) -> np.ndarray:
