@@ -42,7 +42,7 @@ EDGE_FADE = 0.16  # width of the band along the crop's edge where the warp fades
 class WarpDims:
     crop_size: int = 512  # S: rendered crop side in pixels
     field_div: int = 4  # the field and the mouth layer are evaluated at S / field_div
-    num_ctrl: int = 214  # N: control points (mesh subset + hair ring + crop border)
+    num_ctrl: int = 156  # N: control points (mesh subset + hair ring + crop border)
     num_mouth: int = 20  # M: inner-lip polygon points
     mouth_grid: tuple[int, int] = (48, 96)  # (MH, MW): mouth layer cells over its box
     fine_grid: tuple[int, int] = (32, 48)  # (FH, FW): fine flow cells over each fine box

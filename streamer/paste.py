@@ -28,9 +28,13 @@ class PasteBack:
         )
         alpha = self._feather(box.size, x1 - x0, y1 - y0)
         # Only the seam strips are blended; inside them the crop is copied as is.
-        rows, cols = np.nonzero(alpha >= 1.0)
-        iy0, iy1, ix0, ix1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
         h, w = alpha.shape
+        rows, cols = np.nonzero(alpha >= 1.0)
+        if rows.size:
+            iy0, iy1, ix0, ix1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+        else:  # a footprint narrower than the seam: blend all of it
+            iy0 = iy1 = h // 2
+            ix0 = ix1 = w // 2
         self._inner = (slice(iy0, iy1), slice(ix0, ix1))
         self._strips = [
             (sl, alpha[sl][:, :, None])
