@@ -12,10 +12,11 @@ from fakes import fake_camera, write_clip
 from streamer.errors import SourceLostError, VideoReadError
 from streamer.sources import CameraSource, NewestSlot, VideoFileSource
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-CLIP = DATA / "driving" / "man_green_backdrop.mp4"  # 512×512, 25 fps, 78 frames
 
-needs_clip = pytest.mark.skipif(not CLIP.is_file(), reason="shared test data not found")
+@pytest.fixture
+def clip(data_dir: Path) -> Path:
+    """man_green_backdrop.mp4: 512×512, 25 fps, 78 frames."""
+    return data_dir / "driving" / "man_green_backdrop.mp4"
 
 
 def read_until_end(source, limit: float = 20.0) -> list:
@@ -65,9 +66,8 @@ def test_slot_still_hands_out_the_last_item_after_close():
 # --- video files --------------------------------------------------------------------------
 
 
-@needs_clip
-def test_video_file_source_reads_a_real_clip_to_its_end():
-    source = VideoFileSource(CLIP, loop=False, realtime=False)
+def test_video_file_source_reads_a_real_clip_to_its_end(clip: Path):
+    source = VideoFileSource(clip, loop=False, realtime=False)
     try:
         assert source.fps == pytest.approx(25.0)
         frames = read_until_end(source)
@@ -81,9 +81,8 @@ def test_video_file_source_reads_a_real_clip_to_its_end():
     assert stamps == sorted(stamps)
 
 
-@needs_clip
-def test_video_file_source_loops():
-    with VideoFileSource(CLIP, loop=True, realtime=False) as source:
+def test_video_file_source_loops(clip: Path):
+    with VideoFileSource(clip, loop=True, realtime=False) as source:
         end = time.monotonic() + 20.0
         frame = None
         while time.monotonic() < end and (frame is None or frame.index < 100):
