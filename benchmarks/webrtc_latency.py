@@ -188,19 +188,19 @@ def decode_data_url(data_url: str) -> np.ndarray:
 # ---- measurement ------------------------------------------------------------------------
 
 
-class CodedFeeder:
-    """Puts clip frames with painted ids into `put` at `fps` from a thread; remembers when
-    each id went in (time.time())."""
+class Feeder:
+    """Puts frames into a sink-like `put(Frame)` callable at `fps`, looping, in a thread;
+    `sent` counts them."""
 
     def __init__(self, put, frames: Sequence[np.ndarray], fps: float = FPS) -> None:  # type: ignore[no-untyped-def]
-        self.sent: dict[int, float] = {}
         self._put = put
         self._frames = frames
         self._fps = fps
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="coded-feeder", daemon=True)
+        self.sent = 0
+        self._thread = threading.Thread(target=self._run, name="feeder", daemon=True)
 
-    def __enter__(self) -> CodedFeeder:
+    def __enter__(self) -> Feeder:
         self._thread.start()
         return self
 
@@ -208,18 +208,33 @@ class CodedFeeder:
         self._stop.set()
         self._thread.join(timeout=5)
 
+    def image(self, index: int) -> np.ndarray:
+        """The picture put as frame `index`."""
+        return self._frames[index % len(self._frames)]
+
     def _run(self) -> None:
         from streamer.frames import Frame
 
-        index, due = 0, time.monotonic()
+        due = time.monotonic()
         while not self._stop.is_set():
-            code = index % 65536
-            image = paint_code(self._frames[index % len(self._frames)], code)
-            self.sent[code] = time.time()
-            self._put(Frame(image, time.monotonic(), index))
-            index += 1
+            self._put(Frame(self.image(self.sent), time.monotonic(), self.sent))
+            self.sent += 1
             due += 1.0 / self._fps
             self._stop.wait(max(0.0, due - time.monotonic()))
+
+
+class CodedFeeder(Feeder):
+    """A Feeder whose frames carry painted ids; `times` remembers when each id went in
+    (time.time())."""
+
+    def __init__(self, put, frames: Sequence[np.ndarray], fps: float = FPS) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(put, frames, fps)
+        self.times: dict[int, float] = {}
+
+    def image(self, index: int) -> np.ndarray:
+        code = index % 65536
+        self.times[code] = time.time()
+        return paint_code(super().image(index), code)
 
 
 def latencies(sent: dict[int, float], seen: Sequence[tuple[int, float]]) -> list[float]:
@@ -294,7 +309,7 @@ def aiortc_whep(frames: Sequence[np.ndarray], seconds: float) -> list[float]:
     try:
         with CodedFeeder(sink.send, frames) as feeder:
             seen = asyncio.run(view())
-        return latencies(feeder.sent, seen)
+        return latencies(feeder.times, seen)
     finally:
         sink.close()
 
@@ -321,7 +336,7 @@ def aiortc_whip_roundtrip(frames: Sequence[np.ndarray], seconds: float) -> list[
     try:
         with CodedFeeder(slot.put, frames) as feeder:
             seen = asyncio.run(roundtrip())
-        return latencies(feeder.sent, seen)
+        return latencies(feeder.times, seen)
     finally:
         server.close()
 
@@ -340,7 +355,7 @@ def chromium_whep(frames: Sequence[np.ndarray], seconds: float) -> list[float]:
             driver.execute_script(READ_CODE_JS + "watchCodes('avatar');")
             time.sleep(seconds)
             seen = driver.execute_script("return codeLog.avatar")
-        return latencies(feeder.sent, [(int(c), at / 1000.0) for c, at in seen])
+        return latencies(feeder.times, [(int(c), at / 1000.0) for c, at in seen])
     finally:
         sink.close()
 

@@ -15,6 +15,7 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError
 
 from benchmarks.webrtc_latency import (  # browser helpers live with the latency benchmark
+    Feeder,
     browser_available,
     chromium,
     decode_data_url,
@@ -22,7 +23,6 @@ from benchmarks.webrtc_latency import (  # browser helpers live with the latency
     write_y4m,
 )
 from streamer.errors import NoFaceError
-from streamer.frames import Frame
 from streamer.webrtc_client import EndpointConfig, WebRTCSession
 
 # ---- fakes --------------------------------------------------------------------------
@@ -106,35 +106,6 @@ def clip_frames(path: Path, count: int, size: int = 256) -> list[np.ndarray]:
         capture.release()
     assert frames, f"no frames in {path}"
     return frames
-
-
-class Feeder:
-    """Puts frames into a sink-like `put(Frame)` callable at `fps`, looping, in a thread."""
-
-    def __init__(self, put, frames: list[np.ndarray], fps: float) -> None:  # type: ignore[no-untyped-def]
-        self._put = put
-        self._frames = frames
-        self._fps = fps
-        self._stop = threading.Event()
-        self.sent = 0
-        self._thread = threading.Thread(target=self._run, name="feeder", daemon=True)
-
-    def __enter__(self) -> Feeder:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        due = time.monotonic()
-        while not self._stop.is_set():
-            image = self._frames[self.sent % len(self._frames)]
-            self._put(Frame(image, time.monotonic(), self.sent))
-            self.sent += 1
-            due += 1.0 / self._fps
-            self._stop.wait(max(0.0, due - time.monotonic()))
 
 
 def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
