@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,14 +31,16 @@ class FaceTracker:
         os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's C++ logging is noisy
         from mediapipe.python.solutions import face_mesh  # deferred: heavy import
 
-        self._mesh = face_mesh.FaceMesh(
-            static_image_mode=not video,
-            max_num_faces=config.max_faces,
-            refine_landmarks=True,
-            min_detection_confidence=config.min_detection_confidence,
-            min_tracking_confidence=config.min_tracking_confidence,
-        )
+        with _stderr_silenced():
+            self._mesh = face_mesh.FaceMesh(
+                static_image_mode=not video,
+                max_num_faces=config.max_faces,
+                refine_landmarks=True,
+                min_detection_confidence=config.min_detection_confidence,
+                min_tracking_confidence=config.min_tracking_confidence,
+            )
         self._closed = False
+        self._started = False
 
     def detect(self, image: np.ndarray) -> np.ndarray | None:
         """image: (H, W, 3) uint8 BGR → (478, 3) float32 pixels (z scaled like x), or None."""
@@ -54,7 +59,12 @@ class FaceTracker:
             )
         h, w = image.shape[:2]
         rgb = np.ascontiguousarray(image[:, :, ::-1])
-        result = self._mesh.process(rgb)
+        if self._started:
+            result = self._mesh.process(rgb)
+        else:  # the graph starts on the first frame and its C++ logging prints to fd 2
+            with _stderr_silenced():
+                result = self._mesh.process(rgb)
+            self._started = True
         if not result.multi_face_landmarks:
             return []
         scale = np.array([w, h, w], np.float32)
@@ -78,3 +88,19 @@ class FaceTracker:
 def _box_area(landmarks: np.ndarray) -> float:
     span = landmarks[:, :2].max(axis=0) - landmarks[:, :2].min(axis=0)
     return float(span[0] * span[1])
+
+
+@contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """Point file descriptor 2 at /dev/null for a moment: MediaPipe's start-up chatter
+    (TF Lite delegate, absl warnings) is written there by C++, past Python's sys.stderr."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
