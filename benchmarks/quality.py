@@ -131,10 +131,9 @@ def default_data_dir() -> Path:
 
 def frame_count(path: Path) -> int:
     """Frame count from the container header (0 when it does not say)."""
-    import av
+    from streamer.video_io import video_info
 
-    with av.open(str(path)) as container:
-        return int(container.streams.video[0].frames or 0)
+    return video_info(path)[1] or 0
 
 
 def read_frames(path: Path, max_frames: int) -> Iterator[np.ndarray]:

@@ -11,8 +11,8 @@ import numpy as np
 
 from streamer.animate import AnimateOptions, Animator
 from streamer.portrait import EnrollConfig, Portrait, enroll_images, load_portrait, save_portrait
-from streamer.template import load_template
-from streamer.video_io import VideoWriter, read_image, read_video_frames, video_fps
+from streamer.template import MotionTemplate, load_template
+from streamer.video_io import VideoWriter, read_image, read_video_frames, video_info
 
 PORTRAIT_SUFFIX = ".headcast"
 
@@ -53,15 +53,21 @@ def run_animate(job: AnimateJob, progress: bool = True) -> int:
     """Render the job to its output file; returns the number of frames written."""
     from tqdm import tqdm
 
-    fps = video_fps(job.driving) if job.driving is not None else load_template().fps
+    template = load_template() if job.driving is None else None
+    if template is not None:
+        fps, count = template.fps, len(template.landmarks)
+    else:
+        assert job.driving is not None
+        fps, count = video_info(job.driving)
+    if job.max_frames is not None:
+        count = min(count, job.max_frames) if count else job.max_frames
     options = AnimateOptions(**{**job.options.__dict__, "fps": fps})
-    total = _frame_count(job)
     animator = Animator(job.portrait, options)
     try:
         with VideoWriter(job.output, fps, audio_from=job.driving) as writer:
             for frame in tqdm(
-                _avatar_frames(animator, job),
-                total=total,
+                _avatar_frames(animator, job, template),
+                total=count,
                 unit="frame",
                 disable=not progress,
                 desc="animate",
@@ -74,27 +80,17 @@ def run_animate(job: AnimateJob, progress: bool = True) -> int:
         animator.close()
 
 
-def _avatar_frames(animator: Animator, job: AnimateJob) -> Iterator[np.ndarray]:
-    if job.driving is None:
-        track = load_template().landmarks[: job.max_frames]
-        for landmarks in track:
+def _avatar_frames(
+    animator: Animator, job: AnimateJob, template: MotionTemplate | None
+) -> Iterator[np.ndarray]:
+    """Driving frames (or the template's landmark track) → avatar frames."""
+    if template is not None:
+        for landmarks in template.landmarks[: job.max_frames]:
             yield animator.render_landmarks(landmarks)
         return
+    assert job.driving is not None
     for image in read_video_frames(job.driving, job.max_frames):
         yield animator.process(image)
-
-
-def _frame_count(job: AnimateJob) -> int | None:
-    if job.driving is None:
-        n = len(load_template().landmarks)
-    else:
-        import av
-
-        with av.open(str(job.driving)) as c:
-            n = c.streams.video[0].frames or None if c.streams.video else None
-    if n is None:
-        return job.max_frames
-    return min(n, job.max_frames) if job.max_frames else n
 
 
 def _fit(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -26,13 +26,18 @@ def read_image(path: str | Path) -> np.ndarray:
     return image
 
 
-def video_fps(path: str | Path) -> float:
-    """Frames per second of a video's first video stream. Raises VideoReadError."""
-
+def video_info(path: str | Path) -> tuple[float, int | None]:
+    """(frames per second, frame count or None when the header does not say) of a video's
+    first video stream. Raises VideoReadError."""
     with _open_input(path) as container:
         stream = _video_stream(container, path)
         rate = stream.average_rate or stream.guessed_rate or Fraction(25)
-        return float(rate)
+        return float(rate), (int(stream.frames) or None)
+
+
+def video_fps(path: str | Path) -> float:
+    """Frames per second of a video's first video stream. Raises VideoReadError."""
+    return video_info(path)[0]
 
 
 def read_video_frames(path: str | Path, max_frames: int | None = None) -> Iterator[np.ndarray]:
