@@ -291,31 +291,34 @@ async def _read_codes(track, seconds: float) -> list[tuple[int, float]]:  # type
 
 
 def aiortc_whep(frames: Sequence[np.ndarray], seconds: float) -> list[float]:
-    from streamer.webrtc_client import EndpointConfig, WebRTCSession
     from streamer.webrtc_server import ServerConfig, WebRTCSink
 
     sink = WebRTCSink(ServerConfig(port=0), announce=lambda line: None)
     sink.open(SIZE, SIZE, FPS)
 
-    async def view() -> list[tuple[int, float]]:
-        session = await WebRTCSession.open(EndpointConfig(f"{sink.url}/whep"), None, True)
-        try:
-            track = await asyncio.wait_for(session.remote_video, 10)
-            await _read_codes(track, 1.0)  # warm-up: first keyframe, jitter buffer
-            return await _read_codes(track, seconds)
-        finally:
-            await session.close()
-
     try:
         with CodedFeeder(sink.send, frames) as feeder:
-            seen = asyncio.run(view())
+            seen = asyncio.run(_received_codes(f"{sink.url}/whep", None, seconds))
         return latencies(feeder.times, seen)
     finally:
         sink.close()
 
 
-def aiortc_whip_roundtrip(frames: Sequence[np.ndarray], seconds: float) -> list[float]:
+async def _received_codes(url: str, send, seconds: float) -> list[tuple[int, float]]:  # type: ignore[no-untyped-def]
+    """Open a WHIP/WHEP session (sending `send` when given), read the ids of the video that
+    comes back for `seconds` after a 1 s warm-up (first keyframe, jitter buffer)."""
     from streamer.webrtc_client import EndpointConfig, WebRTCSession
+
+    session = await WebRTCSession.open(EndpointConfig(url), send, True)
+    try:
+        track = await asyncio.wait_for(session.remote_video, 10)
+        await _read_codes(track, 1.0)
+        return await _read_codes(track, seconds)
+    finally:
+        await session.close()
+
+
+def aiortc_whip_roundtrip(frames: Sequence[np.ndarray], seconds: float) -> list[float]:
     from streamer.webrtc_server import ServerConfig, ServerThread
     from streamer.webrtc_tracks import AvatarTrack, FrameSlot
 
@@ -323,19 +326,10 @@ def aiortc_whip_roundtrip(frames: Sequence[np.ndarray], seconds: float) -> list[
     server.start()
     slot = FrameSlot()
 
-    async def roundtrip() -> list[tuple[int, float]]:
-        track = AvatarTrack(slot, FPS, (SIZE, SIZE))
-        session = await WebRTCSession.open(EndpointConfig(f"{server.url}/whip"), track, True)
-        try:
-            remote = await asyncio.wait_for(session.remote_video, 10)
-            await _read_codes(remote, 1.0)
-            return await _read_codes(remote, seconds)
-        finally:
-            await session.close()
-
     try:
         with CodedFeeder(slot.put, frames) as feeder:
-            seen = asyncio.run(roundtrip())
+            track = AvatarTrack(slot, FPS, (SIZE, SIZE))
+            seen = asyncio.run(_received_codes(f"{server.url}/whip", track, seconds))
         return latencies(feeder.times, seen)
     finally:
         server.close()
