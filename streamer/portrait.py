@@ -16,6 +16,7 @@ import numpy as np
 
 from streamer import landmarks as L
 from streamer.errors import FaceTooSmallError, NoFaceError, PortraitFileError
+from streamer.geometry import face_frame
 from streamer.tracker import FaceTracker, TrackerConfig
 
 FORMAT = "headcast-portrait"
@@ -147,8 +148,6 @@ def own_mouth_mask(size: int, lm: np.ndarray) -> np.ndarray:
 
 
 def _frontalness(lm: np.ndarray) -> float:
-    from streamer.geometry import face_frame
-
     return float(abs(face_frame(lm).axes[2, 2]))  # |z·view| = 1 when facing the camera
 
 
