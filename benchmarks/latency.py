@@ -118,18 +118,23 @@ class BenchConfig:
     fake_ms: float  # per-frame cost of the fake processor
     size: tuple[int, int]  # virtual camera frame size
     window_s: float  # length of the first/last windows compared for drift
+    renderer: str = "auto"  # warp, neural or auto (neural when installed)
 
 
 def make_processor(config: BenchConfig, fps: float) -> AvatarProcessor:
     if config.processor == "fake":
         return FakeAnimator(config.crop_size, config.fake_ms / 1000.0)
     from streamer.animate import AnimateOptions, Animator
-    from streamer.portrait import EnrollConfig, enroll_images
+    from streamer.offline import enroll_shots
+    from streamer.portrait import EnrollConfig
+    from streamer.renderer import RendererConfig
     from streamer.video_io import read_image
 
     image = read_image(config.portrait)
-    portrait = enroll_images([image], EnrollConfig(crop_size=config.crop_size))
-    return Animator(portrait, AnimateOptions(fps=fps, full_frame=config.full_frame))
+    portrait = enroll_shots([image], EnrollConfig(crop_size=config.crop_size))
+    options = AnimateOptions(fps=fps, full_frame=config.full_frame,
+                             renderer=RendererConfig(name=config.renderer))
+    return Animator(portrait, options)
 
 
 def run(config: BenchConfig) -> None:
@@ -219,6 +224,7 @@ def parse_args(argv: Sequence[str] | None) -> BenchConfig:
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--processor", choices=("animator", "fake"), default="animator")
     parser.add_argument("--crop-size", type=int, choices=(256, 512), default=512)
+    parser.add_argument("--renderer", choices=("auto", "warp", "neural"), default="auto")
     parser.add_argument(
         "--full-frame",
         action="store_true",
@@ -248,6 +254,7 @@ def parse_args(argv: Sequence[str] | None) -> BenchConfig:
         args.fake_ms,
         (1280, 720),
         window,
+        args.renderer,
     )
 
 

@@ -1,29 +1,55 @@
-"""python -m export [--out DIR]: export the shipped generators and their manifest."""
+"""python -m export [--out DIR] [--checkpoint runs/small/checkpoint.pt]: export the shipped
+generators and write their manifest. Without --checkpoint the neural model's files already in
+DIR keep their manifest entries."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
-from export.onnx_export import example_inputs, export_warp, parity, warp_dims, write_manifest
+from export.neural_export import build, export_neural, load_checkpoint, parity
+from export.onnx_export import example_inputs, export_warp, warp_dims, write_manifest
+from export.onnx_export import parity as warp_parity
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "streamer" / "assets"
+
+
+def _existing(out: Path) -> dict[str, dict]:
+    path = out / "manifest.json"
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text())["models"]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export", description=__doc__)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="a models.train checkpoint to export as the neural model")
+    parser.add_argument("--name", default="small", help="model name in the manifest")
+    parser.add_argument("--notes", default="{}", help="JSON object stored in the entries")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    entries = {}
+    entries = {k: v for k, v in _existing(args.out).items() if not k.startswith("warp_")}
     for size in (256, 512):
         entry = export_warp(size, args.out)
         dims = warp_dims(size)
-        err = parity(dims, args.out / entry["file"], example_inputs(dims))
+        err = warp_parity(dims, args.out / entry["file"], example_inputs(dims))
         print(
             f"{entry['file']}: sha256 {entry['sha256'][:12]}…, torch↔onnxruntime max diff {err:.2g}"
         )
         entries[f"warp_{size}"] = entry
+    if args.checkpoint is not None:
+        new = export_neural(args.checkpoint, args.out, args.name, json.loads(args.notes))
+        E, G, _ = build(*load_checkpoint(args.checkpoint))
+        err = parity(E, G, args.out / new[f"embedder_{args.name}"]["file"],
+                     args.out / new[f"generator_{args.name}"]["file"])
+        for entry in new.values():
+            size_mb = (args.out / entry["file"]).stat().st_size / 1e6
+            print(f"{entry['file']}: {size_mb:.1f} MB, sha256 {entry['sha256'][:12]}…")
+        print(f"neural {args.name}: torch↔onnxruntime max diff {err:.2g}")
+        entries.update(new)
     print(f"wrote {write_manifest(entries, args.out)}")
     return 0
 

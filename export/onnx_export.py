@@ -80,7 +80,7 @@ def _describe(value: onnx.ValueInfoProto) -> dict:
     return {
         "name": value.name,
         "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name,
-        "shape": [d.dim_value for d in t.shape.dim],
+        "shape": [d.dim_param or d.dim_value for d in t.shape.dim],  # named when dynamic
     }
 
 

@@ -21,10 +21,26 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def add_renderer_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--renderer",
+        choices=("auto", "neural", "warp"),
+        default="auto",
+        help="neural: the learned few-shot generator; warp: training-free; auto (default): "
+        "neural when its model is installed",
+    )
+
+
 def _add_enroll(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("enroll", help="compute a portrait's cache file once (.headcast)")
-    p.add_argument("images", nargs="+", type=Path, help="1..K pictures of one face")
+    p.add_argument("images", nargs="*", type=Path, help="1..K pictures of one face")
     p.add_argument("-o", "--output", type=Path, required=True, help="NAME.headcast to write")
+    p.add_argument("--shots", type=int, default=None,
+                   help="K: use this many images or video frames (default: all images, 8 frames)")
+    p.add_argument("--from-video", type=Path, default=None,
+                   help="take the K shots from this clip, spread over it")
+    p.add_argument("--finetune", type=int, default=0, metavar="STEPS",
+                   help="fine-tune the neural model on the shots for STEPS steps (needs torch)")
     p.add_argument(
         "--crop-size",
         type=int,
@@ -71,18 +87,26 @@ def _add_animate(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--expression-gain", type=float, default=1.0, help="scale expressions (default 1)"
     )
-    p.add_argument("--renderer", default="warp", help="renderer: warp (training-free)")
+    add_renderer_option(p)
     p.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_animate)
 
 
 def _run_enroll(args: argparse.Namespace) -> int:
-    from streamer.offline import enroll_files
+    from streamer.offline import EnrollJob, run_enroll
     from streamer.portrait import EnrollConfig
 
-    portrait = enroll_files(args.images, args.output, EnrollConfig(crop_size=args.crop_size))
-    print(f"{args.output}: {len(portrait.sources)} image(s), crop {portrait.crop_size}px")
+    if not args.images and args.from_video is None:
+        raise HeadcastError("give portrait images or --from-video CLIP")
+    if args.shots is not None and args.shots < 1:
+        raise HeadcastError("--shots must be at least 1")
+    job = EnrollJob(args.images, args.output, EnrollConfig(crop_size=args.crop_size),
+                    args.shots, args.from_video, args.finetune)
+    portrait = run_enroll(job)
+    extra = ", embedded" if portrait.psi.size else ""
+    extra += ", fine-tuned" if portrait.generator.size else ""
+    print(f"{args.output}: {len(portrait.sources)} shot(s), crop {portrait.crop_size}px{extra}")
     return 0
 
 

@@ -10,6 +10,7 @@ from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from streamer.cli import add_renderer_option
 from streamer.controls import HELP, Controls
 from streamer.frames import Sink
 from streamer.pipeline import AvatarProcessor, Pipeline, PipelineConfig, PipelineStats
@@ -61,6 +62,7 @@ def add_stream_command(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="transfer expressions only, keep the portrait's head still",
     )
+    add_renderer_option(parser)
     parser.add_argument(
         "--mirror",
         action="store_true",
@@ -111,7 +113,7 @@ def run_stream(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         source = open_source(args.driving, args.camera)
         stack.callback(source.close)
-        processor = make_processor(portraits[0], source.fps)
+        processor = make_processor(portraits[0], source.fps, args.renderer)
         stack.callback(processor.close)
         config = PipelineConfig(mirror=args.mirror, head_pose=not args.no_head_pose)
         pipeline = stack.enter_context(Pipeline(source, processor, (), config, portraits))
@@ -134,11 +136,13 @@ def load_portraits(paths: Sequence[str]) -> list[Portrait]:
     return [open_portrait(Path(path)) for path in paths]
 
 
-def make_processor(portrait: Portrait, fps: float) -> AvatarProcessor:
+def make_processor(portrait: Portrait, fps: float, renderer: str = "auto") -> AvatarProcessor:
     """The real Animator; its filters and easing run on the source's frame clock."""
     from streamer.animate import AnimateOptions, Animator
+    from streamer.renderer import RendererConfig
 
-    return Animator(portrait, AnimateOptions(fps=fps, calibration="steady"))
+    options = AnimateOptions(fps=fps, calibration="steady", renderer=RendererConfig(renderer))
+    return Animator(portrait, options)
 
 
 def open_source(driving: str | None, camera: str) -> Source:

@@ -10,6 +10,8 @@ import cv2
 import numpy as np
 
 from streamer.animate import AnimateOptions, Animator
+from streamer.errors import ModelFileError, NoFaceError
+from streamer.neural import neural_available, shot_images, with_embedding
 from streamer.portrait import EnrollConfig, Portrait, enroll_images, load_portrait, save_portrait
 from streamer.template import MotionTemplate, load_template
 from streamer.video_io import VideoWriter, read_image, read_video_frames, video_info
@@ -24,19 +26,70 @@ def default_portrait_image() -> np.ndarray:
     return np.ascontiguousarray(data.astronaut()[:, :, ::-1])
 
 
-def enroll_files(paths: list[Path], out: Path, config: EnrollConfig = EnrollConfig()) -> Portrait:
-    portrait = enroll_images([read_image(p) for p in paths], config)
-    save_portrait(portrait, out)
+@dataclass(frozen=True)
+class EnrollJob:
+    images: list[Path]  # pictures of one face (may be empty with from_video)
+    output: Path
+    config: EnrollConfig = EnrollConfig()
+    shots: int | None = None  # K: how many images (or video frames) to use; None: all / 8
+    from_video: Path | None = None  # take the K shots from this clip, spread over it
+    finetune_steps: int = 0  # > 0: fine-tune the neural model on the shots (needs torch)
+
+
+def video_shots(path: Path, k: int) -> list[np.ndarray]:
+    """K frames spread evenly over a clip (its first frame included)."""
+    frames = list(read_video_frames(path))
+    if not frames:
+        raise NoFaceError(f"{path}: no frames could be decoded")
+    picks = np.linspace(0, len(frames) - 1, min(k, len(frames))).round().astype(int)
+    return [frames[i] for i in sorted(set(picks))]
+
+
+def enroll_shots(images: list[np.ndarray], config: EnrollConfig = EnrollConfig(),
+                 skip_faceless: bool = False) -> Portrait:
+    """Enroll K images of one face, with the neural model's embedding when it is installed."""
+    portrait = enroll_images(images, config, skip_faceless=skip_faceless)
+    if neural_available():
+        portrait = with_embedding(portrait, images)
     return portrait
+
+
+def run_enroll(job: EnrollJob, progress: bool = True) -> Portrait:
+    if job.from_video is not None:
+        images = video_shots(job.from_video, job.shots or 8)
+    else:
+        images = [read_image(p) for p in job.images][: job.shots]
+    portrait = enroll_shots(images, job.config, skip_faceless=job.from_video is not None)
+    if job.finetune_steps > 0:
+        portrait = _finetune(portrait, images, job.finetune_steps, progress)
+    save_portrait(portrait, job.output)
+    return portrait
+
+
+def _finetune(portrait: Portrait, images: list[np.ndarray], steps: int,
+              progress: bool) -> Portrait:
+    if not neural_available():
+        raise ModelFileError("--finetune needs the neural model, which is not installed")
+    try:
+        from models.finetune import FinetuneOptions
+        from models.personalize import personalize
+    except ImportError as exc:
+        raise ModelFileError(
+            f"--finetune needs torch: pip install -e \".[train]\" ({exc})"
+        ) from exc
+    from streamer.neural import SHOT_CROP, shot_crops
+
+    shots = shot_crops(portrait, shot_images(portrait, images), SHOT_CROP)
+    return personalize(portrait, shots, FinetuneOptions(steps=steps), progress)
 
 
 def open_portrait(path: Path | None, config: EnrollConfig = EnrollConfig()) -> Portrait:
     """A .headcast file, an image (enrolled on the fly), or the default face when None."""
     if path is None:
-        return enroll_images([default_portrait_image()], config)
+        return enroll_shots([default_portrait_image()], config)
     if path.suffix == PORTRAIT_SUFFIX:
         return load_portrait(path)
-    return enroll_images([read_image(path)], config)
+    return enroll_shots([read_image(path)], config)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ from streamer.geometry import face_frame
 from streamer.tracker import FaceTracker, TrackerConfig
 
 FORMAT = "headcast-portrait"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1: before the neural model's embedding fields
 MIN_IOD_PX = 12.0  # below this the mesh itself is unreliable
 
 
@@ -76,6 +77,12 @@ class Portrait:
     sources: tuple[str, ...]  # sha256 of each source image's pixels
     shots: np.ndarray = field(default_factory=lambda: np.zeros((0, 478, 3), np.float32))
     # (K, 478, 3) float32 image-pixel landmarks of every enrolled shot (the first is rendered)
+    embedding: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    # (D,) float32 ê: the embedder's output averaged over the K shots; empty before embedding
+    psi: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    # (P,) float32 ψ = P·ê (or fine-tuned ψ'): the generator's AdaIN parameters
+    generator: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
+    # ONNX bytes of a generator fine-tuned on this portrait's shots; empty: the shipped one
 
     @property
     def crop_size(self) -> int:
@@ -155,8 +162,10 @@ def enroll_images(
     images: list[np.ndarray],
     config: EnrollConfig = EnrollConfig(),
     tracker_config: TrackerConfig = TrackerConfig(),
+    skip_faceless: bool = False,
 ) -> Portrait:
     """Enroll 1..K BGR images of one face. The most frontal is rendered; all are kept as shots.
+    skip_faceless: drop images without a face (frames of a video) instead of failing.
 
     Raises NoFaceError (no face in an image) and FaceTooSmallError."""
     if not images:
@@ -164,9 +173,12 @@ def enroll_images(
     if config.crop_size not in (256, 512):
         raise ValueError("crop_size must be 256 or 512")
     found: list[np.ndarray] = []
+    kept: list[np.ndarray] = []
     with FaceTracker(tracker_config, video=False) as tracker:
         for i, image in enumerate(images):
             lm = tracker.detect(image)
+            if lm is None and skip_faceless:
+                continue
             if lm is None:
                 raise NoFaceError(
                     f"no human face found in portrait image {i + 1}: use a photo or painting "
@@ -178,6 +190,10 @@ def enroll_images(
                     f"the eyes, {MIN_IOD_PX:.0f} needed): use a larger or closer-cropped image"
                 )
             found.append(lm)
+            kept.append(image)
+    if not kept:
+        raise NoFaceError(f"no human face found in any of the {len(images)} frames")
+    images = kept
     best = max(range(len(images)), key=lambda i: _frontalness(found[i]))
     order = [best] + [i for i in range(len(images)) if i != best]
     image, lm = images[best], found[best]
@@ -197,7 +213,25 @@ def enroll_images(
     )
 
 
+def crop_portrait(crop: np.ndarray, crop_landmarks: np.ndarray) -> Portrait:
+    """A portrait that is exactly a crop (S, S, 3) uint8 with its (478, 3) landmarks in crop
+    pixels: the training pipeline and fine-tuning warp from such frames."""
+    size = crop.shape[0]
+    return Portrait(
+        image=crop,
+        landmarks=crop_landmarks,
+        box=CropBox(0.0, 0.0, float(size), size),
+        crop=crop,
+        crop_landmarks=crop_landmarks,
+        mouth_mask=own_mouth_mask(size, crop_landmarks),
+        colors=mouth_colors(crop, crop_landmarks),
+        sources=(),
+        shots=crop_landmarks[None],
+    )
+
+
 _ARRAYS = ("image", "landmarks", "crop", "crop_landmarks", "mouth_mask", "colors", "shots")
+_OPTIONAL = ("embedding", "psi", "generator")  # absent from version 1 files
 
 
 def save_portrait(portrait: Portrait, path: str | Path) -> None:
@@ -207,7 +241,7 @@ def save_portrait(portrait: Portrait, path: str | Path) -> None:
         "box": [portrait.box.x0, portrait.box.y0, portrait.box.side, portrait.box.size],
         "sources": list(portrait.sources),
     }
-    arrays = {name: getattr(portrait, name) for name in _ARRAYS}
+    arrays = {name: getattr(portrait, name) for name in _ARRAYS + _OPTIONAL}
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
     with open(path, "wb") as f:
         np.savez(f, **arrays)
@@ -223,12 +257,13 @@ def load_portrait(path: str | Path) -> Portrait:
             header = json.loads(bytes(data["header"]).decode())
             if header.get("format") != FORMAT:
                 raise PortraitFileError(f"{path}: not a headcast portrait file")
-            if header.get("version") != VERSION:
+            if header.get("version") not in READABLE_VERSIONS:
                 raise PortraitFileError(
                     f"{path}: portrait file version {header.get('version')} is not supported "
                     f"(this headcast reads version {VERSION}); enroll the image again"
                 )
             arrays = {name: data[name] for name in _ARRAYS}
+            arrays.update({name: data[name] for name in _OPTIONAL if name in data.files})
     except PortraitFileError:
         raise
     except (

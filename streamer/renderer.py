@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Protocol
@@ -25,7 +25,8 @@ from streamer.portrait import Portrait
 
 @dataclass(frozen=True)
 class RendererConfig:
-    name: str = "warp"  # registered renderer to use
+    name: str = "auto"  # registered renderer; auto: "neural" when its model is installed,
+    # else "warp" (training-free)
     providers: tuple[str, ...] = ("CPUExecutionProvider",)  # onnxruntime providers, in order
     threads: int = 0  # onnxruntime intra-op threads; 0 lets onnxruntime choose
     model_dir: Path | None = None  # folder with manifest.json; None: the shipped assets
@@ -51,13 +52,25 @@ def register_renderer(name: str, factory: RendererFactory) -> None:
     _REGISTRY[name] = factory
 
 
+def resolve_name(config: RendererConfig) -> str:
+    """The renderer `auto` stands for with the installed models."""
+    if config.name != "auto":
+        return config.name
+    from streamer.neural import neural_available
+
+    return "neural" if neural_available(config) else "warp"
+
+
 def create_renderer(portrait: Portrait, config: RendererConfig = RendererConfig()) -> Renderer:
+    import streamer.neural  # noqa: F401  (registers "neural"; imports this module)
+
+    config = replace(config, name=resolve_name(config))
     if config.name not in _REGISTRY:
         raise ModelFileError(f"unknown renderer {config.name!r}; known: {sorted(_REGISTRY)}")
     return _REGISTRY[config.name](portrait, config)
 
 
-def _asset_dir(config: RendererConfig) -> Path:
+def asset_dir(config: RendererConfig) -> Path:
     if config.model_dir is not None:
         return Path(config.model_dir)
     return Path(str(resources.files("streamer") / "assets"))
@@ -74,31 +87,58 @@ def load_manifest_entry(model_dir: Path, key: str) -> dict:
         raise ModelFileError(f"{path}: no valid entry for model {key!r}") from exc
 
 
-def open_session(model_dir: Path, key: str, config: RendererConfig):  # type: ignore[no-untyped-def]
-    """An onnxruntime session for a manifest entry, after checking hash, inputs and outputs."""
-    import onnxruntime as ort
-
-    entry = load_manifest_entry(model_dir, key)
+def check_file(model_dir: Path, entry: dict) -> Path:
+    """The path of a manifest entry's file, after checking it exists and its sha256."""
     path = model_dir / entry["file"]
     if not path.is_file():
         raise ModelFileError(
             f"{path}: model file missing; reinstall headcast or run `python -m export`"
         )
-    blob = path.read_bytes()
-    if hashlib.sha256(blob).hexdigest() != entry["sha256"]:
+    if hashlib.sha256(path.read_bytes()).hexdigest() != entry["sha256"]:
         raise ModelFileError(
             f"{path}: sha256 does not match the manifest (corrupt or replaced file)"
         )
+    return path
+
+
+def open_session(model_dir: Path, key: str, config: RendererConfig):  # type: ignore[no-untyped-def]
+    """An onnxruntime session for a manifest entry, after checking hash, inputs and outputs."""
+    import onnxruntime as ort
+
+    entry = load_manifest_entry(model_dir, key)
+    path = check_file(model_dir, entry)
+    blob = path.read_bytes()
+    session = ort.InferenceSession(blob, _session_options(config), providers=_providers(config))
+    _check_signature(session, entry, path)
+    return session, entry
+
+
+def session_from_bytes(blob: bytes, config: RendererConfig):  # type: ignore[no-untyped-def]
+    """An onnxruntime session for a model stored in a portrait file (a fine-tuned generator)."""
+    import onnxruntime as ort
+
+    try:
+        return ort.InferenceSession(blob, _session_options(config), providers=_providers(config))
+    except Exception as exc:  # onnxruntime raises its own untyped errors for bad graphs
+        raise ModelFileError(f"the portrait's fine-tuned generator is unreadable ({exc})") from exc
+
+
+def _session_options(config: RendererConfig):  # type: ignore[no-untyped-def]
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = config.threads
     options.log_severity_level = 3
     # Idle workers must not spin: the frame loop runs numpy and OpenCV between runs.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+def _providers(config: RendererConfig) -> list[str]:
+    import onnxruntime as ort
+
     available = set(ort.get_available_providers())
-    providers = [p for p in config.providers if p in available] or ["CPUExecutionProvider"]
-    session = ort.InferenceSession(blob, options, providers=providers)
-    _check_signature(session, entry, path)
-    return session, entry
+    return [p for p in config.providers if p in available] or ["CPUExecutionProvider"]
 
 
 def _check_signature(session, entry: dict, path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -118,17 +158,24 @@ class WarpRenderer:
 
     def __init__(self, portrait: Portrait, config: RendererConfig = RendererConfig()) -> None:
         size = portrait.crop_size
-        self._session, entry = open_session(_asset_dir(config), f"warp_{size}", config)
+        self._session, entry = open_session(asset_dir(config), f"warp_{size}", config)
         if entry["dims"]["num_ctrl"] != W.NUM_CTRL:
             raise ModelFileError("warp model was exported for another control-point layout")
         self._size = size
+        self.rebind(portrait)
+        ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
+        self._pixels = np.dstack([xs, ys])  # (S, S, 2) identity sampling map
+
+    def rebind(self, portrait: Portrait) -> None:
+        """Render another portrait of the same crop size with this session (training draws
+        a new source frame per sample)."""
+        assert portrait.crop_size == self._size, "rebind needs the same crop size"
+        size = self._size
         self._source_lm = portrait.crop_landmarks.astype(np.float64)
         self._sources = W.normalize(W.fit_points(self._source_lm, size), size)
         self._crop = portrait.crop
         self._own_mouth = portrait.mouth_mask if portrait.mouth_mask.any() else None
         self._colors = portrait.colors.astype(np.float32)  # cached portrait tensor
-        ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
-        self._pixels = np.dstack([xs, ys])  # (S, S, 2) identity sampling map
 
     def frame_inputs(self, target: np.ndarray) -> dict[str, np.ndarray]:
         s = self._size
@@ -145,6 +192,16 @@ class WarpRenderer:
 
     def render(self, target: np.ndarray) -> np.ndarray:
         return composite(self._crop, self._own_mouth, *self.sampling(target))
+
+    def render_with_validity(self, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The rendered crop and where it is the portrait's own texture: (S, S, 3) uint8 and
+        (S, S) float32, 1 where pixels were resampled from inside the crop, 0 where the
+        synthesized mouth covers them or the map reached past the crop's edge."""
+        grid, mouth, box = self.sampling(target)
+        out, alpha = composite_alpha(self._crop, self._own_mouth, grid, mouth, box)
+        s = self._size
+        inside = ((grid >= -0.5) & (grid <= s - 0.5)).all(axis=2)
+        return out, (1.0 - alpha) * inside
 
     def sampling(self, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Run the generator → (sampling map (S, S, 2), mouth layer, mouth box in pixels)."""
@@ -171,21 +228,35 @@ def composite(
     mouth. crop (S, S, 3) uint8; own_mouth (S, S) uint8 or None; grid (S, S, 2) float32 source
     pixel of each output pixel; mouth (MH, MW, 4) over box (x0, y0, x1, y1 pixels)
     → (S, S, 3) uint8. Matches models.warp_generator.composite."""
+    return composite_alpha(crop, own_mouth, grid, mouth, box)[0]
+
+
+def composite_alpha(
+    crop: np.ndarray,
+    own_mouth: np.ndarray | None,
+    grid: np.ndarray,
+    mouth: np.ndarray,
+    box: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """composite() plus the mouth layer's coverage over the crop, (S, S) float32 0–1."""
+    coverage = np.zeros(crop.shape[:2], np.float32)
     out = cv2.remap(crop, grid, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     x0, y0, x1, y1 = (int(v) for v in box)
     layer = cv2.resize(mouth, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
     alpha = layer[:, :, 3]
     if not alpha.any():
-        return out
+        return out, coverage
     if own_mouth is not None:
         own = cv2.remap(own_mouth, grid[y0:y1, x0:x1], None, cv2.INTER_LINEAR)
         alpha = alpha - own.astype(np.float32) / 255.0
-    alpha = np.clip(alpha, 0.0, 1.0)[:, :, None]
+    alpha = np.clip(alpha, 0.0, 1.0)
+    coverage[y0:y1, x0:x1] = alpha
+    alpha = alpha[:, :, None]
     region = out[y0:y1, x0:x1].astype(np.float32)
     out[y0:y1, x0:x1] = np.clip(region + alpha * (layer[:, :, :3] - region) + 0.5, 0, 255).astype(
         np.uint8
     )
-    return out
+    return out, coverage
 
 
 def _blend_fine(flow: np.ndarray, fine: np.ndarray, box: np.ndarray) -> None:

@@ -93,3 +93,27 @@ def test_python_dash_m_streamer():
     assert r.returncode == 0
     for command in ("enroll", "animate", "stream", "serve", "client"):
         assert command in r.stdout
+
+
+def test_enroll_k_shots_from_a_video_then_animate_with_each_renderer(tmp_path, data_dir):
+    from streamer.neural import neural_available
+    from streamer.portrait import load_portrait
+
+    portrait = tmp_path / "few.headcast"
+    clip = data_dir / "driving" / "few_shot_woman_indoor.mp4"
+    assert main(["enroll", "--from-video", str(clip), "--shots", "4", "--crop-size", "256",
+                 "-o", str(portrait)]) == 0
+    loaded = load_portrait(portrait)
+    assert len(loaded.shots) == 4 and len(set(loaded.sources)) == 4
+    assert bool(loaded.psi.size) == neural_available()  # embedded when the model is installed
+    for renderer in ("warp", "auto"):
+        out = tmp_path / f"{renderer}.mp4"
+        assert main(["animate", "--portrait", str(portrait), "--renderer", renderer,
+                     "--max-frames", "5", "--quiet", "-o", str(out)]) == 0
+        assert _frames_and_audio(out)[0] == 5
+
+
+def test_enroll_needs_images_or_a_video(tmp_path, capsys):
+    assert main(["enroll", "-o", str(tmp_path / "x.headcast")]) == 2
+    assert "--from-video" in capsys.readouterr().err
+    assert main(["enroll", "a.jpg", "--shots", "0", "-o", str(tmp_path / "x.headcast")]) == 2

@@ -323,7 +323,7 @@ def test_stream_records_a_clip_end_to_end(tmp_path, monkeypatch):
     sinks: list[FakeSink] = []
     register_sink("fake-cli", lambda **kw: sinks.append(FakeSink("fake-cli")) or sinks[-1])
     monkeypatch.setattr(live_cli, "load_portraits", lambda paths: list(paths))
-    monkeypatch.setattr(live_cli, "make_processor", lambda portrait, fps: FakeProcessor(96))
+    monkeypatch.setattr(live_cli, "make_processor", lambda *a, **kw: FakeProcessor(96))
     args = stream_args(
         "--portrait",
         "p.jpg",

@@ -1,0 +1,266 @@
+"""python -m models.train CONFIG.json: meta-learning of E, G and D (Zakharov et al. 2019, sec. 3.2).
+
+Single process on CPU or GPU, or `torchrun --nproc_per_node N` (and multi-node torchrun) for
+DistributedDataParallel; bf16 autocast on GPU. Resumes from OUT/checkpoint.pt when it exists;
+appends JSON lines to OUT/metrics.jsonl; writes OUT/samples/step_XXXXXX.png grids.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import asdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from models import losses
+from models.configs import TrainConfig, load_config
+from models.data import Episodes, load_prepared
+from models.networks import Discriminator, Embedder, Generator
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        self.rank, self.world = _init_distributed()
+        cuda = torch.cuda.is_available()
+        local = int(os.environ.get("LOCAL_RANK", 0))
+        self.device = torch.device(f"cuda:{local}" if cuda else "cpu")
+        if config.threads and not cuda:
+            torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed + self.rank)
+        self.videos = load_prepared([Path(d) for d in config.data], config.val_identities)
+        dims = config.dims
+        self.E = Embedder(dims).to(self.device)
+        self.G = Generator(dims).to(self.device)
+        self.D = Discriminator(dims, len(self.videos)).to(self.device)
+        self.opt_eg = torch.optim.Adam([*self.E.parameters(), *self.G.parameters()],
+                                       lr=config.lr_g, betas=(0.5, 0.999))
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=config.lr_d, betas=(0.5, 0.999))
+        self.out = Path(config.out)
+        self.step = 0
+        self._load()
+        if self.world > 1:
+            ids = [local] if cuda else None
+            self.E = DistributedDataParallel(self.E, device_ids=ids)
+            self.G = DistributedDataParallel(self.G, device_ids=ids)
+            self.D = DistributedDataParallel(self.D, device_ids=ids)
+        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext())
+
+    # --- one step -----------------------------------------------------------------------
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One E+G step, then (after adv_start) one D step. Each network runs one forward
+        with gradients per backward, as DistributedDataParallel requires."""
+        c = self.config
+        b = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        adversarial = self.step >= c.adv_start
+        with self.autocast:
+            e_hat, psi = self.E(b["shots"], b["shot_landmarks"])
+            out, _, mask = self.G(b["landmarks"], b["warp"], b["valid"], psi)
+            loss, log = losses.content_loss(out.float(), b["target"], b["mouth"], c.w_mouth)
+            if adversarial:
+                fake_score, fake_feats, w_i = self.D(out, b["landmarks"], video=b["video"])
+                with torch.no_grad():
+                    _, real_feats, _ = self.D(b["target"], b["landmarks"], video=b["video"])
+                fm = losses.feature_matching([f.float() for f in fake_feats],
+                                             [f.float() for f in real_feats])
+                adv = losses.hinge_g(fake_score.float())
+                loss = loss + c.w_fm * fm + c.w_adv * adv
+                log.update(fm=fm.item(), adv_g=adv.item())
+            else:
+                with torch.no_grad():
+                    w_i = _inner(self.D).W(b["video"])
+            mch = losses.embedding_match(w_i.detach().float(), e_hat.float())
+            loss = loss + c.w_mch * mch
+        self.opt_eg.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_eg.step()
+        log.update(loss_eg=loss.item(), mch=mch.item(), mask=mask.mean().item())
+        if adversarial:
+            log.update(self._d_step(b, out.detach(), e_hat.detach()))
+        return log
+
+    def _d_step(self, b: dict[str, torch.Tensor], fake: torch.Tensor,
+                e_hat: torch.Tensor) -> dict[str, float]:
+        """Hinge loss on real and fake together (one forward), plus L_MCH pulling W_i to ê."""
+        c = self.config
+        n = len(fake)
+        with self.autocast:
+            scores, _, w = self.D(torch.cat([b["target"], fake]),
+                                  torch.cat([b["landmarks"], b["landmarks"]]),
+                                  video=torch.cat([b["video"], b["video"]]))
+            real_score, fake_score = scores.float().split(n)
+            d_loss = losses.hinge_d(real_score, fake_score)
+            d_loss = d_loss + c.w_mch * losses.embedding_match(w[:n].float(), e_hat.float())
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_d.step()
+        return {"loss_d": d_loss.item(), "real": real_score.mean().item(),
+                "fake": fake_score.mean().item()}
+
+    # --- the loop -----------------------------------------------------------------------
+    def fit(self) -> list[dict]:
+        c = self.config
+        data = Episodes(self.videos, c.k, length=c.steps * c.batch, seed=c.seed * 1000 + self.rank)
+        order = range(self.step * c.batch, c.steps * c.batch)  # resumes where it stopped
+        loader = torch.utils.data.DataLoader(
+            data, batch_size=c.batch, sampler=order, num_workers=c.workers,
+            persistent_workers=c.workers > 0, drop_last=True,
+        )
+        history: list[dict] = []
+        started = time.perf_counter()
+        for batch in loader:
+            log = self.train_step(batch)
+            self.step += 1
+            if self.rank != 0:
+                continue
+            if self.step % c.log_every == 0 or self.step == c.steps:
+                elapsed = time.perf_counter() - started
+                record = {"step": self.step, "time_s": round(elapsed, 1), **_round(log)}
+                history.append(record)
+                self._append_metrics(record)
+            if self.step % c.sample_every == 0 or self.step == c.steps:
+                self._save_grid(batch)
+            if (self.step % c.val_every == 0 or self.step == c.steps) and c.val_identities:
+                self._append_metrics({"step": self.step, **self.validate()})
+            if self.step % c.checkpoint_every == 0 or self.step == c.steps:
+                self._save()
+        return history
+
+    @torch.no_grad()
+    def content_loss(self, batch: dict[str, torch.Tensor]) -> float:
+        """The content loss of a fixed batch (no update): smoke tests watch it fall."""
+        b = {k: v.to(self.device) for k, v in batch.items()}
+        _, psi = _inner(self.E)(b["shots"], b["shot_landmarks"])
+        out, _, _ = _inner(self.G)(b["landmarks"], b["warp"], b["valid"], psi)
+        loss, _ = losses.content_loss(out.float(), b["target"], b["mouth"], self.config.w_mouth)
+        return loss.item()
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """PSNR of output and of the plain warp against the target on held-out identities."""
+        c = self.config
+        try:
+            videos = load_prepared([Path(d) for d in c.data], only_identities=c.val_identities)
+        except FileNotFoundError:
+            return {}
+        data = Episodes(videos, c.k, length=c.val_episodes, seed=12345)
+        self.E.eval(), self.G.eval()
+        psnr_out, psnr_warp, psnr_mouth_out, psnr_mouth_warp = [], [], [], []
+        for i in range(len(data)):
+            b = {k: v[None].to(self.device) for k, v in data[i].items()}
+            _, psi = _inner(self.E)(b["shots"], b["shot_landmarks"])
+            out, _, _ = _inner(self.G)(b["landmarks"], b["warp"], b["valid"], psi)
+            psnr_out.append(_psnr(out, b["target"]))
+            psnr_warp.append(_psnr(b["warp"], b["target"]))
+            psnr_mouth_out.append(_psnr(out, b["target"], b["mouth"]))
+            psnr_mouth_warp.append(_psnr(b["warp"], b["target"], b["mouth"]))
+        self.E.train(), self.G.train()
+        return {"val_psnr": float(np.mean(psnr_out)), "val_psnr_warp": float(np.mean(psnr_warp)),
+                "val_mouth_psnr": float(np.mean(psnr_mouth_out)),
+                "val_mouth_psnr_warp": float(np.mean(psnr_mouth_warp))}
+
+    # --- files --------------------------------------------------------------------------
+    def _append_metrics(self, record: dict) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        with (self.out / "metrics.jsonl").open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    @torch.no_grad()
+    def _save_grid(self, batch: dict[str, torch.Tensor]) -> None:
+        """Rows: first shot, warp, landmarks, output, drawn, mask, target (up to 4 samples)."""
+        b = {k: v[:4].to(self.device) for k, v in batch.items()}
+        _, psi = _inner(self.E)(b["shots"], b["shot_landmarks"])
+        out, drawn, mask = _inner(self.G)(b["landmarks"], b["warp"], b["valid"], psi)
+        cols = [b["shots"][:, 0], b["warp"], b["landmarks"] * 2 - 1, out, drawn,
+                mask.expand(-1, 3, -1, -1) * 2 - 1, b["target"]]
+        rows = [torch.cat([c[i].float() for c in cols], dim=2) for i in range(len(out))]
+        grid = torch.cat(rows, dim=1).cpu().numpy().transpose(1, 2, 0)
+        folder = self.out / "samples"
+        folder.mkdir(parents=True, exist_ok=True)
+        image = np.clip((grid + 1) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+        cv2.imwrite(str(folder / f"step_{self.step:06d}.png"), image)
+
+    def state(self) -> dict:
+        return {
+            "step": self.step,
+            "config": asdict(self.config),
+            "dims": asdict(self.config.dims),
+            "E": _inner(self.E).state_dict(),
+            "G": _inner(self.G).state_dict(),
+            "D": _inner(self.D).state_dict(),
+            "opt_eg": self.opt_eg.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+        }
+
+    def _save(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        tmp = self.out / "checkpoint.pt.tmp"
+        torch.save(self.state(), tmp)
+        tmp.replace(self.out / "checkpoint.pt")  # atomic: a crash never leaves half a file
+
+    def _load(self) -> None:
+        path = self.out / "checkpoint.pt"
+        if not path.is_file():
+            return
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        if state["dims"] != asdict(self.config.dims):
+            raise ValueError(f"{path} was trained with other model dimensions")
+        self.E.load_state_dict(state["E"])
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.opt_eg.load_state_dict(state["opt_eg"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.step = int(state["step"])
+
+
+def _inner(module: torch.nn.Module) -> torch.nn.Module:
+    return module.module if isinstance(module, DistributedDataParallel) else module
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor, region: torch.Tensor | None = None) -> float:
+    err = ((a.float() - b.float()) * 127.5) ** 2
+    if region is not None:
+        mse = (err * region).sum() / (3 * region.sum()).clamp_min(1)
+    else:
+        mse = err.mean()
+    return float(10 * torch.log10(255.0**2 / mse.clamp_min(1e-6)))
+
+
+def _round(log: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 5) for k, v in log.items()}
+
+
+def _init_distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank() if world > 1 else 0), world
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m models.train", description=__doc__)
+    parser.add_argument("config", type=Path, help="JSON file of TrainConfig fields")
+    parser.add_argument("--steps", type=int, default=None, help="override the config's steps")
+    parser.add_argument("--out", default=None, help="override the config's output folder")
+    args = parser.parse_args(argv)
+    config = load_config(args.config, steps=args.steps, out=args.out)
+    trainer = Trainer(config)
+    print(f"training {config.model} on {len(trainer.videos)} videos from step {trainer.step} "
+          f"to {config.steps} on {trainer.device} ×{trainer.world}")
+    trainer.fit()
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,237 @@
+"""The neural renderer: the learned generator of models/networks.py, run by onnxruntime on top
+of the training-free warp, fed the portrait's cached AdaIN parameters ψ = P·ê.
+
+Once per portrait: the embedder (E and P) runs over the K enrolled shots → ê, ψ, stored in the
+`.headcast` file. Once per frame: warp the crop to the target landmarks (WarpRenderer); take
+the face window, a square of half the crop's side around the target face (1.3× the face, so
+a 512 crop gives the network its native 256 pixels and mouths keep full resolution); draw the
+landmark image; run G(y, warp, valid; ψ) → drawn image and blend mask; blend them over the
+warp inside the window. The portrait keeps its own texture wherever the mask trusts the warp.
+
+Array conventions shared with training (models/data.py): images BGR, NCHW float32 in [-1, 1];
+landmark images (streamer/landmark_image.py) in [0, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import cv2
+import numpy as np
+
+from streamer import landmarks as L
+from streamer.errors import ModelFileError
+from streamer.landmark_image import landmark_image
+from streamer.portrait import Portrait, crop_portrait, image_hash
+from streamer.renderer import (
+    RendererConfig,
+    WarpRenderer,
+    asset_dir,
+    load_manifest_entry,
+    open_session,
+    register_renderer,
+    session_from_bytes,
+)
+
+MODEL = "small"  # the shipped neural model size
+SHOT_CROP = 512  # side at which shots are cut for the embedder and fine-tuning
+WINDOW_FRACTION = 0.5  # face window side / crop side
+WINDOW_STEP = 16  # window offsets snap to the generator's total stride (in network pixels),
+# so a window that follows the face feeds the network the same pixels, only shifted
+EDGE_TAPER = 8  # network pixels over which the blend mask fades out at the window's edge
+
+
+@dataclass(frozen=True)
+class ShotCrop:
+    """One shot of a face: crop (S, S, 3) uint8 and (478, 3) landmarks."""
+
+    crop: np.ndarray
+    landmarks: np.ndarray
+
+
+@dataclass(frozen=True)
+class Window:
+    """A square of the crop: pixels [x0, x0 + side) × [y0, y0 + side), shown to the network at
+    `size` pixels."""
+
+    x0: int
+    y0: int
+    side: int
+    size: int
+
+    @property
+    def scale(self) -> float:
+        return self.size / self.side
+
+    def landmarks(self, lm: np.ndarray) -> np.ndarray:
+        """(478, 3) crop pixels → network pixels of the window."""
+        out = lm.astype(np.float32).copy()
+        out[:, 0] -= self.x0
+        out[:, 1] -= self.y0
+        out *= self.scale
+        return out
+
+    def cut(self, image: np.ndarray) -> np.ndarray:
+        """(S, S, ...) → (size, size, ...) the window of an image of the crop."""
+        part = image[self.y0 : self.y0 + self.side, self.x0 : self.x0 + self.side]
+        if self.side == self.size:
+            return np.ascontiguousarray(part)
+        flags = cv2.INTER_AREA if self.side > self.size else cv2.INTER_LINEAR
+        return cv2.resize(part, (self.size, self.size), interpolation=flags)
+
+
+def face_window(landmarks: np.ndarray, crop_size: int, size: int = 256) -> Window:
+    """The generator's window around the face of landmarks (478, ≥2) in crop pixels."""
+    side = int(crop_size * WINDOW_FRACTION)
+    step = max(1, WINDOW_STEP * side // size)
+    x0, y0, x1, y1 = L.face_box(landmarks)
+
+    def place(centre: float) -> int:
+        v = round((centre - side / 2) / step) * step
+        return int(min(max(v, 0), crop_size - side))
+
+    return Window(place((x0 + x1) / 2), place((y0 + y1) / 2), side, size)
+
+
+def window_shot(shot: ShotCrop, size: int = 256) -> ShotCrop:
+    """A shot's face window (around its own face) at the network's side."""
+    window = face_window(shot.landmarks, shot.crop.shape[0], size)
+    return ShotCrop(window.cut(shot.crop), window.landmarks(shot.landmarks))
+
+
+def _edge_taper(size: int) -> np.ndarray:
+    i = np.arange(size, dtype=np.float32) + 0.5
+    ramp = np.clip(np.minimum(i, size - i) / EDGE_TAPER, 0.0, 1.0)
+    return np.minimum(ramp[:, None], ramp[None, :])
+
+
+def to_input(image: np.ndarray) -> np.ndarray:
+    """(S, S, 3) uint8 → (3, S, S) float32 in [-1, 1]."""
+    return (image.astype(np.float32).transpose(2, 0, 1) / 127.5) - 1.0
+
+
+def from_output(image: np.ndarray) -> np.ndarray:
+    """(3, S, S) float32 in [-1, 1] → (S, S, 3) uint8."""
+    return np.clip((image.transpose(1, 2, 0) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+
+
+def landmark_input(landmarks: np.ndarray, size: int) -> np.ndarray:
+    """(478, ≥2) crop pixels → (3, S, S) float32 in [0, 1]."""
+    return landmark_image(landmarks, size).transpose(2, 0, 1).astype(np.float32) / 255.0
+
+
+def neural_available(config: RendererConfig = RendererConfig()) -> bool:
+    """Whether the shipped neural model files are installed (and listed in the manifest)."""
+    try:
+        entry = load_manifest_entry(asset_dir(config), f"generator_{MODEL}")
+    except ModelFileError:
+        return False
+    return (asset_dir(config) / entry["file"]).is_file()
+
+
+class Embedder:
+    """E and P through onnxruntime: K shots → (ê (D,), ψ (P,)), float32."""
+
+    def __init__(self, config: RendererConfig = RendererConfig()) -> None:
+        self._session, entry = open_session(asset_dir(config), f"embedder_{MODEL}", config)
+        self.size = int(entry["dims"]["size"])
+
+    def embed(self, shots: list[ShotCrop]) -> tuple[np.ndarray, np.ndarray]:
+        """shots: crops of any side (their face windows are taken here)."""
+        if not shots:
+            raise ValueError("no shots to embed")
+        windows = [window_shot(s, self.size) for s in shots]
+        x = np.stack([to_input(s.crop) for s in windows])[None]
+        y = np.stack([landmark_input(s.landmarks, self.size) for s in windows])[None]
+        e, psi = self._session.run(None, {"shots": x, "shot_landmarks": y})
+        return e[0], psi[0]
+
+
+def shot_crops(portrait: Portrait, images: list[np.ndarray], size: int) -> list[ShotCrop]:
+    """The enrolled shots (portrait.shots, in that order) cut as size² crops. Frames of
+    one video (all the same size) share the rendered shot's crop box so their backgrounds
+    line up with the warp of the rendered shot; separate photos get their own."""
+    from streamer.portrait import CropBox, EnrollConfig, crop_box, cut_crop
+
+    shared = CropBox(portrait.box.x0, portrait.box.y0, portrait.box.side, size)
+    same_camera = len({im.shape for im in images}) == 1
+    out = []
+    for image, lm in zip(images, portrait.shots, strict=True):
+        box = shared if same_camera else crop_box(lm, EnrollConfig(crop_size=size))
+        out.append(ShotCrop(cut_crop(image, box), box.to_crop(lm)))
+    return out
+
+
+def shot_images(portrait: Portrait, images: list[np.ndarray]) -> list[np.ndarray]:
+    """The enrolled images in the portrait's shot order (matched by content hash)."""
+    by_hash = {image_hash(im): im for im in images}
+    return [by_hash[h] for h in portrait.sources]
+
+
+def with_embedding(
+    portrait: Portrait, images: list[np.ndarray], config: RendererConfig = RendererConfig()
+) -> Portrait:
+    """The portrait with ê and ψ of its K shots (images in any order; faceless ones that
+    enrollment skipped are ignored)."""
+    embedder = Embedder(config)
+    e, psi = embedder.embed(shot_crops(portrait, shot_images(portrait, images), SHOT_CROP))
+    return replace(portrait, embedding=e, psi=psi)
+
+
+class NeuralRenderer:
+    """Warp, then the learned generator; see the module docstring."""
+
+    def __init__(self, portrait: Portrait, config: RendererConfig = RendererConfig()) -> None:
+        self._warp = WarpRenderer(portrait, config)
+        directory = asset_dir(config)
+        if portrait.generator.size:  # fine-tuned for this portrait (headcast enroll --finetune)
+            self._session = session_from_bytes(portrait.generator.tobytes(), config)
+        else:
+            self._session, _ = open_session(directory, f"generator_{MODEL}", config)
+        self._size = int(self._session.get_inputs()[0].shape[-1])
+        psi = portrait.psi
+        if not psi.size:  # enrolled before the neural model: embed the rendered shot now
+            shot = ShotCrop(portrait.crop, portrait.crop_landmarks)
+            psi = Embedder(config).embed([shot])[1]
+        self._psi = psi.astype(np.float32)[None]
+        self._crop_size = portrait.crop_size
+        self._taper = _edge_taper(self._size)
+
+    def render(self, target: np.ndarray) -> np.ndarray:
+        warped, valid = self._warp.render_with_validity(target)
+        window = face_window(target, self._crop_size, self._size)
+        drawn, mask = self.draw(window.cut(warped), window.cut(valid), window.landmarks(target))
+        mask = mask * self._taper
+        if window.side != window.size:
+            drawn = cv2.resize(drawn, (window.side,) * 2, interpolation=cv2.INTER_LINEAR)
+            mask = cv2.resize(mask, (window.side,) * 2, interpolation=cv2.INTER_LINEAR)
+        region = warped[window.y0 : window.y0 + window.side, window.x0 : window.x0 + window.side]
+        m = mask[:, :, None]
+        region[:] = np.clip(m * drawn + (1.0 - m) * region + 0.5, 0, 255).astype(np.uint8)
+        return warped
+
+    def draw(
+        self, warped: np.ndarray, valid: np.ndarray, landmarks: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """G on one window at its own side: warped (n, n, 3) uint8, valid (n, n), landmarks
+        (478, 3) window pixels → (drawn (n, n, 3) float32 0–255, mask (n, n) float32 0–1)."""
+        feed = {
+            "landmarks": landmark_input(landmarks, self._size)[None],
+            "warp": to_input(warped)[None],
+            "valid": valid.astype(np.float32)[None, None],
+            "psi": self._psi,
+        }
+        drawn, mask = self._session.run(["drawn", "mask"], feed)
+        return (drawn[0].transpose(1, 2, 0) + 1.0) * 127.5, mask[0, 0]
+
+    def close(self) -> None:
+        self._warp.close()
+        self._session = None
+
+
+def portrait_from_shot(shot: ShotCrop) -> Portrait:
+    """A portrait whose image is one shot's crop (training and fine-tuning draw from it)."""
+    return crop_portrait(shot.crop, shot.landmarks)
+
+
+register_renderer("neural", NeuralRenderer)

@@ -1,0 +1,194 @@
+"""models/: the few-shot networks, losses, data pipeline, meta-learning, fine-tuning and the
+ONNX export of E and G (torch side)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+
+from models import losses  # noqa: E402
+from models.configs import MODEL_SIZES, TrainConfig, load_config  # noqa: E402
+from models.networks import Discriminator, Embedder, Generator, NeuralDims  # noqa: E402
+
+TINY = MODEL_SIZES["tiny"]
+
+
+def test_generator_shapes_and_warp_trusting_start():
+    G = Generator(TINY)
+    s = TINY.size
+    warp = torch.rand(2, 3, s, s) * 2 - 1
+    out, drawn, mask = G(torch.rand(2, 3, s, s), warp, torch.ones(2, 1, s, s),
+                         torch.zeros(2, TINY.psi_dim))
+    assert out.shape == drawn.shape == (2, 3, s, s) and mask.shape == (2, 1, s, s)
+    # Untrained, the blend mask keeps ~95% of the warp: training starts from the warp.
+    assert 0.02 < float(mask.mean()) < 0.1
+    assert float((out - warp).abs().mean()) < 0.1
+
+
+def test_psi_layout_covers_every_adain_layer():
+    for dims in MODEL_SIZES.values():
+        G = Generator(dims)
+        parts = G.split_psi(torch.zeros(1, dims.psi_dim))
+        assert sum(p.shape[1] for p in parts) == dims.psi_dim
+        assert len(parts) == 4 * dims.res_blocks + 2 * len(dims.dec)
+
+
+def test_embedder_averages_k_frames():
+    E = Embedder(TINY).eval()
+    s = TINY.size
+    x, y = torch.rand(1, 3, 3, s, s), torch.rand(1, 3, 3, s, s)
+    e, psi = E(x, y)
+    singles = torch.stack([E.frames(x[:, i], y[:, i]) for i in range(3)]).mean(0)
+    assert torch.allclose(e, singles, atol=1e-5)
+    assert psi.shape == (1, TINY.psi_dim)
+
+
+def test_discriminator_projection_uses_the_video_embedding():
+    D = Discriminator(TINY, num_videos=3).eval()
+    s = TINY.size
+    x, y = torch.rand(1, 3, s, s), torch.rand(1, 3, s, s)
+    r0, feats, _ = D(x, y, w=torch.zeros(1, TINY.embed_dim))
+    r1, _, _ = D(x, y, w=torch.ones(1, TINY.embed_dim))
+    assert len(feats) == len(TINY.disc_ch) and r0.shape == (1,)
+    assert not torch.allclose(r0, r1)
+    _, _, w = D(x, y, video=torch.tensor([2]))  # meta-learning: the video's row W_i
+    assert torch.equal(w, D.W.weight[2:3])
+
+
+def test_small_model_is_about_a_gigaflop():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    dims = MODEL_SIZES["small"]
+    G = Generator(dims)
+    s = dims.size
+    with FlopCounterMode(display=False) as counter:
+        G(torch.rand(1, 3, s, s), torch.rand(1, 3, s, s), torch.ones(1, 1, s, s),
+          torch.zeros(1, dims.psi_dim))
+    assert 0.8e9 < counter.get_total_flops() < 1.6e9
+
+
+def test_ms_ssim_and_hinge_losses():
+    a = torch.rand(2, 3, 64, 64)
+    assert torch.allclose(losses.ms_ssim(a, a), torch.ones(2), atol=1e-4)
+    assert float(losses.ms_ssim(a, torch.rand(2, 3, 64, 64)).mean()) < 0.5
+    real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-2.0, 0.0])
+    assert float(losses.hinge_d(real, fake)) == pytest.approx(0.25 + 0.5)
+    assert float(losses.hinge_g(fake)) == pytest.approx(1.0)
+
+
+def test_config_file_round_trip_and_unknown_keys(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"model": "tiny", "data": ["x"], "steps": 3}))
+    config = load_config(path, out=str(tmp_path / "run"))
+    assert config == TrainConfig(model="tiny", data=("x",), steps=3, out=str(tmp_path / "run"))
+    path.write_text(json.dumps({"modle": "tiny"}))
+    with pytest.raises(ValueError, match="modle"):
+        load_config(path)
+
+
+# ---------------------------------------------------------------- real frames
+
+
+@pytest.fixture(scope="module")
+def prepared(data_dir, tmp_path_factory) -> Path:
+    """Two short real clips prepared as models.prepare does (every 3rd frame)."""
+    from models.prepare import PrepareOptions, prepare
+
+    out = tmp_path_factory.mktemp("prepared")
+    entries = prepare(data_dir / "driving", out, PrepareOptions(stride=3, end=0.7), workers=2,
+                      only=["man_green_backdrop", "man_glasses_orange_wall"])
+    assert {e["name"] for e in entries} == {"man_green_backdrop", "man_glasses_orange_wall"}
+    return out
+
+
+def test_prepare_writes_crops_and_landmarks(prepared):
+    folder = prepared / "man_green_backdrop"
+    frames = np.load(folder / "frames.npy", mmap_mode="r")
+    lms = np.load(folder / "landmarks.npy")
+    meta = json.loads((folder / "meta.json").read_text())
+    assert frames.shape[1:] == (512, 512, 3) and lms.shape == (len(frames), 478, 3)
+    assert max(meta["frames"]) < 0.7 * meta["frames_in_clip"]  # the evaluation part is left out
+    # The face sits inside the crop, with room around it.
+    assert lms[:, :468, 0].min() > 80 and lms[:, :468, 0].max() < 432
+
+
+def test_episode_sample_is_the_runtime_warp(prepared):
+    from models.data import Episodes, load_prepared
+
+    videos = load_prepared([prepared])
+    sample = Episodes(videos, k=3, length=4)[0]
+    assert sample["shots"].shape == (3, 3, 256, 256)
+    assert sample["warp"].shape == sample["target"].shape == (3, 256, 256)
+    assert float(sample["shots"].min()) >= -1 and float(sample["shots"].max()) <= 1
+    # The warp of another frame of the same video is close to the target (same face, framing).
+    err_warp = float((sample["warp"] - sample["target"]).abs().mean())
+    assert err_warp < 0.12
+    assert 0 < float(sample["mouth"].mean()) < 0.2
+
+
+def test_training_smoke_loss_falls_and_resumes(prepared, tmp_path):
+    from models.data import Episodes, load_prepared
+    from models.train import Trainer
+
+    config = TrainConfig(model="tiny", data=(str(prepared),), out=str(tmp_path / "run"),
+                         steps=40, batch=2, k=2, lr_g=2e-3, adv_start=30, workers=0,
+                         log_every=1, sample_every=40, val_every=1000, checkpoint_every=20)
+    held = Episodes(load_prepared([prepared]), k=2, length=6, seed=99)
+    fixed = {k: torch.stack([held[i][k] for i in range(6)]) for k in held[0]}
+    trainer = Trainer(config)
+    before = trainer.content_loss(fixed)
+    history = trainer.fit()
+    assert trainer.content_loss(fixed) < before
+    assert "loss_d" in history[-1]  # the discriminator joined after adv_start
+    assert (tmp_path / "run" / "samples" / "step_000040.png").is_file()
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1])["step"] == 40
+    resumed = Trainer(TrainConfig(**{**config.__dict__, "steps": 42}))
+    assert resumed.step == 40
+    assert len(resumed.fit()) == 2
+
+
+def test_finetune_changes_generator_and_psi(prepared):
+    from models.data import load_prepared
+    from models.finetune import FinetuneOptions, augment, finetune
+
+    video = load_prepared([prepared])[0]
+    shots = [video.shot(0), video.shot(5)]
+    G, D = Generator(TINY), Discriminator(TINY, 1)
+    psi = np.zeros(TINY.psi_dim, np.float32)
+    tuned, psi2 = finetune(G, D, shots, np.zeros(TINY.embed_dim, np.float32), psi,
+                           FinetuneOptions(steps=3, augmented=2, lr_g=1e-3))
+    assert np.abs(psi2 - psi).max() > 0
+    before = G.state_dict()["head.weight"]
+    assert not torch.equal(tuned.state_dict()["head.weight"], before)
+    # Augmentation moves the landmarks with the pixels.
+    moved = augment(shots[0], np.random.default_rng(0))
+    assert np.abs(moved.landmarks - shots[0].landmarks).max() > 1
+
+
+def test_exported_embedder_and_generator_match_torch(tmp_path):
+    from export.neural_export import build, export_neural, load_checkpoint, load_weights, parity
+
+    dims = TINY
+    state = {"dims": _asdict(dims), "E": Embedder(dims).state_dict(),
+             "G": Generator(dims).state_dict(), "D": Discriminator(dims, 2).state_dict()}
+    torch.save(state, tmp_path / "ckpt.pt")
+    entries = export_neural(tmp_path / "ckpt.pt", tmp_path, "small", {})
+    assert set(entries) == {"embedder_small", "generator_small", "weights_small"}
+    E, G, _ = build(*load_checkpoint(tmp_path / "ckpt.pt"))
+    assert parity(E, G, tmp_path / "embedder_small.onnx", tmp_path / "generator_small.onnx") < 1e-4
+    E2, G2, D2 = load_weights(tmp_path / "neural_small.npz")  # the fine-tuning start (float16)
+    for a, b in zip(G.state_dict().values(), G2.state_dict().values(), strict=True):
+        assert torch.allclose(a, b, atol=1e-2)
+
+
+def _asdict(dims: NeuralDims) -> dict:
+    from dataclasses import asdict
+
+    return asdict(dims)

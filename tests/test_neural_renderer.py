@@ -1,0 +1,141 @@
+"""streamer/neural.py and the portrait file's embedding fields, with a tiny model exported to
+a temporary folder (the shipped model is checked in test_shipped_neural_model)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamer.errors import ModelFileError
+from streamer.landmark_image import landmark_image
+from streamer.portrait import load_portrait, save_portrait
+from streamer.renderer import RendererConfig, create_renderer
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory) -> Path:
+    """warp + a tiny untrained neural model, exported like `python -m export --checkpoint`."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from dataclasses import asdict
+
+    from export.__main__ import main as export_main
+    from models.configs import MODEL_SIZES
+    from models.networks import Discriminator, Embedder, Generator
+
+    out = tmp_path_factory.mktemp("models")
+    dims = MODEL_SIZES["tiny"]
+    torch.manual_seed(0)
+    state = {"dims": asdict(dims), "E": Embedder(dims).state_dict(),
+             "G": Generator(dims).state_dict(), "D": Discriminator(dims, 2).state_dict()}
+    torch.save(state, out / "ckpt.pt")
+    assert export_main(["--out", str(out), "--checkpoint", str(out / "ckpt.pt")]) == 0
+    return out
+
+
+def config(model_dir: Path, name: str = "neural") -> RendererConfig:
+    return RendererConfig(name=name, model_dir=model_dir)
+
+
+def test_landmark_image_draws_each_region_in_its_colour(astronaut_portrait):
+    lm = astronaut_portrait.crop_landmarks
+    image = landmark_image(lm, 256)
+    assert image.shape == (256, 256, 3) and image.any()
+    x, y = (lm[0, :2]).astype(int)  # upper-lip centre: drawn in the lips' red
+    patch = image[y - 1 : y + 2, x - 1 : x + 2].reshape(-1, 3)
+    assert patch[:, 2].max() > 150 and patch[:, 0].max() < 100
+    assert np.array_equal(image, landmark_image(lm, 256))  # deterministic
+
+
+def test_embedding_is_cached_in_the_portrait_file(tiny_models, astronaut_portrait,
+                                                  astronaut_bgr, tmp_path):
+    from streamer.neural import with_embedding
+
+    portrait = with_embedding(astronaut_portrait, [astronaut_bgr], config(tiny_models))
+    assert portrait.embedding.shape == (32,) and portrait.psi.size > 0
+    save_portrait(portrait, tmp_path / "a.headcast")
+    loaded = load_portrait(tmp_path / "a.headcast")
+    assert np.array_equal(loaded.psi, portrait.psi)
+    assert np.array_equal(loaded.embedding, portrait.embedding)
+
+
+def test_more_shots_give_another_embedding(tiny_models, astronaut_bgr):
+    from streamer.neural import with_embedding
+    from streamer.portrait import EnrollConfig, enroll_images
+
+    flipped = np.ascontiguousarray(astronaut_bgr[:, ::-1])
+    one = enroll_images([astronaut_bgr], EnrollConfig(crop_size=256))
+    two = enroll_images([astronaut_bgr, flipped], EnrollConfig(crop_size=256))
+    e1 = with_embedding(one, [astronaut_bgr], config(tiny_models)).embedding
+    e2 = with_embedding(two, [flipped, astronaut_bgr], config(tiny_models)).embedding
+    assert e1.shape == e2.shape and not np.allclose(e1, e2)
+
+
+@pytest.mark.parametrize("size", [256, 512])
+def test_neural_renderer_renders_the_crop(tiny_models, astronaut_bgr, size):
+    from streamer.neural import with_embedding
+    from streamer.portrait import EnrollConfig, enroll_images
+
+    portrait = enroll_images([astronaut_bgr], EnrollConfig(crop_size=size))
+    portrait = with_embedding(portrait, [astronaut_bgr], config(tiny_models))
+    renderer = create_renderer(portrait, config(tiny_models))
+    warp = create_renderer(portrait, config(tiny_models, "warp"))
+    target = portrait.crop_landmarks.copy()
+    target[14, 1] += 0.05 * size  # open the mouth
+    out, plain = renderer.render(target), warp.render(target)
+    assert out.shape == (size, size, 3) and out.dtype == np.uint8
+    # Untrained, the blend mask trusts the warp: mostly the warp's pixels, not identical.
+    diff = np.abs(out.astype(int) - plain.astype(int))
+    assert 0 < diff.mean() < 12
+    renderer.close()
+    renderer.close()  # safe twice
+
+
+def test_portrait_without_embedding_is_embedded_on_load(tiny_models, astronaut_portrait):
+    assert astronaut_portrait.psi.size == 0
+    out = create_renderer(astronaut_portrait, config(tiny_models)).render(
+        astronaut_portrait.crop_landmarks)
+    assert out.shape == (256, 256, 3)
+
+
+def test_auto_picks_neural_only_when_installed(tiny_models, tmp_path):
+    from streamer.renderer import resolve_name
+
+    assert resolve_name(config(tiny_models, "auto")) == "neural"
+    manifest = json.loads((tiny_models / "manifest.json").read_text())
+    warp_only = {k: v for k, v in manifest["models"].items() if k.startswith("warp_")}
+    (tmp_path / "manifest.json").write_text(json.dumps({"models": warp_only}))
+    assert resolve_name(config(tmp_path, "auto")) == "warp"
+    assert resolve_name(config(tmp_path, "warp")) == "warp"
+
+
+def test_fine_tuned_generator_lives_in_the_portrait(tiny_models, astronaut_portrait,
+                                                    astronaut_bgr, tmp_path):
+    pytest.importorskip("torch")
+    from models.finetune import FinetuneOptions
+    from models.personalize import personalize
+    from streamer.neural import SHOT_CROP, shot_crops, shot_images, with_embedding
+
+    cfg = config(tiny_models)
+    portrait = with_embedding(astronaut_portrait, [astronaut_bgr], cfg)
+    shots = shot_crops(portrait, shot_images(portrait, [astronaut_bgr]), SHOT_CROP)
+    tuned = personalize(portrait, shots, FinetuneOptions(steps=3, augmented=2, lr_g=1e-2),
+                        progress=False, config=cfg)
+    assert tuned.generator.size > 0 and not np.array_equal(tuned.psi, portrait.psi)
+    save_portrait(tuned, tmp_path / "t.headcast")
+    loaded = load_portrait(tmp_path / "t.headcast")
+    target = loaded.crop_landmarks
+    a = create_renderer(loaded, cfg).render(target)
+    b = create_renderer(portrait, cfg).render(target)
+    assert not np.array_equal(a, b)
+
+
+def test_corrupt_fine_tuned_generator_is_a_named_error(tiny_models, astronaut_portrait):
+    from dataclasses import replace
+
+    broken = replace(astronaut_portrait, generator=np.frombuffer(b"not onnx", np.uint8))
+    with pytest.raises(ModelFileError, match="fine-tuned generator"):
+        create_renderer(broken, config(tiny_models))
