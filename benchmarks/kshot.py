@@ -2,9 +2,11 @@
 frames, and the neural renderer against the training-free one.
 
 For every evaluation clip (the six man_*/woman_* clips and both few_shot_* clips): the K
-shots are spread over the first 70% of the clip (K = 1: its first frame), the driver is the
-last 30% (never seen in training), motion is absolute (target landmarks = the driver's own,
-the portrait being the same person). Each output frame is compared with the driver frame:
+shots are spread over the first 70% of the clip, the first frame always among them and always
+the one the warp renders from (so K changes only what the embedder and fine-tuning see, and
+the training-free renderer is the same for every K); the driver is the last 30% (never seen
+in training); motion is absolute (target landmarks = the driver's own, the portrait being
+the same person). Each output frame is compared with the driver frame:
 face-region PSNR / SSIM over all frames, mouth-region PSNR / SSIM over frames whose mouth
 opening > 0.1 IOD, and AKD (MediaPipe on the output). Prints a table per method and writes
 benchmarks/out/kshot.json and a picture sheet of an open mouth and a blink.
@@ -37,7 +39,7 @@ class KShotConfig:
     ks: tuple[int, ...] = (1, 8, 32)
     finetune_steps: int = 100  # 0: skip the fine-tuned rows
     eval_frames: int = 40  # driver frames per clip, spread over its last 30%
-    crop_size: int = 256
+    crop_size: int = 512  # the product's default crop
     out: Path = Path("benchmarks/out")
 
 
@@ -86,7 +88,8 @@ def make_portrait(frames: list[np.ndarray], k: int, cfg: KShotConfig, finetune: 
     split = int(SPLIT * len(frames))
     picks = np.unique(np.linspace(0, split - 1, k).round().astype(int))
     shots = [frames[i] for i in picks]
-    portrait = enroll_shots(shots, EnrollConfig(crop_size=cfg.crop_size), skip_faceless=True)
+    portrait = enroll_shots(shots, EnrollConfig(crop_size=cfg.crop_size), skip_faceless=True,
+                            render_first=True)
     if finetune:
         portrait = _finetune(portrait, shots, cfg.finetune_steps, progress=False)
     return portrait

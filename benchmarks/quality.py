@@ -87,6 +87,7 @@ class QualityConfig:
     portraits: tuple[str, ...] | None = None  # portrait stems; None = every one in portraits/
     protocols: tuple[str, ...] = ("self", "cross")  # which protocols run
     sheet_frames: int = 3  # frames per clip shown on the sheets
+    renderer: str = "auto"  # warp, neural, or auto (neural when its model is installed)
 
 
 @dataclass(frozen=True)
@@ -151,12 +152,13 @@ def sheet_indices(path: Path, frames: int, count: int) -> set[int]:
     return {int(round(i)) for i in np.linspace(1, n - 1, count)}
 
 
-def clip_options(path: Path):  # -> streamer.animate.AnimateOptions
+def clip_options(path: Path, renderer: str = "auto"):  # -> streamer.animate.AnimateOptions
     """Default options, clocked at the clip's frame rate as a live stream would be."""
     from streamer.animate import AnimateOptions
+    from streamer.renderer import RendererConfig
     from streamer.video_io import video_fps
 
-    return AnimateOptions(fps=video_fps(path))
+    return AnimateOptions(fps=video_fps(path), renderer=RendererConfig(name=renderer))
 
 
 def new_tracker():  # -> streamer.tracker.FaceTracker
@@ -220,7 +222,7 @@ def run_self_clip(path: Path, cfg: QualityConfig) -> tuple[list[SelfScores], lis
         if lm0 is None:
             raise NoFaceError(f"{clip}: no face in frame 0")
         portrait = enroll_images([first], EnrollConfig(crop_size=512))
-        anim = Animator(portrait, clip_options(path))
+        anim = Animator(portrait, clip_options(path, cfg.renderer))
         stack.callback(anim.close)
         methods = _self_methods(first, lm0, anim)
         trackers = {m: new_tracker() for m in methods}
@@ -307,11 +309,12 @@ def run_cross_pair(
     driver_lms: list[np.ndarray | None],
     show: set[int],
     frames: int,
+    renderer: str = "auto",
 ) -> tuple[CrossScores, dict[int, np.ndarray]]:
     """Drive one enrolled portrait with one clip → scores and the sheet frames by index."""
     from streamer.animate import Animator
 
-    anim = Animator(portrait, clip_options(path))
+    anim = Animator(portrait, clip_options(path, renderer))
     tracker = new_tracker()
     out_lms: list[np.ndarray | None] = []
     tiles: dict[int, np.ndarray] = {}
@@ -380,7 +383,7 @@ def run_cross(
             start = time.perf_counter()
             show = shows[path.stem] if file.stem in on_sheet else set()
             scores, pair_tiles = run_cross_pair(
-                portrait, file.stem, path, driver_lms[path.stem], show, cfg.frames
+                portrait, file.stem, path, driver_lms[path.stem], show, cfg.frames, cfg.renderer
             )
             results.append(scores)
             tiles[(file.stem, path.stem)] = pair_tiles
@@ -732,6 +735,7 @@ def parse_args(argv: Sequence[str] | None) -> QualityConfig:
     parser.add_argument("--sheet-frames", type=int, default=3, help="frames per clip on sheets")
     parser.add_argument("--data", type=Path, default=None, help="shared data folder")
     parser.add_argument("--out", type=Path, default=Path("out/quality"))
+    parser.add_argument("--renderer", choices=("auto", "warp", "neural"), default="auto")
     args = parser.parse_args(argv)
     data_dir = args.data or default_data_dir()
     if not (data_dir / "driving").is_dir():
@@ -745,6 +749,7 @@ def parse_args(argv: Sequence[str] | None) -> QualityConfig:
         portraits=tuple(args.portraits) if args.portraits else None,
         protocols=("self", "cross") if args.protocol == "both" else (args.protocol,),
         sheet_frames=args.sheet_frames,
+        renderer=args.renderer,
     )
 
 

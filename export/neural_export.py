@@ -5,7 +5,8 @@ fine-tuning starts from to an .npz, each described in the runtime's manifest.
                          → embedding (1, D), psi (1, P)
   generator_<size>.onnx  landmarks (1, 3, S, S), warp (1, 3, S, S), valid (1, 1, S, S),
                          psi (1, P) → image, drawn (1, 3, S, S), mask (1, 1, S, S)
-  neural_<size>.npz      E, G and D state dicts (float16) + dims, for `enroll --finetune`
+  neural_<size>.npz      E, G and D state dicts + dims: where `enroll --finetune` starts, and
+                         what tests rebuild the shipped ONNX files from
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def export_neural(checkpoint: Path, out_dir: Path, name: str, notes: dict) -> di
 
 
 def save_weights(path: Path, dims: NeuralDims, nets: dict[str, torch.nn.Module]) -> None:
-    arrays = {f"{net}/{k}": v.detach().numpy().astype(np.float16)
+    arrays = {f"{net}/{k}": v.detach().numpy()
               for net, module in nets.items() for k, v in module.state_dict().items()}
     arrays["dims"] = np.frombuffer(json.dumps(asdict(dims)).encode(), np.uint8)
     with open(path, "wb") as f:
@@ -127,7 +128,7 @@ def load_weights(path: Path) -> tuple[Embedder, Generator, Discriminator]:
             if key == "dims":
                 continue
             net, name = key.split("/", 1)
-            states[net][name] = torch.from_numpy(data[key].astype(np.float32))
+            states[net][name] = torch.from_numpy(data[key].copy())
     return build(dims, states)
 
 

@@ -47,6 +47,7 @@ class Trainer:
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=config.lr_d, betas=(0.5, 0.999))
         self.out = Path(config.out)
         self.step = 0
+        self.best_gain = float("-inf")  # held-out PSNR gain over the warp of best.pt
         self._load()
         if self.world > 1:
             ids = [local] if cuda else None
@@ -84,6 +85,9 @@ class Trainer:
         loss.backward()
         self.opt_eg.step()
         log.update(loss_eg=loss.item(), mch=mch.item(), mask=mask.mean().item())
+        with torch.no_grad():  # the same content loss for the warp alone: the baseline
+            _, base = losses.content_loss(b["warp"], b["target"], b["mouth"], c.w_mouth)
+        log.update({f"{k}_warp": v for k, v in base.items()})
         if adversarial:
             log.update(self._d_step(b, out.detach(), e_hat.detach()))
         return log
@@ -130,7 +134,9 @@ class Trainer:
             if self.step % c.sample_every == 0 or self.step == c.steps:
                 self._save_grid(batch)
             if (self.step % c.val_every == 0 or self.step == c.steps) and c.val_identities:
-                self._append_metrics({"step": self.step, **self.validate()})
+                scores = self.validate()
+                self._append_metrics({"step": self.step, **scores})
+                self._keep_best(scores)
             if self.step % c.checkpoint_every == 0 or self.step == c.steps:
                 self._save()
         return history
@@ -201,11 +207,22 @@ class Trainer:
             "opt_d": self.opt_d.state_dict(),
         }
 
-    def _save(self) -> None:
+    def _save(self, name: str = "checkpoint.pt") -> None:
         self.out.mkdir(parents=True, exist_ok=True)
-        tmp = self.out / "checkpoint.pt.tmp"
-        torch.save(self.state(), tmp)
-        tmp.replace(self.out / "checkpoint.pt")  # atomic: a crash never leaves half a file
+        tmp = self.out / f"{name}.tmp"
+        torch.save({**self.state(), "best_gain": self.best_gain}, tmp)
+        tmp.replace(self.out / name)  # atomic: a crash never leaves half a file
+
+    def _keep_best(self, scores: dict[str, float]) -> None:
+        """Adversarial training wanders: also keep the checkpoint with the best held-out
+        gain over the warp (face + mouth PSNR), as OUT/best.pt."""
+        if not scores:
+            return
+        gain = (scores["val_psnr"] - scores["val_psnr_warp"]
+                + scores["val_mouth_psnr"] - scores["val_mouth_psnr_warp"])
+        if gain > self.best_gain:
+            self.best_gain = gain
+            self._save("best.pt")
 
     def _load(self) -> None:
         path = self.out / "checkpoint.pt"
@@ -220,6 +237,7 @@ class Trainer:
         self.opt_eg.load_state_dict(state["opt_eg"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.step = int(state["step"])
+        self.best_gain = float(state.get("best_gain", float("-inf")))
 
 
 def _inner(module: torch.nn.Module) -> torch.nn.Module:

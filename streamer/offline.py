@@ -46,9 +46,10 @@ def video_shots(path: Path, k: int) -> list[np.ndarray]:
 
 
 def enroll_shots(images: list[np.ndarray], config: EnrollConfig = EnrollConfig(),
-                 skip_faceless: bool = False) -> Portrait:
+                 skip_faceless: bool = False, render_first: bool = False) -> Portrait:
     """Enroll K images of one face, with the neural model's embedding when it is installed."""
-    portrait = enroll_images(images, config, skip_faceless=skip_faceless)
+    portrait = enroll_images(images, config, skip_faceless=skip_faceless,
+                             render_first=render_first)
     if neural_available():
         portrait = with_embedding(portrait, images)
     return portrait

@@ -163,9 +163,11 @@ def enroll_images(
     config: EnrollConfig = EnrollConfig(),
     tracker_config: TrackerConfig = TrackerConfig(),
     skip_faceless: bool = False,
+    render_first: bool = False,
 ) -> Portrait:
-    """Enroll 1..K BGR images of one face. The most frontal is rendered; all are kept as shots.
-    skip_faceless: drop images without a face (frames of a video) instead of failing.
+    """Enroll 1..K BGR images of one face. The most frontal is rendered (the first, with
+    render_first); all are kept as shots. skip_faceless: drop images without a face (frames of
+    a video) instead of failing.
 
     Raises NoFaceError (no face in an image) and FaceTooSmallError."""
     if not images:
@@ -194,7 +196,7 @@ def enroll_images(
     if not kept:
         raise NoFaceError(f"no human face found in any of the {len(images)} frames")
     images = kept
-    best = max(range(len(images)), key=lambda i: _frontalness(found[i]))
+    best = 0 if render_first else max(range(len(images)), key=lambda i: _frontalness(found[i]))
     order = [best] + [i for i in range(len(images)) if i != best]
     image, lm = images[best], found[best]
     box = crop_box(lm, config)

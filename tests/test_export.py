@@ -1,5 +1,6 @@
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -38,3 +39,24 @@ def test_shipped_models_match_the_code(tmp_path):
         assert fresh["inputs"] == old["inputs"] and fresh["outputs"] == old["outputs"]
         assert json.loads(json.dumps(fresh["dims"])) == old["dims"]
         assert fresh["sha256"] == old["sha256"]
+
+
+def test_shipped_neural_model_is_its_weights_exported():
+    """The shipped embedder and generator are what the current code exports from the shipped
+    weights (the file fine-tuning starts from), within float rounding, and fit in 50 MB."""
+    from importlib import resources
+
+    from export.neural_export import load_weights
+    from export.neural_export import parity as neural_parity
+    from streamer.renderer import check_file
+
+    assets = resources.files("streamer") / "assets"
+    shipped = json.loads((assets / "manifest.json").read_text())["models"]
+    if "generator_small" not in shipped:
+        pytest.skip("no neural model shipped")
+    folder = Path(str(assets))
+    paths = {k: check_file(folder, shipped[f"{k}_small"]) for k in ("embedder", "generator",
+                                                                      "weights")}
+    assert sum(paths[k].stat().st_size for k in ("embedder", "generator")) < 50e6
+    E, G, _ = load_weights(paths["weights"])
+    assert neural_parity(E, G, paths["embedder"], paths["generator"]) < 1e-3
