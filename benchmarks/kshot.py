@@ -9,7 +9,7 @@ in training); motion is absolute (target landmarks = the driver's own, the portr
 the same person). Each output frame is compared with the driver frame:
 face-region PSNR / SSIM over all frames, mouth-region PSNR / SSIM over frames whose mouth
 opening > 0.1 IOD, and AKD (MediaPipe on the output). Prints a table per method and writes
-benchmarks/out/kshot.json and a picture sheet of an open mouth and a blink.
+out/kshot/kshot.json and a picture sheet of an open mouth and a blink.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class KShotConfig:
     finetune_steps: int = 100  # 0: skip the fine-tuned rows
     eval_frames: int = 40  # driver frames per clip, spread over its last 30%
     crop_size: int = 512  # the product's default crop
-    out: Path = Path("benchmarks/out")
+    out: Path = Path("out/kshot")
 
 
 @dataclass
