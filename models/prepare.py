@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -105,7 +106,9 @@ def prepare(
     if only:
         paths = [p for p in paths if any(p.name.startswith(o) for o in only)]
     out.mkdir(parents=True, exist_ok=True)
-    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+    # spawn, not fork: a parent that already runs MediaPipe or onnxruntime threads must not fork
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context) as pool:
         jobs = [pool.submit(prepare_video, p, out, names.get(p.name, p.stem), options)
                 for p in paths]
         entries = [e for e in (j.result() for j in jobs) if e is not None]

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from streamer.cli import add_renderer_option
 from streamer.errors import PortraitFileError
 from streamer.frames import FrameProcessor, Sink
 from streamer.sources import Source
@@ -24,13 +25,16 @@ from streamer.webrtc_server import ServerConfig, ServerThread, resolve_token
 class AnimatorFactory:
     """ProcessorFactory for `headcast serve`: one Animator per session, shared portrait."""
 
-    def __init__(self, portrait: object) -> None:
+    def __init__(self, portrait: object, renderer: str = "auto") -> None:
         self._portrait = portrait
+        self._renderer = renderer  # warp, neural or auto
 
     def create(self) -> FrameProcessor:
         from streamer.animate import AnimateOptions, Animator
+        from streamer.renderer import RendererConfig
 
-        return Animator(self._portrait, AnimateOptions(calibration="steady"))
+        options = AnimateOptions(calibration="steady", renderer=RendererConfig(self._renderer))
+        return Animator(self._portrait, options)
 
     def enroll(self, image: np.ndarray) -> object:
         from streamer.portrait import EnrollConfig, enroll_images
@@ -76,6 +80,7 @@ def add_serve_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
         "anything else requires a token)",
     )
     parser.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
+    add_renderer_option(parser)
     parser.add_argument(
         "--token",
         help="bearer token clients must send; generated and "
@@ -124,7 +129,7 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
 
 def run_serve(args: argparse.Namespace) -> int:
     config = serve_config(args)
-    factory = AnimatorFactory(load_portraits(args.portrait))
+    factory = AnimatorFactory(load_portraits(args.portrait), args.renderer)
     server = ServerThread(config, processors=factory)
     server.start()
     query = f"?token={config.token}" if config.token else ""
