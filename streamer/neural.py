@@ -110,11 +110,6 @@ def to_input(image: np.ndarray) -> np.ndarray:
     return (image.astype(np.float32).transpose(2, 0, 1) / 127.5) - 1.0
 
 
-def from_output(image: np.ndarray) -> np.ndarray:
-    """(3, S, S) float32 in [-1, 1] → (S, S, 3) uint8."""
-    return np.clip((image.transpose(1, 2, 0) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
-
-
 def landmark_input(landmarks: np.ndarray, size: int) -> np.ndarray:
     """(478, ≥2) crop pixels → (3, S, S) float32 in [0, 1]."""
     return landmark_image(landmarks, size).transpose(2, 0, 1).astype(np.float32) / 255.0
