@@ -82,7 +82,7 @@ def track_all(frames: list[np.ndarray]) -> list[np.ndarray | None]:
 
 def make_portrait(frames: list[np.ndarray], k: int, cfg: KShotConfig, finetune: bool):
     """K shots spread over the first 70% → an enrolled (and maybe fine-tuned) portrait."""
-    from streamer.offline import _finetune, enroll_shots
+    from streamer.offline import enroll_shots, finetune_portrait
     from streamer.portrait import EnrollConfig
 
     split = int(SPLIT * len(frames))
@@ -91,7 +91,7 @@ def make_portrait(frames: list[np.ndarray], k: int, cfg: KShotConfig, finetune: 
     portrait = enroll_shots(shots, EnrollConfig(crop_size=cfg.crop_size), skip_faceless=True,
                             render_first=True)
     if finetune:
-        portrait = _finetune(portrait, shots, cfg.finetune_steps, progress=False)
+        portrait = finetune_portrait(portrait, shots, cfg.finetune_steps, progress=False)
     return portrait
 
 

@@ -22,10 +22,10 @@ from streamer.neural import (
     ShotCrop,
     face_window,
     landmark_input,
-    portrait_from_shot,
     to_input,
     window_shot,
 )
+from streamer.portrait import crop_portrait
 from streamer.renderer import RendererConfig, WarpRenderer
 
 
@@ -82,7 +82,7 @@ class WarpInputs:
         self._renderer: WarpRenderer | None = None
 
     def __call__(self, source: ShotCrop, target_lm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        portrait = portrait_from_shot(source)
+        portrait = crop_portrait(source.crop, source.landmarks)
         if self._renderer is None:
             self._renderer = WarpRenderer(portrait, RendererConfig(threads=1))
         else:

@@ -48,6 +48,7 @@ class Trainer:
         self.out = Path(config.out)
         self.step = 0
         self.best_gain = float("-inf")  # held-out PSNR gain over the warp of best.pt
+        self._val_samples: list[dict[str, torch.Tensor]] | None = None
         self._load()
         if self.world > 1:
             ids = [local] if cuda else None
@@ -141,30 +142,38 @@ class Trainer:
                 self._save()
         return history
 
+    def _render(self, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """E then G on a batch already on the device → (out, drawn, mask)."""
+        _, psi = _inner(self.E)(b["shots"], b["shot_landmarks"])
+        return _inner(self.G)(b["landmarks"], b["warp"], b["valid"], psi)
+
     @torch.no_grad()
     def content_loss(self, batch: dict[str, torch.Tensor]) -> float:
         """The content loss of a fixed batch (no update): smoke tests watch it fall."""
         b = {k: v.to(self.device) for k, v in batch.items()}
-        _, psi = _inner(self.E)(b["shots"], b["shot_landmarks"])
-        out, _, _ = _inner(self.G)(b["landmarks"], b["warp"], b["valid"], psi)
+        out, _, _ = self._render(b)
         loss, _ = losses.content_loss(out.float(), b["target"], b["mouth"], self.config.w_mouth)
         return loss.item()
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         """PSNR of output and of the plain warp against the target on held-out identities."""
-        c = self.config
-        try:
-            videos = load_prepared([Path(d) for d in c.data], only_identities=c.val_identities)
-        except FileNotFoundError:
+        if self._val_samples is None:  # the same episodes every time: built once
+            c = self.config
+            try:
+                videos = load_prepared([Path(d) for d in c.data], only_identities=c.val_identities)
+            except FileNotFoundError:
+                self._val_samples = []
+            else:
+                data = Episodes(videos, c.k, length=c.val_episodes, seed=12345)
+                self._val_samples = [data[i] for i in range(len(data))]
+        if not self._val_samples:
             return {}
-        data = Episodes(videos, c.k, length=c.val_episodes, seed=12345)
         self.E.eval(), self.G.eval()
         psnr_out, psnr_warp, psnr_mouth_out, psnr_mouth_warp = [], [], [], []
-        for i in range(len(data)):
-            b = {k: v[None].to(self.device) for k, v in data[i].items()}
-            _, psi = _inner(self.E)(b["shots"], b["shot_landmarks"])
-            out, _, _ = _inner(self.G)(b["landmarks"], b["warp"], b["valid"], psi)
+        for sample in self._val_samples:
+            b = {k: v[None].to(self.device) for k, v in sample.items()}
+            out, _, _ = self._render(b)
             psnr_out.append(_psnr(out, b["target"]))
             psnr_warp.append(_psnr(b["warp"], b["target"]))
             psnr_mouth_out.append(_psnr(out, b["target"], b["mouth"]))
@@ -184,8 +193,7 @@ class Trainer:
     def _save_grid(self, batch: dict[str, torch.Tensor]) -> None:
         """Rows: first shot, warp, landmarks, output, drawn, mask, target (up to 4 samples)."""
         b = {k: v[:4].to(self.device) for k, v in batch.items()}
-        _, psi = _inner(self.E)(b["shots"], b["shot_landmarks"])
-        out, drawn, mask = _inner(self.G)(b["landmarks"], b["warp"], b["valid"], psi)
+        out, drawn, mask = self._render(b)
         cols = [b["shots"][:, 0], b["warp"], b["landmarks"] * 2 - 1, out, drawn,
                 mask.expand(-1, 3, -1, -1) * 2 - 1, b["target"]]
         rows = [torch.cat([c[i].float() for c in cols], dim=2) for i in range(len(out))]

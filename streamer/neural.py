@@ -22,7 +22,7 @@ import numpy as np
 from streamer import landmarks as L
 from streamer.errors import ModelFileError
 from streamer.landmark_image import landmark_image
-from streamer.portrait import Portrait, crop_portrait, image_hash
+from streamer.portrait import Portrait, image_hash
 from streamer.renderer import (
     RendererConfig,
     WarpRenderer,
@@ -142,12 +142,15 @@ class Embedder:
         return e[0], psi[0]
 
 
-def shot_crops(portrait: Portrait, images: list[np.ndarray], size: int) -> list[ShotCrop]:
-    """The enrolled shots (portrait.shots, in that order) cut as size² crops. Frames of
-    one video (all the same size) share the rendered shot's crop box so their backgrounds
+def shot_crops(portrait: Portrait, images: list[np.ndarray], size: int = SHOT_CROP
+               ) -> list[ShotCrop]:
+    """The enrolled shots (portrait.shots, in that order) cut as size² crops; images in any
+    order (matched by content hash; faceless ones that enrollment skipped are ignored). Frames
+    of one video (all the same size) share the rendered shot's crop box so their backgrounds
     line up with the warp of the rendered shot; separate photos get their own."""
     from streamer.portrait import CropBox, EnrollConfig, crop_box, cut_crop
 
+    images = _shot_images(portrait, images)
     shared = CropBox(portrait.box.x0, portrait.box.y0, portrait.box.side, size)
     same_camera = len({im.shape for im in images}) == 1
     out = []
@@ -157,7 +160,7 @@ def shot_crops(portrait: Portrait, images: list[np.ndarray], size: int) -> list[
     return out
 
 
-def shot_images(portrait: Portrait, images: list[np.ndarray]) -> list[np.ndarray]:
+def _shot_images(portrait: Portrait, images: list[np.ndarray]) -> list[np.ndarray]:
     """The enrolled images in the portrait's shot order (matched by content hash)."""
     by_hash = {image_hash(im): im for im in images}
     return [by_hash[h] for h in portrait.sources]
@@ -166,10 +169,8 @@ def shot_images(portrait: Portrait, images: list[np.ndarray]) -> list[np.ndarray
 def with_embedding(
     portrait: Portrait, images: list[np.ndarray], config: RendererConfig = RendererConfig()
 ) -> Portrait:
-    """The portrait with ê and ψ of its K shots (images in any order; faceless ones that
-    enrollment skipped are ignored)."""
-    embedder = Embedder(config)
-    e, psi = embedder.embed(shot_crops(portrait, shot_images(portrait, images), SHOT_CROP))
+    """The portrait with ê and ψ of its K shots (images as for shot_crops)."""
+    e, psi = Embedder(config).embed(shot_crops(portrait, images))
     return replace(portrait, embedding=e, psi=psi)
 
 
@@ -222,11 +223,6 @@ class NeuralRenderer:
     def close(self) -> None:
         self._warp.close()
         self._session = None
-
-
-def portrait_from_shot(shot: ShotCrop) -> Portrait:
-    """A portrait whose image is one shot's crop (training and fine-tuning draw from it)."""
-    return crop_portrait(shot.crop, shot.landmarks)
 
 
 register_renderer("neural", NeuralRenderer)

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 
 from streamer.animate import AnimateOptions, Animator
-from streamer.errors import ModelFileError, NoFaceError
-from streamer.neural import neural_available, shot_images, with_embedding
+from streamer.errors import ModelFileError
+from streamer.neural import neural_available, with_embedding
 from streamer.portrait import EnrollConfig, Portrait, enroll_images, load_portrait, save_portrait
 from streamer.template import MotionTemplate, load_template
 from streamer.video_io import VideoWriter, read_image, read_video_frames, video_info
@@ -37,12 +37,11 @@ class EnrollJob:
 
 
 def video_shots(path: Path, k: int) -> list[np.ndarray]:
-    """K frames spread evenly over a clip (its first frame included)."""
-    frames = list(read_video_frames(path))
-    if not frames:
-        raise NoFaceError(f"{path}: no frames could be decoded")
-    picks = np.linspace(0, len(frames) - 1, min(k, len(frames))).round().astype(int)
-    return [frames[i] for i in sorted(set(picks))]
+    """K frames spread evenly over a clip (its first frame included). Two decoding passes, so
+    only the K frames are held in memory (headers can lie about the frame count)."""
+    count = sum(1 for _ in read_video_frames(path))
+    picks = set(np.linspace(0, count - 1, min(k, count)).round().astype(int).tolist())
+    return [frame for i, frame in enumerate(read_video_frames(path)) if i in picks]
 
 
 def enroll_shots(images: list[np.ndarray], config: EnrollConfig = EnrollConfig(),
@@ -59,16 +58,17 @@ def run_enroll(job: EnrollJob, progress: bool = True) -> Portrait:
     if job.from_video is not None:
         images = video_shots(job.from_video, job.shots or 8)
     else:
-        images = [read_image(p) for p in job.images][: job.shots]
+        images = [read_image(p) for p in job.images[: job.shots]]
     portrait = enroll_shots(images, job.config, skip_faceless=job.from_video is not None)
     if job.finetune_steps > 0:
-        portrait = _finetune(portrait, images, job.finetune_steps, progress)
+        portrait = finetune_portrait(portrait, images, job.finetune_steps, progress)
     save_portrait(portrait, job.output)
     return portrait
 
 
-def _finetune(portrait: Portrait, images: list[np.ndarray], steps: int,
-              progress: bool) -> Portrait:
+def finetune_portrait(portrait: Portrait, images: list[np.ndarray], steps: int,
+                      progress: bool) -> Portrait:
+    """The paper's fine-tuning stage on the portrait's shots (images as for enrollment)."""
     if not neural_available():
         raise ModelFileError("--finetune needs the neural model, which is not installed")
     try:
@@ -78,10 +78,10 @@ def _finetune(portrait: Portrait, images: list[np.ndarray], steps: int,
         raise ModelFileError(
             f"--finetune needs torch: pip install -e \".[train]\" ({exc})"
         ) from exc
-    from streamer.neural import SHOT_CROP, shot_crops
+    from streamer.neural import shot_crops
 
-    shots = shot_crops(portrait, shot_images(portrait, images), SHOT_CROP)
-    return personalize(portrait, shots, FinetuneOptions(steps=steps), progress)
+    return personalize(portrait, shot_crops(portrait, images), FinetuneOptions(steps=steps),
+                       progress)
 
 
 def open_portrait(path: Path | None, config: EnrollConfig = EnrollConfig()) -> Portrait:

@@ -37,9 +37,9 @@ class AnimatorFactory:
         return Animator(self._portrait, options)
 
     def enroll(self, image: np.ndarray) -> object:
-        from streamer.portrait import EnrollConfig, enroll_images
+        from streamer.offline import enroll_shots
 
-        portrait = enroll_images([image], EnrollConfig())
+        portrait = enroll_shots([image])  # ψ embedded once, not per session
         self._portrait = portrait
         return portrait
 

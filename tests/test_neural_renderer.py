@@ -117,11 +117,11 @@ def test_fine_tuned_generator_lives_in_the_portrait(tiny_models, astronaut_portr
     pytest.importorskip("torch")
     from models.finetune import FinetuneOptions
     from models.personalize import personalize
-    from streamer.neural import SHOT_CROP, shot_crops, shot_images, with_embedding
+    from streamer.neural import shot_crops, with_embedding
 
     cfg = config(tiny_models)
     portrait = with_embedding(astronaut_portrait, [astronaut_bgr], cfg)
-    shots = shot_crops(portrait, shot_images(portrait, [astronaut_bgr]), SHOT_CROP)
+    shots = shot_crops(portrait, [astronaut_bgr])
     tuned = personalize(portrait, shots, FinetuneOptions(steps=3, augmented=2, lr_g=1e-2),
                         progress=False, config=cfg)
     assert tuned.generator.size > 0 and not np.array_equal(tuned.psi, portrait.psi)
