@@ -38,6 +38,7 @@ class KShotConfig:
     clips: tuple[str, ...] = CLIPS
     ks: tuple[int, ...] = (1, 8, 32)
     finetune_steps: int = 100  # 0: skip the fine-tuned rows
+    precision: str = "fp32"  # shipped neural generator: fp32 or int8 (fine-tuned ones are fp32)
     eval_frames: int = 40  # driver frames per clip, spread over its last 30%
     crop_size: int = 512  # the product's default crop
     out: Path = Path("out/kshot")
@@ -96,7 +97,8 @@ def make_portrait(frames: list[np.ndarray], k: int, cfg: KShotConfig, finetune: 
 
 
 def evaluate(portrait, renderer_name: str, frames: list[np.ndarray],
-             lms: list[np.ndarray | None], eval_idx: np.ndarray) -> tuple[Scores, dict]:
+             lms: list[np.ndarray | None], eval_idx: np.ndarray, precision: str = "fp32"
+             ) -> tuple[Scores, dict]:
     """Render the driver frames through one renderer; score them. Returns the scores and
     the outputs of every evaluated frame by index."""
     from streamer.paste import PasteBack
@@ -105,7 +107,7 @@ def evaluate(portrait, renderer_name: str, frames: list[np.ndarray],
 
     scores = Scores()
     outputs = {}
-    renderer = create_renderer(portrait, RendererConfig(name=renderer_name))
+    renderer = create_renderer(portrait, RendererConfig(name=renderer_name, precision=precision))
     paste = PasteBack(portrait)
     with FaceTracker(video=False) as tracker:
         for i in eval_idx:
@@ -146,7 +148,8 @@ def run(cfg: KShotConfig) -> dict:
                 if k == 1 and not tuned:
                     methods.append(("warp", "training-free"))
                 for renderer, name in methods:
-                    scores, outputs = evaluate(portrait, renderer, frames, lms, eval_idx)
+                    scores, outputs = evaluate(portrait, renderer, frames, lms, eval_idx,
+                                               cfg.precision)
                     rows[name] = scores
                     if clip == cfg.clips[0] or clip == "woman_long_expressive":
                         sheet.setdefault(clip, {"frames": frames, "lms": lms})[name] = outputs
@@ -226,10 +229,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ks", type=int, nargs="*", default=[1, 8, 32])
     parser.add_argument("--finetune-steps", type=int, default=100)
     parser.add_argument("--eval-frames", type=int, default=40)
+    parser.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+                        help="the shipped generator's precision (fine-tuned ones run fp32)")
+    parser.add_argument("--out", type=Path, default=Path("out/kshot"))
     args = parser.parse_args(argv)
     cfg = KShotConfig(data=args.data or default_data_dir(), clips=tuple(args.clips),
                       ks=tuple(args.ks), finetune_steps=args.finetune_steps,
-                      eval_frames=args.eval_frames)
+                      eval_frames=args.eval_frames, precision=args.precision, out=args.out)
     print_table(run(cfg))
     return 0
 

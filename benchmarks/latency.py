@@ -7,6 +7,11 @@ rate, how long they took from capture to the sink, whether that grows over the r
 vs last 30 s), and where the time goes per stage.
 
     python -m benchmarks.latency [--seconds 120] [--processor animator|fake]
+        [--renderer auto|warp|neural] [--crop-size 256|512] [--full-frame]
+        [--precision int8|fp32] [--threads N] [--no-overlap]
+
+With a staged processor (the Animator) the pipeline tracks frame n + 1 while it renders
+frame n; --no-overlap runs both halves on one worker thread, as before.
 """
 
 from __future__ import annotations
@@ -119,6 +124,9 @@ class BenchConfig:
     size: tuple[int, int]  # virtual camera frame size
     window_s: float  # length of the first/last windows compared for drift
     renderer: str = "auto"  # warp, neural or auto (neural when installed)
+    threads: int = 0  # onnxruntime intra-op threads per session (0: onnxruntime chooses)
+    precision: str = "int8"  # neural generator precision (int8, as `headcast stream` runs it)
+    overlap: bool = True  # prepare and finish frames on two threads
 
 
 def make_processor(config: BenchConfig, fps: float) -> AvatarProcessor:
@@ -133,7 +141,9 @@ def make_processor(config: BenchConfig, fps: float) -> AvatarProcessor:
     image = read_image(config.portrait)
     portrait = enroll_shots([image], EnrollConfig(crop_size=config.crop_size))
     options = AnimateOptions(fps=fps, full_frame=config.full_frame,
-                             renderer=RendererConfig(name=config.renderer))
+                             renderer=RendererConfig(name=config.renderer,
+                                                     threads=config.threads,
+                                                     precision=config.precision))
     return Animator(portrait, options)
 
 
@@ -145,7 +155,9 @@ def run(config: BenchConfig) -> None:
     processor = make_processor(config, source.fps)
     sink = TimedSink(VirtualCamSink(VirtualCamConfig(size=config.size, backend=BACKEND)))
     window = int(config.seconds * source.fps) + 100  # whole-run percentiles
-    pipeline = Pipeline(source, processor, [sink], PipelineConfig(stats_window=window))
+    pipeline = Pipeline(
+        source, processor, [sink], PipelineConfig(stats_window=window, overlap=config.overlap)
+    )
     start = time.monotonic()
     with pipeline:
         pipeline.run(duration=config.seconds)
@@ -177,7 +189,10 @@ def print_report(
         (
             "processor",
             f"{config.processor} (crop {config.crop_size}"
-            f"{', full frame' if config.full_frame else ''})",
+            f"{', full frame' if config.full_frame else ''}, renderer {config.renderer} "
+            f"{config.precision}, "
+            f"threads {config.threads or 'auto'}, "
+            f"{'two workers (overlapped)' if config.overlap else 'one worker'})",
         ),
         (
             "clip",
@@ -225,6 +240,12 @@ def parse_args(argv: Sequence[str] | None) -> BenchConfig:
     parser.add_argument("--processor", choices=("animator", "fake"), default="animator")
     parser.add_argument("--crop-size", type=int, choices=(256, 512), default=512)
     parser.add_argument("--renderer", choices=("auto", "warp", "neural"), default="auto")
+    parser.add_argument("--precision", choices=("int8", "fp32"), default="int8",
+                        help="neural generator precision (default int8, as `stream` runs it)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="onnxruntime intra-op threads per session (0: auto)")
+    parser.add_argument("--no-overlap", action="store_true",
+                        help="run tracking and rendering on one worker thread")
     parser.add_argument(
         "--full-frame",
         action="store_true",
@@ -254,7 +275,10 @@ def parse_args(argv: Sequence[str] | None) -> BenchConfig:
         args.fake_ms,
         (1280, 720),
         window,
-        args.renderer,
+        renderer=args.renderer,
+        threads=args.threads,
+        precision=args.precision,
+        overlap=not args.no_overlap,
     )
 
 

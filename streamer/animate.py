@@ -15,7 +15,7 @@ from streamer import landmarks as L
 from streamer.motion import MotionConfig, MotionState, MotionTransfer
 from streamer.paste import PasteBack
 from streamer.portrait import Portrait
-from streamer.renderer import Renderer, RendererConfig, create_renderer
+from streamer.renderer import Renderer, RendererConfig, create_renderer, render_stages
 from streamer.smoothing import OneEuroFilter, SmoothingConfig
 from streamer.tracker import FaceTracker, TrackerConfig
 
@@ -41,8 +41,22 @@ class AnimateOptions:
     steady_timeout: int = 60  # frames after which the latest frames are taken anyway
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """One frame between Animator.prepare and finish: the renderer's first half."""
+
+    begun: object
+    render_ms: float  # time the first half took
+
+
 class Animator:
-    """Implements streamer.frames.FrameProcessor for one portrait (switchable)."""
+    """Implements streamer.frames.StagedProcessor for one portrait (switchable).
+
+    process(image) = finish(prepare(image)): prepare tracks, transfers the motion and runs the
+    renderer's first half (the warp); finish runs its second half (the neural generator) and
+    pastes the crop back. The live pipeline runs the two on separate threads, so one frame is
+    tracked while the previous one is generated; prepare and finish are each called from one
+    thread, and set_portrait only while no frame is between them."""
 
     def __init__(self, portrait: Portrait, options: AnimateOptions = AnimateOptions()) -> None:
         self.options = options
@@ -66,6 +80,7 @@ class Animator:
         old = self._renderer
         self.portrait = portrait
         self._renderer = create_renderer(portrait, self.options.renderer)
+        self._begin, self._finish = render_stages(self._renderer)
         self._paste = PasteBack(portrait) if self.options.full_frame else None
 
         self._transfer = MotionTransfer(portrait.crop_landmarks, self.options.motion)
@@ -106,23 +121,38 @@ class Animator:
     # -- per frame -----------------------------------------------------------------------
     def process(self, image: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 BGR driving frame → avatar frame (portrait size, or the crop)."""
+        return self.finish(self.prepare(image))
+
+    def prepare(self, image: np.ndarray) -> Prepared:
+        """First half of process(): track, transfer, and begin rendering."""
         t0 = time.perf_counter()
         landmarks = self._tracker.detect(image)
         self.timings["track"] = (time.perf_counter() - t0) * 1000.0
-        return self.render_landmarks(landmarks)
+        return self._prepare_landmarks(landmarks)
+
+    def finish(self, prepared: Prepared) -> np.ndarray:
+        """Second half of process(): finish rendering and paste back."""
+        t0 = time.perf_counter()
+        crop = self._finish(prepared.begun)
+        t1 = time.perf_counter()
+        out = self._paste.paste(crop) if self._paste is not None else crop
+        t2 = time.perf_counter()
+        self.timings.update(render=prepared.render_ms + (t1 - t0) * 1e3, paste=(t2 - t1) * 1e3)
+        return out
 
     def render_landmarks(self, driver: np.ndarray | None) -> np.ndarray:
         """Driver landmarks ((478, 3) pixels, or None when no face) → avatar frame."""
-        assert self._renderer is not None
+        return self.finish(self._prepare_landmarks(driver))
+
+    def _prepare_landmarks(self, driver: np.ndarray | None) -> Prepared:
+        assert self._renderer is not None, "animator is closed"
         t0 = time.perf_counter()
         target = self.target_landmarks(driver)
         t1 = time.perf_counter()
-        crop = self._renderer.render(target)
+        begun = self._begin(target)
         t2 = time.perf_counter()
-        out = self._paste.paste(crop) if self._paste is not None else crop
-        t3 = time.perf_counter()
-        self.timings.update(motion=(t1 - t0) * 1e3, render=(t2 - t1) * 1e3, paste=(t3 - t2) * 1e3)
-        return out
+        self.timings["motion"] = (t1 - t0) * 1e3
+        return Prepared(begun, (t2 - t1) * 1e3)
 
     def target_landmarks(self, driver: np.ndarray | None) -> np.ndarray:
         """The portrait's target landmarks (crop pixels) for this frame."""

@@ -21,7 +21,8 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def add_renderer_option(p: argparse.ArgumentParser) -> None:
+def add_renderer_option(p: argparse.ArgumentParser, precision: str = "fp32") -> None:
+    """--renderer and --precision (whose default differs: live commands run int8)."""
     p.add_argument(
         "--renderer",
         choices=("auto", "neural", "warp"),
@@ -29,6 +30,19 @@ def add_renderer_option(p: argparse.ArgumentParser) -> None:
         help="neural: the learned few-shot generator; warp: training-free; auto (default): "
         "neural when its model is installed",
     )
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "int8"),
+        default=precision,
+        help=f"the neural generator in float or quantized to int8, about 20%% faster on a CPU "
+        f"(default {precision}; a portrait's fine-tuned generator always runs in fp32)",
+    )
+
+
+def renderer_config(args: argparse.Namespace):  # -> streamer.renderer.RendererConfig
+    from streamer.renderer import RendererConfig
+
+    return RendererConfig(name=args.renderer, precision=args.precision)
 
 
 def _add_enroll(sub: argparse._SubParsersAction) -> None:
@@ -115,14 +129,13 @@ def _run_animate(args: argparse.Namespace) -> int:
     from streamer.motion import MotionConfig
     from streamer.offline import AnimateJob, open_portrait, run_animate
     from streamer.portrait import EnrollConfig
-    from streamer.renderer import RendererConfig
 
     portrait = open_portrait(args.portrait, EnrollConfig(crop_size=args.crop_size))
     options = AnimateOptions(
         motion=MotionConfig(
             mode=args.motion, head_pose=not args.no_head_pose, expression_gain=args.expression_gain
         ),
-        renderer=RendererConfig(name=args.renderer),
+        renderer=renderer_config(args),
     )
     job = AnimateJob(portrait, args.driving, args.output, options, args.size, args.max_frames)
     n = run_animate(job, progress=not args.quiet)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -39,6 +39,21 @@ class FrameProcessor(Protocol):
 
     def close(self) -> None:
         """Release trackers and sessions; safe to call more than once."""
+        ...
+
+
+@runtime_checkable
+class StagedProcessor(FrameProcessor, Protocol):
+    """A FrameProcessor whose frame splits in two halves, process(x) = finish(prepare(x)),
+    so the live pipeline can prepare frame n + 1 on one thread while it finishes frame n on
+    another (two cores busy instead of one). Each half is called from one thread only."""
+
+    def prepare(self, image: np.ndarray) -> object:
+        """First half: driving frame → an intermediate only finish() reads."""
+        ...
+
+    def finish(self, prepared: object) -> np.ndarray:
+        """Second half → the avatar frame, as process() would return it."""
         ...
 
 

@@ -10,10 +10,11 @@ from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from streamer.cli import add_renderer_option
+from streamer.cli import add_renderer_option, renderer_config
 from streamer.controls import HELP, Controls
 from streamer.frames import Sink
 from streamer.pipeline import AvatarProcessor, Pipeline, PipelineConfig, PipelineStats
+from streamer.renderer import RendererConfig
 from streamer.sinks import FITS, check_sink_name, create_sink
 from streamer.sources import CameraSource, Source, VideoFileSource
 
@@ -62,7 +63,7 @@ def add_stream_command(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="transfer expressions only, keep the portrait's head still",
     )
-    add_renderer_option(parser)
+    add_renderer_option(parser, precision="int8")
     parser.add_argument(
         "--mirror",
         action="store_true",
@@ -113,7 +114,7 @@ def run_stream(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         source = open_source(args.driving, args.camera)
         stack.callback(source.close)
-        processor = make_processor(portraits[0], source.fps, args.renderer)
+        processor = make_processor(portraits[0], source.fps, renderer_config(args))
         stack.callback(processor.close)
         config = PipelineConfig(mirror=args.mirror, head_pose=not args.no_head_pose)
         pipeline = stack.enter_context(Pipeline(source, processor, (), config, portraits))
@@ -136,12 +137,13 @@ def load_portraits(paths: Sequence[str]) -> list[Portrait]:
     return [open_portrait(Path(path)) for path in paths]
 
 
-def make_processor(portrait: Portrait, fps: float, renderer: str = "auto") -> AvatarProcessor:
+def make_processor(
+    portrait: Portrait, fps: float, renderer: RendererConfig = RendererConfig()
+) -> AvatarProcessor:
     """The real Animator; its filters and easing run on the source's frame clock."""
     from streamer.animate import AnimateOptions, Animator
-    from streamer.renderer import RendererConfig
 
-    options = AnimateOptions(fps=fps, calibration="steady", renderer=RendererConfig(renderer))
+    options = AnimateOptions(fps=fps, calibration="steady", renderer=renderer)
     return Animator(portrait, options)
 
 

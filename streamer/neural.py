@@ -14,6 +14,7 @@ landmark images (streamer/landmark_image.py) in [0, 1].
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 
 import cv2
@@ -33,7 +34,10 @@ from streamer.renderer import (
     session_from_bytes,
 )
 
+log = logging.getLogger(__name__)
+
 MODEL = "small"  # the shipped neural model size
+PRECISIONS = ("fp32", "int8")  # generator files shipped: float, and quantized (export.quantize)
 SHOT_CROP = 512  # side at which shots are cut for the embedder and fine-tuning
 WINDOW_FRACTION = 0.5  # face window side / crop side
 WINDOW_STEP = 16  # window offsets snap to the generator's total stride (in network pixels),
@@ -80,6 +84,16 @@ class Window:
         return cv2.resize(part, (self.size, self.size), interpolation=flags)
 
 
+@dataclass(frozen=True)
+class WarpedWindow:
+    """One frame between NeuralRenderer.begin and finish: the warped crop (finish blends into
+    it), the face window, and G's inputs for the window (landmarks, warp, valid; NCHW)."""
+
+    warped: np.ndarray
+    window: Window
+    feed: dict[str, np.ndarray]
+
+
 def face_window(landmarks: np.ndarray, crop_size: int, size: int = 256) -> Window:
     """The generator's window around the face of landmarks (478, ≥2) in crop pixels."""
     side = int(crop_size * WINDOW_FRACTION)
@@ -115,10 +129,17 @@ def landmark_input(landmarks: np.ndarray, size: int) -> np.ndarray:
     return landmark_image(landmarks, size).transpose(2, 0, 1).astype(np.float32) / 255.0
 
 
+def generator_key(config: RendererConfig) -> str:
+    """The manifest key of the shipped generator at the configured precision."""
+    if config.precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
+    return f"generator_{MODEL}" + ("_int8" if config.precision == "int8" else "")
+
+
 def neural_available(config: RendererConfig = RendererConfig()) -> bool:
     """Whether the shipped neural model files are installed (and listed in the manifest)."""
     try:
-        entry = load_manifest_entry(asset_dir(config), f"generator_{MODEL}")
+        entry = load_manifest_entry(asset_dir(config), generator_key(config))
     except ModelFileError:
         return False
     return (asset_dir(config) / entry["file"]).is_file()
@@ -181,9 +202,11 @@ class NeuralRenderer:
         self._warp = WarpRenderer(portrait, config)
         directory = asset_dir(config)
         if portrait.generator.size:  # fine-tuned for this portrait (headcast enroll --finetune)
+            if config.precision != "fp32":
+                log.info("the portrait's fine-tuned generator runs in fp32")
             self._session = session_from_bytes(portrait.generator.tobytes(), config)
         else:
-            self._session, _ = open_session(directory, f"generator_{MODEL}", config)
+            self._session, _ = open_session(directory, generator_key(config), config)
         self._size = int(self._session.get_inputs()[0].shape[-1])
         psi = portrait.psi
         if not psi.size:  # enrolled before the neural model: embed the rendered shot now
@@ -194,9 +217,20 @@ class NeuralRenderer:
         self._taper = _edge_taper(self._size)
 
     def render(self, target: np.ndarray) -> np.ndarray:
+        return self.finish(self.begin(target))
+
+    def begin(self, target: np.ndarray) -> WarpedWindow:
+        """The warp and the generator's inputs (streamer.renderer.StagedRenderer)."""
         warped, valid = self._warp.render_with_validity(target)
         window = face_window(target, self._crop_size, self._size)
-        drawn, mask = self.draw(window.cut(warped), window.cut(valid), window.landmarks(target))
+        feed = self.inputs(window.cut(warped), window.cut(valid), window.landmarks(target))
+        return WarpedWindow(warped, window, feed)
+
+    def finish(self, begun: object) -> np.ndarray:
+        """G on the window, blended over the warp → (S, S, 3) uint8 crop."""
+        assert isinstance(begun, WarpedWindow)
+        window, warped = begun.window, begun.warped
+        drawn, mask = self.run(begun.feed)
         mask = mask * self._taper
         if window.side != window.size:
             drawn = cv2.resize(drawn, (window.side,) * 2, interpolation=cv2.INTER_LINEAR)
@@ -206,17 +240,20 @@ class NeuralRenderer:
         region[:] = np.clip(m * drawn + (1.0 - m) * region + 0.5, 0, 255).astype(np.uint8)
         return warped
 
-    def draw(
+    def inputs(
         self, warped: np.ndarray, valid: np.ndarray, landmarks: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """G on one window at its own side: warped (n, n, 3) uint8, valid (n, n), landmarks
-        (478, 3) window pixels → (drawn (n, n, 3) float32 0–255, mask (n, n) float32 0–1)."""
-        feed = {
+    ) -> dict[str, np.ndarray]:
+        """G's feed for one window at its own side: warped (n, n, 3) uint8, valid (n, n),
+        landmarks (478, 3) window pixels."""
+        return {
             "landmarks": landmark_input(landmarks, self._size)[None],
             "warp": to_input(warped)[None],
             "valid": valid.astype(np.float32)[None, None],
             "psi": self._psi,
         }
+
+    def run(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """G → (drawn (n, n, 3) float32 0–255, mask (n, n) float32 0–1)."""
         drawn, mask = self._session.run(["drawn", "mask"], feed)
         return (drawn[0].transpose(1, 2, 0) + 1.0) * 127.5, mask[0, 0]
 

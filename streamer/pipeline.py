@@ -1,10 +1,18 @@
-"""The live loop: source → processor (one worker thread) → every sink (a thread each).
+"""The live loop: source → processor (one or two worker threads) → every sink (a thread each).
 
     capture thread ──NewestSlot──▶ worker: processor.process ──NewestSlot per sink──▶ sinks
 
-Every hand-over is a one-slot mailbox that drops the older frame, so latency cannot grow
-with time, and a slow sink drops its own frames without slowing the others. Frames keep
-their capture timestamp to the sink, so capture→sink latency is measured per sink.
+A processor that splits its frame in two halves (streamer.frames.StagedProcessor: tracking
+and the warp, then the neural generator and paste-back) gets two workers, so one frame is
+prepared while the previous one is finished and both cores work:
+
+    capture ──NewestSlot──▶ prepare worker ──Handoff──▶ finish worker ──NewestSlot──▶ sinks
+
+Every hand-over to and from the workers is a one-slot mailbox that drops the older frame, so
+latency cannot grow with time, and a slow sink drops its own frames without slowing the
+others. The prepare worker takes a new camera frame only once the finish worker has taken the
+last one it prepared, so at most two frames are in flight. Frames keep their capture
+timestamp to the sink, so capture→sink latency is measured per sink.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import cv2
 import numpy as np
 
 from streamer.errors import SinkUnavailableError
-from streamer.frames import Frame, FrameProcessor, Sink
+from streamer.frames import Frame, FrameProcessor, Sink, StagedProcessor
 from streamer.sink_runner import Percentiles, RateMeter, SinkRunner, SinkStats, Timings
 from streamer.sources import Source
 
@@ -50,6 +58,7 @@ class PipelineConfig:
     head_pose: bool = True  # transfer head rotation, not only expressions, from the start
     stats_window: int = 300  # samples kept per timing for p50/p95 (~10 s at 30 fps); bounded
     poll_interval_s: float = 0.05  # how long idle threads wait before looking at the stop flag
+    overlap: bool = True  # run a StagedProcessor's halves on two threads (else one worker)
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,49 @@ class PipelineStats:
             f"wait {self.wait or '-'}  process {self.process or '-'}",
             *(sink.line() for sink in self.sinks),
         ]
+
+
+_FROZEN = object()  # handed to the finish worker instead of a prepared frame while frozen
+
+
+class Handoff:
+    """One prepared frame between the prepare and the finish worker.
+
+    The prepare worker waits for the slot to be empty before it takes the next camera frame
+    (wait_empty), then put()s; the finish worker take()s and calls done() when it has
+    finished. wait_idle() returns once no frame is in the slot or being finished."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: tuple[Frame, float, object] | None = None
+        self._busy = False
+
+    def wait_empty(self, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self._item is None, timeout)
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self._item is None and not self._busy, timeout)
+
+    def put(self, item: tuple[Frame, float, object]) -> None:
+        with self._cond:
+            assert self._item is None, "wait_empty() before put()"
+            self._item = item
+            self._cond.notify_all()
+
+    def take(self, timeout: float) -> tuple[Frame, float, object] | None:
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._item is not None, timeout):
+                return None
+            item, self._item, self._busy = self._item, None, True
+            self._cond.notify_all()
+            return item
+
+    def done(self) -> None:
+        with self._cond:
+            self._busy = False
+            self._cond.notify_all()
 
 
 class Pipeline:
@@ -97,6 +149,8 @@ class Pipeline:
         self._lock = threading.Lock()
         self._error: BaseException | None = None
         self._worker: threading.Thread | None = None
+        self._finisher: threading.Thread | None = None
+        self._handoff: Handoff | None = None
         self._closed = False
         # Controls: mirror/freeze are read by the worker; the rest wait for it in _pending.
         self._mirror = config.mirror
@@ -129,6 +183,12 @@ class Pipeline:
             return
         for runner in self._runners:
             runner.start()
+        if self._config.overlap and isinstance(self._processor, StagedProcessor):
+            self._handoff = Handoff()
+            self._finisher = threading.Thread(
+                target=self._finish_work, name="pipeline-finish", daemon=True
+            )
+            self._finisher.start()
         self._worker = threading.Thread(target=self._work, name="pipeline-worker", daemon=True)
         self._worker.start()
 
@@ -183,8 +243,9 @@ class Pipeline:
             return
         self._closed = True
         self.stop()
-        if self._worker is not None:
-            self._worker.join(timeout=10.0)
+        for thread in (self._worker, self._finisher):
+            if thread is not None:
+                thread.join(timeout=10.0)
         for runner in self._runners:
             runner.close()
         self._source.close()
@@ -276,35 +337,79 @@ class Pipeline:
         with self._lock:
             pending, self._pending = self._pending, {}
         if "portrait" in pending:
+            self._wait_finished()  # the finish worker renders with the current portrait
             self._processor.set_portrait(pending["portrait"])  # type: ignore[arg-type]
         if "head_pose" in pending:
             self._processor.set_pose_transfer(bool(pending["head_pose"]))
         if "recalibrate" in pending:
             self._processor.recalibrate()
 
+    def _wait_finished(self) -> None:
+        while self._handoff is not None and not self._stop.is_set():
+            if self._handoff.wait_idle(self._config.poll_interval_s):
+                return
+
     def _work(self) -> None:
+        """The (prepare) worker: camera frames → processed, or prepared for the finisher."""
+        handoff = self._handoff
         try:
             while not self._stop.is_set():
+                if handoff is not None and not handoff.wait_empty(self._config.poll_interval_s):
+                    continue
                 frame = self._source.read(timeout=self._config.poll_interval_s)
-                if frame is not None:
-                    self._handle(frame)
+                if frame is None:
+                    continue
+                start = time.monotonic()
+                self._apply_pending()
+                frozen = self._frozen and self._last_output is not None
+                driving = cv2.flip(frame.image, 1) if self._mirror else frame.image
+                if handoff is not None:
+                    assert isinstance(self._processor, StagedProcessor)
+                    prepared = _FROZEN if frozen else self._processor.prepare(driving)
+                    handoff.put((frame, start, prepared))
+                else:
+                    image = self._last_output if frozen else self._processor.process(driving)
+                    assert image is not None
+                    self._deliver(frame, start, image)
         except EOFError as exc:
             log.info("%s", exc)
+            self._wait_finished()
         except BaseException as exc:  # handed to run() / error
-            self._error = exc
-            log.error("pipeline stopped: %s", exc)
+            self._fail(exc)
         finally:
             self._stop.set()
 
-    def _handle(self, frame: Frame) -> None:
-        start = time.monotonic()
-        self._apply_pending()
-        if self._frozen and self._last_output is not None:
-            image = self._last_output
-        else:
-            driving = cv2.flip(frame.image, 1) if self._mirror else frame.image
-            image = self._processor.process(driving)
-            self._last_output = image
+    def _finish_work(self) -> None:
+        """The finish worker: prepared frames → avatar frames → sinks."""
+        assert self._handoff is not None and isinstance(self._processor, StagedProcessor)
+        try:
+            while not self._stop.is_set():
+                item = self._handoff.take(self._config.poll_interval_s)
+                if item is None:
+                    continue
+                frame, start, prepared = item
+                try:
+                    if prepared is _FROZEN:
+                        image = self._last_output
+                    else:
+                        image = self._processor.finish(prepared)
+                    assert image is not None
+                    self._deliver(frame, start, image)
+                finally:
+                    self._handoff.done()
+        except BaseException as exc:
+            self._fail(exc)
+            self._stop.set()
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._error is None:
+            self._error = exc
+        log.error("pipeline stopped: %s", exc)
+
+    def _deliver(self, frame: Frame, start: float, image: np.ndarray) -> None:
+        """Count one avatar frame (capture → start waited, start → now processed) and offer it
+        to every sink."""
+        self._last_output = image
         done = time.monotonic()
         self._wait.add(start - frame.capture_ts)
         self._process.add(done - start)

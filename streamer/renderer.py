@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import cv2
 import numpy as np
@@ -29,6 +29,7 @@ class RendererConfig:
     # else "warp" (training-free)
     providers: tuple[str, ...] = ("CPUExecutionProvider",)  # onnxruntime providers, in order
     threads: int = 0  # onnxruntime intra-op threads; 0 lets onnxruntime choose
+    precision: str = "fp32"  # neural generator: fp32, or int8 (quantized, faster: live default)
     model_dir: Path | None = None  # folder with manifest.json; None: the shipped assets
 
 
@@ -42,6 +43,34 @@ class Renderer(Protocol):
     def close(self) -> None:
         """Release the session; safe to call more than once."""
         ...
+
+
+@runtime_checkable
+class StagedRenderer(Protocol):
+    """A renderer whose frame splits into two halves that may run on different threads
+    (the live pipeline overlaps them across consecutive frames). render(t) = finish(begin(t))."""
+
+    def begin(self, target: np.ndarray) -> object:
+        """First half (target landmarks → an intermediate only finish() reads)."""
+        ...
+
+    def finish(self, begun: object) -> np.ndarray:
+        """Second half → (S, S, 3) uint8 BGR crop."""
+        ...
+
+
+def render_stages(
+    renderer: Renderer,
+) -> tuple[Callable[[np.ndarray], object], Callable[[object], np.ndarray]]:
+    """(begin, finish) of a renderer; one that does not split renders wholly in begin."""
+    if isinstance(renderer, StagedRenderer):
+        return renderer.begin, renderer.finish
+    return renderer.render, _rendered
+
+
+def _rendered(begun: object) -> np.ndarray:
+    assert isinstance(begun, np.ndarray)
+    return begun
 
 
 RendererFactory = Callable[[Portrait, RendererConfig], Renderer]

@@ -14,9 +14,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from streamer.cli import add_renderer_option
+from streamer.cli import add_renderer_option, renderer_config
 from streamer.errors import PortraitFileError
 from streamer.frames import FrameProcessor, Sink
+from streamer.renderer import RendererConfig
 from streamer.sources import Source
 from streamer.webrtc_client import EndpointConfig, run_client
 from streamer.webrtc_server import ServerConfig, ServerThread, resolve_token
@@ -25,15 +26,14 @@ from streamer.webrtc_server import ServerConfig, ServerThread, resolve_token
 class AnimatorFactory:
     """ProcessorFactory for `headcast serve`: one Animator per session, shared portrait."""
 
-    def __init__(self, portrait: object, renderer: str = "auto") -> None:
+    def __init__(self, portrait: object, renderer: RendererConfig = RendererConfig()) -> None:
         self._portrait = portrait
-        self._renderer = renderer  # warp, neural or auto
+        self._renderer = renderer
 
     def create(self) -> FrameProcessor:
         from streamer.animate import AnimateOptions, Animator
-        from streamer.renderer import RendererConfig
 
-        options = AnimateOptions(calibration="steady", renderer=RendererConfig(self._renderer))
+        options = AnimateOptions(calibration="steady", renderer=self._renderer)
         return Animator(self._portrait, options)
 
     def enroll(self, image: np.ndarray) -> object:
@@ -80,7 +80,7 @@ def add_serve_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
         "anything else requires a token)",
     )
     parser.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
-    add_renderer_option(parser)
+    add_renderer_option(parser, precision="int8")
     parser.add_argument(
         "--token",
         help="bearer token clients must send; generated and "
@@ -129,7 +129,7 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
 
 def run_serve(args: argparse.Namespace) -> int:
     config = serve_config(args)
-    factory = AnimatorFactory(load_portraits(args.portrait), args.renderer)
+    factory = AnimatorFactory(load_portraits(args.portrait), renderer_config(args))
     server = ServerThread(config, processors=factory)
     server.start()
     query = f"?token={config.token}" if config.token else ""

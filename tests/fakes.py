@@ -71,6 +71,52 @@ class FakeProcessor:
         self.closed += 1
 
 
+class FakeStagedProcessor(FakeProcessor):
+    """FakeProcessor split in halves (streamer.frames.StagedProcessor): prepare() takes
+    `prepare_s`, finish() `finish_s`. Records each half's threads and time spans, and fails
+    the run if the portrait is switched while a frame is between prepare and finish."""
+
+    def __init__(self, size: int = 96, prepare_s: float = 0.0, finish_s: float = 0.0,
+                 fail_finish_at: int | None = None) -> None:
+        super().__init__(size)
+        self.prepare_s, self.finish_s = prepare_s, finish_s
+        self.fail_finish_at = fail_finish_at
+        self.prepare_threads: set[int] = set()
+        self.finish_threads: set[int] = set()
+        self.spans: dict[str, list[tuple[float, float]]] = {"prepare": [], "finish": []}
+        self.in_flight = 0
+        self.finished = 0
+
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        self.prepare_threads.add(threading.get_ident())
+        start = time.monotonic()
+        self.in_flight += 1
+        self.inputs = [*self.inputs[-4:], image]
+        time.sleep(self.prepare_s)
+        self.spans["prepare"].append((start, time.monotonic()))
+        return image
+
+    def finish(self, prepared: object) -> np.ndarray:
+        assert isinstance(prepared, np.ndarray)
+        self.finish_threads.add(threading.get_ident())
+        start = time.monotonic()
+        self.finished += 1
+        if self.fail_finish_at is not None and self.finished >= self.fail_finish_at:
+            raise RuntimeError("fake finish failed")
+        time.sleep(self.finish_s)
+        self.in_flight -= 1
+        self.spans["finish"].append((start, time.monotonic()))
+        return cv2.resize(prepared, (self.size, self.size), interpolation=cv2.INTER_NEAREST)
+
+    def process(self, image: np.ndarray) -> np.ndarray:
+        return self.finish(self.prepare(image))
+
+    def set_portrait(self, portrait: object) -> None:
+        if self.in_flight:
+            raise RuntimeError("portrait switched with a frame in flight")
+        super().set_portrait(portrait)
+
+
 class FakeCameraReader:
     """A FrameReader that behaves like a webcam: paces itself at `fps`, delivers
     numbered_image(i), and from read number `fail_after` on fails every read (unplugged)."""

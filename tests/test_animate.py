@@ -91,3 +91,29 @@ def test_steady_calibration_waits_for_a_still_face(astronaut_portrait):
     anim.recalibrate()  # waiting again: the avatar eases back to rest while the face moves
     moving = [anim.target_landmarks(open_mouth(driver, 0.3 + 0.02 * (i % 2))) for i in range(40)]
     assert abs(_mouth(moving[-1]) - _mouth(rest)) < 0.02
+
+
+def test_prepared_frames_finish_on_another_thread_as_process_makes_them(data_dir):
+    """The live pipeline prepares frame n + 1 while it finishes frame n on another thread:
+    no state may be shared between the halves (e.g. a reused warp buffer)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from streamer.frames import StagedProcessor
+
+    frames = list(read_video_frames(data_dir / "driving" / "woman_long_expressive.mp4", 24))
+    portrait = enroll_images([frames[0]], EnrollConfig(crop_size=256))
+    serial, staged = Animator(portrait), Animator(portrait)
+    assert isinstance(staged, StagedProcessor)
+    expected = [serial.process(f) for f in frames]
+    got = []
+    with ThreadPoolExecutor(1) as finisher:
+        pending = None
+        for f in frames:
+            prepared = staged.prepare(f)  # while the previous frame finishes
+            if pending is not None:
+                got.append(pending.result())
+            pending = finisher.submit(staged.finish, prepared)
+        got.append(pending.result())
+    assert all(np.array_equal(a, b) for a, b in zip(expected, got, strict=True))
+    serial.close()
+    staged.close()

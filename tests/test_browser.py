@@ -22,6 +22,7 @@ from webrtc_utils import (
     write_y4m,
 )
 
+from streamer.renderer import RendererConfig
 from streamer.webrtc_server import ServerConfig, ServerThread, WebRTCSink
 
 pytestmark = [
@@ -89,7 +90,7 @@ def processors(data_dir: Path):  # type: ignore[no-untyped-def]
     # The training-free renderer: this test checks that the avatar's mouth follows the browser's
     # camera through WebRTC. The neural renderer draws the Mona Lisa's mouth nearly shut
     # (cross-reenactment mouth r 0.08–0.79 in the README), a model weakness measured there.
-    factory = AnimatorFactory(enroll_images([image], EnrollConfig()), renderer="warp")
+    factory = AnimatorFactory(enroll_images([image], EnrollConfig()), RendererConfig(name="warp"))
     return RecordingFactory(factory)
 
 

@@ -117,3 +117,20 @@ def test_enroll_needs_images_or_a_video(tmp_path, capsys):
     assert main(["enroll", "-o", str(tmp_path / "x.headcast")]) == 2
     assert "--from-video" in capsys.readouterr().err
     assert main(["enroll", "a.jpg", "--shots", "0", "-o", str(tmp_path / "x.headcast")]) == 2
+
+
+@pytest.mark.parametrize(("preset", "expected"), [(None, "1"), ("2", "2")])
+def test_importing_headcast_keeps_numpys_blas_to_one_thread_unless_told(preset, expected):
+    """OpenBLAS worker threads spin between the tiny solves of the warp and the head pose and
+    took half of a 2-core machine from the live loop; the user's own setting wins."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if preset is not None:
+        env["OPENBLAS_NUM_THREADS"] = preset
+    code = "import streamer, os; print(os.environ['OPENBLAS_NUM_THREADS'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == expected

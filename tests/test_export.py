@@ -2,6 +2,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -60,3 +61,29 @@ def test_shipped_neural_model_is_its_weights_exported():
     assert sum(paths[k].stat().st_size for k in ("embedder", "generator")) < 50e6
     E, G, _ = load_weights(paths["weights"])
     assert neural_parity(E, G, paths["embedder"], paths["generator"]) < 1e-3
+
+
+def test_shipped_int8_generator_draws_what_the_float_one_draws(astronaut_bgr):
+    """The quantized generator the live commands run agrees with the float one on real face
+    windows (the astronaut, never seen in calibration)."""
+    from export.quantize import agreement
+    from streamer.neural import NeuralRenderer, neural_available, with_embedding
+    from streamer.portrait import EnrollConfig, enroll_images
+    from streamer.renderer import RendererConfig, asset_dir, check_file, load_manifest_entry
+
+    int8 = RendererConfig(precision="int8")
+    if not neural_available(int8):
+        pytest.skip("no int8 generator shipped")
+    folder = asset_dir(int8)
+    files = [check_file(folder, load_manifest_entry(folder, k))
+             for k in ("generator_small", "generator_small_int8")]
+    portrait = enroll_images([astronaut_bgr], EnrollConfig(crop_size=512))
+    portrait = with_embedding(portrait, [astronaut_bgr])
+    renderer = NeuralRenderer(portrait)
+    feeds = []
+    for opening in np.linspace(0.0, 0.1, 6):
+        target = portrait.crop_landmarks.copy()
+        target[[14, 87, 178, 88, 95, 317, 402, 318, 324], 1] += opening * 512
+        feeds.append(renderer.begin(target).feed)
+    scores = agreement(*files, feeds)
+    assert scores["drawn_psnr_db"] > 33.0 and scores["mask_mean_abs"] < 0.01

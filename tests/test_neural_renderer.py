@@ -139,3 +139,40 @@ def test_corrupt_fine_tuned_generator_is_a_named_error(tiny_models, astronaut_po
     broken = replace(astronaut_portrait, generator=np.frombuffer(b"not onnx", np.uint8))
     with pytest.raises(ModelFileError, match="fine-tuned generator"):
         create_renderer(broken, config(tiny_models))
+
+
+def test_int8_generator_is_picked_by_precision_and_stays_close(tiny_models, astronaut_bgr,
+                                                               tmp_path):
+    import shutil
+    from dataclasses import replace
+
+    from export.quantize import add_int8_generator
+    from streamer.neural import NeuralRenderer, with_embedding
+    from streamer.portrait import EnrollConfig, enroll_images
+
+    models = tmp_path / "models"
+    shutil.copytree(tiny_models, models)
+    portrait = enroll_images([astronaut_bgr], EnrollConfig(crop_size=512))
+    portrait = with_embedding(portrait, [astronaut_bgr], config(models))
+    fp32 = NeuralRenderer(portrait, config(models))
+    targets = []
+    for opening in np.linspace(0.0, 0.08, 12):
+        target = portrait.crop_landmarks.copy()
+        target[14, 1] += opening * 512
+        targets.append(target)
+    feeds = [fp32.begin(t).feed for t in targets]
+    scores = add_int8_generator(models, "small", feeds[::2], feeds[1::2], "test")
+    assert scores["drawn_psnr_db"] > 30.0 and scores["mask_mean_abs"] < 0.02
+
+    int8 = create_renderer(portrait, replace(config(models), precision="int8"))
+    a, b = fp32.render(targets[-1]), int8.render(targets[-1])
+    assert not np.array_equal(a, b)  # another model ran…
+    assert np.abs(a.astype(int) - b.astype(int)).mean() < 2.0  # …that draws the same face
+    with pytest.raises(ValueError, match="precision"):
+        create_renderer(portrait, replace(config(models), precision="fp16"))
+
+    # A fine-tuned generator has no int8 version: it runs as stored, in fp32.
+    blob = np.frombuffer((models / "generator_small.onnx").read_bytes(), np.uint8)
+    tuned = replace(portrait, generator=blob)
+    c = create_renderer(tuned, replace(config(models), precision="int8")).render(targets[-1])
+    assert np.array_equal(a, c)

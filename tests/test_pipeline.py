@@ -11,6 +11,7 @@ import pytest
 from fakes import (
     FakeProcessor,
     FakeSink,
+    FakeStagedProcessor,
     fake_camera,
     image_number,
     numbered_image,
@@ -162,6 +163,74 @@ def test_controls_reach_the_processor_on_its_own_thread():
     assert len(processor.threads) == 1 and threading.get_ident() not in processor.threads
 
 
+def _overlapping(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> int:
+    return sum(1 for s0, e0 in a for s1, e1 in b if s0 < e1 and s1 < e0)
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_a_staged_processor_prepares_the_next_frame_while_it_finishes_one(overlap):
+    source, _ = fake_camera(fps=60.0)
+    sink = FakeSink()
+    processor = FakeStagedProcessor(prepare_s=0.02, finish_s=0.02)
+    config = PipelineConfig(overlap=overlap)
+    with Pipeline(source, processor, [sink], config) as pipeline:
+        pipeline.run(duration=0.8)
+    numbers = [r.number for r in sink.received]
+    assert len(numbers) > 5 and numbers == sorted(set(numbers))  # in order, none twice
+    both = processor.prepare_threads | processor.finish_threads
+    assert len(processor.prepare_threads) == len(processor.finish_threads) == 1
+    assert threading.get_ident() not in both
+    overlaps = _overlapping(processor.spans["prepare"], processor.spans["finish"])
+    if overlap:
+        assert processor.prepare_threads != processor.finish_threads
+        assert overlaps > 3
+    else:
+        assert processor.prepare_threads == processor.finish_threads
+        assert overlaps == 0
+    assert live_threads() == set()
+
+
+def test_a_staged_processor_switches_portrait_only_between_frames():
+    source, _ = fake_camera(fps=60.0)
+    processor = FakeStagedProcessor(prepare_s=0.005, finish_s=0.02)
+    with Pipeline(source, processor, [FakeSink()], portraits=["a", "b"]) as pipeline:
+        pipeline.start()
+        for i in range(10):
+            time.sleep(0.03)
+            pipeline.select_portrait(i % 2)
+        time.sleep(0.1)
+        pipeline.stop()
+    assert pipeline.error is None  # set_portrait raises with a frame in flight
+    assert len(processor.portraits) >= 5
+
+
+def test_a_failing_second_half_ends_the_run():
+    source, _ = fake_camera(fps=60.0)
+    with (
+        Pipeline(source, FakeStagedProcessor(fail_finish_at=3), [FakeSink()]) as pipeline,
+        pytest.raises(RuntimeError, match="fake finish failed"),
+    ):
+        pipeline.run(duration=5.0)
+    assert live_threads() == set()
+
+
+def test_freeze_works_with_a_staged_processor():
+    source, _ = fake_camera(fps=60.0)
+    sink = FakeSink()
+    processor = FakeStagedProcessor()
+    with Pipeline(source, processor, [sink]) as pipeline:
+        pipeline.start()
+        time.sleep(0.3)
+        pipeline.set_frozen(True)
+        time.sleep(0.1)
+        finished, count = processor.finished, len(sink.received)
+        time.sleep(0.3)
+        pipeline.stop()
+    assert processor.finished <= finished + 1
+    assert len(sink.received) - count > 5
+    assert len({r.number for r in sink.received[count:]}) == 1
+
+
 def test_mirror_flips_the_driving_frame():
     source, _ = fake_camera(fps=60.0)
     processor = FakeProcessor()
@@ -293,6 +362,7 @@ def test_stream_arguments_and_defaults():
     assert args.func is live_cli.run_stream
     assert args.portrait == ["a.jpg", "b.headcast"] and args.camera == "0"
     assert args.output is None and args.size == (1280, 720) and args.fit == "letterbox"
+    assert args.renderer == "auto" and args.precision == "int8"  # live: the quantized generator
     args = stream_args(
         "--portrait",
         "a.jpg",
