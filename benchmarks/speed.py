@@ -28,7 +28,7 @@ STAGES = ("decode", "track", "motion", "render", "paste")
 
 
 def measure(clip: Path, portrait_path: Path, crop: int, frames: int, threads: int,
-            renderer: str = "warp") -> dict:
+            renderer: str = "warp", precision: str = "fp32") -> dict:
     from streamer.animate import AnimateOptions, Animator
     from streamer.offline import enroll_shots
     from streamer.portrait import EnrollConfig
@@ -36,7 +36,7 @@ def measure(clip: Path, portrait_path: Path, crop: int, frames: int, threads: in
     from streamer.video_io import read_image, read_video_frames
 
     portrait = enroll_shots([read_image(portrait_path)], EnrollConfig(crop_size=crop))
-    config = RendererConfig(name=renderer, threads=threads)
+    config = RendererConfig(name=renderer, threads=threads, precision=precision)
     anim = Animator(portrait, AnimateOptions(renderer=config))
     times: dict[str, list[float]] = {k: [] for k in (*STAGES, "total")}
     decoder = read_video_frames(clip, frames)
@@ -82,19 +82,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: auto)")
     parser.add_argument("--data", type=Path, default=None)
     parser.add_argument("--renderer", choices=("warp", "neural"), default="warp")
+    parser.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+                        help="the neural generator's precision")
     args = parser.parse_args(argv)
     target_crop, target_ms = TARGETS_MS[args.renderer]
     data = args.data or default_data_dir()
     clip = data / "driving" / f"{args.clip}.mp4"
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; clip {clip.name}, "
-          f"{args.frames} frames (first 5 not counted); renderer {args.renderer}\n")
+          f"{args.frames} frames (first 5 not counted); renderer {args.renderer}"
+          f"{' ' + args.precision if args.renderer == 'neural' else ''}\n")
     header = "| portrait | crop | " + " | ".join(STAGES) + " | track+motion+render+paste | target |"
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for name in args.portraits:
         path = next((data / "portraits").glob(f"{name}.*"))
         for crop in (256, 512):
-            r = measure(clip, path, crop, args.frames, args.threads, args.renderer)
+            r = measure(clip, path, crop, args.frames, args.threads, args.renderer,
+                        args.precision)
             cells = " | ".join(f"{r[s][0]:.1f} / {r[s][1]:.1f}" for s in STAGES)
             verdict = "PASS" if r["total"][0] <= target_ms else "FAIL"
             verdict = verdict if crop == target_crop else "—"
