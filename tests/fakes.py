@@ -90,6 +90,7 @@ class FakeStagedProcessor(FakeProcessor):
     def prepare(self, image: np.ndarray) -> np.ndarray:
         self.prepare_threads.add(threading.get_ident())
         start = time.monotonic()
+        self.calls += 1
         self.in_flight += 1
         self.inputs = [*self.inputs[-4:], image]
         time.sleep(self.prepare_s)

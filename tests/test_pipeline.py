@@ -133,13 +133,20 @@ def test_when_no_sink_can_be_opened_the_run_fails_with_every_reason():
         pipeline.run(duration=5.0)
 
 
-def test_a_processor_error_ends_the_run():
+@pytest.mark.parametrize(
+    ("processor", "message"),
+    [(lambda: FakeProcessor(fail_at=3), "fake processor failed"),
+     (lambda: FakeStagedProcessor(fail_finish_at=3), "fake finish failed")],
+    ids=["one worker", "second half"],
+)
+def test_a_processor_error_ends_the_run(processor, message):
     source, _ = fake_camera(fps=60.0)
     with (
-        Pipeline(source, FakeProcessor(fail_at=3), [FakeSink()]) as pipeline,
-        pytest.raises(RuntimeError, match="fake processor failed"),
+        Pipeline(source, processor(), [FakeSink()]) as pipeline,
+        pytest.raises(RuntimeError, match=message),
     ):
         pipeline.run(duration=5.0)
+    assert live_threads() == set()
 
 
 def test_controls_reach_the_processor_on_its_own_thread():
@@ -204,33 +211,6 @@ def test_a_staged_processor_switches_portrait_only_between_frames():
     assert len(processor.portraits) >= 5
 
 
-def test_a_failing_second_half_ends_the_run():
-    source, _ = fake_camera(fps=60.0)
-    with (
-        Pipeline(source, FakeStagedProcessor(fail_finish_at=3), [FakeSink()]) as pipeline,
-        pytest.raises(RuntimeError, match="fake finish failed"),
-    ):
-        pipeline.run(duration=5.0)
-    assert live_threads() == set()
-
-
-def test_freeze_works_with_a_staged_processor():
-    source, _ = fake_camera(fps=60.0)
-    sink = FakeSink()
-    processor = FakeStagedProcessor()
-    with Pipeline(source, processor, [sink]) as pipeline:
-        pipeline.start()
-        time.sleep(0.3)
-        pipeline.set_frozen(True)
-        time.sleep(0.1)
-        finished, count = processor.finished, len(sink.received)
-        time.sleep(0.3)
-        pipeline.stop()
-    assert processor.finished <= finished + 1
-    assert len(sink.received) - count > 5
-    assert len({r.number for r in sink.received[count:]}) == 1
-
-
 def test_mirror_flips_the_driving_frame():
     source, _ = fake_camera(fps=60.0)
     processor = FakeProcessor()
@@ -241,10 +221,11 @@ def test_mirror_flips_the_driving_frame():
         assert pipeline.toggle_mirror() is False
 
 
-def test_freeze_repeats_the_last_avatar_frame_with_fresh_timestamps():
+@pytest.mark.parametrize("make", [FakeProcessor, FakeStagedProcessor])
+def test_freeze_repeats_the_last_avatar_frame_with_fresh_timestamps(make):
     source, _ = fake_camera(fps=60.0)
     sink = FakeSink()
-    processor = FakeProcessor()
+    processor = make()
     with Pipeline(source, processor, [sink]) as pipeline:
         pipeline.start()
         time.sleep(0.3)
