@@ -1,10 +1,12 @@
 """README pictures: portraits driven by real clips, next to the driver.
 
-    python -m benchmarks.figures [--portraits mona_lisa einstein] [--clips ...] [--out docs]
+    python -m benchmarks.figures [--portraits mona_lisa einstein] [--clips ...]
+        [--renderers warp neural] [--out docs]
 
 For each clip, four frames are picked from the driver's own landmarks: the rest frame, the
 widest mouth, the deepest blink and the largest head turn; each row shows the driver and
-every portrait animated by it (relative motion, 512 crop, the Animator's defaults).
+every portrait animated by it with each renderer (relative motion, 512 crop, otherwise the
+Animator's defaults).
 """
 
 from __future__ import annotations
@@ -48,9 +50,11 @@ def _tile(image: np.ndarray, lm: np.ndarray | None, label: str) -> np.ndarray:
     return tile
 
 
-def figure(data: Path, clip: str, portraits: list[str], frames: int) -> np.ndarray:
+def figure(data: Path, clip: str, portraits: list[str], frames: int,
+           renderers: list[str]) -> np.ndarray:
     from streamer.animate import AnimateOptions, Animator
-    from streamer.portrait import enroll_images
+    from streamer.offline import enroll_shots
+    from streamer.renderer import RendererConfig
     from streamer.tracker import FaceTracker
     from streamer.video_io import read_image, read_video_frames, video_fps
 
@@ -60,14 +64,17 @@ def figure(data: Path, clip: str, portraits: list[str], frames: int) -> np.ndarr
         lms = [tracker.detect(f) for f in video]
     picks = _pick(lms)
     columns = [[_tile(video[i], lms[i], f"{clip[:18]} t={i} {what}") for what, i in picks]]
+    wanted = {i for _, i in picks}
     for name in portraits:
-        portrait = enroll_images([read_image(next((data / "portraits").glob(f"{name}.*")))])
-        anim = Animator(portrait, AnimateOptions(fps=video_fps(path)))
-        wanted = {i for _, i in picks}
-        outs = {i: o for i, o in enumerate(anim.process(f) for f in video) if i in wanted}
-        anim.close()
-        with FaceTracker(video=False) as still:
-            columns.append([_tile(outs[i], still.detect(outs[i]), name) for _, i in picks])
+        portrait = enroll_shots([read_image(next((data / "portraits").glob(f"{name}.*")))])
+        for renderer in renderers:
+            options = AnimateOptions(fps=video_fps(path), renderer=RendererConfig(renderer))
+            anim = Animator(portrait, options)
+            outs = {i: o for i, o in enumerate(anim.process(f) for f in video) if i in wanted}
+            anim.close()
+            label = f"{name} {renderer}"
+            with FaceTracker(video=False) as still:
+                columns.append([_tile(outs[i], still.detect(outs[i]), label) for _, i in picks])
     rows = [np.hstack([col[r] for col in columns]) for r in range(len(picks))]
     width = max(r.shape[1] for r in rows)
     return np.vstack([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows])
@@ -80,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clips", nargs="+",
                         default=["woman_long_expressive", "man_glasses_office"])
     parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--renderers", nargs="+", default=["warp", "neural"],
+                        choices=("warp", "neural"))
     parser.add_argument("--out", type=Path, default=Path("docs"))
     parser.add_argument("--data", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -87,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     for clip in args.clips:
         path = args.out / f"driven_{clip}.jpg"
-        cv2.imwrite(str(path), figure(data, clip, args.portraits, args.frames),
+        cv2.imwrite(str(path), figure(data, clip, args.portraits, args.frames, args.renderers),
                     [cv2.IMWRITE_JPEG_QUALITY, 88])
         print(f"wrote {path}")
     return 0

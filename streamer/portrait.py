@@ -125,23 +125,40 @@ def _fill(size: int, polygons: list[np.ndarray]) -> np.ndarray:
 # Mouth-interior colours relative to the lips'. On the open mouths of the shared clips (gap
 # > 0.15 IOD), the inside of MediaPipe's inner-lip contour is about as bright as the lips
 # (median 0.93) and teeth lift the band under the upper lip; only the core is dark. The rim
-# stays near the lips' tone, the core darkens, and teeth are the lips' lightness raised and
-# desaturated (so a brown painting gets ivory, not green, teeth).
+# stays near the lips' tone, the core darkens, and teeth are the lips' lightness raised, in
+# the colour of the portrait's own light (so the Mona Lisa's varnish gives ivory teeth where
+# neutral grey looked blue next to it).
 CAVITY_RIM = 0.8
 CAVITY_CORE = 0.35
 TEETH_LIGHTNESS = 1.4
 TEETH_TINT = 0.2  # how much of the lips' hue the teeth keep
+HIGHLIGHT_QUANTILE = 90  # face pixels at least this bright (percentile) are its highlights
+HIGHLIGHT_CHROMA = 0.5  # how much of the highlights' colour white keeps (skin is not white)
+
+
+def light_colour(crop: np.ndarray, lm: np.ndarray) -> np.ndarray:
+    """(3,) float32 BGR, brightest channel 1: white under the portrait's light, taken as its
+    face highlights' colour at HIGHLIGHT_CHROMA of their saturation (a varnished painting's
+    white is yellow, a black-and-white photo's grey)."""
+    face = _fill(crop.shape[0], [lm[L.FACE_OVAL]]) > 128
+    pixels = crop[face].astype(np.float32) / 255.0
+    if len(pixels) < 16:
+        return np.ones(3, np.float32)
+    lightness = pixels.mean(axis=1)
+    colour = np.median(pixels[lightness >= np.percentile(lightness, HIGHLIGHT_QUANTILE)], axis=0)
+    colour = colour / max(float(colour.max()), 1e-6)
+    return (1.0 - HIGHLIGHT_CHROMA * (1.0 - colour)).astype(np.float32)
 
 
 def mouth_colors(crop: np.ndarray, lm: np.ndarray) -> np.ndarray:
-    """(3, 3) float32 0–1 BGR: cavity rim, cavity core, teeth — from the portrait's lips, so
-    a painting's mouth keeps the painting's palette."""
+    """(3, 3) float32 0–1 BGR: cavity rim, cavity core, teeth — from the portrait's lips and
+    light, so a painting's mouth keeps the painting's palette."""
     size = crop.shape[0]
     lips = (_fill(size, [lm[L.LIPS_OUTER]]) & ~_fill(size, [lm[L.LIPS_INNER]])) > 128
     pixels = crop.astype(np.float32) / 255.0
     lip = np.median(pixels[lips], axis=0) if lips.any() else np.array([0.35, 0.35, 0.55])
-    grey = np.full(3, min(0.92, float(lip.mean()) * TEETH_LIGHTNESS))
-    teeth = (1.0 - TEETH_TINT) * grey + TEETH_TINT * lip
+    white = min(0.92, float(lip.mean()) * TEETH_LIGHTNESS) * light_colour(crop, lm)
+    teeth = (1.0 - TEETH_TINT) * white + TEETH_TINT * lip
     rows = [lip * CAVITY_RIM, lip * CAVITY_CORE, teeth]
     return np.clip(np.stack(rows), 0.0, 0.95).astype(np.float32)
 

@@ -105,3 +105,22 @@ def test_k_shot_keeps_every_shot_and_renders_the_most_frontal(astronaut_bgr):
     p = enroll_images([turned, astronaut_bgr], EnrollConfig(crop_size=256))
     assert p.shots.shape == (2, 478, 3)
     assert np.array_equal(p.image, astronaut_bgr)  # the unsqueezed one is more frontal
+
+
+def test_teeth_take_the_colour_of_the_portraits_light(astronaut_portrait):
+    """A varnished painting's white is yellow: its synthetic teeth must be too, not the
+    neutral grey that looks blue next to it."""
+    from streamer.portrait import light_colour, mouth_colors
+
+    p = astronaut_portrait
+    varnish = np.array([0.6, 0.85, 1.0])  # BGR, the Mona Lisa's measured cast
+    tinted = np.clip(p.crop * varnish, 0, 255).astype(np.uint8)
+    plain_light, tinted_light = (light_colour(c, p.crop_landmarks) for c in (p.crop, tinted))
+    assert plain_light.max() == 1.0 and tinted_light.max() == 1.0
+    b_over_r = lambda c: c[0] / c[2]  # noqa: E731
+    assert b_over_r(tinted_light) < 0.85 * b_over_r(plain_light)
+    teeth_plain = mouth_colors(p.crop, p.crop_landmarks)[2]
+    teeth_tinted = mouth_colors(tinted, p.crop_landmarks)[2]
+    assert b_over_r(teeth_tinted) < 0.85 * b_over_r(teeth_plain)
+    grey = cv2.cvtColor(cv2.cvtColor(p.crop, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    assert np.allclose(light_colour(grey, p.crop_landmarks), 1.0)  # black and white: grey
