@@ -99,10 +99,11 @@ def test_main_thread_sinks_are_driven_by_run_on_the_calling_thread():
     assert window.closed == 1 and broken.closed >= 1
 
 
-def test_a_camera_that_disappears_ends_the_run_with_source_lost():
+@pytest.mark.parametrize("make", [FakeProcessor, FakeStagedProcessor])
+def test_a_camera_that_disappears_ends_the_run_with_source_lost(make):
     source, _ = fake_camera(fps=60.0, fail_after=20, lost_after_s=0.2)
     sink = FakeSink()
-    with Pipeline(source, FakeProcessor(), [sink]) as pipeline:
+    with Pipeline(source, make(), [sink]) as pipeline:
         with pytest.raises(SourceLostError):
             pipeline.run(duration=10.0)
         assert isinstance(pipeline.error, SourceLostError)
