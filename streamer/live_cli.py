@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from streamer.cli import add_renderer_option, renderer_config
 from streamer.controls import HELP, Controls
+from streamer.errors import SinkUnavailableError
 from streamer.frames import Sink
 from streamer.pipeline import AvatarProcessor, Pipeline, PipelineConfig, PipelineStats
 from streamer.renderer import RendererConfig
@@ -191,19 +192,30 @@ def _url_option(
     return {"url": arg} if arg else {}
 
 
+def _record_options(
+    arg: str, args: argparse.Namespace, pipeline: Pipeline, controls: Controls
+) -> dict[str, Any]:
+    return {"path": arg}
+
+
 # Keyword arguments for create_sink(), per output name (`name:ARG` passes ARG); other
 # names get url=ARG when given (whip:URL).
 OUTPUT_OPTIONS: dict[str, OutputOptions] = {
     "virtualcam": _virtualcam_options,
     "preview": _preview_options,
     "webrtc": _webrtc_options,
+    "record": _record_options,
 }
 
 
 def _check_outputs(outputs: Sequence[str]) -> None:
-    """Fail before the slow loading when an output name is unknown."""
+    """Fail before the slow loading when an output name is unknown (or lacks its argument)."""
     for spec in outputs:
-        check_sink_name(spec.partition(":")[0])
+        name, _, arg = spec.partition(":")
+        check_sink_name(name)
+        if name == "record" and not arg:
+            raise SinkUnavailableError("--output record needs a file: record:OUT.mp4 "
+                                       "(or --record OUT.mp4)")
 
 
 def _print_stats(stats: PipelineStats) -> None:

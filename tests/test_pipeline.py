@@ -363,10 +363,12 @@ def test_stream_arguments_and_defaults():
         stream_args("--portrait", "a.jpg", "--size", "big")
 
 
-def test_stream_with_an_unknown_output_fails_before_loading(monkeypatch):
+@pytest.mark.parametrize(("output", "message"), [("nope", "unknown output 'nope'"),
+                                               ("record", "record:OUT.mp4")])
+def test_stream_with_a_bad_output_fails_before_loading(monkeypatch, output, message):
     monkeypatch.setattr(live_cli, "load_portraits", lambda paths: pytest.fail("loaded"))
-    with pytest.raises(SinkUnavailableError, match="unknown output 'nope'"):
-        live_cli.run_stream(stream_args("--portrait", "a.jpg", "--output", "nope"))
+    with pytest.raises(SinkUnavailableError, match=message):
+        live_cli.run_stream(stream_args("--portrait", "a.jpg", "--output", output))
 
 
 def test_stream_records_a_clip_end_to_end(tmp_path, monkeypatch):
