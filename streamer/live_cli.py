@@ -66,6 +66,12 @@ def add_stream_command(subparsers: Any) -> argparse.ArgumentParser:
     )
     add_renderer_option(parser, precision="int8")
     parser.add_argument(
+        "--no-overlap",
+        action="store_true",
+        help="track and render each frame on one thread (lower latency, lower frame rate; "
+        "by default the next frame is tracked while this one renders)",
+    )
+    parser.add_argument(
         "--mirror",
         action="store_true",
         help="flip the camera left-right first, so the avatar moves like a mirror",
@@ -117,7 +123,9 @@ def run_stream(args: argparse.Namespace) -> int:
         stack.callback(source.close)
         processor = make_processor(portraits[0], source.fps, renderer_config(args))
         stack.callback(processor.close)
-        config = PipelineConfig(mirror=args.mirror, head_pose=not args.no_head_pose)
+        config = PipelineConfig(
+            mirror=args.mirror, head_pose=not args.no_head_pose, overlap=not args.no_overlap
+        )
         pipeline = stack.enter_context(Pipeline(source, processor, (), config, portraits))
         controls = Controls(pipeline)
         for spec in outputs:

@@ -345,6 +345,7 @@ def test_stream_arguments_and_defaults():
     assert args.portrait == ["a.jpg", "b.headcast"] and args.camera == "0"
     assert args.output is None and args.size == (1280, 720) and args.fit == "letterbox"
     assert args.renderer == "auto" and args.precision == "int8"  # live: the quantized generator
+    assert args.no_overlap is False
     args = stream_args(
         "--portrait",
         "a.jpg",
@@ -357,8 +358,10 @@ def test_stream_arguments_and_defaults():
         "crop",
         "--no-head-pose",
         "--mirror",
+        "--no-overlap",
     )
     assert args.output == ["whip:http://h/whip", "preview"] and args.size == (640, 360)
+    assert args.no_overlap and args.mirror and args.no_head_pose
     with pytest.raises(SystemExit):
         stream_args("--portrait", "a.jpg", "--size", "big")
 
@@ -371,13 +374,15 @@ def test_stream_with_a_bad_output_fails_before_loading(monkeypatch, output, mess
         live_cli.run_stream(stream_args("--portrait", "a.jpg", "--output", output))
 
 
-def test_stream_records_a_clip_end_to_end(tmp_path, monkeypatch):
+@pytest.mark.parametrize("overlap", [True, False])
+def test_stream_records_a_clip_end_to_end(tmp_path, monkeypatch, overlap):
     clip = write_clip(tmp_path / "in.mp4", frames=10, fps=10.0, size=(64, 48))
     out = tmp_path / "out.mp4"
     sinks: list[FakeSink] = []
     register_sink("fake-cli", lambda **kw: sinks.append(FakeSink("fake-cli")) or sinks[-1])
     monkeypatch.setattr(live_cli, "load_portraits", lambda paths: list(paths))
-    monkeypatch.setattr(live_cli, "make_processor", lambda *a, **kw: FakeProcessor(96))
+    processor = FakeStagedProcessor(96)
+    monkeypatch.setattr(live_cli, "make_processor", lambda *a, **kw: processor)
     args = stream_args(
         "--portrait",
         "p.jpg",
@@ -390,8 +395,11 @@ def test_stream_records_a_clip_end_to_end(tmp_path, monkeypatch):
         "--duration",
         "2.05",
         "--stats",
+        *([] if overlap else ["--no-overlap"]),
     )
     assert live_cli.run_stream(args) == 0
+    # --no-overlap: both halves on one worker; by default on two
+    assert (processor.prepare_threads != processor.finish_threads) is overlap
     frames = list(read_video_frames(out))
     delivered = sinks[0].received
     # real time at the clip's 10 fps: one frame per 0.1 s, skipped ones filled in
