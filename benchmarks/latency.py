@@ -28,20 +28,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from benchmarks.quality import default_data_dir
 from streamer.frames import Frame, Sink
 from streamer.pipeline import AvatarProcessor, Pipeline, PipelineConfig, PipelineStats
 from streamer.sink_virtualcam import VirtualCamConfig, VirtualCamSink
 from streamer.sources import VideoFileSource
 
 BACKEND = "benchmark-null"
-
-
-def default_data_dir() -> Path:
-    """HEADCAST_DATA, else ../shared/data relative to the project root."""
-    env = os.environ.get("HEADCAST_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 class NullCamBackend:

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from export.neural_export import _dims, _entry
@@ -42,11 +41,11 @@ def calibration_feeds(clips: list[Path], per_clip: int = WINDOWS_PER_CLIP,
     from streamer.neural import WarpedWindow, with_embedding
     from streamer.portrait import EnrollConfig, enroll_images
     from streamer.renderer import RendererConfig
-    from streamer.video_io import video_fps
+    from streamer.video_io import read_video_frames, video_fps
 
     feeds: list[dict[str, np.ndarray]] = []
     for clip in clips:
-        images = list(_frames(clip, frames))
+        images = list(read_video_frames(clip, frames))
         portrait = enroll_images(images[:1], EnrollConfig(crop_size=512))
         portrait = with_embedding(portrait, images[:1])
         options = AnimateOptions(fps=video_fps(clip), renderer=RendererConfig(name="neural"))
@@ -59,18 +58,6 @@ def calibration_feeds(clips: list[Path], per_clip: int = WINDOWS_PER_CLIP,
                 feeds.append(prepared.begun.feed)
         animator.close()
     return feeds
-
-
-def _frames(path: Path, count: int) -> Iterator[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    try:
-        for _ in range(count):
-            ok, frame = cap.read()
-            if not ok:
-                return
-            yield frame
-    finally:
-        cap.release()
 
 
 def quantize_generator(fp32: Path, out: Path, feeds: list[dict[str, np.ndarray]]) -> None:
@@ -146,11 +133,13 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m export.quantize", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=None, help="shared data folder")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="shared data folder (default: $HEADCAST_DATA or ../shared/data)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="model folder")
     parser.add_argument("--name", default="small", help="model name in the manifest")
     args = parser.parse_args(argv)
-    data = args.data or Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    shared = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    data = args.data or Path(os.environ.get("HEADCAST_DATA") or shared)
     feeds = calibration_feeds(training_clips(data))
     calibrate, check = feeds[::2], feeds[1::2]
     note = f"{len(calibrate)} windows of {CLIPS} shared/train clips"
