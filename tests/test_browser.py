@@ -89,7 +89,7 @@ def processors(data_dir: Path):  # type: ignore[no-untyped-def]
     image = read_image(data_dir / "portraits" / PORTRAIT)
     # The training-free renderer: this test checks that the avatar's mouth follows the browser's
     # camera through WebRTC. The neural renderer draws the Mona Lisa's mouth nearly shut
-    # (cross-reenactment mouth r 0.08–0.79 in the README), a model weakness measured there.
+    # (cross-reenactment mouth r 0.02–0.80 in the README), a model weakness measured there.
     factory = AnimatorFactory(enroll_images([image], EnrollConfig()), RendererConfig(name="warp"))
     return RecordingFactory(factory)
 
