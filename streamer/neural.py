@@ -23,7 +23,7 @@ import numpy as np
 from streamer import landmarks as L
 from streamer.errors import ModelFileError
 from streamer.landmark_image import landmark_image
-from streamer.portrait import Portrait, image_hash
+from streamer.portrait import CropBox, EnrollConfig, Portrait, crop_box, cut_crop, image_hash
 from streamer.renderer import (
     RendererConfig,
     WarpRenderer,
@@ -69,11 +69,7 @@ class Window:
 
     def landmarks(self, lm: np.ndarray) -> np.ndarray:
         """(478, 3) crop pixels → network pixels of the window."""
-        out = lm.astype(np.float32).copy()
-        out[:, 0] -= self.x0
-        out[:, 1] -= self.y0
-        out *= self.scale
-        return out
+        return CropBox(self.x0, self.y0, self.side, self.size).to_crop(lm)
 
     def cut(self, image: np.ndarray) -> np.ndarray:
         """(S, S, ...) → (size, size, ...) the window of an image of the crop."""
@@ -169,8 +165,6 @@ def shot_crops(portrait: Portrait, images: list[np.ndarray], size: int = SHOT_CR
     order (matched by content hash; faceless ones that enrollment skipped are ignored). Frames
     of one video (all the same size) share the rendered shot's crop box so their backgrounds
     line up with the warp of the rendered shot; separate photos get their own."""
-    from streamer.portrait import CropBox, EnrollConfig, crop_box, cut_crop
-
     images = _shot_images(portrait, images)
     shared = CropBox(portrait.box.x0, portrait.box.y0, portrait.box.side, size)
     same_camera = len({im.shape for im in images}) == 1

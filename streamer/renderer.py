@@ -118,16 +118,21 @@ def load_manifest_entry(model_dir: Path, key: str) -> dict:
 
 def check_file(model_dir: Path, entry: dict) -> Path:
     """The path of a manifest entry's file, after checking it exists and its sha256."""
+    return _checked_bytes(model_dir, entry)[0]
+
+
+def _checked_bytes(model_dir: Path, entry: dict) -> tuple[Path, bytes]:
     path = model_dir / entry["file"]
     if not path.is_file():
         raise ModelFileError(
             f"{path}: model file missing; reinstall headcast or run `python -m export`"
         )
-    if hashlib.sha256(path.read_bytes()).hexdigest() != entry["sha256"]:
+    blob = path.read_bytes()
+    if hashlib.sha256(blob).hexdigest() != entry["sha256"]:
         raise ModelFileError(
             f"{path}: sha256 does not match the manifest (corrupt or replaced file)"
         )
-    return path
+    return path, blob
 
 
 def open_session(model_dir: Path, key: str, config: RendererConfig):  # type: ignore[no-untyped-def]
@@ -135,8 +140,7 @@ def open_session(model_dir: Path, key: str, config: RendererConfig):  # type: ig
     import onnxruntime as ort
 
     entry = load_manifest_entry(model_dir, key)
-    path = check_file(model_dir, entry)
-    blob = path.read_bytes()
+    path, blob = _checked_bytes(model_dir, entry)
     session = ort.InferenceSession(blob, _session_options(config), providers=_providers(config))
     _check_signature(session, entry, path)
     return session, entry
