@@ -101,17 +101,15 @@ def finetune(
         n = len(pick)
         out, _, _ = G(b["landmarks"], b["warp"], b["valid"], psi_p.expand(n, -1))
         loss, _ = losses.content_loss(out, b["target"], b["mouth"], options.w_mouth)
-        fake_score, fake_feats, _ = D(out, b["landmarks"], w=w_p.expand(n, -1))
-        with torch.no_grad():
-            _, real_feats, _ = D(b["target"], b["landmarks"], w=w_p.expand(n, -1))
-        loss = (loss + options.w_fm * losses.feature_matching(fake_feats, real_feats)
-                + options.w_adv * losses.hinge_g(fake_score))
+        w = w_p.expand(n, -1)
+        fm, adv, _ = losses.generator_adversarial(D, out, b["target"], b["landmarks"], w=w)
+        loss = loss + options.w_fm * fm + options.w_adv * adv
         opt_g.zero_grad(set_to_none=True)
         loss.backward()
         opt_g.step()
-        scores, _, _ = D(torch.cat([b["target"], out.detach()]),
-                         torch.cat([b["landmarks"], b["landmarks"]]), w=w_p.expand(2 * n, -1))
-        d_loss = losses.hinge_d(*scores.split(n))
+        real_score, fake_score, _ = losses.discriminator_scores(
+            D, b["target"], out.detach(), b["landmarks"], w=w)
+        d_loss = losses.hinge_d(real_score, fake_score)
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()

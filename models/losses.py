@@ -75,3 +75,29 @@ def hinge_g(fake_score: torch.Tensor) -> torch.Tensor:
 def embedding_match(w_i: torch.Tensor, e_hat: torch.Tensor) -> torch.Tensor:
     """L_MCH: pulls the per-video discriminator embedding and the embedder's output together."""
     return (w_i - e_hat).abs().mean()
+
+
+def generator_adversarial(
+    D: torch.nn.Module, fake: torch.Tensor, real: torch.Tensor, landmarks: torch.Tensor,
+    **identity: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """G's adversarial terms: feature matching of D's features of the fake to those of the
+    real image (no gradient through the real pass) and the hinge loss of the fake's score.
+    identity: video= (meta-learning) or w= (fine-tuning) → (fm, adv, the embedding D used)."""
+    fake_score, fake_feats, w = D(fake, landmarks, **identity)
+    with torch.no_grad():
+        _, real_feats, _ = D(real, landmarks, **identity)
+    fm = feature_matching([f.float() for f in fake_feats], [f.float() for f in real_feats])
+    return fm, hinge_g(fake_score.float()), w
+
+
+def discriminator_scores(
+    D: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor, landmarks: torch.Tensor,
+    **identity: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """D on real and fake images in one forward (identity as for generator_adversarial, one
+    row per image pair) → (real scores, fake scores, the embedding D used for them)."""
+    doubled = {k: torch.cat([v, v]) for k, v in identity.items()}
+    scores, _, w = D(torch.cat([real, fake]), torch.cat([landmarks, landmarks]), **doubled)
+    real_score, fake_score = scores.float().split(len(fake))
+    return real_score, fake_score, w[: len(fake)]

@@ -69,12 +69,8 @@ class Trainer:
             out, _, mask = self.G(b["landmarks"], b["warp"], b["valid"], psi)
             loss, log = losses.content_loss(out.float(), b["target"], b["mouth"], c.w_mouth)
             if adversarial:
-                fake_score, fake_feats, w_i = self.D(out, b["landmarks"], video=b["video"])
-                with torch.no_grad():
-                    _, real_feats, _ = self.D(b["target"], b["landmarks"], video=b["video"])
-                fm = losses.feature_matching([f.float() for f in fake_feats],
-                                             [f.float() for f in real_feats])
-                adv = losses.hinge_g(fake_score.float())
+                fm, adv, w_i = losses.generator_adversarial(self.D, out, b["target"],
+                                                            b["landmarks"], video=b["video"])
                 loss = loss + c.w_fm * fm + c.w_adv * adv
                 log.update(fm=fm.item(), adv_g=adv.item())
             else:
@@ -97,14 +93,11 @@ class Trainer:
                 e_hat: torch.Tensor) -> dict[str, float]:
         """Hinge loss on real and fake together (one forward), plus L_MCH pulling W_i to ê."""
         c = self.config
-        n = len(fake)
         with self.autocast:
-            scores, _, w = self.D(torch.cat([b["target"], fake]),
-                                  torch.cat([b["landmarks"], b["landmarks"]]),
-                                  video=torch.cat([b["video"], b["video"]]))
-            real_score, fake_score = scores.float().split(n)
+            real_score, fake_score, w = losses.discriminator_scores(
+                self.D, b["target"], fake, b["landmarks"], video=b["video"])
             d_loss = losses.hinge_d(real_score, fake_score)
-            d_loss = d_loss + c.w_mch * losses.embedding_match(w[:n].float(), e_hat.float())
+            d_loss = d_loss + c.w_mch * losses.embedding_match(w.float(), e_hat.float())
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_d.step()
