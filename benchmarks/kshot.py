@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ import cv2
 import numpy as np
 
 from benchmarks import protocol as P
+from benchmarks.quality import log
 
 CLIPS = ("man_glasses_lab", "man_glasses_office", "man_glasses_orange_wall",
          "man_green_backdrop", "woman_beige_backdrop", "woman_long_expressive",
@@ -62,10 +62,6 @@ class Scores:
             "akd": P.akd(self.driver_lms, self.output_lms),
             "open_frames": len(self.mouth_psnr),
         }
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def load_clip(path: Path) -> list[np.ndarray]:
