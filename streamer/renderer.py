@@ -232,9 +232,9 @@ class WarpRenderer:
         synthesized mouth covers them or the map reached past the crop's edge."""
         grid, mouth, box = self.sampling(target)
         out, alpha = composite_alpha(self._crop, self._own_mouth, grid, mouth, box)
-        s = self._size
-        inside = ((grid >= -0.5) & (grid <= s - 0.5)).all(axis=2)
-        return out, (1.0 - alpha) * inside
+        edge = self._size - 0.5
+        inside = cv2.inRange(grid, (-0.5, -0.5), (edge, edge))  # 255 where both x and y are in
+        return out, cv2.multiply(1.0 - alpha, inside.astype(np.float32), scale=1.0 / 255.0)
 
     def sampling(self, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Run the generator → (sampling map (S, S, 2), mouth layer, mouth box in pixels)."""
