@@ -12,11 +12,12 @@ import onnx
 import torch
 
 from models.warp_generator import WarpDims, WarpGenerator
-from streamer.warp_inputs import FIELD_SIZE, NUM_CTRL, NUM_MOUTH
+from streamer.warp_inputs import FIELD_SIZE, NUM_CTRL, NUM_LID, NUM_MOUTH
 
 OPSET = 17
 INPUT_NAMES = [
-    "ctrl", "tps", "mouth_poly", "mouth_frame", "mouth_box", "fine_boxes", "colors"]
+    "ctrl", "tps", "mouth_poly", "mouth_frame", "mouth_box", "fine_boxes", "colors", "lids",
+    "irises"]
 OUTPUT_NAMES = ["flow", "mouth", "fine_flow"]
 
 
@@ -34,7 +35,17 @@ def example_inputs(dims: WarpDims) -> tuple[torch.Tensor, ...]:
     fine = torch.tensor(
         [[-0.4, -0.3, -0.1, -0.1], [0.1, -0.3, 0.4, -0.1], [-0.3, -0.15, 0.3, 0.25]]
     )
-    return ctrl, tps, poly, frame, box, fine, torch.rand(3, 3, generator=gen)
+    lids = torch.stack([torch.stack([_eye(c, 0.3), _eye(c, 1.0)]) for c in (-0.25, 0.25)])
+    irises = torch.tensor([[[-0.24, -0.2], [-0.25, -0.2]], [[0.26, -0.2], [0.25, -0.2]]])
+    return ctrl, tps, poly, frame, box, fine, torch.rand(3, 3, generator=gen), lids, irises
+
+
+def _eye(centre: float, open_: float) -> torch.Tensor:
+    """(2, NUM_LID, 2) lid lines of an eye at (centre, -0.2), open_ × open, corners shared."""
+    x = torch.linspace(-0.1, 0.1, NUM_LID) * (1.0 if centre < 0 else -1.0)
+    arc = 1.0 - (x / 0.1) ** 2
+    y = torch.stack([-0.2 - 0.02 * arc * open_, -0.2 + 0.03 * arc])
+    return torch.stack([(centre + x).expand(2, -1), y], dim=2)
 
 
 def warp_dims(crop_size: int) -> WarpDims:
@@ -43,6 +54,7 @@ def warp_dims(crop_size: int) -> WarpDims:
         field_div=crop_size // FIELD_SIZE,
         num_ctrl=NUM_CTRL,
         num_mouth=NUM_MOUTH,
+        num_lid=NUM_LID,
     )
 
 

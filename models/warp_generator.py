@@ -19,12 +19,21 @@ Inputs (per portrait inputs are computed once at enrollment and cached):
   fine_boxes   (3, 4) float32 boxes (right eye, left eye, mouth) where the flow is also
                evaluated finely: lids and lips move a lot over a few pixels  per frame
   colors       (3, 3) float32 0–1 BGR: cavity, deep cavity, teeth           per portrait
+  lids         (2, 2, 2, L, 2) float32 lid lines, normalized: per eye (right, left), the
+               target's then the portrait's, each the upper then the lower lid from the
+               outer corner to the inner                                      per frame
+  irises       (2, 2, 2) float32 iris centres, normalized: per eye, target then portrait
+                                                                              per frame
 Outputs:
   flow         (F, F, 2) float32 displacement (source − target) of each field cell, in crop
                pixels; F = S / field_div. Upsampled and added to the pixel grid, it is the
                sampling map (OpenCV's remap convention)
   mouth        (MH, MW, 4) float32 mouth layer over mouth_box: BGR 0–255 and coverage 0–1
   fine_flow    (3, FH, FW, 2) float32 the flow over each fine box, crop pixels
+
+Lids are mapped exactly (see WarpGenerator._slide_lids): a spline squeezes the eye between
+closing lids, so a shut eye kept a squashed iris that people (and face trackers) still read
+as open. Now a closing upper lid covers the eye as a lid does.
 """
 
 from __future__ import annotations
@@ -35,6 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+GAZE_MAX = 0.2  # most sideways gaze shift, in eye widths
+LID_SKIN = 0.5  # lid skin restretched above the upper lid, in eye widths (half that below)
 EDGE_FADE = 0.16  # width of the band along the crop's edge where the warp fades out, normalized
 
 
@@ -46,6 +57,7 @@ class WarpDims:
     num_mouth: int = 20  # M: inner-lip polygon points
     mouth_grid: tuple[int, int] = (48, 96)  # (MH, MW): mouth layer cells over its box
     fine_grid: tuple[int, int] = (32, 48)  # (FH, FW): fine flow cells over each fine box
+    num_lid: int = 9  # L: points per lid line, corners included
 
     @property
     def field_size(self) -> int:
@@ -69,6 +81,58 @@ def _unit_grid(rows: int, cols: int) -> torch.Tensor:
 def tps_kernel(r2: torch.Tensor) -> torch.Tensor:
     """Thin-plate radial basis U = r² log r² (0 at r = 0)."""
     return r2 * torch.log(r2.clamp_min(1e-12))
+
+
+@dataclass(frozen=True)
+class _EyeFrame:
+    """An eye's frame: origin at the outer corner, u towards the inner corner, v across
+    towards the lower lid; its lid lines in (u, v). Tensors batched over the two eyes."""
+
+    origin: torch.Tensor  # (2, 1, 2)
+    axis: torch.Tensor  # (2, 1, 2) unit
+    normal: torch.Tensor  # (2, 1, 2) unit
+    width: torch.Tensor  # (2, 1) corner to corner
+    u_upper: torch.Tensor  # (2, L)
+    v_upper: torch.Tensor
+    u_lower: torch.Tensor
+    v_lower: torch.Tensor
+
+    def local(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        d = p - self.origin
+        return (d * self.axis).sum(2), (d * self.normal).sum(2)
+
+    def point(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return self.origin + u[..., None] * self.axis + v[..., None] * self.normal
+
+
+def _eye_frame(lines: torch.Tensor) -> _EyeFrame:
+    """lines (2, 2, L, 2): per eye the upper, then the lower lid, outer corner first."""
+    upper, lower = lines[:, 0], lines[:, 1]
+    origin = upper[:, :1]
+    span = upper[:, -1:] - origin
+    width = span.norm(dim=2).clamp_min(1e-6)
+    axis = span / width[..., None]
+    normal = torch.stack([-axis[..., 1], axis[..., 0]], dim=2)
+    below = ((lower.mean(1, keepdim=True) - upper.mean(1, keepdim=True)) * normal).sum(2)
+    normal = normal * torch.where(below < 0.0, -1.0, 1.0)[..., None]
+    f = _EyeFrame(origin, axis, normal, width, *([torch.empty(0)] * 4))
+    uu, vu = f.local(upper)
+    ul, vl = f.local(lower)
+    return _EyeFrame(origin, axis, normal, width, uu, vu, ul, vl)
+
+
+def _polyline_at(x: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Piecewise-linear y(x) of polylines: x (B, G), xs and ys (B, K) → y (B, G) and whether x
+    falls on the polyline (B, G) bool. Overlapping segments are averaged."""
+    x0, x1 = xs[:, None, :-1], xs[:, None, 1:]
+    span = x1 - x0
+    span = torch.where(span.abs() < 1e-9, torch.full_like(span, 1e-9), span)
+    t = (x[..., None] - x0) / span
+    on = ((t >= 0.0) & (t < 1.0)).float()
+    y0, y1 = ys[:, None, :-1], ys[:, None, 1:]
+    hits = on.sum(2)
+    return (on * (y0 + t * (y1 - y0))).sum(2) / hits.clamp_min(1.0), hits > 0
 
 
 def point_in_polygon(points: torch.Tensor, poly: torch.Tensor) -> torch.Tensor:
@@ -100,6 +164,8 @@ class WarpGenerator(nn.Module):
         mouth_box: torch.Tensor,
         fine_boxes: torch.Tensor,
         colors: torch.Tensor,
+        lids: torch.Tensor,
+        irises: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         n = self.dims.field_size
         fh, fw = self.dims.fine_grid
@@ -110,7 +176,9 @@ class WarpGenerator(nn.Module):
         points = torch.cat([self.grid, fine.reshape(-1, 2)], dim=0)
         both = self._flow(points, ctrl, tps, self._hold(points))
         flow = both[: n * n].reshape(n, n, 2)
-        fine_flow = both[n * n :].reshape(3, fh, fw, 2)
+        fine_flow = both[n * n :].reshape(3, fh * fw, 2)
+        eyes = self._slide_lids(fine[:2], fine_flow[:2], lids, irises, ctrl, tps)
+        fine_flow = torch.cat([eyes, fine_flow[2:]], dim=0).reshape(3, fh, fw, 2)
         m = mouth_box[0:2] + self.unit_grid * (mouth_box[2:4] - mouth_box[0:2])
         mh, mw = self.dims.mouth_grid
         inside = point_in_polygon(m, mouth_poly).reshape(1, 1, mh, mw)
@@ -128,6 +196,65 @@ class WarpGenerator(nn.Module):
               - 2.0 * points @ ctrl.T)
         source = tps_kernel(r2.clamp_min(0.0)) @ tps[:-3] + tps[-3:-2] + points @ tps[-2:]
         return (source - points) * hold * (0.5 * self.dims.crop_size)
+
+    def _slide_lids(self, points: torch.Tensor, flow: torch.Tensor, lids: torch.Tensor,
+                    irises: torch.Tensor, ctrl: torch.Tensor, tps: torch.Tensor) -> torch.Tensor:
+        """Flow of the two eye boxes with the lids mapped exactly. points (2, G, 2) normalized,
+        flow (2, G, 2) pixels, lids (2, 2, 2, L, 2): per eye, target then portrait lid lines,
+        irises (2, 2, 2) → (2, G, 2) pixels.
+
+        Column by column across each eye (u runs from the outer to the inner corner, v from
+        the upper towards the lower lid, in the eye's own frame, target and portrait alike):
+        the portrait's lid skin, LID_SKIN eye widths above its upper lid, is laid from the
+        same height on the target down to the target's upper lid (stretched as the lid comes
+        down); between the lids the portrait's eye slides under the upper lid unsqueezed (or
+        is stretched, when the target eye is the wider), turned sideways with the target's
+        gaze; under the lower lid the skin band LID_SKIN / 2 eye widths deep runs the same way.
+        A spline cannot do this: a shut eye puts its two lids a pixel apart, and a smooth map
+        cannot take them 10 pixels apart."""
+        tgt, src = _eye_frame(lids[:, 0]), _eye_frame(lids[:, 1])
+        u, v = tgt.local(points)
+        frac = u / tgt.width
+        us = frac * src.width
+        top, on_top = _polyline_at(u, tgt.u_upper, tgt.v_upper)
+        bottom, on_bottom = _polyline_at(u, tgt.u_lower, tgt.v_lower)
+        s_top = _polyline_at(us, src.u_upper, src.v_upper)[0]
+        s_bottom = _polyline_at(us, src.u_lower, src.v_lower)[0]
+        # The skin bands end where they end on the portrait (scaled to the target's eye), so
+        # a lid that comes down stretches its band; the spline maps the far ends.
+        to_target = tgt.width / src.width
+        above, below = LID_SKIN * tgt.width, 0.5 * LID_SKIN * tgt.width
+        band_top = torch.minimum(s_top * to_target - above, top - 0.25 * above)
+        band_bottom = torch.maximum(s_bottom * to_target + below, bottom + 0.25 * below)
+        ends = torch.cat([tgt.point(u, band_top), tgt.point(u, band_bottom)], dim=1)
+        g = points.shape[1]
+        flat = ends.reshape(-1, 2)
+        shift = self._flow(flat, ctrl, tps, self._hold(flat)) / (0.5 * self.dims.crop_size)
+        far_up = ends[:, :g] + shift.reshape(2, 2 * g, 2)[:, :g]
+        far_down = ends[:, g:] + shift.reshape(2, 2 * g, 2)[:, g:]
+        lid_up, lid_down = src.point(us, s_top), src.point(us, s_bottom)
+        # Between the lids: slide (portrait's eye under a lower lid) or stretch, whichever
+        # reaches further down the portrait's eye.
+        scale = src.width / tgt.width
+        gap = (bottom - top).clamp_min(1e-6)
+        slide = s_bottom - (bottom - v) * scale
+        vs = torch.maximum(slide, s_top + (v - top) / gap * (s_bottom - s_top))
+        # Gaze: the eyeball turns under the lids by the iris's sideways offset (none at the
+        # corners, at most GAZE_MAX eye widths).
+        iris_t = tgt.local(irises[:, 0:1])[0] / tgt.width
+        iris_s = src.local(irises[:, 1:2])[0] / src.width
+        gaze = (iris_s - iris_t).clamp(-GAZE_MAX, GAZE_MAX) * src.width
+        eye = src.point(us + gaze * (4.0 * frac * (1.0 - frac)).clamp(0.0, 1.0), vs)
+        w_up = ((v - band_top) / (top - band_top)).clamp(0.0, 1.0)[..., None]
+        w_down = ((v - bottom) / (band_bottom - bottom)).clamp(0.0, 1.0)[..., None]
+        skin_up = far_up + w_up * (lid_up - far_up)
+        skin_down = lid_down + w_down * (far_down - lid_down)
+        mapped = torch.where((v <= top)[..., None], skin_up,
+                             torch.where((v < bottom)[..., None], eye, skin_down))
+        covered = on_top & on_bottom & (v >= band_top) & (v <= band_bottom)
+        taper = (4.0 * frac * (1.0 - frac) * 2.0).clamp(0.0, 1.0) * covered.float()
+        explicit = (mapped - points) * (0.5 * self.dims.crop_size)
+        return flow + taper[..., None] * (explicit - flow)
 
     def _hold(self, points: torch.Tensor) -> torch.Tensor:
         """(G, 1) weight of the displacement: 0 in the two outermost field cells, rising to 1

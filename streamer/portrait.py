@@ -122,16 +122,17 @@ def _fill(size: int, polygons: list[np.ndarray]) -> np.ndarray:
     return mask
 
 
-# Mouth-interior colours relative to the lips'. On the open mouths of the shared clips (gap
-# > 0.15 IOD), the inside of MediaPipe's inner-lip contour is about as bright as the lips
-# (median 0.93) and teeth lift the band under the upper lip; only the core is dark. The rim
-# stays near the lips' tone, the core darkens, and teeth are the lips' lightness raised, in
-# the colour of the portrait's own light (so the Mona Lisa's varnish gives ivory teeth where
-# neutral grey looked blue next to it).
-CAVITY_RIM = 0.8
-CAVITY_CORE = 0.35
-TEETH_LIGHTNESS = 1.4
-TEETH_TINT = 0.2  # how much of the lips' hue the teeth keep
+# Mouth-interior colours. The cavity is the lips' colour, nearly black: a mouth open wide is
+# dark inside. A cavity as bright as the lips (the median inside MediaPipe's inner-lip contour
+# on the shared clips' open mouths, teeth included: 0.93 of the lips) scored better on pixels
+# but read as a closed, stained mouth: on the six portraits worst in cross-reenactment, driven
+# by woman_long_expressive, MediaPipe followed the driver's mouth with Pearson r 0.58 on
+# average; with this cavity 0.92 (benchmarks/quality.py; README, "Quality"). Teeth are white
+# in the colour of the portrait's own light (the Mona Lisa's varnish gives ivory teeth where
+# neutral grey looked blue next to it; a black-and-white photo's are grey).
+CAVITY_RIM = 0.12
+CAVITY_CORE = 0.06
+TEETH_TINT = 0.1  # how much of the lips' hue the teeth keep
 HIGHLIGHT_QUANTILE = 90  # face pixels at least this bright (percentile) are its highlights
 HIGHLIGHT_CHROMA = 0.5  # how much of the highlights' colour white keeps (skin is not white)
 
@@ -157,8 +158,7 @@ def mouth_colors(crop: np.ndarray, lm: np.ndarray) -> np.ndarray:
     lips = (_fill(size, [lm[L.LIPS_OUTER]]) & ~_fill(size, [lm[L.LIPS_INNER]])) > 128
     pixels = crop.astype(np.float32) / 255.0
     lip = np.median(pixels[lips], axis=0) if lips.any() else np.array([0.35, 0.35, 0.55])
-    white = min(0.92, float(lip.mean()) * TEETH_LIGHTNESS) * light_colour(crop, lm)
-    teeth = (1.0 - TEETH_TINT) * white + TEETH_TINT * lip
+    teeth = (1.0 - TEETH_TINT) * light_colour(crop, lm) + TEETH_TINT * lip
     rows = [lip * CAVITY_RIM, lip * CAVITY_CORE, teeth]
     return np.clip(np.stack(rows), 0.0, 0.95).astype(np.float32)
 

@@ -209,6 +209,8 @@ class WarpRenderer:
         self._crop = portrait.crop
         self._own_mouth = portrait.mouth_mask if portrait.mouth_mask.any() else None
         self._colors = portrait.colors.astype(np.float32)  # cached portrait tensor
+        self._source_lids = W.lids(self._source_lm, size)
+        self._source_irises = W.irises(self._source_lm, size)
 
     def frame_inputs(self, target: np.ndarray) -> dict[str, np.ndarray]:
         s = self._size
@@ -221,6 +223,8 @@ class WarpRenderer:
             "mouth_box": W.normalize(W.mouth_box(target, s).reshape(2, 2), s).reshape(4),
             "fine_boxes": W.normalize(W.fine_boxes(target, s).reshape(6, 2), s).reshape(3, 4),
             "colors": self._colors,
+            "lids": np.stack([W.lids(target, s), self._source_lids], axis=1),
+            "irises": np.stack([W.irises(target, s), self._source_irises], axis=1),
         }
 
     def render(self, target: np.ndarray) -> np.ndarray:

@@ -29,6 +29,11 @@ HEAVY = sorted({p for pair in L.RIGHT_LID_PAIRS + L.LEFT_LID_PAIRS + L.LIP_PAIRS
 FIT_WEIGHTS = np.ones(478 + RING_POINTS + 4 * BORDER_PER_SIDE)
 FIT_WEIGHTS[HEAVY] = 30.0
 FIT_WEIGHTS[478:] = 8.0
+# The generator maps the eyes between their corners itself, lid line to lid line (a spline
+# cannot shut an eye); the spline only has to keep the skin around them still.
+EYE_INNER = sorted({p for pair in L.RIGHT_LID_PAIRS + L.LEFT_LID_PAIRS for p in pair}
+                   | set(range(468, 478)))
+FIT_WEIGHTS[EYE_INNER] = 0.05
 
 
 def _ring(landmarks: np.ndarray) -> np.ndarray:
@@ -128,6 +133,27 @@ def mouth_frame(target_lm: np.ndarray, size: int) -> np.ndarray:
     strength = float(np.clip((gap_iod - 0.025) / 0.04, 0.0, 1.0))  # none for a closed mouth
     return np.array([up[0], up[1], *(normal / opening), *(across_unit / half_width), teeth,
                      strength, teeth_depth], np.float32)
+
+
+# Lid lines of each eye (right, left), upper then lower, from the outer to the inner corner.
+LID_LINES = (
+    ([33, 246, 161, 160, 159, 158, 157, 173, 133], [33, 7, 163, 144, 145, 153, 154, 155, 133]),
+    ([263, 466, 388, 387, 386, 385, 384, 398, 362], [263, 249, 390, 373, 374, 380, 381, 382, 362]),
+)
+NUM_LID = len(LID_LINES[0][0])
+
+
+IRIS_CENTRES = (468, 473)  # right, left
+
+
+def lids(lm: np.ndarray, size: int) -> np.ndarray:
+    """(2, 2, NUM_LID, 2) float32 lid lines, normalized (see LID_LINES)."""
+    return normalize(lm[np.array(LID_LINES), :2], size)
+
+
+def irises(lm: np.ndarray, size: int) -> np.ndarray:
+    """(2, 2) float32 iris centres (right, left), normalized."""
+    return normalize(lm[list(IRIS_CENTRES), :2], size)
 
 
 def mouth_box(target_lm: np.ndarray, size: int) -> np.ndarray:
