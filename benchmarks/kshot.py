@@ -141,7 +141,7 @@ def run(cfg: KShotConfig) -> dict:
                 portrait = make_portrait(frames, k, cfg, tuned)
                 t_enroll = time.perf_counter() - t0
                 methods = [("neural", f"K={k}" + (" fine-tuned" if tuned else ""))]
-                if k == 1 and not tuned:
+                if k == cfg.ks[0] and not tuned:  # once per clip, whichever Ks run
                     methods.append(("warp", "training-free"))
                 for renderer, name in methods:
                     scores, outputs = evaluate(portrait, renderer, frames, lms, eval_idx,

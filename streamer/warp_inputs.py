@@ -5,7 +5,8 @@ hair and neck with the head's rigid motion, and the crop border, pinned so the r
 pastes back without a seam. The thin-plate spline maps *target* positions to *source*
 positions (backward warp). Its radial centres are the control points, but it is fitted by
 weighted least squares to all 478 landmarks (plus ring and border), so landmarks between the
-centres land where they should too; lids, lips and irises weigh most.
+centres land where they should too; lips weigh most, the eyes' lids and irises least (the
+generator maps the eyes lid to lid itself).
 """
 
 from __future__ import annotations
@@ -23,17 +24,16 @@ NUM_MOUTH = len(L.LIPS_INNER)
 FIELD_SIZE = 48  # side of the low-resolution field the generator predicts
 TEETH_DEPTH_IOD = 0.07  # visible height of the upper teeth, IOD
 TPS_SMOOTHING = 1e-3  # weight of the bending energy against the landmark misfit
-HEAVY = sorted({p for pair in L.RIGHT_LID_PAIRS + L.LEFT_LID_PAIRS + L.LIP_PAIRS for p in pair}
-               | set(L.LIPS_INNER) | set(range(468, 478)))
-# Fit weight of each fitted point: the 478 landmarks, then the ring, then the border.
-FIT_WEIGHTS = np.ones(478 + RING_POINTS + 4 * BORDER_PER_SIDE)
-FIT_WEIGHTS[HEAVY] = 30.0
-FIT_WEIGHTS[478:] = 8.0
+HEAVY = sorted({p for pair in L.LIP_PAIRS for p in pair} | set(L.LIPS_INNER))
 # The generator maps the eyes between their corners itself, lid line to lid line (a spline
 # cannot shut an eye); the spline only has to keep the skin around them still.
 EYE_INNER = sorted({p for pair in L.RIGHT_LID_PAIRS + L.LEFT_LID_PAIRS for p in pair}
                    | set(range(468, 478)))
+# Fit weight of each fitted point: the 478 landmarks, then the ring, then the border.
+FIT_WEIGHTS = np.ones(478 + RING_POINTS + 4 * BORDER_PER_SIDE)
+FIT_WEIGHTS[HEAVY] = 30.0
 FIT_WEIGHTS[EYE_INNER] = 0.05
+FIT_WEIGHTS[478:] = 8.0
 
 
 def _ring(landmarks: np.ndarray) -> np.ndarray:
