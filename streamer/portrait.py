@@ -20,8 +20,9 @@ from streamer.geometry import face_frame
 from streamer.tracker import FaceTracker, TrackerConfig
 
 FORMAT = "headcast-portrait"
-VERSION = 2
-READABLE_VERSIONS = (1, 2)  # version 1: before the neural model's embedding fields
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)  # 1: before the neural model's embedding fields
+MOUTH_COLORS_SINCE = 3  # older files hold the lip-bright cavity: recomputed on load
 MIN_IOD_PX = 12.0  # below this the mesh itself is unreliable
 
 
@@ -295,6 +296,8 @@ def load_portrait(path: str | Path) -> Portrait:
     ) as exc:
         raise PortraitFileError(f"{path}: corrupt or not a headcast portrait file ({exc})") from exc
     x0, y0, side, size = header["box"]
+    if header["version"] < MOUTH_COLORS_SINCE:
+        arrays["colors"] = mouth_colors(arrays["crop"], arrays["crop_landmarks"])
     for a in arrays.values():
         a.flags.writeable = False
     return Portrait(

@@ -66,6 +66,24 @@ def test_other_version_is_refused(astronaut_portrait, tmp_path, monkeypatch):
         load_portrait(path)
 
 
+def test_older_files_get_the_current_mouth_colours(astronaut_portrait, tmp_path, monkeypatch):
+    """A version 2 file holds the earlier, lip-bright cavity; loading it recomputes the
+    colours from its crop, so old portraits get mouths that read as open too."""
+    from dataclasses import replace
+
+    import streamer.portrait as P
+
+    stale = replace(astronaut_portrait, colors=np.full((3, 3), 0.5, np.float32))
+    path = tmp_path / "v2.headcast"
+    monkeypatch.setattr(P, "VERSION", 2)
+    save_portrait(stale, path)
+    monkeypatch.undo()
+    assert np.allclose(load_portrait(path).colors, astronaut_portrait.colors)
+    current = tmp_path / "v3.headcast"
+    save_portrait(stale, current)
+    assert np.allclose(load_portrait(current).colors, 0.5)  # a current file is read as is
+
+
 def test_no_face_portraits(data_dir):
     for name in ("no_face_dog.jpg", "no_face_cartoon_alpaca.jpg"):
         with pytest.raises(NoFaceError, match="no human face"):
