@@ -98,8 +98,7 @@ class _EyeFrame:
     v_lower: torch.Tensor
 
     def local(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        d = p - self.origin
-        return (d * self.axis).sum(2), (d * self.normal).sum(2)
+        return _local(p, self.origin, self.axis, self.normal)
 
     def point(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return self.origin + u[..., None] * self.axis + v[..., None] * self.normal
@@ -115,10 +114,15 @@ def _eye_frame(lines: torch.Tensor) -> _EyeFrame:
     normal = torch.stack([-axis[..., 1], axis[..., 0]], dim=2)
     below = ((lower.mean(1, keepdim=True) - upper.mean(1, keepdim=True)) * normal).sum(2)
     normal = normal * torch.where(below < 0.0, -1.0, 1.0)[..., None]
-    f = _EyeFrame(origin, axis, normal, width, *([torch.empty(0)] * 4))
-    uu, vu = f.local(upper)
-    ul, vl = f.local(lower)
-    return _EyeFrame(origin, axis, normal, width, uu, vu, ul, vl)
+    return _EyeFrame(origin, axis, normal, width, *_local(upper, origin, axis, normal),
+                     *_local(lower, origin, axis, normal))
+
+
+def _local(p: torch.Tensor, origin: torch.Tensor, axis: torch.Tensor, normal: torch.Tensor
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(u, v) of points p (2, G, 2) in the eye frames: along the axis, along the normal."""
+    d = p - origin
+    return (d * axis).sum(2), (d * normal).sum(2)
 
 
 def _polyline_at(x: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor
@@ -244,7 +248,8 @@ class WarpGenerator(nn.Module):
         iris_t = tgt.local(irises[:, 0:1])[0] / tgt.width
         iris_s = src.local(irises[:, 1:2])[0] / src.width
         gaze = (iris_s - iris_t).clamp(-GAZE_MAX, GAZE_MAX) * src.width
-        eye = src.point(us + gaze * (4.0 * frac * (1.0 - frac)).clamp(0.0, 1.0), vs)
+        bump = 4.0 * frac * (1.0 - frac)  # 0 at the corners, 1 mid-eye
+        eye = src.point(us + gaze * bump.clamp(0.0, 1.0), vs)
         w_up = ((v - band_top) / (top - band_top)).clamp(0.0, 1.0)[..., None]
         w_down = ((v - bottom) / (band_bottom - bottom)).clamp(0.0, 1.0)[..., None]
         skin_up = far_up + w_up * (lid_up - far_up)
@@ -252,7 +257,7 @@ class WarpGenerator(nn.Module):
         mapped = torch.where((v <= top)[..., None], skin_up,
                              torch.where((v < bottom)[..., None], eye, skin_down))
         covered = on_top & on_bottom & (v >= band_top) & (v <= band_bottom)
-        taper = (4.0 * frac * (1.0 - frac) * 2.0).clamp(0.0, 1.0) * covered.float()
+        taper = (2.0 * bump).clamp(0.0, 1.0) * covered.float()
         explicit = (mapped - points) * (0.5 * self.dims.crop_size)
         return flow + taper[..., None] * (explicit - flow)
 

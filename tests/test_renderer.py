@@ -7,7 +7,7 @@ import pytest
 from streamer import landmarks as L
 from streamer.errors import ModelFileError
 from streamer.renderer import RendererConfig, WarpRenderer, create_renderer, register_renderer
-from streamer.warp_inputs import mouth_box
+from streamer.warp_inputs import fine_boxes, mouth_box
 from tests.helpers import open_mouth
 
 
@@ -80,8 +80,6 @@ def test_sampling_map_matches_the_dense_spline(astronaut_bgr, size):
     away from the eyes (which are mapped lid to lid, see test_shut_lids_cover_the_eye)."""
     pytest.importorskip("torch")
     from streamer.portrait import EnrollConfig, enroll_images
-    from streamer.warp_inputs import fine_boxes
-
     portrait = enroll_images([astronaut_bgr], EnrollConfig(crop_size=size))
     r = WarpRenderer(portrait)
     target = open_mouth(portrait.crop_landmarks, 0.3)
@@ -127,15 +125,9 @@ def test_shut_lids_cover_the_eye(astronaut_bgr, size):
     rest, _, _ = r.sampling(src)
     ys, xs = np.mgrid[0:size, 0:size]
     identity = np.dstack([xs, ys]).astype(np.float32)
-    for x0, y0, x1, y1 in fine_boxes_of(src, size)[:2]:
+    for x0, y0, x1, y1 in fine_boxes(src, size)[:2]:
         err = np.abs(rest - identity)[y0:y1, x0:x1]
         assert np.percentile(err, 99) < 0.5 * size / 256
-
-
-def fine_boxes_of(lm, size):
-    from streamer.warp_inputs import fine_boxes
-
-    return fine_boxes(lm, size)
 
 
 def test_eyes_follow_the_gaze(astronaut_portrait):
