@@ -3,12 +3,15 @@ frames, and the neural renderer against the training-free one.
 
 For every evaluation clip (the six man_*/woman_* clips and both few_shot_* clips): the K
 shots are spread over the first 70% of the clip, the first frame always among them and always
-the one the warp renders from (so K changes only what the embedder and fine-tuning see, and
-the training-free renderer is the same for every K); the driver is the last 30% (never seen
-in training); motion is absolute (target landmarks = the driver's own, the portrait being
-the same person). Each output frame is compared with the driver frame:
+the rendered one (its full frame is what the crop is pasted into); every frame the warp starts
+from the shot nearest the driver's landmarks (streamer/references.py), so K changes what the
+embedder and fine-tuning see and where the warp starts, for both renderers; the driver is the
+last 30% (never seen in training); motion is absolute (target landmarks = the driver's own,
+the portrait being the same person); the driver's frames are rendered in order, as a video
+plays, and `eval_frames` of them spread over it are compared with the driver frame:
 face-region PSNR / SSIM over all frames, mouth-region PSNR / SSIM over frames whose mouth
-opening > 0.1 IOD, and AKD (MediaPipe on the output). Prints a table per method and writes
+opening > 0.1 IOD, and AKD (MediaPipe on the output). Δ columns compare each row with the
+training-free renderer on the same K shots. Prints a table per method and writes
 out/kshot/kshot.json and a picture sheet of an open mouth and a blink.
 """
 
@@ -77,8 +80,10 @@ def track_all(frames: list[np.ndarray]) -> list[np.ndarray | None]:
         return [tracker.detect(f) for f in frames]
 
 
-def make_portrait(frames: list[np.ndarray], k: int, cfg: KShotConfig, finetune: bool):
-    """K shots spread over the first 70% → an enrolled (and maybe fine-tuned) portrait."""
+def make_portrait(frames: list[np.ndarray], lms: list[np.ndarray | None], k: int,
+                  cfg: KShotConfig, finetune: bool):
+    """K shots spread over the first 70% → an enrolled (and maybe fine-tuned) portrait. The
+    shots keep the clip's video-mode landmarks, as `headcast enroll --from-video` does."""
     from streamer.offline import enroll_shots, finetune_portrait
     from streamer.portrait import EnrollConfig
 
@@ -86,7 +91,7 @@ def make_portrait(frames: list[np.ndarray], k: int, cfg: KShotConfig, finetune: 
     picks = np.unique(np.linspace(0, split - 1, k).round().astype(int))
     shots = [frames[i] for i in picks]
     portrait = enroll_shots(shots, EnrollConfig(crop_size=cfg.crop_size), skip_faceless=True,
-                            render_first=True)
+                            render_first=True, landmarks=[lms[i] for i in picks])
     if finetune:
         portrait = finetune_portrait(portrait, shots, cfg.finetune_steps, progress=False)
     return portrait
@@ -105,13 +110,19 @@ def evaluate(portrait, renderer_name: str, frames: list[np.ndarray],
     outputs = {}
     renderer = create_renderer(portrait, RendererConfig(name=renderer_name, precision=precision))
     paste = PasteBack(portrait)
+    scored = set(eval_idx.tolist())
     with FaceTracker(video=False) as tracker:
-        for i in eval_idx:
+        # Every driver frame is rendered, in order, as a video plays (the renderer's choice of
+        # shot cross-fades over frames); the evaluated ones are scored.
+        for i in range(int(eval_idx[0]), int(eval_idx[-1]) + 1):
             lm = lms[i]
             if lm is None:
                 continue
-            out = paste.paste(renderer.render(portrait.box.to_crop(lm)))
-            outputs[int(i)] = out
+            crop = renderer.render(portrait.box.to_crop(lm))
+            if i not in scored:
+                continue
+            out = paste.paste(crop)
+            outputs[i] = out
             s = P.image_scores(frames[i], out, lm)
             scores.face_psnr.append(s.face_psnr)
             scores.face_ssim.append(s.face_ssim)
@@ -138,11 +149,11 @@ def run(cfg: KShotConfig) -> dict:
         for k in cfg.ks:
             for tuned in (False, True) if cfg.finetune_steps else (False,):
                 t0 = time.perf_counter()
-                portrait = make_portrait(frames, k, cfg, tuned)
+                portrait = make_portrait(frames, lms, k, cfg, tuned)
                 t_enroll = time.perf_counter() - t0
                 methods = [("neural", f"K={k}" + (" fine-tuned" if tuned else ""))]
-                if k == cfg.ks[0] and not tuned:  # once per clip, whichever Ks run
-                    methods.append(("warp", "training-free"))
+                if not tuned:
+                    methods.append(("warp", f"training-free K={k}"))
                 for renderer, name in methods:
                     scores, outputs = evaluate(portrait, renderer, frames, lms, eval_idx,
                                                cfg.precision)
@@ -170,15 +181,21 @@ def summarise(results: dict[str, dict[str, Scores]]) -> dict:
     return {"mean": mean, "per_clip": per_clip}
 
 
+def baseline_name(name: str) -> str:
+    """The training-free row a method is compared with: the one on the same K shots."""
+    k = name.split()[-1] if name.startswith("training-free") else name.split()[0]
+    return f"training-free {k}"
+
+
 def print_table(report: dict) -> None:
     """Markdown table of the means over clips, with the differences to the training-free
-    renderer (mouth columns: frames whose mouth opening > 0.1 IOD)."""
+    renderer on the same K shots (mouth columns: frames whose mouth opening > 0.1 IOD)."""
     mean = report["mean"]
-    base = mean["training-free"]
     print("| method | face PSNR | face SSIM | mouth PSNR | mouth SSIM | AKD | Δ mouth PSNR | "
           "Δ mouth SSIM | Δ face PSNR | Δ AKD |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, m in mean.items():
+        base = mean[baseline_name(name)]
         print(f"| {name} | {m['face_psnr']:.2f} | {m['face_ssim']:.4f} | {m['mouth_psnr']:.2f} | "
               f"{m['mouth_ssim']:.4f} | {m['akd']:.2f} | "
               f"{m['mouth_psnr'] - base['mouth_psnr']:+.2f} dB | "
@@ -194,11 +211,12 @@ def _pick_frames(lms: list[np.ndarray | None], indices: list[int]) -> tuple[int,
 
 
 def write_sheet(sheet: dict, path: Path) -> None:
-    """Rows: an open mouth and a blink per clip; columns: driver, training-free, K = 1,
-    K = 8, K = 8 fine-tuned (the face box, 192 px)."""
+    """Rows: an open mouth and a blink per clip; columns: driver, then each of `columns`
+    that ran (the face box, 192 px)."""
     from benchmarks.quality import face_crop
 
-    columns = ["training-free", "K=1", "K=8", "K=8 fine-tuned", "K=32 fine-tuned"]
+    columns = ["training-free K=1", "K=1", "training-free K=8", "K=8", "K=8 fine-tuned",
+               "K=32 fine-tuned"]
     rows = []
     for entry in sheet.values():
         frames, lms = entry["frames"], entry["lms"]

@@ -6,7 +6,8 @@
 Self-reenactment (README of the shared data): a clip's first frame is the portrait, the
 clip drives it, and output frame t is compared with clip frame t. Three methods per clip:
 static (frame 0 repeated), plain warp (benchmarks.plain_warp with the driver's tracked
-landmarks) and ours (streamer.animate.Animator).
+landmarks) and ours (what `headcast animate` renders: the driver's whole track smoothed
+without lag, streamer.offline.offline_track, then streamer.animate.Animator).
 
 Cross-reenactment: every shared portrait with a face × a few clips. No ground truth exists,
 so the output's landmarks must follow the driver's: mouth opening and eye openness series
@@ -187,55 +188,55 @@ def _fit(image: np.ndarray, shape: tuple[int, ...], what: str) -> np.ndarray:
 # ---------------------------------------------------------------- self-reenactment
 
 
-def _self_methods(first: np.ndarray, lm0: np.ndarray, anim) -> dict[str, Callable]:
-    """method name → f(driver frame, driver landmarks or None) → output frame (H, W, 3)."""
+def _self_methods(first: np.ndarray, lm0: np.ndarray, anim, targets: Sequence
+                  ) -> dict[str, Callable]:
+    """method name → f(t, driver frame, driver landmarks or None) → output frame (H, W, 3).
+    targets: what `headcast animate` renders for frame t (streamer.offline.offline_track)."""
     warper = PlainWarper(first, lm0)
     last_warp = [first]
 
-    def plain(frame: np.ndarray, lm: np.ndarray | None) -> np.ndarray:
+    def plain(t: int, frame: np.ndarray, lm: np.ndarray | None) -> np.ndarray:
         # A live system holds its last pose when the face is lost; so does the baseline.
         if lm is not None:
             last_warp[0] = warper.warp(lm)
         return last_warp[0]
 
-    return {
-        "static": lambda frame, lm: first,
-        "plain warp": plain,
-        "ours": lambda frame, lm: _fit(anim.process(frame), frame.shape, "ours"),
-    }
+    def ours(t: int, frame: np.ndarray, lm: np.ndarray | None) -> np.ndarray:
+        return _fit(anim.render_landmarks(targets[t]), frame.shape, "ours")
+
+    return {"static": lambda t, frame, lm: first, "plain warp": plain, "ours": ours}
 
 
 def run_self_clip(path: Path, cfg: QualityConfig) -> tuple[list[SelfScores], list[SheetRow]]:
     """Run the three methods on one clip → per-method scores and sheet rows."""
     from streamer.animate import Animator
     from streamer.errors import NoFaceError
+    from streamer.offline import offline_track
     from streamer.portrait import EnrollConfig, enroll_images
 
     clip = path.stem
     show = sheet_indices(path, cfg.frames, cfg.sheet_frames)
+    driver_lms = track_clip(path, cfg.frames)
     frames = read_frames(path, cfg.frames)
     first = next(frames)
+    lm0 = driver_lms[0]
+    if lm0 is None:
+        raise NoFaceError(f"{clip}: no face in frame 0")
     with ExitStack() as stack:
-        driver_tracker = new_tracker()
-        stack.callback(driver_tracker.close)
-        lm0 = driver_tracker.detect(first)
-        if lm0 is None:
-            raise NoFaceError(f"{clip}: no face in frame 0")
         portrait = enroll_images([first], EnrollConfig(crop_size=512))
-        anim = Animator(portrait, clip_options(path, cfg.renderer))
+        targets, options = offline_track(driver_lms, clip_options(path, cfg.renderer))
+        anim = Animator(portrait, options)
         stack.callback(anim.close)
-        methods = _self_methods(first, lm0, anim)
+        methods = _self_methods(first, lm0, anim, targets)
         trackers = {m: new_tracker() for m in methods}
         for tr in trackers.values():
             stack.callback(tr.close)
-        driver_lms: list[np.ndarray | None] = []
         out_lms: dict[str, list[np.ndarray | None]] = {m: [] for m in methods}
         scores: dict[str, list[P.ImageScores]] = {m: [] for m in methods}
         rows: list[SheetRow] = []
         for t, frame in enumerate(_chain(first, frames)):
-            lm = lm0 if t == 0 else driver_tracker.detect(frame)
-            driver_lms.append(lm)
-            outputs = {m: fn(frame, lm) for m, fn in methods.items()}
+            lm = driver_lms[t]
+            outputs = {m: fn(t, frame, lm) for m, fn in methods.items()}
             for m, out in outputs.items():
                 out_lms[m].append(trackers[m].detect(out))
                 if t >= 1 and lm is not None:
@@ -313,14 +314,16 @@ def run_cross_pair(
 ) -> tuple[CrossScores, dict[int, np.ndarray]]:
     """Drive one enrolled portrait with one clip → scores and the sheet frames by index."""
     from streamer.animate import Animator
+    from streamer.offline import offline_track
 
-    anim = Animator(portrait, clip_options(path, renderer))
+    targets, options = offline_track(driver_lms[:frames], clip_options(path, renderer))
+    anim = Animator(portrait, options)
     tracker = new_tracker()
     out_lms: list[np.ndarray | None] = []
     tiles: dict[int, np.ndarray] = {}
     try:
-        for t, frame in enumerate(read_frames(path, frames)):
-            out = anim.process(frame)
+        for t, landmarks in enumerate(targets):
+            out = anim.render_landmarks(landmarks)
             out_lms.append(tracker.detect(out))
             if t in show:
                 tiles[t] = face_crop(out, out_lms[-1])

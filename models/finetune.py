@@ -2,9 +2,11 @@
 
 Given a portrait's K shots: ψ' starts at P·ê and becomes a free parameter, the discriminator's
 projection w' starts at w0 + ê, and G, ψ' and D are trained on the K shots for a few hundred
-steps. The generator's extra input is the runtime's warp of the rendered shot (shots[0]) onto
-each shot's landmarks; for K = 1, and as extra samples for any K, the targets are random
-similarity transforms of the shots (with their landmarks), so there is something to learn.
+steps. The generator's extra input is the runtime's warp onto each shot's landmarks, from the
+shot the runtime would start from (streamer/references.py: the nearest other shot, when the
+shots are frames of one camera; else the rendered shot, shots[0]); for K = 1, and as extra
+samples for any K, the targets are random similarity transforms of the shots (with their
+landmarks), so there is something to learn.
 The result — ψ' and the fine-tuned generator as ONNX — goes into the portrait's file.
 """
 
@@ -22,6 +24,7 @@ from models import losses
 from models.data import WarpInputs, sample_tensors
 from models.networks import Discriminator, Generator
 from streamer.neural import ShotCrop
+from streamer.references import shot_distances
 
 
 @dataclass(frozen=True)
@@ -57,18 +60,28 @@ def augment(shot: ShotCrop, rng: np.random.Generator) -> ShotCrop:
     return ShotCrop(crop, lm.astype(np.float32))
 
 
-def training_set(shots: list[ShotCrop], options: FinetuneOptions, size: int = 256
-                 ) -> list[dict[str, torch.Tensor]]:
+def training_set(shots: list[ShotCrop], options: FinetuneOptions, size: int = 256,
+                 nearest: bool = False) -> list[dict[str, torch.Tensor]]:
     """Fixed samples at the network's side: every shot as a target (K > 1) plus `augmented`
-    transformed shots. shots: crops at streamer.neural.SHOT_CROP, shots[0] the rendered one."""
+    transformed shots. shots: crops at streamer.neural.SHOT_CROP, shots[0] the rendered one.
+    nearest: warp each target from its nearest other shot (the runtime's references) instead
+    of shots[0]."""
     rng = np.random.default_rng(options.seed)
     warp = WarpInputs()
-    targets = list(shots[1:]) if len(shots) > 1 else []
-    targets += [augment(shots[int(rng.integers(len(shots)))], rng)
-                for _ in range(options.augmented)]
+    pairs = [(i, shot) for i, shot in enumerate(shots) if i > 0]  # (origin, target)
+    for _ in range(options.augmented):
+        j = int(rng.integers(len(shots)))
+        pairs.append((-1, augment(shots[j], rng)))  # a moved copy: any shot may start it
+    landmarks = np.stack([s.landmarks for s in shots])
     samples = []
-    for i, target in enumerate(targets):
-        sample = sample_tensors(shots[:1], target, warp, size, flip=bool(i % 2))
+    for i, (origin, target) in enumerate(pairs):
+        source = 0
+        if nearest:
+            dist = shot_distances(target.landmarks, landmarks)
+            if origin >= 0:
+                dist[origin] = np.inf
+            source = int(np.argmin(dist))
+        sample = sample_tensors([shots[source]], target, warp, size, flip=bool(i % 2))
         del sample["shots"], sample["shot_landmarks"]  # E is not trained here
         samples.append(sample)
     return samples
@@ -82,12 +95,14 @@ def finetune(
     psi: np.ndarray,
     options: FinetuneOptions = FinetuneOptions(),
     progress: Callable[[int], None] | None = None,
+    nearest: bool = False,
 ) -> tuple[Generator, np.ndarray]:
-    """Fine-tune copies of G and D on the shots → (fine-tuned G in eval mode, ψ' (P,))."""
+    """Fine-tune copies of G and D on the shots → (fine-tuned G in eval mode, ψ' (P,)).
+    nearest: as for training_set."""
     if options.threads:
         torch.set_num_threads(options.threads)
     torch.manual_seed(options.seed)
-    samples = training_set(shots, options, G.dims.size)
+    samples = training_set(shots, options, G.dims.size, nearest)
     G, D = copy.deepcopy(G), copy.deepcopy(D)
     psi_p = torch.nn.Parameter(torch.from_numpy(psi.astype(np.float32))[None])
     w_p = torch.nn.Parameter(torch.from_numpy(embedding.astype(np.float32))[None])  # w' = w0+ê

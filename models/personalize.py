@@ -16,6 +16,12 @@ from streamer.portrait import Portrait
 from streamer.renderer import RendererConfig, asset_dir, check_file, load_manifest_entry
 
 
+def uses_references(portrait: Portrait) -> bool:
+    """Whether the runtime warps from every shot (all are frames of one camera), so
+    fine-tuning should too."""
+    return len(portrait.shots) > 1 and len(portrait.references) == len(portrait.shots) - 1
+
+
 def personalize(
     portrait: Portrait, shots: list[ShotCrop], options: FinetuneOptions, progress: bool = True,
     config: RendererConfig = RendererConfig(),
@@ -31,6 +37,7 @@ def personalize(
     _, G, D = load_weights(path)
     with tqdm(total=options.steps, unit="step", desc="fine-tune", disable=not progress) as bar:
         tuned, psi = finetune(G, D, shots, portrait.embedding, portrait.psi, options,
-                              progress=lambda n: bar.update(n - bar.n))
+                              progress=lambda n: bar.update(n - bar.n),
+                              nearest=uses_references(portrait))
     blob = generator_onnx(tuned)
     return replace(portrait, psi=psi.astype(np.float32), generator=np.frombuffer(blob, np.uint8))

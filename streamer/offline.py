@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from streamer.animate import AnimateOptions, Animator
-from streamer.errors import ModelFileError
+from streamer.errors import ModelFileError, NoFaceError
 from streamer.neural import neural_available, with_embedding
 from streamer.portrait import EnrollConfig, Portrait, enroll_images, load_portrait, save_portrait
-from streamer.template import MotionTemplate, load_template
+from streamer.smoothing import smooth_track
+from streamer.template import load_template
+from streamer.tracker import FaceTracker, TrackerConfig
 from streamer.video_io import VideoWriter, read_image, read_video_frames, video_info
 
 PORTRAIT_SUFFIX = ".headcast"
@@ -36,30 +38,40 @@ class EnrollJob:
     finetune_steps: int = 0  # > 0: fine-tune the neural model on the shots (needs torch)
 
 
-def video_shots(path: Path, k: int) -> list[np.ndarray]:
-    """K frames spread evenly over a clip (its first frame included). Two decoding passes, so
-    only the K frames are held in memory (headers can lie about the frame count)."""
-    count = sum(1 for _ in read_video_frames(path))
-    picks = set(np.linspace(0, count - 1, min(k, count)).round().astype(int).tolist())
-    return [frame for i, frame in enumerate(read_video_frames(path)) if i in picks]
+def video_shots(path: Path, k: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """K frames spread evenly over the frames of a clip that show a face (the first such frame
+    included), with their landmarks. The first pass tracks the whole clip in video mode, as a
+    driving clip is tracked, so the shots' landmarks match the driver's; the second keeps only
+    the K frames in memory (headers can lie about the frame count)."""
+    tracks = driver_track(read_video_frames(path))
+    faces = [i for i, lm in enumerate(tracks) if lm is not None]
+    if not faces:
+        raise NoFaceError(f"{path}: no human face found in any of its {len(tracks)} frames")
+    spread = np.linspace(0, len(faces) - 1, min(k, len(faces))).round().astype(int)
+    picks = sorted({faces[i] for i in spread})
+    frames = [frame for i, frame in enumerate(read_video_frames(path)) if i in picks]
+    return frames, [tracks[i] for i in picks]
 
 
 def enroll_shots(images: list[np.ndarray], config: EnrollConfig = EnrollConfig(),
-                 skip_faceless: bool = False, render_first: bool = False) -> Portrait:
-    """Enroll K images of one face, with the neural model's embedding when it is installed."""
+                 skip_faceless: bool = False, render_first: bool = False,
+                 landmarks: list[np.ndarray | None] | None = None) -> Portrait:
+    """Enroll K images of one face, with the neural model's embedding when it is installed
+    (landmarks: as for streamer.portrait.enroll_images)."""
     portrait = enroll_images(images, config, skip_faceless=skip_faceless,
-                             render_first=render_first)
+                             render_first=render_first, landmarks=landmarks)
     if neural_available():
         portrait = with_embedding(portrait, images)
     return portrait
 
 
 def run_enroll(job: EnrollJob, progress: bool = True) -> Portrait:
+    landmarks = None
     if job.from_video is not None:
-        images = video_shots(job.from_video, job.shots or 8)
+        images, landmarks = video_shots(job.from_video, job.shots or 8)
     else:
         images = [read_image(p) for p in job.images[: job.shots]]
-    portrait = enroll_shots(images, job.config, skip_faceless=job.from_video is not None)
+    portrait = enroll_shots(images, job.config, landmarks=landmarks)
     if job.finetune_steps > 0:
         portrait = finetune_portrait(portrait, images, job.finetune_steps, progress)
     save_portrait(portrait, job.output)
@@ -104,28 +116,29 @@ class AnimateJob:
 
 
 def run_animate(job: AnimateJob, progress: bool = True) -> int:
-    """Render the job to its output file; returns the number of frames written."""
+    """Render the job to its output file; returns the number of frames written.
+
+    Offline the whole driving track is known, so it is tracked first and smoothed without
+    lag (streamer.smoothing.smooth_track), then rendered."""
     from tqdm import tqdm
 
     template = load_template() if job.driving is None else None
     if template is not None:
-        fps, count = template.fps, len(template.landmarks)
+        fps, track = template.fps, list(template.landmarks[: job.max_frames])
     else:
         assert job.driving is not None
         fps, count = video_info(job.driving)
-    if job.max_frames is not None:
-        count = min(count, job.max_frames) if count else job.max_frames
-    options = AnimateOptions(**{**job.options.__dict__, "fps": fps})
+        if job.max_frames is not None:
+            count = min(count, job.max_frames) if count else job.max_frames
+        frames = tqdm(read_video_frames(job.driving, job.max_frames), total=count,
+                      unit="frame", disable=not progress, desc="track")
+        track = driver_track(frames, job.options.tracker)
+    targets, options = offline_track(track, replace(job.options, fps=fps))
     animator = Animator(job.portrait, options)
     try:
         with VideoWriter(job.output, fps, audio_from=job.driving) as writer:
-            for frame in tqdm(
-                _avatar_frames(animator, job, template),
-                total=count,
-                unit="frame",
-                disable=not progress,
-                desc="animate",
-            ):
+            for landmarks in tqdm(targets, unit="frame", disable=not progress, desc="animate"):
+                frame = animator.render_landmarks(landmarks)
                 if job.size is not None and frame.shape[1::-1] != job.size:
                     frame = _fit(frame, job.size)
                 writer.write(frame)
@@ -134,17 +147,19 @@ def run_animate(job: AnimateJob, progress: bool = True) -> int:
         animator.close()
 
 
-def _avatar_frames(
-    animator: Animator, job: AnimateJob, template: MotionTemplate | None
-) -> Iterator[np.ndarray]:
-    """Driving frames (or the template's landmark track) → avatar frames."""
-    if template is not None:
-        for landmarks in template.landmarks[: job.max_frames]:
-            yield animator.render_landmarks(landmarks)
-        return
-    assert job.driving is not None
-    for image in read_video_frames(job.driving, job.max_frames):
-        yield animator.process(image)
+def driver_track(frames: Iterable[np.ndarray], config: TrackerConfig = TrackerConfig()
+                 ) -> list[np.ndarray | None]:
+    """(478, 3) landmarks (or None) of every driving frame, tracked in video mode."""
+    with FaceTracker(config, video=True) as tracker:
+        return [tracker.detect(frame) for frame in frames]
+
+
+def offline_track(track: list[np.ndarray | None], options: AnimateOptions
+                  ) -> tuple[list[np.ndarray | None], AnimateOptions]:
+    """What animate renders from a whole driver track: the track smoothed without lag, and
+    the options to render it with (the Animator's live filter off: it would smooth twice)."""
+    smoothed = smooth_track(track, options.fps, options.smoothing)
+    return smoothed, replace(options, smoothing=replace(options.smoothing, enabled=False))
 
 
 def _fit(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -20,8 +20,8 @@ from streamer.geometry import face_frame
 from streamer.tracker import FaceTracker, TrackerConfig
 
 FORMAT = "headcast-portrait"
-VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)  # 1: before the neural model's embedding fields
+VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)  # 1: before the neural model's embedding fields; 4: references
 MOUTH_COLORS_SINCE = 3  # older files hold the lip-bright cavity: recomputed on load
 MIN_IOD_PX = 12.0  # below this the mesh itself is unreliable
 
@@ -84,6 +84,12 @@ class Portrait:
     # (P,) float32 ψ = P·ê (or fine-tuned ψ'): the generator's AdaIN parameters
     generator: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
     # ONNX bytes of a generator fine-tuned on this portrait's shots; empty: the shipped one
+    references: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0, 3), np.uint8))
+    # (R, S, S, 3) uint8: the other shots of the same camera, cut in `box` like `crop`; the
+    # warp may start from any of them (streamer/references.py)
+    reference_landmarks: np.ndarray = field(
+        default_factory=lambda: np.zeros((0, 478, 3), np.float32))
+    # (R, 478, 3) float32 crop pixels: the references' landmarks
 
     @property
     def crop_size(self) -> int:
@@ -182,10 +188,15 @@ def enroll_images(
     tracker_config: TrackerConfig = TrackerConfig(),
     skip_faceless: bool = False,
     render_first: bool = False,
+    landmarks: list[np.ndarray | None] | None = None,
 ) -> Portrait:
     """Enroll 1..K BGR images of one face. The most frontal is rendered (the first, with
-    render_first); all are kept as shots. skip_faceless: drop images without a face (frames of
-    a video) instead of failing.
+    render_first); all are kept as shots, and those of the rendered image's size (frames of
+    one camera) also as references to warp from. skip_faceless: drop images without a face
+    (frames of a video) instead of failing. landmarks: one (478, 3) array (or None: no face)
+    per image, tracked by the caller (frames of a video, tracked in video mode as the driver
+    is, so a shot and a driver frame showing the same face get the same landmarks); None:
+    each image is tracked here on its own.
 
     Raises NoFaceError (no face in an image) and FaceTooSmallError."""
     if not images:
@@ -194,9 +205,11 @@ def enroll_images(
         raise ValueError("crop_size must be 256 or 512")
     found: list[np.ndarray] = []
     kept: list[np.ndarray] = []
+    if landmarks is not None and len(landmarks) != len(images):
+        raise ValueError("one landmark array (or None) per image is needed")
     with FaceTracker(tracker_config, video=False) as tracker:
         for i, image in enumerate(images):
-            lm = tracker.detect(image)
+            lm = tracker.detect(image) if landmarks is None else landmarks[i]
             if lm is None and skip_faceless:
                 continue
             if lm is None:
@@ -220,6 +233,7 @@ def enroll_images(
     box = crop_box(lm, config)
     crop = cut_crop(image, box)
     crop_lm = box.to_crop(lm)
+    same_camera = [i for i in order[1:] if images[i].shape == image.shape]
     return Portrait(
         image=image,
         landmarks=lm,
@@ -230,7 +244,20 @@ def enroll_images(
         colors=mouth_colors(crop, crop_lm),
         sources=tuple(image_hash(images[i]) for i in order),
         shots=np.stack([found[i] for i in order]).astype(np.float32),
+        **_references(images, found, same_camera, box),
     )
+
+
+def _references(images: list[np.ndarray], found: list[np.ndarray], picks: list[int],
+                box: CropBox) -> dict[str, np.ndarray]:
+    """The picked shots cut in the rendered shot's box, with their crop-pixel landmarks."""
+    s = box.size
+    crops = [cut_crop(images[i], box) for i in picks]
+    lms = [box.to_crop(found[i]) for i in picks]
+    return {
+        "references": np.stack(crops) if crops else np.zeros((0, s, s, 3), np.uint8),
+        "reference_landmarks": np.stack(lms) if lms else np.zeros((0, 478, 3), np.float32),
+    }
 
 
 def crop_portrait(crop: np.ndarray, crop_landmarks: np.ndarray) -> Portrait:
@@ -251,7 +278,8 @@ def crop_portrait(crop: np.ndarray, crop_landmarks: np.ndarray) -> Portrait:
 
 
 _ARRAYS = ("image", "landmarks", "crop", "crop_landmarks", "mouth_mask", "colors", "shots")
-_OPTIONAL = ("embedding", "psi", "generator")  # absent from version 1 files
+_OPTIONAL = ("embedding", "psi", "generator",  # absent from version 1 files
+             "references", "reference_landmarks")  # absent before version 4
 
 
 def save_portrait(portrait: Portrait, path: str | Path) -> None:

@@ -20,7 +20,8 @@ import numpy as np
 
 from streamer import warp_inputs as W
 from streamer.errors import ModelFileError
-from streamer.portrait import Portrait
+from streamer.portrait import Portrait, own_mouth_mask
+from streamer.references import ReferencePicker
 
 
 @dataclass(frozen=True)
@@ -185,9 +186,23 @@ def _check_signature(session, entry: dict, path: Path) -> None:  # type: ignore[
         )
 
 
+@dataclass(frozen=True)
+class _Source:
+    """One shot the warp can start from, with what the warp needs of it per portrait."""
+
+    crop: np.ndarray  # (S, S, 3) uint8
+    landmarks: np.ndarray  # (478, 3) float64 crop pixels
+    fit: np.ndarray  # (510, 2) float32 normalized fitted points (warp_inputs.fit_points)
+    own_mouth: np.ndarray | None  # (S, S) uint8 its open mouth, None when closed
+    lids: np.ndarray  # warp_inputs.lids
+    irises: np.ndarray  # warp_inputs.irises
+
+
 class WarpRenderer:
     """The training-free generator (models/warp_generator.py) run by onnxruntime; its field
-    and mouth layer are applied to the full-resolution crop with OpenCV."""
+    and mouth layer are applied to the full-resolution crop with OpenCV. Each frame starts
+    from the portrait's shot nearest the target (streamer/references.py): the rendered crop,
+    or one of its references."""
 
     def __init__(self, portrait: Portrait, config: RendererConfig = RendererConfig()) -> None:
         size = portrait.crop_size
@@ -203,48 +218,71 @@ class WarpRenderer:
         """Render another portrait of the same crop size with this session (training draws
         a new source frame per sample)."""
         assert portrait.crop_size == self._size, "rebind needs the same crop size"
-        size = self._size
-        self._source_lm = portrait.crop_landmarks.astype(np.float64)
-        self._sources = W.normalize(W.fit_points(self._source_lm, size), size)
-        self._crop = portrait.crop
-        self._own_mouth = portrait.mouth_mask if portrait.mouth_mask.any() else None
         self._colors = portrait.colors.astype(np.float32)  # cached portrait tensor
-        self._source_lids = W.lids(self._source_lm, size)
-        self._source_irises = W.irises(self._source_lm, size)
+        refs = zip(portrait.references, portrait.reference_landmarks, strict=True)
+        self._shots = [self._source(portrait.crop, portrait.crop_landmarks, portrait.mouth_mask)]
+        self._shots += [self._source(crop, lm, own_mouth_mask(self._size, lm)) for crop, lm in refs]
+        self._picker = ReferencePicker(np.stack([s.landmarks for s in self._shots]))
 
-    def frame_inputs(self, target: np.ndarray) -> dict[str, np.ndarray]:
+    def _source(self, crop: np.ndarray, landmarks: np.ndarray, mouth: np.ndarray) -> _Source:
+        size = self._size
+        lm = landmarks.astype(np.float64)
+        return _Source(crop, lm, W.normalize(W.fit_points(lm, size), size),
+                       mouth if mouth.any() else None, W.lids(lm, size), W.irises(lm, size))
+
+    @property
+    def shot(self) -> int:
+        """The shot the last frame was warped from, or faded towards (0: the rendered one,
+        i: reference i)."""
+        return self._picker.current
+
+    def frame_inputs(self, target: np.ndarray, source: _Source | None = None
+                     ) -> dict[str, np.ndarray]:
         s = self._size
-        fit = W.normalize(W.target_fit_points(self._source_lm, target.astype(np.float64), s), s)
+        src = source if source is not None else self._shots[0]
+        fit = W.normalize(W.target_fit_points(src.landmarks, target.astype(np.float64), s), s)
         return {
             "ctrl": fit[W.CTRL_INDEX],
-            "tps": W.solve_tps(fit, self._sources),
+            "tps": W.solve_tps(fit, src.fit),
             "mouth_poly": W.normalize(target[W.L.LIPS_INNER, :2], s),
             "mouth_frame": W.mouth_frame(target, s),
             "mouth_box": W.normalize(W.mouth_box(target, s).reshape(2, 2), s).reshape(4),
             "fine_boxes": W.normalize(W.fine_boxes(target, s).reshape(6, 2), s).reshape(3, 4),
             "colors": self._colors,
-            "lids": np.stack([W.lids(target, s), self._source_lids], axis=1),
-            "irises": np.stack([W.irises(target, s), self._source_irises], axis=1),
+            "lids": np.stack([W.lids(target, s), src.lids], axis=1),
+            "irises": np.stack([W.irises(target, s), src.irises], axis=1),
         }
 
     def render(self, target: np.ndarray) -> np.ndarray:
-        return composite(self._crop, self._own_mouth, *self.sampling(target))
+        parts = [(composite(src.crop, src.own_mouth, *self.sampling(target, src)), w)
+                 for src, w in self._pick(target)]
+        return _blend([p for p, _ in parts], [w for _, w in parts])
 
     def render_with_validity(self, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The rendered crop and where it is the portrait's own texture: (S, S, 3) uint8 and
         (S, S) float32, 1 where pixels were resampled from inside the crop, 0 where the
         synthesized mouth covers them or the map reached past the crop's edge."""
-        grid, mouth, box = self.sampling(target)
-        out, alpha = composite_alpha(self._crop, self._own_mouth, grid, mouth, box)
+        parts = [(*self._with_validity(target, src), w) for src, w in self._pick(target)]
+        weights = [w for *_, w in parts]
+        return _blend([o for o, _, _ in parts], weights), _blend([v for _, v, _ in parts], weights)
+
+    def _with_validity(self, target: np.ndarray, src: _Source) -> tuple[np.ndarray, np.ndarray]:
+        grid, mouth, box = self.sampling(target, src)
+        out, alpha = composite_alpha(src.crop, src.own_mouth, grid, mouth, box)
         edge = self._size - 0.5
         inside = cv2.inRange(grid, (-0.5, -0.5), (edge, edge))  # 255 where both x and y are in
         return out, cv2.multiply(1.0 - alpha, inside.astype(np.float32), scale=1.0 / 255.0)
 
-    def sampling(self, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Run the generator → (sampling map (S, S, 2), mouth layer, mouth box in pixels)."""
+    def _pick(self, target: np.ndarray) -> list[tuple[_Source, float]]:
+        return [(self._shots[i], w) for i, w in self._picker.pick(target)]
+
+    def sampling(self, target: np.ndarray, source: _Source | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Run the generator → (sampling map (S, S, 2), mouth layer, mouth box in pixels),
+        from the source shot (default: the rendered one)."""
         assert self._session is not None, "renderer is closed"
         s = self._size
-        flow, mouth, fine = self._session.run(None, self.frame_inputs(target))
+        flow, mouth, fine = self._session.run(None, self.frame_inputs(target, source))
         flow = cv2.resize(flow, (s, s), interpolation=cv2.INTER_LINEAR)
         for box, local in zip(W.fine_boxes(target, s), fine, strict=True):
             _blend_fine(flow, local, box)
@@ -294,6 +332,16 @@ def composite_alpha(
         np.uint8
     )
     return out, coverage
+
+
+def _blend(images: list[np.ndarray], weights: list[float]) -> np.ndarray:
+    """Weighted sum of same-shape images (uint8 or float32), in the first one's dtype."""
+    if len(images) == 1:
+        return images[0]
+    total = sum(w * im.astype(np.float32) for im, w in zip(images, weights, strict=True))
+    if images[0].dtype == np.uint8:
+        return np.clip(total + 0.5, 0, 255).astype(np.uint8)
+    return total.astype(images[0].dtype)
 
 
 def _blend_fine(flow: np.ndarray, fine: np.ndarray, box: np.ndarray) -> None:

@@ -3,13 +3,20 @@
 Low cutoff while still (kills jitter), high cutoff while moving (no lag on fast mouth
 motion): cutoff = min_cutoff + beta · speed. Speed is measured per landmark in units of the
 face's inter-ocular distance per second, so the same settings fit any face size.
+
+Live, the filter runs forwards only and lags a little (about 0.2 of AKD on the shared clips).
+Offline (`headcast animate`), the whole track is known: smooth_track runs it forwards and
+backwards and averages the two, so their lags cancel.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from streamer import landmarks as L
 
 
 @dataclass(frozen=True)
@@ -52,3 +59,34 @@ class OneEuroFilter:
         a = _alpha(c.min_cutoff + c.beta * speed, dt)
         self._x = self._x + a * (x - self._x)
         return self._x.astype(np.float32)
+
+
+def smooth_track(track: Sequence[np.ndarray | None], fps: float,
+                 config: SmoothingConfig = SmoothingConfig()) -> list[np.ndarray | None]:
+    """A whole landmark track ((478, 3) pixels per frame, None where no face), smoothed without
+    lag: the mean of the One-Euro filter run forwards and backwards over each stretch of frames
+    with a face. Frames without a face stay None."""
+    if not config.enabled:
+        return list(track)
+    out: list[np.ndarray | None] = list(track)
+    dt = 1.0 / fps
+    start = 0
+    while start < len(track):
+        if track[start] is None:
+            start += 1
+            continue
+        end = start
+        while end < len(track) and track[end] is not None:
+            end += 1
+        stretch = [np.asarray(lm) for lm in track[start:end]]
+        ahead = _run(stretch, dt, config)
+        behind = _run(stretch[::-1], dt, config)[::-1]
+        out[start:end] = [((a + b) / 2).astype(np.float32) for a, b in zip(ahead, behind,
+                                                                           strict=True)]
+        start = end
+    return out
+
+
+def _run(stretch: list[np.ndarray], dt: float, config: SmoothingConfig) -> list[np.ndarray]:
+    f = OneEuroFilter(config)
+    return [f(lm, dt, unit=L.iod(lm)) for lm in stretch]

@@ -105,6 +105,7 @@ def test_enroll_k_shots_from_a_video_then_animate_with_each_renderer(tmp_path, d
                  "-o", str(portrait)]) == 0
     loaded = load_portrait(portrait)
     assert len(loaded.shots) == 4 and len(set(loaded.sources)) == 4
+    assert loaded.references.shape == (3, 256, 256, 3)  # frames of one camera: warp sources
     assert bool(loaded.psi.size) == neural_available()  # embedded when the model is installed
     for renderer in ("warp", "auto"):
         out = tmp_path / f"{renderer}.mp4"

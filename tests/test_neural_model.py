@@ -175,6 +175,31 @@ def test_finetune_changes_generator_and_psi(prepared):
     assert np.abs(moved.landmarks - shots[0].landmarks).max() > 1
 
 
+def test_finetune_warps_each_shot_from_its_nearest_other_shot(prepared):
+    """As the runtime does with references: a shot is warped from the nearest *other* shot
+    (itself would teach G nothing); without references, always from the rendered shot."""
+    from models.data import WarpInputs, load_prepared, sample_tensors
+    from models.finetune import FinetuneOptions, training_set
+    from streamer.neural import ShotCrop
+
+    video = load_prepared([prepared])[0]
+    twin = video.shot(10)
+    twin = ShotCrop(twin.crop, twin.landmarks + np.float32(0.5))  # nearest to shot 1 by far
+    shots = [video.shot(0), video.shot(10), twin]
+    options = FinetuneOptions(augmented=0)
+    near = training_set(shots, options, TINY.size, nearest=True)
+    plain = training_set(shots, options, TINY.size)
+    warp = WarpInputs()
+    # Samples alternate flips: the first target (shot 1) is not flipped, the second is.
+    want = sample_tensors([shots[2]], shots[1], warp, TINY.size)["warp"]
+    assert torch.equal(near[0]["warp"], want)
+    want_plain = sample_tensors([shots[0]], shots[1], warp, TINY.size)["warp"]
+    assert torch.equal(plain[0]["warp"], want_plain)
+    assert not torch.equal(near[0]["warp"], plain[0]["warp"])
+    want = sample_tensors([shots[1]], shots[2], warp, TINY.size, flip=True)["warp"]
+    assert torch.equal(near[1]["warp"], want)
+
+
 def test_exported_embedder_and_generator_match_torch(tmp_path):
     from export.neural_export import build, export_neural, load_checkpoint, load_weights, parity
 

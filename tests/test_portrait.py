@@ -1,10 +1,18 @@
+import json
+
 import cv2
 import numpy as np
 import pytest
 
 from streamer import landmarks as L
 from streamer.errors import FaceTooSmallError, ImageReadError, NoFaceError, PortraitFileError
-from streamer.portrait import EnrollConfig, enroll_images, load_portrait, save_portrait
+from streamer.portrait import (
+    EnrollConfig,
+    cut_crop,
+    enroll_images,
+    load_portrait,
+    save_portrait,
+)
 from streamer.video_io import read_image
 
 
@@ -35,7 +43,8 @@ def test_save_and_load_round_trip(astronaut_portrait, tmp_path):
     path = tmp_path / "a.headcast"
     save_portrait(astronaut_portrait, path)
     loaded = load_portrait(path)
-    for name in ("image", "landmarks", "crop", "crop_landmarks", "mouth_mask", "colors", "shots"):
+    for name in ("image", "landmarks", "crop", "crop_landmarks", "mouth_mask", "colors", "shots",
+                 "references", "reference_landmarks"):
         assert np.array_equal(getattr(loaded, name), getattr(astronaut_portrait, name)), name
     assert loaded.box == astronaut_portrait.box
     assert loaded.sources == astronaut_portrait.sources and len(loaded.sources[0]) == 64
@@ -123,6 +132,44 @@ def test_k_shot_keeps_every_shot_and_renders_the_most_frontal(astronaut_bgr):
     p = enroll_images([turned, astronaut_bgr], EnrollConfig(crop_size=256))
     assert p.shots.shape == (2, 478, 3)
     assert np.array_equal(p.image, astronaut_bgr)  # the unsqueezed one is more frontal
+
+
+def test_shots_of_one_camera_become_references(astronaut_bgr, tmp_path):
+    """Same-size shots are cut in the rendered shot's box, so the warp can start from any of
+    them; a shot of another size (another camera) is kept as a shot only."""
+    moved = cv2.warpAffine(astronaut_bgr, np.float32([[1, 0, 12], [0, 1, 6]]), (512, 512),
+                           borderMode=cv2.BORDER_REPLICATE)
+    bigger = cv2.resize(astronaut_bgr, (600, 600))
+    p = enroll_images([astronaut_bgr, moved, bigger], EnrollConfig(crop_size=256),
+                      render_first=True)
+    assert p.shots.shape == (3, 478, 3)
+    assert p.references.shape == (1, 256, 256, 3)
+    assert np.array_equal(p.references[0], cut_crop(moved, p.box))
+    assert np.allclose(p.reference_landmarks[0], p.box.to_crop(p.shots[1]))
+    shift = (p.reference_landmarks[0] - p.crop_landmarks)[:, :2].mean(axis=0)
+    assert np.allclose(shift, np.array([12, 6]) * p.box.scale, atol=1.5)
+    path = tmp_path / "k.headcast"
+    save_portrait(p, path)
+    loaded = load_portrait(path)
+    assert np.array_equal(loaded.references, p.references)
+    assert np.array_equal(loaded.reference_landmarks, p.reference_landmarks)
+    single = enroll_images([astronaut_bgr], EnrollConfig(crop_size=256))
+    assert single.references.shape == (0, 256, 256, 3)
+
+
+def test_files_before_references_load_without_them(astronaut_portrait, tmp_path):
+    path = tmp_path / "v3.headcast"
+    arrays = {n: getattr(astronaut_portrait, n) for n in
+              ("image", "landmarks", "crop", "crop_landmarks", "mouth_mask", "colors", "shots",
+               "embedding", "psi", "generator")}
+    header = {"format": "headcast-portrait", "version": 3, "sources": [],
+              "box": [astronaut_portrait.box.x0, astronaut_portrait.box.y0,
+                      astronaut_portrait.box.side, astronaut_portrait.box.size]}
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    loaded = load_portrait(path)
+    assert len(loaded.references) == 0 and len(loaded.reference_landmarks) == 0
 
 
 def test_teeth_take_the_colour_of_the_portraits_light(astronaut_portrait):

@@ -6,6 +6,7 @@ import pytest
 
 from streamer import landmarks as L
 from streamer.errors import ModelFileError
+from streamer.references import FADE_FRAMES
 from streamer.renderer import RendererConfig, WarpRenderer, create_renderer, register_renderer
 from streamer.warp_inputs import fine_boxes, mouth_box
 from tests.helpers import open_mouth
@@ -225,3 +226,44 @@ def test_head_turns_up_to_20_degrees_do_not_fold(astronaut_portrait, yaw):
     dy_dy = np.gradient(grid[..., 1], axis=0)
     det = dx_dx * dy_dy - dx_dy * dy_dx
     assert det.min() > 0.1  # no fold: every output pixel samples a distinct, unflipped place
+
+
+@pytest.fixture(scope="module")
+def open_mouth_shots(data_dir):
+    """A real clip's first frame (mouth closed) and its widest-open mouth, with landmarks."""
+    from streamer.tracker import FaceTracker
+    from streamer.video_io import read_video_frames
+
+    frames = list(read_video_frames(data_dir / "driving" / "man_green_backdrop.mp4"))
+    with FaceTracker(video=True) as tracker:
+        lms = [tracker.detect(f) for f in frames]
+    gaps = [L.iod(lm) and np.linalg.norm(lm[13, :2] - lm[14, :2]) / L.iod(lm) for lm in lms]
+    wide = int(np.argmax(gaps))
+    assert gaps[wide] > 0.1 and gaps[0] < 0.05
+    return frames[0], frames[wide], lms[wide]
+
+
+def test_the_warp_starts_from_the_nearest_shot(open_mouth_shots):
+    """With a second shot of the same camera, a target like that shot is warped from it (the
+    real open mouth, teeth and all) instead of being made up from the closed first frame."""
+    from streamer.portrait import EnrollConfig, enroll_images
+
+    first, wide, wide_lm = open_mouth_shots
+    config = EnrollConfig(crop_size=256)
+    one = enroll_images([first], config)
+    two = enroll_images([first, wide], config, render_first=True)
+    assert len(two.references) == 1
+    target = two.box.to_crop(wide_lm)
+    truth = two.references[0]
+    single, double = WarpRenderer(one), WarpRenderer(two)
+    from_one = single.render(one.box.to_crop(wide_lm))
+    first = double.render(target)  # the switch begins: mostly still the first shot
+    for _ in range(FADE_FRAMES - 1):
+        from_two = double.render(target)
+    assert double.shot == 1 and single.shot == 0
+    assert _psnr(first, truth) < _psnr(from_two, truth) - 3  # faded in, not cut
+    assert _psnr(from_two, truth) > 33  # the reference itself, barely moved
+    assert _psnr(from_two, truth) > _psnr(from_one, truth) + 5  # 36 against 28 dB
+    # Back at rest, the first shot renders again.
+    double.render(two.crop_landmarks)
+    assert double.shot == 0

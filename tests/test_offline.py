@@ -1,0 +1,47 @@
+"""streamer/offline.py: shots taken from a video for `headcast enroll --from-video`."""
+
+import numpy as np
+import pytest
+
+from streamer.errors import NoFaceError
+from streamer.offline import video_shots
+from streamer.tracker import FaceTracker
+from streamer.video_io import VideoWriter, read_video_frames
+
+
+def test_video_shots_keep_the_clips_video_mode_landmarks(data_dir):
+    """The shots' landmarks are the ones a driver track of the same clip has (video mode), so
+    a driver frame that shows a shot's face is warped from that shot by (almost) nothing."""
+    clip = data_dir / "driving" / "man_green_backdrop.mp4"
+    frames, lms = video_shots(clip, 4)
+    with FaceTracker(video=True) as tracker:
+        track = [(f, tracker.detect(f)) for f in read_video_frames(clip)]
+    picks = np.linspace(0, len(track) - 1, 4).round().astype(int)
+    assert len(frames) == len(lms) == 4
+    for frame, lm, i in zip(frames, lms, picks, strict=True):
+        assert np.array_equal(frame, track[i][0])
+        assert np.array_equal(lm, track[i][1])
+
+
+def test_a_video_without_a_face_is_refused(tmp_path):
+    path = tmp_path / "grey.mp4"
+    with VideoWriter(path, 25) as writer:
+        for _ in range(5):
+            writer.write(np.full((128, 128, 3), 127, np.uint8))
+    with pytest.raises(NoFaceError, match="no human face"):
+        video_shots(path, 4)
+
+
+def test_animate_renders_the_lag_free_track_and_does_not_smooth_twice(data_dir):
+    from streamer.animate import AnimateOptions
+    from streamer.offline import driver_track, offline_track
+    from streamer.smoothing import smooth_track
+
+    clip = data_dir / "driving" / "man_green_backdrop.mp4"
+    track = driver_track(read_video_frames(clip, 20))
+    options = AnimateOptions(fps=25.0)
+    targets, render_options = offline_track(track, options)
+    assert not render_options.smoothing.enabled and options.smoothing.enabled
+    want = smooth_track(track, 25.0, options.smoothing)
+    assert all(np.array_equal(a, b) for a, b in zip(targets, want, strict=True))
+    assert not np.array_equal(targets[10], track[10])  # it did smooth
