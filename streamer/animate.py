@@ -25,7 +25,11 @@ BLINK_SECONDS = 0.24  # duration of an idle blink
 @dataclass(frozen=True)
 class AnimateOptions:
     motion: MotionConfig = field(default_factory=MotionConfig)  # how motion is transferred
-    smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)  # landmark filter
+    smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)  # live landmark filter
+    # animate's filter over the whole track, run forwards and backwards (no lag, so it can
+    # hold a still face steadier than the live one: +0.13 dB face PSNR, benchmarks.quality)
+    offline_smoothing: SmoothingConfig = field(
+        default_factory=lambda: SmoothingConfig(min_cutoff=1.5, beta=30.0))
     tracker: TrackerConfig = field(default_factory=TrackerConfig)  # face mesh settings
     renderer: RendererConfig = field(default_factory=RendererConfig)  # which generator
     fps: float = 30.0  # frame rate of the driving stream (sets filter and easing clocks)

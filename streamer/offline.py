@@ -48,9 +48,9 @@ def video_shots(path: Path, k: int) -> tuple[list[np.ndarray], list[np.ndarray]]
     if not faces:
         raise NoFaceError(f"{path}: no human face found in any of its {len(tracks)} frames")
     spread = np.linspace(0, len(faces) - 1, min(k, len(faces))).round().astype(int)
-    picks = sorted({faces[i] for i in spread})
+    picks = {faces[i] for i in spread}
     frames = [frame for i, frame in enumerate(read_video_frames(path)) if i in picks]
-    return frames, [tracks[i] for i in picks]
+    return frames, [tracks[i] for i in sorted(picks)]
 
 
 def enroll_shots(images: list[np.ndarray], config: EnrollConfig = EnrollConfig(),
@@ -158,7 +158,7 @@ def offline_track(track: list[np.ndarray | None], options: AnimateOptions
                   ) -> tuple[list[np.ndarray | None], AnimateOptions]:
     """What animate renders from a whole driver track: the track smoothed without lag, and
     the options to render it with (the Animator's live filter off: it would smooth twice)."""
-    smoothed = smooth_track(track, options.fps, options.smoothing)
+    smoothed = smooth_track(track, options.fps, options.offline_smoothing)
     return smoothed, replace(options, smoothing=replace(options.smoothing, enabled=False))
 
 

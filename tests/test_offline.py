@@ -42,6 +42,6 @@ def test_animate_renders_the_lag_free_track_and_does_not_smooth_twice(data_dir):
     options = AnimateOptions(fps=25.0)
     targets, render_options = offline_track(track, options)
     assert not render_options.smoothing.enabled and options.smoothing.enabled
-    want = smooth_track(track, 25.0, options.smoothing)
+    want = smooth_track(track, 25.0, options.offline_smoothing)
     assert all(np.array_equal(a, b) for a, b in zip(targets, want, strict=True))
     assert not np.array_equal(targets[10], track[10])  # it did smooth
