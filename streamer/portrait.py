@@ -205,25 +205,26 @@ def enroll_images(
         raise ValueError("crop_size must be 256 or 512")
     found: list[np.ndarray] = []
     kept: list[np.ndarray] = []
-    if landmarks is not None and len(landmarks) != len(images):
+    if landmarks is None:
+        with FaceTracker(tracker_config, video=False) as tracker:
+            landmarks = [tracker.detect(image) for image in images]
+    elif len(landmarks) != len(images):
         raise ValueError("one landmark array (or None) per image is needed")
-    with FaceTracker(tracker_config, video=False) as tracker:
-        for i, image in enumerate(images):
-            lm = tracker.detect(image) if landmarks is None else landmarks[i]
-            if lm is None and skip_faceless:
-                continue
-            if lm is None:
-                raise NoFaceError(
-                    f"no human face found in portrait image {i + 1}: use a photo or painting "
-                    "with one clearly visible face, eyes open, looking roughly at the camera"
-                )
-            if L.iod(lm) < MIN_IOD_PX:
-                raise FaceTooSmallError(
-                    f"the face in portrait image {i + 1} is too small ({L.iod(lm):.0f} px between "
-                    f"the eyes, {MIN_IOD_PX:.0f} needed): use a larger or closer-cropped image"
-                )
-            found.append(lm)
-            kept.append(image)
+    for i, (image, lm) in enumerate(zip(images, landmarks, strict=True)):
+        if lm is None and skip_faceless:
+            continue
+        if lm is None:
+            raise NoFaceError(
+                f"no human face found in portrait image {i + 1}: use a photo or painting "
+                "with one clearly visible face, eyes open, looking roughly at the camera"
+            )
+        if L.iod(lm) < MIN_IOD_PX:
+            raise FaceTooSmallError(
+                f"the face in portrait image {i + 1} is too small ({L.iod(lm):.0f} px between "
+                f"the eyes, {MIN_IOD_PX:.0f} needed): use a larger or closer-cropped image"
+            )
+        found.append(lm)
+        kept.append(image)
     if not kept:
         raise NoFaceError(f"no human face found in any of the {len(images)} frames")
     images = kept

@@ -57,8 +57,8 @@ class ReferencePicker:
         if self._fading_from is None:
             return [(self.current, 1.0)]
         self._faded += 1
-        w = self._faded / FADE_FRAMES
-        old = self._fading_from
         if self._faded >= FADE_FRAMES:
             self._fading_from = None
-        return [(self.current, w), (old, 1.0 - w)] if w < 1.0 else [(self.current, 1.0)]
+            return [(self.current, 1.0)]
+        w = self._faded / FADE_FRAMES
+        return [(self.current, w), (self._fading_from, 1.0 - w)]

@@ -4,7 +4,8 @@ Low cutoff while still (kills jitter), high cutoff while moving (no lag on fast 
 motion): cutoff = min_cutoff + beta · speed. Speed is measured per landmark in units of the
 face's inter-ocular distance per second, so the same settings fit any face size.
 
-Live, the filter runs forwards only and lags a little (about 0.2 of AKD on the shared clips).
+Live, the filter runs forwards only and lags a little (self-reenactment AKD 1.36 on the shared
+clips, against 1.34 with the same settings run forwards and backwards).
 Offline (`headcast animate`), the whole track is known: smooth_track runs it forwards and
 backwards and averages the two, so their lags cancel.
 """
