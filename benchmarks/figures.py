@@ -5,8 +5,9 @@
 
 For each clip, four frames are picked from the driver's own landmarks: the rest frame, the
 widest mouth, the deepest blink and the largest head turn; each row shows the driver and
-every portrait animated by it with each renderer (relative motion, 512 crop, otherwise the
-Animator's defaults).
+every portrait animated by it with each renderer as `headcast animate` renders it (the
+track smoothed without lag, the targets refined against a first render; relative motion,
+512 crop).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def _tile(image: np.ndarray, lm: np.ndarray | None, label: str) -> np.ndarray:
 def figure(data: Path, clip: str, portraits: list[str], frames: int,
            renderers: list[str]) -> np.ndarray:
     from streamer.animate import AnimateOptions, Animator
-    from streamer.offline import enroll_shots
+    from streamer.offline import animation_targets, enroll_shots, offline_track
     from streamer.renderer import RendererConfig
     from streamer.tracker import FaceTracker
     from streamer.video_io import read_image, read_video_frames, video_fps
@@ -68,9 +69,12 @@ def figure(data: Path, clip: str, portraits: list[str], frames: int,
     for name in portraits:
         portrait = enroll_shots([read_image(next((data / "portraits").glob(f"{name}.*")))])
         for renderer in renderers:
-            options = AnimateOptions(fps=video_fps(path), renderer=RendererConfig(renderer))
+            track, options = offline_track(
+                lms, AnimateOptions(fps=video_fps(path), renderer=RendererConfig(renderer)))
             anim = Animator(portrait, options)
-            outs = {i: o for i, o in enumerate(anim.process(f) for f in video) if i in wanted}
+            # every frame in order, as animate does (a renderer with references keeps state)
+            rendered = (anim.render_target(t) for t in animation_targets(anim, track))
+            outs = {i: o for i, o in enumerate(rendered) if i in wanted}
             anim.close()
             label = f"{name} {renderer}"
             with FaceTracker(video=False) as still:

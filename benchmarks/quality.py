@@ -89,6 +89,7 @@ class QualityConfig:
     protocols: tuple[str, ...] = ("self", "cross")  # which protocols run
     sheet_frames: int = 3  # frames per clip shown on the sheets
     renderer: str = "auto"  # warp, neural, or auto (neural when its model is installed)
+    refine: bool = True  # "ours" refines its targets against a first render, as animate does
 
 
 @dataclass(frozen=True)
@@ -153,13 +154,16 @@ def sheet_indices(path: Path, frames: int, count: int) -> set[int]:
     return {int(round(i)) for i in np.linspace(1, n - 1, count)}
 
 
-def clip_options(path: Path, renderer: str = "auto"):  # -> streamer.animate.AnimateOptions
+def clip_options(path: Path, renderer: str = "auto", refine: bool = True
+                 ):  # -> streamer.animate.AnimateOptions
     """Default options, clocked at the clip's frame rate as a live stream would be."""
     from streamer.animate import AnimateOptions
+    from streamer.refine import RefineConfig
     from streamer.renderer import RendererConfig
     from streamer.video_io import video_fps
 
-    return AnimateOptions(fps=video_fps(path), renderer=RendererConfig(name=renderer))
+    return AnimateOptions(fps=video_fps(path), renderer=RendererConfig(name=renderer),
+                          refine=RefineConfig(enabled=refine))
 
 
 def new_tracker():  # -> streamer.tracker.FaceTracker
@@ -191,7 +195,8 @@ def _fit(image: np.ndarray, shape: tuple[int, ...], what: str) -> np.ndarray:
 def _self_methods(first: np.ndarray, lm0: np.ndarray, anim, targets: Sequence
                   ) -> dict[str, Callable]:
     """method name → f(t, driver frame, driver landmarks or None) → output frame (H, W, 3).
-    targets: what `headcast animate` renders for frame t (streamer.offline.offline_track)."""
+    targets: the crop targets `headcast animate` renders for frame t
+    (streamer.offline.animation_targets)."""
     warper = PlainWarper(first, lm0)
     last_warp = [first]
 
@@ -202,7 +207,7 @@ def _self_methods(first: np.ndarray, lm0: np.ndarray, anim, targets: Sequence
         return last_warp[0]
 
     def ours(t: int, frame: np.ndarray, lm: np.ndarray | None) -> np.ndarray:
-        return _fit(anim.render_landmarks(targets[t]), frame.shape, "ours")
+        return _fit(anim.render_target(targets[t]), frame.shape, "ours")
 
     return {"static": lambda t, frame, lm: first, "plain warp": plain, "ours": ours}
 
@@ -211,7 +216,7 @@ def run_self_clip(path: Path, cfg: QualityConfig) -> tuple[list[SelfScores], lis
     """Run the three methods on one clip → per-method scores and sheet rows."""
     from streamer.animate import Animator
     from streamer.errors import NoFaceError
-    from streamer.offline import offline_track
+    from streamer.offline import animation_targets, offline_track
     from streamer.portrait import EnrollConfig, enroll_images
 
     clip = path.stem
@@ -224,9 +229,10 @@ def run_self_clip(path: Path, cfg: QualityConfig) -> tuple[list[SelfScores], lis
         raise NoFaceError(f"{clip}: no face in frame 0")
     with ExitStack() as stack:
         portrait = enroll_images([first], EnrollConfig(crop_size=512))
-        targets, options = offline_track(driver_lms, clip_options(path, cfg.renderer))
+        track, options = offline_track(driver_lms, clip_options(path, cfg.renderer, cfg.refine))
         anim = Animator(portrait, options)
         stack.callback(anim.close)
+        targets = animation_targets(anim, track)
         methods = _self_methods(first, lm0, anim, targets)
         trackers = {m: new_tracker() for m in methods}
         for tr in trackers.values():
@@ -311,19 +317,20 @@ def run_cross_pair(
     show: set[int],
     frames: int,
     renderer: str = "auto",
+    refine: bool = True,
 ) -> tuple[CrossScores, dict[int, np.ndarray]]:
     """Drive one enrolled portrait with one clip → scores and the sheet frames by index."""
     from streamer.animate import Animator
-    from streamer.offline import offline_track
+    from streamer.offline import animation_targets, offline_track
 
-    targets, options = offline_track(driver_lms[:frames], clip_options(path, renderer))
+    track, options = offline_track(driver_lms[:frames], clip_options(path, renderer, refine))
     anim = Animator(portrait, options)
     tracker = new_tracker()
     out_lms: list[np.ndarray | None] = []
     tiles: dict[int, np.ndarray] = {}
     try:
-        for t, landmarks in enumerate(targets):
-            out = anim.render_landmarks(landmarks)
+        for t, target in enumerate(animation_targets(anim, track)):
+            out = anim.render_target(target)
             out_lms.append(tracker.detect(out))
             if t in show:
                 tiles[t] = face_crop(out, out_lms[-1])
@@ -386,7 +393,8 @@ def run_cross(
             start = time.perf_counter()
             show = shows[path.stem] if file.stem in on_sheet else set()
             scores, pair_tiles = run_cross_pair(
-                portrait, file.stem, path, driver_lms[path.stem], show, cfg.frames, cfg.renderer
+                portrait, file.stem, path, driver_lms[path.stem], show, cfg.frames, cfg.renderer,
+                cfg.refine,
             )
             results.append(scores)
             tiles[(file.stem, path.stem)] = pair_tiles
@@ -739,6 +747,9 @@ def parse_args(argv: Sequence[str] | None) -> QualityConfig:
     parser.add_argument("--data", type=Path, default=None, help="shared data folder")
     parser.add_argument("--out", type=Path, default=Path("out/quality"))
     parser.add_argument("--renderer", choices=("auto", "warp", "neural"), default="auto")
+    parser.add_argument("--no-refine", action="store_true",
+                        help="render the targets as the motion transfer gives them, "
+                        "without animate's closed-loop refinement")
     args = parser.parse_args(argv)
     data_dir = args.data or default_data_dir()
     if not (data_dir / "driving").is_dir():
@@ -753,6 +764,7 @@ def parse_args(argv: Sequence[str] | None) -> QualityConfig:
         protocols=("self", "cross") if args.protocol == "both" else (args.protocol,),
         sheet_frames=args.sheet_frames,
         renderer=args.renderer,
+        refine=not args.no_refine,
     )
 
 

@@ -31,6 +31,9 @@ class TrainConfig:
     steps: int = 2000  # optimizer steps (per process)
     batch: int = 4  # episodes per step per process
     k: int = 8  # frames per episode given to the embedder
+    # fraction of episodes warped from the shot nearest the target (models.data.Episodes)
+    nearest_source: float = 0.0
+    init: str = ""  # exported weights (.npz, export.neural_export) to start from; "" = random
     lr_g: float = 2e-4  # E and G (Adam)
     lr_d: float = 4e-4  # D (two time-scale update rule)
     w_mouth: float = 4.0  # extra L1 weight on the mouth box

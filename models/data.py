@@ -26,6 +26,7 @@ from streamer.neural import (
     window_shot,
 )
 from streamer.portrait import crop_portrait
+from streamer.references import shot_distances
 from streamer.renderer import RendererConfig, WarpRenderer
 
 
@@ -123,9 +124,13 @@ class Episodes(torch.utils.data.Dataset):
     """Random episodes: index → (video i, K shots, target). Deterministic per (seed, index)."""
 
     def __init__(self, videos: list[PreparedVideo], k: int, length: int, seed: int = 0,
-                 min_gap: int = 5, size: int = 256, soften: float = 0.3) -> None:
+                 min_gap: int = 5, size: int = 256, soften: float = 0.3,
+                 nearest: float = 0.0) -> None:
+        """nearest: fraction of episodes whose warp starts from the shot nearest the target
+        (as the runtime's references do with K shots of one camera), the rest from a shot
+        at least min_gap frames away (one portrait, another moment)."""
         self.videos, self.k, self.length, self.seed, self.min_gap = videos, k, length, seed, min_gap
-        self.size, self.soften = size, soften
+        self.size, self.soften, self.nearest = size, soften, nearest
         weights = np.array([np.sqrt(len(v.frames)) for v in videos])  # long clips not dominant
         self._p = weights / weights.sum()
         self._warp = WarpInputs()
@@ -141,13 +146,19 @@ class Episodes(torch.utils.data.Dataset):
         picks = rng.choice(n, size=min(self.k + 1, n), replace=False)
         target = int(picks[-1])
         shots = [int(p) for p in picks[:-1]]
-        # The warp source (shots[0]) should be a different moment than the target.
-        far = [p for p in shots if abs(p - target) >= self.min_gap]
-        if far:
-            shots.remove(far[0])
-            shots.insert(0, far[0])
+        if self.nearest > 0 and rng.random() < self.nearest:  # source: the nearest shot
+            gaps = shot_distances(video.landmarks[target], video.landmarks[shots])
+            source = shots[int(np.argmin(gaps))]
+            shots.remove(source)
+            shots.insert(0, source)
+        else:  # a different moment than the target
+            far = [p for p in shots if abs(p - target) >= self.min_gap]
+            if far:
+                shots.remove(far[0])
+                shots.insert(0, far[0])
         sample = sample_tensors([video.shot(i) for i in shots], video.shot(target), self._warp,
                                 self.size, flip=bool(rng.random() < 0.5),
                                 soften=bool(rng.random() < self.soften))
         sample["video"] = torch.tensor(vi)
+        sample["frames"] = torch.tensor([*shots, target])  # warp source first, target last
         return sample

@@ -107,7 +107,8 @@ class Trainer:
     # --- the loop -----------------------------------------------------------------------
     def fit(self) -> list[dict]:
         c = self.config
-        data = Episodes(self.videos, c.k, length=c.steps * c.batch, seed=c.seed * 1000 + self.rank)
+        data = Episodes(self.videos, c.k, length=c.steps * c.batch, seed=c.seed * 1000 + self.rank,
+                        nearest=c.nearest_source)
         order = range(self.step * c.batch, c.steps * c.batch)  # resumes where it stopped
         loader = torch.utils.data.DataLoader(
             data, batch_size=c.batch, sampler=order, num_workers=c.workers,
@@ -158,7 +159,8 @@ class Trainer:
             except FileNotFoundError:
                 self._val_samples = []
             else:
-                data = Episodes(videos, c.k, length=c.val_episodes, seed=12345)
+                data = Episodes(videos, c.k, length=c.val_episodes, seed=12345,
+                                nearest=c.nearest_source)
                 self._val_samples = [data[i] for i in range(len(data))]
         if not self._val_samples:
             return {}
@@ -228,6 +230,8 @@ class Trainer:
     def _load(self) -> None:
         path = self.out / "checkpoint.pt"
         if not path.is_file():
+            if self.config.init:
+                _init_weights(self, Path(self.config.init))
             return
         state = torch.load(path, map_location=self.device, weights_only=True)
         if state["dims"] != asdict(self.config.dims):
@@ -239,6 +243,24 @@ class Trainer:
         self.opt_d.load_state_dict(state["opt_d"])
         self.step = int(state["step"])
         self.best_gain = float(state.get("best_gain", float("-inf")))
+
+
+def _init_weights(trainer: Trainer, path: Path) -> None:
+    """Start from exported weights (export.neural_export's .npz). D's per-video embeddings W
+    are kept only when the video list has the same length."""
+    from export.neural_export import load_weights  # deferred: export needs onnx
+
+    with np.load(path, allow_pickle=False) as data:
+        dims = json.loads(bytes(data["dims"]).decode())
+    if dims != json.loads(json.dumps(asdict(trainer.config.dims))):
+        raise ValueError(f"{path} has other model dimensions than {trainer.config.model}")
+    E, G, D = load_weights(path)
+    d_state = D.state_dict()
+    if d_state["W.weight"].shape != trainer.D.W.weight.shape:
+        d_state["W.weight"] = trainer.D.W.weight.detach().cpu()
+    trainer.E.load_state_dict(E.state_dict())
+    trainer.G.load_state_dict(G.state_dict())
+    trainer.D.load_state_dict(d_state)
 
 
 def _inner(module: torch.nn.Module) -> torch.nn.Module:

@@ -15,6 +15,7 @@ from streamer import landmarks as L
 from streamer.motion import MotionConfig, MotionState, MotionTransfer
 from streamer.paste import PasteBack
 from streamer.portrait import Portrait
+from streamer.refine import RefineConfig
 from streamer.renderer import Renderer, RendererConfig, create_renderer, render_stages
 from streamer.smoothing import OneEuroFilter, SmoothingConfig
 from streamer.tracker import FaceTracker, TrackerConfig
@@ -31,6 +32,9 @@ class AnimateOptions:
     # static went +2.11 → +2.24 dB, benchmarks.quality)
     offline_smoothing: SmoothingConfig = field(
         default_factory=lambda: SmoothingConfig(min_cutoff=1.5, beta=30.0))
+    # animate renders the track once, tracks its own output and corrects the targets
+    # (streamer.refine); live cannot look at a frame twice
+    refine: RefineConfig = field(default_factory=RefineConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)  # face mesh settings
     renderer: RendererConfig = field(default_factory=RendererConfig)  # which generator
     fps: float = 30.0  # frame rate of the driving stream (sets filter and easing clocks)
@@ -148,6 +152,14 @@ class Animator:
     def render_landmarks(self, driver: np.ndarray | None) -> np.ndarray:
         """Driver landmarks ((478, 3) pixels, or None when no face) → avatar frame."""
         return self.finish(self._prepare_landmarks(driver))
+
+    def render_target(self, target: np.ndarray) -> np.ndarray:
+        """The portrait's target landmarks ((478, 3) crop pixels, as target_landmarks gives
+        them) → avatar frame; the motion state is not touched."""
+        assert self._renderer is not None, "animator is closed"
+        t0 = time.perf_counter()
+        begun = self._begin(target)
+        return self.finish(Prepared(begun, (time.perf_counter() - t0) * 1e3))
 
     def _prepare_landmarks(self, driver: np.ndarray | None) -> Prepared:
         assert self._renderer is not None, "animator is closed"

@@ -101,6 +101,12 @@ def _add_animate(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--expression-gain", type=float, default=1.0, help="scale expressions (default 1)"
     )
+    p.add_argument(
+        "--no-refine",
+        action="store_true",
+        help="skip the second look: by default the output is rendered once, tracked, and "
+        "rendered again with the targets corrected (about twice the time)",
+    )
     add_renderer_option(p)
     p.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -129,6 +135,7 @@ def _run_animate(args: argparse.Namespace) -> int:
     from streamer.motion import MotionConfig
     from streamer.offline import AnimateJob, open_portrait, run_animate
     from streamer.portrait import EnrollConfig
+    from streamer.refine import RefineConfig
 
     portrait = open_portrait(args.portrait, EnrollConfig(crop_size=args.crop_size))
     options = AnimateOptions(
@@ -136,6 +143,7 @@ def _run_animate(args: argparse.Namespace) -> int:
             mode=args.motion, head_pose=not args.no_head_pose, expression_gain=args.expression_gain
         ),
         renderer=renderer_config(args),
+        refine=RefineConfig(enabled=not args.no_refine),
     )
     job = AnimateJob(portrait, args.driving, args.output, options, args.size, args.max_frames)
     n = run_animate(job, progress=not args.quiet)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -12,7 +12,10 @@ import numpy as np
 from streamer.animate import AnimateOptions, Animator
 from streamer.errors import ModelFileError, NoFaceError
 from streamer.neural import neural_available, with_embedding
+from streamer.paste import PasteBack
 from streamer.portrait import EnrollConfig, Portrait, enroll_images, load_portrait, save_portrait
+from streamer.refine import refine_targets
+from streamer.renderer import create_renderer
 from streamer.smoothing import smooth_track
 from streamer.template import load_template
 from streamer.tracker import FaceTracker, TrackerConfig
@@ -119,7 +122,8 @@ def run_animate(job: AnimateJob, progress: bool = True) -> int:
     """Render the job to its output file; returns the number of frames written.
 
     Offline the whole driving track is known, so it is tracked first and smoothed without
-    lag (streamer.smoothing.smooth_track), then rendered."""
+    lag (streamer.smoothing.smooth_track), the targets are refined against a first render
+    (streamer.refine), then rendered."""
     from tqdm import tqdm
 
     template = load_template() if job.driving is None else None
@@ -136,9 +140,13 @@ def run_animate(job: AnimateJob, progress: bool = True) -> int:
     targets, options = offline_track(track, replace(job.options, fps=fps))
     animator = Animator(job.portrait, options)
     try:
+        crop_targets = animation_targets(
+            animator, targets,
+            lambda it: tqdm(it, total=len(targets), unit="frame", disable=not progress,
+                            desc="refine"))
         with VideoWriter(job.output, fps, audio_from=job.driving) as writer:
-            for landmarks in tqdm(targets, unit="frame", disable=not progress, desc="animate"):
-                frame = animator.render_landmarks(landmarks)
+            for target in tqdm(crop_targets, unit="frame", disable=not progress, desc="animate"):
+                frame = animator.render_target(target)
                 if job.size is not None and frame.shape[1::-1] != job.size:
                     frame = _fit(frame, job.size)
                 writer.write(frame)
@@ -160,6 +168,32 @@ def offline_track(track: list[np.ndarray | None], options: AnimateOptions
     the options to render it with (the Animator's live filter off: it would smooth twice)."""
     smoothed = smooth_track(track, options.fps, options.offline_smoothing)
     return smoothed, replace(options, smoothing=replace(options.smoothing, enabled=False))
+
+
+def animation_targets(animator: Animator, track: list[np.ndarray | None],
+                      progress: Callable[[Iterable], Iterable] = lambda it: it
+                      ) -> list[np.ndarray]:
+    """The portrait's target landmarks (crop pixels) animate renders for a (smoothed) driver
+    track: the motion transfer of every frame, then refined against a first render of them
+    when options.refine is on. The first render is looked at as it will be delivered (the
+    crop pasted into the portrait; the tracker reads a face at the scale of the frame), by
+    a renderer of its own, so the animator's starts fresh."""
+    targets = [animator.target_landmarks(landmarks) for landmarks in track]
+    options = animator.options
+    if not options.refine.enabled:
+        return targets
+    portrait = animator.portrait
+    renderer = create_renderer(portrait, options.renderer)
+    if options.full_frame:
+        paste = PasteBack(portrait)
+        render, to_crop = (lambda t: paste.paste(renderer.render(t))), portrait.box.to_crop
+    else:
+        render, to_crop = renderer.render, (lambda points: points)
+    try:
+        return refine_targets(targets, render, portrait.crop_landmarks, options.refine,
+                              options.tracker, progress, to_crop)
+    finally:
+        renderer.close()
 
 
 def _fit(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:

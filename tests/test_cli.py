@@ -24,6 +24,20 @@ def test_animate_on_embedded_defaults(tmp_path):
     assert n == 12 and size == (512, 512) and not audio  # the astronaut photo is 512²
 
 
+def test_animate_without_the_second_look_renders_the_targets_as_transferred(tmp_path):
+    from streamer.video_io import read_video_frames
+
+    outs = {}
+    for flag in ([], ["--no-refine"]):
+        out = tmp_path / f"demo{len(flag)}.mp4"
+        args = ["animate", "-o", str(out), "--max-frames", "20", "--quiet", "--renderer", "warp"]
+        assert main(args + flag) == 0
+        outs[bool(flag)] = np.stack(list(read_video_frames(out)))
+    assert outs[True].shape == outs[False].shape == (20, 512, 512, 3)
+    diff = np.abs(outs[True].astype(int) - outs[False]).mean(axis=(1, 2, 3))
+    assert diff.max() > 0.05  # the refined targets moved the face somewhere
+
+
 def test_enroll_then_animate_keeps_audio_and_size(tmp_path, data_dir):
     portrait = tmp_path / "einstein.headcast"
     assert main(["enroll", str(data_dir / "portraits" / "einstein.jpg"), "-o", str(portrait)]) == 0

@@ -132,6 +132,49 @@ def test_episode_sample_is_the_runtime_warp(prepared):
     assert 0 < float(sample["mouth"].mean()) < 0.2
 
 
+def test_nearest_source_episodes_warp_from_the_closest_shot(prepared):
+    from models.data import Episodes, load_prepared
+    from streamer.references import shot_distances
+
+    videos = load_prepared([prepared])
+    near, far = Episodes(videos, k=6, length=8, nearest=1.0), Episodes(videos, k=6, length=8)
+    errors = {"near": [], "far": []}
+    for i in range(8):
+        for name, data in (("near", near), ("far", far)):
+            sample = data[i]
+            errors[name].append(float((sample["warp"] - sample["target"]).abs().mean()))
+        # the source is the nearest of the shots, by the runtime's distance
+        sample = near[i]
+        video = videos[int(sample["video"])]
+        *shots, target = sample["frames"].tolist()
+        gaps = shot_distances(video.landmarks[target], video.landmarks[shots])
+        assert gaps[0] == gaps.min() and target not in shots
+    # the same episodes (same seed) apart from where the warp starts: nearer is closer
+    assert np.mean(errors["near"]) < np.mean(errors["far"])
+
+
+def test_training_starts_from_exported_weights(prepared, tmp_path):
+    from export.neural_export import save_weights
+    from models.networks import Discriminator, Embedder, Generator
+    from models.train import Trainer
+
+    dims = MODEL_SIZES["tiny"]
+    nets = {"E": Embedder(dims), "G": Generator(dims), "D": Discriminator(dims, 2)}
+    for module in nets.values():
+        for p in module.parameters():
+            p.data.uniform_(-0.1, 0.1)
+    save_weights(tmp_path / "w.npz", dims, nets)
+    trainer = Trainer(TrainConfig(model="tiny", data=(str(prepared),), out=str(tmp_path / "run"),
+                                  init=str(tmp_path / "w.npz")))
+    for name, module in nets.items():
+        mine = getattr(trainer, name).state_dict()
+        for key, value in module.state_dict().items():
+            assert torch.equal(mine[key], value), (name, key)
+    with pytest.raises(ValueError, match="other model dimensions"):
+        Trainer(TrainConfig(model="small", data=(str(prepared),), out=str(tmp_path / "r2"),
+                            init=str(tmp_path / "w.npz")))
+
+
 def test_training_smoke_loss_falls_and_resumes(prepared, tmp_path):
     from models.data import Episodes, load_prepared
     from models.train import Trainer
