@@ -53,8 +53,8 @@ def _tile(image: np.ndarray, lm: np.ndarray | None, label: str) -> np.ndarray:
 
 def figure(data: Path, clip: str, portraits: list[str], frames: int,
            renderers: list[str]) -> np.ndarray:
-    from streamer.animate import AnimateOptions, Animator
-    from streamer.offline import animation_targets, enroll_shots, offline_track
+    from streamer.animate import AnimateOptions
+    from streamer.offline import enroll_shots, offline_animation
     from streamer.renderer import RendererConfig
     from streamer.tracker import FaceTracker
     from streamer.video_io import read_image, read_video_frames, video_fps
@@ -69,11 +69,10 @@ def figure(data: Path, clip: str, portraits: list[str], frames: int,
     for name in portraits:
         portrait = enroll_shots([read_image(next((data / "portraits").glob(f"{name}.*")))])
         for renderer in renderers:
-            track, options = offline_track(
-                lms, AnimateOptions(fps=video_fps(path), renderer=RendererConfig(renderer)))
-            anim = Animator(portrait, options)
+            options = AnimateOptions(fps=video_fps(path), renderer=RendererConfig(renderer))
+            anim, targets = offline_animation(portrait, lms, options)
             # every frame in order, as animate does (a renderer with references keeps state)
-            rendered = (anim.render_target(t) for t in animation_targets(anim, track))
+            rendered = (anim.render_target(t) for t in targets)
             outs = {i: o for i, o in enumerate(rendered) if i in wanted}
             anim.close()
             label = f"{name} {renderer}"

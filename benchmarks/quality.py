@@ -196,7 +196,7 @@ def _self_methods(first: np.ndarray, lm0: np.ndarray, anim, targets: Sequence
                   ) -> dict[str, Callable]:
     """method name → f(t, driver frame, driver landmarks or None) → output frame (H, W, 3).
     targets: the crop targets `headcast animate` renders for frame t
-    (streamer.offline.animation_targets)."""
+    (streamer.offline.offline_animation)."""
     warper = PlainWarper(first, lm0)
     last_warp = [first]
 
@@ -214,9 +214,8 @@ def _self_methods(first: np.ndarray, lm0: np.ndarray, anim, targets: Sequence
 
 def run_self_clip(path: Path, cfg: QualityConfig) -> tuple[list[SelfScores], list[SheetRow]]:
     """Run the three methods on one clip → per-method scores and sheet rows."""
-    from streamer.animate import Animator
     from streamer.errors import NoFaceError
-    from streamer.offline import animation_targets, offline_track
+    from streamer.offline import offline_animation
     from streamer.portrait import EnrollConfig, enroll_images
 
     clip = path.stem
@@ -229,10 +228,9 @@ def run_self_clip(path: Path, cfg: QualityConfig) -> tuple[list[SelfScores], lis
         raise NoFaceError(f"{clip}: no face in frame 0")
     with ExitStack() as stack:
         portrait = enroll_images([first], EnrollConfig(crop_size=512))
-        track, options = offline_track(driver_lms, clip_options(path, cfg.renderer, cfg.refine))
-        anim = Animator(portrait, options)
+        anim, targets = offline_animation(portrait, driver_lms,
+                                          clip_options(path, cfg.renderer, cfg.refine))
         stack.callback(anim.close)
-        targets = animation_targets(anim, track)
         methods = _self_methods(first, lm0, anim, targets)
         trackers = {m: new_tracker() for m in methods}
         for tr in trackers.values():
@@ -320,16 +318,15 @@ def run_cross_pair(
     refine: bool = True,
 ) -> tuple[CrossScores, dict[int, np.ndarray]]:
     """Drive one enrolled portrait with one clip → scores and the sheet frames by index."""
-    from streamer.animate import Animator
-    from streamer.offline import animation_targets, offline_track
+    from streamer.offline import offline_animation
 
-    track, options = offline_track(driver_lms[:frames], clip_options(path, renderer, refine))
-    anim = Animator(portrait, options)
+    anim, targets = offline_animation(portrait, driver_lms[:frames],
+                                      clip_options(path, renderer, refine))
     tracker = new_tracker()
     out_lms: list[np.ndarray | None] = []
     tiles: dict[int, np.ndarray] = {}
     try:
-        for t, target in enumerate(animation_targets(anim, track)):
+        for t, target in enumerate(targets):
             out = anim.render_target(target)
             out_lms.append(tracker.detect(out))
             if t in show:

@@ -51,6 +51,11 @@ def iod(landmarks: np.ndarray) -> float:
     return float(np.linalg.norm(landmarks[EYE_OUTER_R, :2] - landmarks[EYE_OUTER_L, :2]))
 
 
+def mouth_gap(landmarks: np.ndarray) -> float:
+    """Inner-lip opening |p13 − p14| in IODs. landmarks: (478, ≥2)."""
+    return float(np.linalg.norm(landmarks[13, :2] - landmarks[14, :2]) / max(iod(landmarks), 1e-6))
+
+
 def face_box(landmarks: np.ndarray) -> tuple[float, float, float, float]:
     """(x0, y0, x1, y1) around the 468 mesh points."""
     pts = landmarks[:468, :2]

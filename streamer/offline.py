@@ -137,13 +137,10 @@ def run_animate(job: AnimateJob, progress: bool = True) -> int:
         frames = tqdm(read_video_frames(job.driving, job.max_frames), total=count,
                       unit="frame", disable=not progress, desc="track")
         track = driver_track(frames, job.options.tracker)
-    targets, options = offline_track(track, replace(job.options, fps=fps))
-    animator = Animator(job.portrait, options)
+    animator, crop_targets = offline_animation(
+        job.portrait, track, replace(job.options, fps=fps),
+        lambda it: tqdm(it, total=len(track), unit="frame", disable=not progress, desc="refine"))
     try:
-        crop_targets = animation_targets(
-            animator, targets,
-            lambda it: tqdm(it, total=len(targets), unit="frame", disable=not progress,
-                            desc="refine"))
         with VideoWriter(job.output, fps, audio_from=job.driving) as writer:
             for target in tqdm(crop_targets, unit="frame", disable=not progress, desc="animate"):
                 frame = animator.render_target(target)
@@ -194,6 +191,21 @@ def animation_targets(animator: Animator, track: list[np.ndarray | None],
                               options.tracker, progress, to_crop)
     finally:
         renderer.close()
+
+
+def offline_animation(portrait: Portrait, track: list[np.ndarray | None], options: AnimateOptions,
+                      progress: Callable[[Iterable], Iterable] = lambda it: it
+                      ) -> tuple[Animator, list[np.ndarray]]:
+    """What animate renders from a whole driver track: an Animator (the caller closes it)
+    and the crop targets to give its render_target, frame by frame, in order (the track
+    smoothed without lag, then animation_targets)."""
+    smoothed, render_options = offline_track(track, options)
+    animator = Animator(portrait, render_options)
+    try:
+        return animator, animation_targets(animator, smoothed, progress)
+    except BaseException:
+        animator.close()
+        raise
 
 
 def _fit(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:

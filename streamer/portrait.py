@@ -172,8 +172,7 @@ def mouth_colors(crop: np.ndarray, lm: np.ndarray) -> np.ndarray:
 
 def own_mouth_mask(size: int, lm: np.ndarray) -> np.ndarray:
     """The portrait's open-mouth interior (empty when the lips touch)."""
-    gap = np.linalg.norm(lm[13, :2] - lm[14, :2]) / max(L.iod(lm), 1e-6)
-    if gap < 0.03:
+    if L.mouth_gap(lm) < 0.03:
         return np.zeros((size, size), np.uint8)
     return _fill(size, [lm[L.LIPS_INNER]])
 

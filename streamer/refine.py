@@ -90,14 +90,12 @@ def smooth_residuals(residuals: Sequence[np.ndarray | None], sigma: float
     return out
 
 
-def _drawn_mouth(target: np.ndarray, rest: np.ndarray | None, unit: float, ramp: float
-                 ) -> float:
+def _drawn_mouth(target: np.ndarray, rest: np.ndarray | None, ramp: float) -> float:
     """0–1: how far the target's mouth opens past the portrait's own (where the renderer
     draws a mouth interior the portrait does not have), 1 from `ramp` IOD past it."""
     if rest is None:
         return 1.0
-    gap = lambda p: float(np.linalg.norm(p[14, :2] - p[13, :2]))  # noqa: E731
-    past = gap(target) / unit - gap(rest) / L.iod(rest)
+    past = L.mouth_gap(target) - L.mouth_gap(rest)
     return float(np.clip(past / max(ramp, 1e-6), 0.0, 1.0))
 
 
@@ -116,7 +114,7 @@ def correct(target: np.ndarray, residual: np.ndarray | None, config: RefineConfi
     down = before[152, :2] - before[10, :2]  # chin − forehead: the face's downward axis
     down /= max(float(np.linalg.norm(down)), 1e-9)
     if config.hold == "drawn":  # where the mouth is drawn, mouth and jaw move as one
-        drawn = _drawn_mouth(before, rest, unit, config.drawn_ramp)
+        drawn = _drawn_mouth(before, rest, config.drawn_ramp)
         if drawn > 0.0:
             corners = before[[61, 291], :2].mean(axis=0) @ down
             group = np.union1d(_MOUTH, _OVAL[before[_OVAL, :2] @ down > corners])
@@ -169,8 +167,8 @@ def refine_targets(
                 return current
             offset = to_crop(seen_rest) - rest
             residuals: list[np.ndarray | None] = []
-            for asked, drawn in zip(targets, progress(current), strict=True):
-                seen = seen_by.detect(render(drawn))
+            for asked, asking in zip(targets, progress(current), strict=True):
+                seen = seen_by.detect(render(asking))
                 residuals.append(None if seen is None else to_crop(seen) - asked - offset)
         smoothed = smooth_residuals(residuals, config.sigma_frames)
         current = [correct(c, r, config, rest) for c, r in zip(current, smoothed, strict=True)]

@@ -127,7 +127,7 @@ def mouth_frame(target_lm: np.ndarray, size: int) -> np.ndarray:
     if opening < 0:
         normal, opening = -normal, -opening
     opening = max(opening, 1e-6)
-    gap_iod = np.linalg.norm(target_lm[14, :2] - target_lm[13, :2]) / max(L.iod(target_lm), 1e-6)
+    gap_iod = L.mouth_gap(target_lm)
     teeth = 0.85 * float(np.clip((gap_iod - 0.06) / 0.12, 0.0, 1.0))
     teeth_depth = float(np.clip(TEETH_DEPTH_IOD / max(gap_iod, 1e-6), 0.12, 0.4))
     strength = float(np.clip((gap_iod - 0.025) / 0.04, 0.0, 1.0))  # none for a closed mouth

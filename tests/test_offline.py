@@ -51,8 +51,8 @@ def test_refined_targets_bring_the_output_face_closer_to_the_drivers(data_dir):
     """Self-reenactment over 60 frames of a head that turns: with the second look the face
     tracked in the output lies nearer the driver's own landmarks than without it."""
     from streamer import landmarks as L
-    from streamer.animate import AnimateOptions, Animator
-    from streamer.offline import animation_targets, driver_track, offline_track
+    from streamer.animate import AnimateOptions
+    from streamer.offline import driver_track, offline_animation
     from streamer.portrait import enroll_images
     from streamer.refine import RefineConfig
 
@@ -62,9 +62,8 @@ def test_refined_targets_bring_the_output_face_closer_to_the_drivers(data_dir):
     portrait = enroll_images([frames[0]])
     errors = {}
     for refine in (False, True):
-        smoothed, options = offline_track(track, AnimateOptions(refine=RefineConfig(refine)))
-        animator = Animator(portrait, options)
-        targets = animation_targets(animator, smoothed)
+        options = AnimateOptions(refine=RefineConfig(refine))
+        animator, targets = offline_animation(portrait, track, options)
         assert len(targets) == len(frames)
         with FaceTracker(video=True) as tracker:
             seen = [tracker.detect(animator.render_target(t)) for t in targets]
