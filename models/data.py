@@ -20,6 +20,7 @@ import torch
 from streamer import landmarks as L
 from streamer.neural import (
     ShotCrop,
+    Window,
     face_window,
     landmark_input,
     to_input,
@@ -91,29 +92,42 @@ class WarpInputs:
         return self._renderer.render_with_validity(target_lm)
 
 
+def generator_arrays(
+    source: ShotCrop, target_lm: np.ndarray, warp: WarpInputs, size: int = 256,
+    soften: bool = False,
+) -> tuple[Window, dict[str, np.ndarray]]:
+    """G's inputs for one target at the network's side, as the runtime makes them: the source
+    shot warped onto target_lm (478, 3) crop pixels, cut to the target's face window →
+    (the window, {landmarks, warp, valid, mouth}). soften passes the warp through half
+    resolution, as the runtime's 256 crops are."""
+    warped, valid = warp(source, target_lm)
+    window = face_window(target_lm, source.crop.shape[0], size)
+    lm = window.landmarks(target_lm)
+    warped = window.cut(warped)
+    if soften:
+        half = cv2.resize(warped, (size // 2, size // 2), interpolation=cv2.INTER_AREA)
+        warped = cv2.resize(half, (size, size), interpolation=cv2.INTER_LINEAR)
+    return window, {
+        "landmarks": landmark_input(lm, size),
+        "warp": to_input(warped),
+        "valid": window.cut(valid)[None].astype(np.float32),
+        "mouth": mouth_region(lm, size),
+    }
+
+
 def sample_tensors(
     shots: list[ShotCrop], target: ShotCrop, warp: WarpInputs, size: int = 256,
     flip: bool = False, soften: bool = False,
 ) -> dict[str, torch.Tensor]:
     """One training sample at the network's side: shots[0] is warped onto the target. flip
     mirrors every image of the sample (after warping, so the warp itself is the runtime's);
-    soften passes the warp through half resolution, as the runtime's 256 crops are."""
-    warped, valid = warp(shots[0], target.landmarks)
-    window = face_window(target.landmarks, target.crop.shape[0], size)
-    lm = window.landmarks(target.landmarks)
+    soften as for generator_arrays."""
+    window, arrays = generator_arrays(shots[0], target.landmarks, warp, size, soften)
     seen = [window_shot(s, size) for s in shots]
-    warped = window.cut(warped)
-    if soften:
-        half = cv2.resize(warped, (size // 2, size // 2), interpolation=cv2.INTER_AREA)
-        warped = cv2.resize(half, (size, size), interpolation=cv2.INTER_LINEAR)
-    arrays = {
+    arrays |= {
         "shots": np.stack([to_input(s.crop) for s in seen]),
         "shot_landmarks": np.stack([landmark_input(s.landmarks, size) for s in seen]),
         "target": to_input(window.cut(target.crop)),
-        "landmarks": landmark_input(lm, size),
-        "warp": to_input(warped),
-        "valid": window.cut(valid)[None].astype(np.float32),
-        "mouth": mouth_region(lm, size),
     }
     if flip:
         arrays = {k: np.ascontiguousarray(v[..., ::-1]) for k, v in arrays.items()}

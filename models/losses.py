@@ -48,13 +48,17 @@ def ms_ssim(a: torch.Tensor, b: torch.Tensor, scales: int = 3) -> torch.Tensor:
     return torch.stack(values, dim=0).log().mean(dim=0).exp()
 
 
+def region_l1(fake: torch.Tensor, real: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """Mean |fake − real| over a region: fake, real (N, 3, S, S); region (N, 1, S, S) 0/1."""
+    return ((fake - real).abs() * region).sum() / (3.0 * region.sum().clamp_min(1.0))
+
+
 def content_loss(
     fake: torch.Tensor, real: torch.Tensor, region: torch.Tensor, mouth_weight: float
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """fake, real (N, 3, S, S) in [-1, 1]; region (N, 1, S, S) 1 on the mouth."""
-    diff = (fake - real).abs()
-    l1 = diff.mean()
-    l1_mouth = (diff * region).sum() / (3.0 * region.sum().clamp_min(1.0))
+    l1 = (fake - real).abs().mean()
+    l1_mouth = region_l1(fake, real, region)
     ssim = ms_ssim((fake + 1) / 2, (real + 1) / 2).mean()
     loss = l1 + mouth_weight * l1_mouth + (1.0 - ssim)
     return loss, {"l1": l1.item(), "l1_mouth": l1_mouth.item(), "ms_ssim": ssim.item()}

@@ -55,6 +55,9 @@ def _add_enroll(sub: argparse._SubParsersAction) -> None:
                    help="take the K shots from this clip, spread over it")
     p.add_argument("--finetune", type=int, default=0, metavar="STEPS",
                    help="fine-tune the neural model on the shots for STEPS steps (needs torch)")
+    p.add_argument("--no-anchors", action="store_true",
+                   help="fine-tune without holding the mouth to the shipped model's (paintings: "
+                        "lets the painting's own mouth open as the warp opens it)")
     p.add_argument(
         "--crop-size",
         type=int,
@@ -122,7 +125,7 @@ def _run_enroll(args: argparse.Namespace) -> int:
     if args.shots is not None and args.shots < 1:
         raise HeadcastError("--shots must be at least 1")
     job = EnrollJob(args.images, args.output, EnrollConfig(crop_size=args.crop_size),
-                    args.shots, args.from_video, args.finetune)
+                    args.shots, args.from_video, args.finetune, not args.no_anchors)
     portrait = run_enroll(job)
     extra = ", embedded" if portrait.psi.size else ""
     extra += ", fine-tuned" if portrait.generator.size else ""

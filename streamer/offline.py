@@ -39,6 +39,9 @@ class EnrollJob:
     shots: int | None = None  # K: how many images (or video frames) to use; None: all / 8
     from_video: Path | None = None  # take the K shots from this clip, spread over it
     finetune_steps: int = 0  # > 0: fine-tune the neural model on the shots (needs torch)
+    # hold G's mouth to the meta-learned one while fine-tuning (models.finetune, "Anchors");
+    # off, a painting's warped mouth shows through (README, "Few-shot model")
+    finetune_anchors: bool = True
 
 
 def video_shots(path: Path, k: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -76,14 +79,16 @@ def run_enroll(job: EnrollJob, progress: bool = True) -> Portrait:
         images = [read_image(p) for p in job.images[: job.shots]]
     portrait = enroll_shots(images, job.config, landmarks=landmarks)
     if job.finetune_steps > 0:
-        portrait = finetune_portrait(portrait, images, job.finetune_steps, progress)
+        portrait = finetune_portrait(portrait, images, job.finetune_steps, progress,
+                                     job.finetune_anchors)
     save_portrait(portrait, job.output)
     return portrait
 
 
 def finetune_portrait(portrait: Portrait, images: list[np.ndarray], steps: int,
-                      progress: bool) -> Portrait:
-    """The paper's fine-tuning stage on the portrait's shots (images as for enrollment)."""
+                      progress: bool, anchors: bool = True) -> Portrait:
+    """The paper's fine-tuning stage on the portrait's shots (images as for enrollment);
+    anchors: as EnrollJob.finetune_anchors."""
     if not neural_available():
         raise ModelFileError("--finetune needs the neural model, which is not installed")
     try:
@@ -95,8 +100,10 @@ def finetune_portrait(portrait: Portrait, images: list[np.ndarray], steps: int,
         ) from exc
     from streamer.neural import shot_crops
 
-    return personalize(portrait, shot_crops(portrait, images), FinetuneOptions(steps=steps),
-                       progress)
+    options = FinetuneOptions(steps=steps)
+    if not anchors:
+        options = replace(options, w_anchor=0.0)
+    return personalize(portrait, shot_crops(portrait, images), options, progress)
 
 
 def open_portrait(path: Path | None, config: EnrollConfig = EnrollConfig()) -> Portrait:

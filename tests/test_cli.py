@@ -149,3 +149,27 @@ def test_importing_headcast_keeps_numpys_blas_to_one_thread_unless_told(preset, 
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == expected
+
+
+@pytest.mark.parametrize("flags, anchored", [([], True), (["--no-anchors"], False)])
+def test_enroll_finetune_anchors_on_unless_asked(tmp_path, monkeypatch, flags, anchored):
+    """`enroll --finetune` holds the mouth with anchors; `--no-anchors` fine-tunes without."""
+    pytest.importorskip("torch")
+    import cv2
+    from skimage import data
+
+    import models.personalize
+
+    seen = []
+
+    def fake_personalize(portrait, shots, options, progress=True, config=None):
+        seen.append(options)
+        return portrait
+
+    monkeypatch.setattr(models.personalize, "personalize", fake_personalize)
+    image = tmp_path / "astronaut.png"
+    cv2.imwrite(str(image), data.astronaut()[:, :, ::-1])
+    out = tmp_path / "a.headcast"
+    assert main(["enroll", str(image), "--finetune", "7", "-o", str(out), *flags]) == 0
+    assert out.is_file() and len(seen) == 1
+    assert seen[0].steps == 7 and (seen[0].w_anchor > 0) == anchored

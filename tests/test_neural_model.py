@@ -218,6 +218,48 @@ def test_finetune_changes_generator_and_psi(prepared):
     assert np.abs(moved.landmarks - shots[0].landmarks).max() > 1
 
 
+def test_anchor_targets_open_the_shot_mouth(prepared):
+    """Anchors: the shot driven by the motion template's most open mouths, wider with gain."""
+    from models.data import load_prepared
+    from models.finetune import anchor_targets
+    from streamer import landmarks as L
+
+    shot = load_prepared([prepared])[0].shot(0)
+    targets = anchor_targets(shot, 6, (1.5, 3.0))
+    assert len(targets) == 6 and all(t.shape == (478, 3) for t in targets)
+    gaps = np.array([L.mouth_gap(t) for t in targets])
+    assert gaps.min() > L.mouth_gap(shot.landmarks) + 0.05
+    assert gaps[3:].mean() > gaps[:3].mean() + 0.1  # the template's openings at gain 3
+    assert anchor_targets(shot, 0, (1.0,)) == []
+
+
+def test_anchors_hold_the_mouth_the_shots_do_not_show(prepared):
+    """Fine-tuned on closed-mouth shots, G keeps drawing the anchors' mouths as the
+    meta-learned G drew them when the anchors weigh in, and drifts without them."""
+    from models.data import load_prepared
+    from models.finetune import FinetuneOptions, anchor_set, finetune
+
+    video = load_prepared([prepared])[0]
+    shots = [video.shot(0)]
+    torch.manual_seed(0)
+    G, D = Generator(TINY), Discriminator(TINY, 1)
+    psi = np.random.default_rng(0).normal(0, 0.5, TINY.psi_dim).astype(np.float32)
+    embedding = np.zeros(TINY.embed_dim, np.float32)
+    probe = anchor_set(G.eval(), shots[0], psi, FinetuneOptions(anchors=4), TINY.size)
+
+    def drift(tuned: Generator, psi_t: np.ndarray) -> float:
+        with torch.no_grad():
+            return float(np.mean([losses.region_l1(
+                tuned(a["landmarks"][None], a["warp"][None], a["valid"][None],
+                      torch.from_numpy(psi_t)[None])[0], a["target"][None], a["mouth"][None])
+                for a in probe]))
+
+    base = dict(steps=12, augmented=4, lr_g=2e-3, batch=2, anchors=4, anchor_batch=2)
+    held = drift(*finetune(G, D, shots, embedding, psi, FinetuneOptions(**base)))
+    free = drift(*finetune(G, D, shots, embedding, psi, FinetuneOptions(**base, w_anchor=0.0)))
+    assert held < 0.8 * free
+
+
 def test_finetune_warps_each_shot_from_its_nearest_other_shot(prepared):
     """As the runtime does with references: a shot is warped from the nearest *other* shot
     (itself would teach G nothing); without references, always from the rendered shot."""
