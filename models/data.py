@@ -130,8 +130,13 @@ def sample_tensors(
         "target": to_input(window.cut(target.crop)),
     }
     if flip:
-        arrays = {k: np.ascontiguousarray(v[..., ::-1]) for k, v in arrays.items()}
+        arrays = mirrored(arrays)
     return {k: torch.from_numpy(v) for k, v in arrays.items()}
+
+
+def mirrored(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A sample's arrays (..., H, W) mirrored left to right."""
+    return {k: np.ascontiguousarray(v[..., ::-1]) for k, v in arrays.items()}
 
 
 class Episodes(torch.utils.data.Dataset):

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from models import losses
-from models.data import WarpInputs, generator_arrays, sample_tensors
+from models.data import WarpInputs, generator_arrays, mirrored, sample_tensors
 from models.networks import Discriminator, Generator
 from streamer import landmarks as L
 from streamer.motion import MotionConfig, MotionTransfer
@@ -135,7 +135,7 @@ def anchor_set(G: Generator, shot: ShotCrop, psi: np.ndarray, options: FinetuneO
     for i, target in enumerate(anchor_targets(shot, options.anchors, options.anchor_gains)):
         arrays = generator_arrays(shot, target, warp, size)[1]
         if i % 2:  # mirrored, as the shots' samples are
-            arrays = {k: np.ascontiguousarray(v[..., ::-1]) for k, v in arrays.items()}
+            arrays = mirrored(arrays)
         sample = {k: torch.from_numpy(v) for k, v in arrays.items()}
         with torch.no_grad():
             sample["target"] = G(sample["landmarks"][None], sample["warp"][None],
