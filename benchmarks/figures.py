@@ -8,6 +8,12 @@ widest mouth, the deepest blink and the largest head turn; each row shows the dr
 every portrait animated by it with each renderer as `headcast animate` renders it (the
 track smoothed without lag, the targets refined against a first render; relative motion,
 512 crop).
+
+    python -m benchmarks.figures --detail [--detail-portraits photo_bw_young_man mona_lisa]
+
+instead draws docs/full_detail.jpg: one frame (the clip's widest mouth) of portraits whose
+face is larger than the crop, pasted back from the crop and with full detail (the texture
+resampled from the portrait itself, streamer.paste), at the portrait's own pixels.
 """
 
 from __future__ import annotations
@@ -83,6 +89,58 @@ def figure(data: Path, clip: str, portraits: list[str], frames: int,
     return np.vstack([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows])
 
 
+DETAIL_TILE = 420  # side of the full-detail figure's tiles, portrait pixels shown 1:1 or less
+
+
+def detail_figure(data: Path, clip: str, portraits: list[tuple[str, int]]) -> np.ndarray:
+    """One row per (portrait, crop size): driver, crop paste-back, full detail, each the
+    same square around the face at the portrait's resolution (scaled to DETAIL_TILE)."""
+    from streamer.animate import AnimateOptions
+    from streamer.offline import offline_animation
+    from streamer.portrait import EnrollConfig, enroll_images
+    from streamer.renderer import RendererConfig
+    from streamer.tracker import FaceTracker
+    from streamer.video_io import read_image, read_video_frames, video_fps
+
+    path = data / "driving" / f"{clip}.mp4"
+    video = list(read_video_frames(path, 300))
+    with FaceTracker(video=True) as tracker:
+        lms = [tracker.detect(f) for f in video]
+    t = _pick(lms)[1][1]  # the widest mouth
+    rows = []
+    for name, size in portraits:
+        image = read_image(next((data / "portraits").glob(f"{name}.*")))
+        portrait = enroll_images([image], EnrollConfig(crop_size=size))
+        tiles = [_tile(video[t], lms[t], f"driver t={t}")]
+        for detail in ("crop", "full"):
+            options = AnimateOptions(fps=video_fps(path), renderer=RendererConfig("warp"),
+                                     detail=detail)
+            anim, targets = offline_animation(portrait, lms[: t + 1], options)
+            out = anim.render_target(targets[t])
+            anim.close()
+            tiles.append(_face_square(out, portrait.landmarks,
+                                      f"{name[:16]} {size} crop, {detail}"))
+        rows.append(np.hstack([cv2.resize(tiles[0], (DETAIL_TILE * tiles[0].shape[1]
+                                                     // tiles[0].shape[0], DETAIL_TILE)),
+                               *tiles[1:]]))
+    width = max(r.shape[1] for r in rows)
+    return np.vstack([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows])
+
+
+def _face_square(image: np.ndarray, lm: np.ndarray, label: str) -> np.ndarray:
+    """The square from the eyebrows to the chin, DETAIL_TILE wide, labelled."""
+    x0, y0 = lm[:468, :2].min(0)
+    x1, y1 = lm[:468, :2].max(0)
+    half = 0.5 * max(x1 - x0, y1 - y0)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2 + 0.1 * half
+    a = np.clip(np.array([cx - half, cy - half]).astype(int), 0, None)
+    part = image[a[1] : int(cy + half), a[0] : int(cx + half)]
+    tile = cv2.resize(part, (DETAIL_TILE, DETAIL_TILE), interpolation=cv2.INTER_AREA)
+    cv2.putText(tile, label, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 3)
+    cv2.putText(tile, label, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1)
+    return tile
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.figures", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -94,9 +152,21 @@ def main(argv: list[str] | None = None) -> int:
                         choices=("warp", "neural"))
     parser.add_argument("--out", type=Path, default=Path("docs"))
     parser.add_argument("--data", type=Path, default=None)
+    parser.add_argument("--detail", action="store_true",
+                        help="draw the full-detail figure instead (first clip)")
+    parser.add_argument("--detail-portraits", nargs="+",
+                        default=["photo_bw_young_man:512", "mona_lisa:256"],
+                        help="NAME:CROP pairs for --detail")
     args = parser.parse_args(argv)
     data = args.data or default_data_dir()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.detail:
+        pairs = [(n, int(c)) for n, c in (p.split(":") for p in args.detail_portraits)]
+        path = args.out / "full_detail.jpg"
+        cv2.imwrite(str(path), detail_figure(data, args.clips[0], pairs),
+                    [cv2.IMWRITE_JPEG_QUALITY, 90])
+        print(f"wrote {path}")
+        return 0
     for clip in args.clips:
         path = args.out / f"driven_{clip}.jpg"
         cv2.imwrite(str(path), figure(data, clip, args.portraits, args.frames, args.renderers),

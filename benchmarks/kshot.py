@@ -103,7 +103,7 @@ def evaluate(portrait, renderer_name: str, frames: list[np.ndarray],
     """Render the driver frames through one renderer; score them. Returns the scores and
     the outputs of every evaluated frame by index."""
     from streamer.paste import PasteBack
-    from streamer.renderer import RendererConfig, create_renderer
+    from streamer.renderer import RendererConfig, create_renderer, render_textured
     from streamer.tracker import FaceTracker
 
     scores = Scores()
@@ -118,10 +118,10 @@ def evaluate(portrait, renderer_name: str, frames: list[np.ndarray],
             lm = lms[i]
             if lm is None:
                 continue
-            crop = renderer.render(portrait.box.to_crop(lm))
+            rendered = render_textured(renderer, portrait.box.to_crop(lm))
             if i not in scored:
                 continue
-            out = paste.paste(crop)
+            out = paste.paste(rendered)  # as animate pastes it
             outputs[i] = out
             s = P.image_scores(frames[i], out, lm)
             scores.face_psnr.append(s.face_psnr)

@@ -120,6 +120,7 @@ class BenchConfig:
     threads: int = 0  # onnxruntime intra-op threads per session (0: onnxruntime chooses)
     precision: str = "int8"  # neural generator precision (int8, as `headcast stream` runs it)
     overlap: bool = True  # prepare and finish frames on two threads
+    detail: str = "auto"  # texture from the full-resolution portrait (animate's --detail)
 
 
 def make_processor(config: BenchConfig, fps: float) -> AvatarProcessor:
@@ -136,7 +137,8 @@ def make_processor(config: BenchConfig, fps: float) -> AvatarProcessor:
     options = AnimateOptions(fps=fps, full_frame=config.full_frame,
                              renderer=RendererConfig(name=config.renderer,
                                                      threads=config.threads,
-                                                     precision=config.precision))
+                                                     precision=config.precision),
+                             detail=config.detail)  # type: ignore[arg-type]
     return Animator(portrait, options)
 
 
@@ -244,6 +246,8 @@ def parse_args(argv: Sequence[str] | None) -> BenchConfig:
         action="store_true",
         help="paste the crop back into the whole portrait, as `stream` does",
     )
+    parser.add_argument("--detail", choices=("auto", "full", "crop"), default="auto",
+                        help="texture from the full-resolution portrait, as `stream --detail`")
     parser.add_argument(
         "--fake-ms", type=float, default=15.0, help="per-frame cost of --processor fake"
     )
@@ -272,6 +276,7 @@ def parse_args(argv: Sequence[str] | None) -> BenchConfig:
         threads=args.threads,
         precision=args.precision,
         overlap=not args.no_overlap,
+        detail=args.detail,
     )
 
 

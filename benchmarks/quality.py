@@ -90,6 +90,7 @@ class QualityConfig:
     sheet_frames: int = 3  # frames per clip shown on the sheets
     renderer: str = "auto"  # warp, neural, or auto (neural when its model is installed)
     refine: bool = True  # "ours" refines its targets against a first render, as animate does
+    detail: str = "auto"  # texture from the full-resolution portrait: auto, full or crop
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,7 @@ def sheet_indices(path: Path, frames: int, count: int) -> set[int]:
     return {int(round(i)) for i in np.linspace(1, n - 1, count)}
 
 
-def clip_options(path: Path, renderer: str = "auto", refine: bool = True
+def clip_options(path: Path, renderer: str = "auto", refine: bool = True, detail: str = "auto"
                  ):  # -> streamer.animate.AnimateOptions
     """Default options, clocked at the clip's frame rate as a live stream would be."""
     from streamer.animate import AnimateOptions
@@ -163,7 +164,7 @@ def clip_options(path: Path, renderer: str = "auto", refine: bool = True
     from streamer.video_io import video_fps
 
     return AnimateOptions(fps=video_fps(path), renderer=RendererConfig(name=renderer),
-                          refine=RefineConfig(enabled=refine))
+                          refine=RefineConfig(enabled=refine), detail=detail)  # type: ignore[arg-type]
 
 
 def new_tracker():  # -> streamer.tracker.FaceTracker
@@ -229,7 +230,8 @@ def run_self_clip(path: Path, cfg: QualityConfig) -> tuple[list[SelfScores], lis
     with ExitStack() as stack:
         portrait = enroll_images([first], EnrollConfig(crop_size=512))
         anim, targets = offline_animation(portrait, driver_lms,
-                                          clip_options(path, cfg.renderer, cfg.refine))
+                                          clip_options(path, cfg.renderer, cfg.refine,
+                                                       cfg.detail))
         stack.callback(anim.close)
         methods = _self_methods(first, lm0, anim, targets)
         trackers = {m: new_tracker() for m in methods}
@@ -316,12 +318,13 @@ def run_cross_pair(
     frames: int,
     renderer: str = "auto",
     refine: bool = True,
+    detail: str = "auto",
 ) -> tuple[CrossScores, dict[int, np.ndarray]]:
     """Drive one enrolled portrait with one clip → scores and the sheet frames by index."""
     from streamer.offline import offline_animation
 
     anim, targets = offline_animation(portrait, driver_lms[:frames],
-                                      clip_options(path, renderer, refine))
+                                      clip_options(path, renderer, refine, detail))
     tracker = new_tracker()
     out_lms: list[np.ndarray | None] = []
     tiles: dict[int, np.ndarray] = {}
@@ -391,7 +394,7 @@ def run_cross(
             show = shows[path.stem] if file.stem in on_sheet else set()
             scores, pair_tiles = run_cross_pair(
                 portrait, file.stem, path, driver_lms[path.stem], show, cfg.frames, cfg.renderer,
-                cfg.refine,
+                cfg.refine, cfg.detail,
             )
             results.append(scores)
             tiles[(file.stem, path.stem)] = pair_tiles
@@ -744,6 +747,9 @@ def parse_args(argv: Sequence[str] | None) -> QualityConfig:
     parser.add_argument("--data", type=Path, default=None, help="shared data folder")
     parser.add_argument("--out", type=Path, default=Path("out/quality"))
     parser.add_argument("--renderer", choices=("auto", "warp", "neural"), default="auto")
+    parser.add_argument("--detail", choices=("auto", "full", "crop"), default="auto",
+                        help="texture from the full-resolution portrait (auto: when its face "
+                        "is larger than the crop)")
     parser.add_argument("--no-refine", action="store_true",
                         help="render the targets as the motion transfer gives them, "
                         "without animate's closed-loop refinement")
@@ -762,6 +768,7 @@ def parse_args(argv: Sequence[str] | None) -> QualityConfig:
         sheet_frames=args.sheet_frames,
         renderer=args.renderer,
         refine=not args.no_refine,
+        detail=args.detail,
     )
 
 

@@ -89,7 +89,8 @@ class WarpInputs:
             self._renderer = WarpRenderer(portrait, RendererConfig(threads=1))
         else:
             self._renderer.rebind(portrait)
-        return self._renderer.render_with_validity(target_lm)
+        rendered, valid = self._renderer.render_with_validity(target_lm)
+        return rendered.crop, valid
 
 
 def generator_arrays(

@@ -13,7 +13,7 @@ import numpy as np
 
 from streamer import landmarks as L
 from streamer.motion import MotionConfig, MotionState, MotionTransfer
-from streamer.paste import PasteBack
+from streamer.paste import Detail, PasteBack
 from streamer.portrait import Portrait
 from streamer.refine import RefineConfig
 from streamer.renderer import Renderer, RendererConfig, create_renderer, render_stages
@@ -42,6 +42,10 @@ class AnimateOptions:
     regain_seconds: float = 0.2  # blend time back onto the face when it returns
     idle_blink_seconds: float = 3.5  # mean interval of idle blinks while no face is seen
     full_frame: bool = True  # paste the crop back into the full portrait (else: the crop)
+    # where the crop shows the portrait's texture, take it from the full-resolution portrait:
+    # "auto" when the portrait's face is larger than the crop (streamer.paste), "full"
+    # always, "crop" never
+    detail: Detail = "auto"
     # Neutral reference: "first" frame with a face (offline clips), or the first "steady"
     # moment, when the face holds still for steady_frames frames (live cameras).
     calibration: Literal["first", "steady"] = "first"
@@ -90,7 +94,7 @@ class Animator:
         self.portrait = portrait
         self._renderer = create_renderer(portrait, self.options.renderer)
         self._begin, self._finish = render_stages(self._renderer)
-        self._paste = PasteBack(portrait) if self.options.full_frame else None
+        self._paste = PasteBack(portrait, self.options.detail) if self.options.full_frame else None
 
         self._transfer = MotionTransfer(portrait.crop_landmarks, self.options.motion)
         if self._neutral is not None:
@@ -142,9 +146,9 @@ class Animator:
     def finish(self, prepared: Prepared) -> np.ndarray:
         """Second half of process(): finish rendering and paste back."""
         t0 = time.perf_counter()
-        crop = self._finish(prepared.begun)
+        rendered = self._finish(prepared.begun)
         t1 = time.perf_counter()
-        out = self._paste.paste(crop) if self._paste is not None else crop
+        out = self._paste.paste(rendered) if self._paste is not None else rendered.crop
         t2 = time.perf_counter()
         self.timings.update(render=prepared.render_ms + (t1 - t0) * 1e3, paste=(t2 - t1) * 1e3)
         return out

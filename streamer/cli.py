@@ -37,6 +37,14 @@ def add_renderer_option(p: argparse.ArgumentParser, precision: str = "fp32") -> 
         help=f"the neural generator in float or quantized to int8, about 20%% faster on a CPU "
         f"(default {precision}; a portrait's fine-tuned generator always runs in fp32)",
     )
+    p.add_argument(
+        "--detail",
+        choices=("auto", "full", "crop"),
+        default="auto",
+        help="take the face's texture from the full-resolution portrait instead of the "
+        "rendered crop: auto (default) when the face is at least 1.5x larger than the crop, "
+        "full always, crop never",
+    )
 
 
 def renderer_config(args: argparse.Namespace):  # -> streamer.renderer.RendererConfig
@@ -147,6 +155,7 @@ def _run_animate(args: argparse.Namespace) -> int:
         ),
         renderer=renderer_config(args),
         refine=RefineConfig(enabled=not args.no_refine),
+        detail=args.detail,
     )
     job = AnimateJob(portrait, args.driving, args.output, options, args.size, args.max_frames)
     n = run_animate(job, progress=not args.quiet)

@@ -14,6 +14,7 @@ from streamer.cli import add_renderer_option, renderer_config
 from streamer.controls import HELP, Controls
 from streamer.errors import SinkUnavailableError
 from streamer.frames import Sink
+from streamer.paste import Detail
 from streamer.pipeline import AvatarProcessor, Pipeline, PipelineConfig, PipelineStats
 from streamer.renderer import RendererConfig
 from streamer.sinks import FITS, check_sink_name, create_sink
@@ -121,7 +122,7 @@ def run_stream(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         source = open_source(args.driving, args.camera)
         stack.callback(source.close)
-        processor = make_processor(portraits[0], source.fps, renderer_config(args))
+        processor = make_processor(portraits[0], source.fps, renderer_config(args), args.detail)
         stack.callback(processor.close)
         config = PipelineConfig(
             mirror=args.mirror, head_pose=not args.no_head_pose, overlap=not args.no_overlap
@@ -147,12 +148,13 @@ def load_portraits(paths: Sequence[str]) -> list[Portrait]:
 
 
 def make_processor(
-    portrait: Portrait, fps: float, renderer: RendererConfig = RendererConfig()
+    portrait: Portrait, fps: float, renderer: RendererConfig = RendererConfig(),
+    detail: Detail = "auto",
 ) -> AvatarProcessor:
     """The real Animator; its filters and easing run on the source's frame clock."""
     from streamer.animate import AnimateOptions, Animator
 
-    options = AnimateOptions(fps=fps, calibration="steady", renderer=renderer)
+    options = AnimateOptions(fps=fps, calibration="steady", renderer=renderer, detail=detail)
     return Animator(portrait, options)
 
 

@@ -33,6 +33,7 @@ from streamer.renderer import (
     register_renderer,
     session_from_bytes,
 )
+from streamer.texture import Rendered
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +83,11 @@ class Window:
 
 @dataclass(frozen=True)
 class WarpedWindow:
-    """One frame between NeuralRenderer.begin and finish: the warped crop (finish blends into
-    it), the face window, and G's inputs for the window (landmarks, warp, valid; NCHW)."""
+    """One frame between NeuralRenderer.begin and finish: the warp (finish blends G over a
+    copy of its crop), the face window, and G's inputs for the window (landmarks, warp,
+    valid; NCHW)."""
 
-    warped: np.ndarray
+    warped: Rendered
     window: Window
     feed: dict[str, np.ndarray]
 
@@ -213,15 +215,22 @@ class NeuralRenderer:
     def render(self, target: np.ndarray) -> np.ndarray:
         return self.finish(self.begin(target))
 
+    def render_textured(self, target: np.ndarray) -> Rendered:
+        return self.finish_textured(self.begin(target))
+
     def begin(self, target: np.ndarray) -> WarpedWindow:
         """The warp and the generator's inputs (streamer.renderer.StagedRenderer)."""
         warped, valid = self._warp.render_with_validity(target)
         window = face_window(target, self._crop_size, self._size)
-        feed = self.inputs(window.cut(warped), window.cut(valid), window.landmarks(target))
+        feed = self.inputs(window.cut(warped.crop), window.cut(valid), window.landmarks(target))
         return WarpedWindow(warped, window, feed)
 
     def finish(self, begun: object) -> np.ndarray:
         """G on the window, blended over the warp → (S, S, 3) uint8 crop."""
+        return self.finish_textured(begun).crop
+
+    def finish_textured(self, begun: object) -> Rendered:
+        """finish(), and the portrait's texture that is left where the mask keeps the warp."""
         assert isinstance(begun, WarpedWindow)
         window, warped = begun.window, begun.warped
         drawn, mask = self.run(begun.feed)
@@ -229,10 +238,15 @@ class NeuralRenderer:
         if window.side != window.size:
             drawn = cv2.resize(drawn, (window.side,) * 2, interpolation=cv2.INTER_LINEAR)
             mask = cv2.resize(mask, (window.side,) * 2, interpolation=cv2.INTER_LINEAR)
-        region = warped[window.y0 : window.y0 + window.side, window.x0 : window.x0 + window.side]
+        crop = warped.crop.copy()  # the texture may share the warp's pixels
+        x0, y0, side = window.x0, window.y0, window.side
+        region = crop[y0 : y0 + side, x0 : x0 + side]
         m = mask[:, :, None]
         region[:] = np.clip(m * drawn + (1.0 - m) * region + 0.5, 0, 255).astype(np.uint8)
-        return warped
+        texture = warped.texture
+        if texture is not None:
+            texture = texture.covered((x0, y0, x0 + side, y0 + side), mask)
+        return Rendered(crop, texture)
 
     def inputs(
         self, warped: np.ndarray, valid: np.ndarray, landmarks: np.ndarray

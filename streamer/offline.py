@@ -15,7 +15,7 @@ from streamer.neural import neural_available, with_embedding
 from streamer.paste import PasteBack
 from streamer.portrait import EnrollConfig, Portrait, enroll_images, load_portrait, save_portrait
 from streamer.refine import refine_targets
-from streamer.renderer import create_renderer
+from streamer.renderer import create_renderer, render_textured
 from streamer.smoothing import smooth_track
 from streamer.template import load_template
 from streamer.tracker import FaceTracker, TrackerConfig
@@ -189,8 +189,9 @@ def animation_targets(animator: Animator, track: list[np.ndarray | None],
     portrait = animator.portrait
     renderer = create_renderer(portrait, options.renderer)
     if options.full_frame:
-        paste = PasteBack(portrait)
-        render, to_crop = (lambda t: paste.paste(renderer.render(t))), portrait.box.to_crop
+        paste = PasteBack(portrait, options.detail)
+        render = lambda t: paste.paste(render_textured(renderer, t))  # noqa: E731
+        to_crop = portrait.box.to_crop
     else:
         render, to_crop = renderer.render, (lambda points: points)
     try:

@@ -22,6 +22,7 @@ from streamer import warp_inputs as W
 from streamer.errors import ModelFileError
 from streamer.portrait import Portrait, own_mouth_mask
 from streamer.references import ReferencePicker
+from streamer.texture import Box, Rendered, Texture
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,20 @@ class Renderer(Protocol):
 
 
 @runtime_checkable
+class TexturedRenderer(Protocol):
+    """A renderer that can also say where its crop is the portrait's own texture
+    (streamer.texture), for a paste-back at the portrait's full resolution."""
+
+    def render_textured(self, target: np.ndarray) -> Rendered:
+        """render(), with the texture (Rendered.crop is what render() returns)."""
+        ...
+
+
+@runtime_checkable
 class StagedRenderer(Protocol):
     """A renderer whose frame splits into two halves that may run on different threads
-    (the live pipeline overlaps them across consecutive frames). render(t) = finish(begin(t))."""
+    (the live pipeline overlaps them across consecutive frames). render(t) = finish(begin(t)),
+    render_textured(t) = finish_textured(begin(t))."""
 
     def begin(self, target: np.ndarray) -> object:
         """First half (target landmarks → an intermediate only finish() reads)."""
@@ -59,18 +71,29 @@ class StagedRenderer(Protocol):
         """Second half → (S, S, 3) uint8 BGR crop."""
         ...
 
+    def finish_textured(self, begun: object) -> Rendered:
+        """finish(), with the texture."""
+        ...
+
+
+def render_textured(renderer: Renderer, target: np.ndarray) -> Rendered:
+    """Any renderer's frame as a Rendered (no texture from one that cannot tell it)."""
+    if isinstance(renderer, TexturedRenderer):
+        return renderer.render_textured(target)
+    return Rendered(renderer.render(target))
+
 
 def render_stages(
     renderer: Renderer,
-) -> tuple[Callable[[np.ndarray], object], Callable[[object], np.ndarray]]:
+) -> tuple[Callable[[np.ndarray], object], Callable[[object], Rendered]]:
     """(begin, finish) of a renderer; one that does not split renders wholly in begin."""
     if isinstance(renderer, StagedRenderer):
-        return renderer.begin, renderer.finish
-    return renderer.render, _rendered
+        return renderer.begin, renderer.finish_textured
+    return (lambda target: render_textured(renderer, target)), _rendered
 
 
-def _rendered(begun: object) -> np.ndarray:
-    assert isinstance(begun, np.ndarray)
+def _rendered(begun: object) -> Rendered:
+    assert isinstance(begun, Rendered)
     return begun
 
 
@@ -254,27 +277,45 @@ class WarpRenderer:
         }
 
     def render(self, target: np.ndarray) -> np.ndarray:
-        parts = [(composite(src.crop, src.own_mouth, *self.sampling(target, src)), w)
-                 for src, w in self._pick(target)]
-        return _blend([p for p, _ in parts], [w for _, w in parts])
+        parts = self._parts(target)
+        return _blend([p.out for p, _ in parts], [w for _, w in parts])
 
-    def render_with_validity(self, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The rendered crop and where it is the portrait's own texture: (S, S, 3) uint8 and
-        (S, S) float32, 1 where pixels were resampled from inside the crop, 0 where the
-        synthesized mouth covers them or the map reached past the crop's edge."""
-        parts = [(*self._with_validity(target, src), w) for src, w in self._pick(target)]
-        weights = [w for *_, w in parts]
-        return _blend([o for o, _, _ in parts], weights), _blend([v for _, v, _ in parts], weights)
+    def render_textured(self, target: np.ndarray) -> Rendered:
+        """The rendered crop and where it is the portrait's own texture (streamer.texture),
+        so the paste-back can take those pixels from the full-resolution portrait."""
+        parts = self._parts(target)
+        return Rendered(_blend([p.out for p, _ in parts], [w for _, w in parts]),
+                        _texture(parts))
 
-    def _with_validity(self, target: np.ndarray, src: _Source) -> tuple[np.ndarray, np.ndarray]:
-        grid, mouth, box = self.sampling(target, src)
-        out, alpha = composite_alpha(src.crop, src.own_mouth, grid, mouth, box)
+    def render_with_validity(self, target: np.ndarray) -> tuple[Rendered, np.ndarray]:
+        """render_textured() and where the crop is the portrait's own texture: (S, S) float32,
+        1 where pixels were resampled from inside the crop, 0 where the synthesized mouth
+        covers them or the map reached past the crop's edge."""
+        parts = self._parts(target)
+        weights = [w for _, w in parts]
+        crop = _blend([p.out for p, _ in parts], weights)
+        valid = _blend([self._validity(p) for p, _ in parts], weights)
+        return Rendered(crop, _texture(parts)), valid
+
+    def _validity(self, part: _Part) -> np.ndarray:
         edge = self._size - 0.5
-        inside = cv2.inRange(grid, (-0.5, -0.5), (edge, edge))  # 255 where both x and y are in
-        return out, cv2.multiply(1.0 - alpha, inside.astype(np.float32), scale=1.0 / 255.0)
+        inside = cv2.inRange(part.grid, (-0.5, -0.5), (edge, edge))  # 255 where x and y are in
+        valid = inside.astype(np.float32) * np.float32(1.0 / 255.0)
+        if part.alpha is not None:
+            x0, y0, x1, y1 = part.mouth_box
+            valid[y0:y1, x0:x1] *= 1.0 - part.alpha
+        return valid
 
-    def _pick(self, target: np.ndarray) -> list[tuple[_Source, float]]:
-        return [(self._shots[i], w) for i, w in self._picker.pick(target)]
+    def _parts(self, target: np.ndarray) -> list[tuple[_Part, float]]:
+        return [(self._part(target, src, i), w) for (i, src), w in self._pick(target)]
+
+    def _part(self, target: np.ndarray, src: _Source, shot: int) -> _Part:
+        grid, mouth, box = self.sampling(target, src)
+        warped, out, alpha = composite_layers(src.crop, src.own_mouth, grid, mouth, box)
+        return _Part(shot, out, warped, grid, tuple(int(v) for v in box), alpha)  # type: ignore[arg-type]
+
+    def _pick(self, target: np.ndarray) -> list[tuple[tuple[int, _Source], float]]:
+        return [((i, self._shots[i]), w) for i, w in self._picker.pick(target)]
 
     def sampling(self, target: np.ndarray, source: _Source | None = None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -303,35 +344,60 @@ def composite(
     mouth. crop (S, S, 3) uint8; own_mouth (S, S) uint8 or None; grid (S, S, 2) float32 source
     pixel of each output pixel; mouth (MH, MW, 4) over box (x0, y0, x1, y1 pixels)
     → (S, S, 3) uint8. Matches models.warp_generator.composite."""
-    return composite_alpha(crop, own_mouth, grid, mouth, box)[0]
+    return composite_layers(crop, own_mouth, grid, mouth, box)[1]
 
 
-def composite_alpha(
+def composite_layers(
     crop: np.ndarray,
     own_mouth: np.ndarray | None,
     grid: np.ndarray,
     mouth: np.ndarray,
     box: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """composite() plus the mouth layer's coverage over the crop, (S, S) float32 0–1."""
-    coverage = np.zeros(crop.shape[:2], np.float32)
-    out = cv2.remap(crop, grid, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """composite() in its layers → (the resampled crop, the composite, the mouth layer's
+    coverage over box: (h, w) float32 0–1, or None where no mouth is drawn)."""
+    warped = cv2.remap(crop, grid, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     x0, y0, x1, y1 = (int(v) for v in box)
     layer = cv2.resize(mouth, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
     alpha = layer[:, :, 3]
     if not alpha.any():
-        return out, coverage
+        return warped, warped, None
     if own_mouth is not None:
         own = cv2.remap(own_mouth, grid[y0:y1, x0:x1], None, cv2.INTER_LINEAR)
         alpha = alpha - own.astype(np.float32) / 255.0
     alpha = np.clip(alpha, 0.0, 1.0)
-    coverage[y0:y1, x0:x1] = alpha
-    alpha = alpha[:, :, None]
+    out = warped.copy()
     region = out[y0:y1, x0:x1].astype(np.float32)
-    out[y0:y1, x0:x1] = np.clip(region + alpha * (layer[:, :, :3] - region) + 0.5, 0, 255).astype(
+    a = alpha[:, :, None]
+    out[y0:y1, x0:x1] = np.clip(region + a * (layer[:, :, :3] - region) + 0.5, 0, 255).astype(
         np.uint8
     )
-    return out, coverage
+    return warped, out, alpha
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One shot's share of a rendered frame."""
+
+    shot: int  # 0: the rendered shot, i: reference i
+    out: np.ndarray  # (S, S, 3) uint8 composite
+    warped: np.ndarray  # (S, S, 3) uint8 the shot's crop resampled, before the mouth layer
+    grid: np.ndarray  # (S, S, 2) float32 sampling map
+    mouth_box: Box
+    alpha: np.ndarray | None  # (h, w) float32 mouth layer coverage over mouth_box, or None
+
+
+def _texture(parts: list[tuple[_Part, float]]) -> Texture | None:
+    """The rendered shot's texture in a frame blended from `parts` (None when it has no share:
+    references are kept at the crop only)."""
+    for part, weight in parts:
+        if part.shot != 0:
+            continue
+        texture = Texture(part.grid, part.warped)
+        if part.alpha is not None:
+            texture = texture.covered(part.mouth_box, part.alpha)
+        return texture if weight >= 1.0 else texture.scaled(weight)
+    return None
 
 
 def _blend(images: list[np.ndarray], weights: list[float]) -> np.ndarray:

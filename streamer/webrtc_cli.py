@@ -17,6 +17,7 @@ import numpy as np
 from streamer.cli import add_renderer_option, renderer_config
 from streamer.errors import PortraitFileError
 from streamer.frames import FrameProcessor, Sink
+from streamer.paste import Detail
 from streamer.renderer import RendererConfig
 from streamer.sources import Source
 from streamer.webrtc_client import EndpointConfig, run_client
@@ -26,14 +27,17 @@ from streamer.webrtc_server import ServerConfig, ServerThread, resolve_token
 class AnimatorFactory:
     """ProcessorFactory for `headcast serve`: one Animator per session, shared portrait."""
 
-    def __init__(self, portrait: object, renderer: RendererConfig = RendererConfig()) -> None:
+    def __init__(self, portrait: object, renderer: RendererConfig = RendererConfig(),
+                 detail: Detail = "auto") -> None:
         self._portrait = portrait
         self._renderer = renderer
+        self._detail: Detail = detail
 
     def create(self) -> FrameProcessor:
         from streamer.animate import AnimateOptions, Animator
 
-        options = AnimateOptions(calibration="steady", renderer=self._renderer)
+        options = AnimateOptions(calibration="steady", renderer=self._renderer,
+                                 detail=self._detail)
         return Animator(self._portrait, options)
 
     def enroll(self, image: np.ndarray) -> object:
@@ -129,7 +133,7 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
 
 def run_serve(args: argparse.Namespace) -> int:
     config = serve_config(args)
-    factory = AnimatorFactory(load_portraits(args.portrait), renderer_config(args))
+    factory = AnimatorFactory(load_portraits(args.portrait), renderer_config(args), args.detail)
     server = ServerThread(config, processors=factory)
     server.start()
     query = f"?token={config.token}" if config.token else ""

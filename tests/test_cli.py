@@ -24,6 +24,19 @@ def test_animate_on_embedded_defaults(tmp_path):
     assert n == 12 and size == (512, 512) and not audio  # the astronaut photo is 512²
 
 
+@pytest.mark.parametrize("flags, detail", [([], "auto"), (["--detail", "full"], "full"),
+                                           (["--detail", "crop"], "crop")])
+def test_animate_detail_flag_reaches_the_paste_back(monkeypatch, flags, detail):
+    """`--detail` picks where the texture comes from (streamer.paste; tested in test_paste)."""
+    import streamer.offline
+
+    seen = []
+    monkeypatch.setattr(streamer.offline, "run_animate",
+                        lambda job, progress=True: seen.append(job.options) or 0)
+    assert main(["animate", "-o", "x.mp4", "--quiet", *flags]) == 0
+    assert seen[0].detail == detail
+
+
 def test_animate_without_the_second_look_renders_the_targets_as_transferred(tmp_path):
     from streamer.video_io import read_video_frames
 
