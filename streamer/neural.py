@@ -111,6 +111,14 @@ def window_shot(shot: ShotCrop, size: int = 256) -> ShotCrop:
     return ShotCrop(window.cut(shot.crop), window.landmarks(shot.landmarks))
 
 
+def is_grey(image: np.ndarray, tolerance: int = 6) -> bool:
+    """Whether a BGR uint8 image is black and white: the channels agree within `tolerance`
+    levels (summed over the two channel differences) on 99% of its pixels."""
+    px = image.reshape(-1, 3).astype(np.int16)
+    spread = np.abs(px[:, 0] - px[:, 1]) + np.abs(px[:, 1] - px[:, 2])
+    return bool(np.percentile(spread, 99) <= tolerance)
+
+
 def _edge_taper(size: int) -> np.ndarray:
     i = np.arange(size, dtype=np.float32) + 0.5
     ramp = np.clip(np.minimum(i, size - i) / EDGE_TAPER, 0.0, 1.0)
@@ -211,6 +219,8 @@ class NeuralRenderer:
         self._psi = psi.astype(np.float32)[None]
         self._crop_size = portrait.crop_size
         self._taper = _edge_taper(self._size)
+        # G learned colour faces; on a black-and-white photo it would draw a pink tongue
+        self._grey = is_grey(portrait.crop)
 
     def render(self, target: np.ndarray) -> np.ndarray:
         return self.finish(self.begin(target))
@@ -238,6 +248,8 @@ class NeuralRenderer:
         if window.side != window.size:
             drawn = cv2.resize(drawn, (window.side,) * 2, interpolation=cv2.INTER_LINEAR)
             mask = cv2.resize(mask, (window.side,) * 2, interpolation=cv2.INTER_LINEAR)
+        if self._grey:
+            drawn = cv2.cvtColor(cv2.cvtColor(drawn, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
         crop = warped.crop.copy()  # the texture may share the warp's pixels
         x0, y0, side = window.x0, window.y0, window.side
         region = crop[y0 : y0 + side, x0 : x0 + side]

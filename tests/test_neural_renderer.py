@@ -94,6 +94,27 @@ def test_neural_renderer_renders_the_crop(tiny_models, astronaut_bgr, size):
     renderer.close()  # safe twice
 
 
+def test_a_black_and_white_photo_stays_black_and_white(tiny_models, astronaut_bgr):
+    """G learned colour faces; what it draws on a grey photo is grey (the warp's mouth
+    colours come from the photo's own lips)."""
+    import cv2
+
+    from streamer.neural import is_grey, with_embedding
+    from streamer.portrait import EnrollConfig, enroll_images
+
+    grey = cv2.cvtColor(cv2.cvtColor(astronaut_bgr, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    assert is_grey(grey) and not is_grey(astronaut_bgr)
+    outs = {}
+    for name, image in (("grey", grey), ("colour", astronaut_bgr)):
+        portrait = enroll_images([image], EnrollConfig(crop_size=256))
+        portrait = with_embedding(portrait, [image], config(tiny_models))
+        target = portrait.crop_landmarks.copy()
+        target[14, 1] += 0.05 * 256  # open the mouth
+        outs[name] = create_renderer(portrait, config(tiny_models)).render(target).astype(int)
+    spread = {k: np.abs(np.diff(v, axis=2)).max() for k, v in outs.items()}
+    assert spread["grey"] <= 2 < spread["colour"]
+
+
 def test_portrait_without_embedding_is_embedded_on_load(tiny_models, astronaut_portrait):
     assert astronaut_portrait.psi.size == 0
     out = create_renderer(astronaut_portrait, config(tiny_models)).render(
