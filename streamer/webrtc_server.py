@@ -56,7 +56,7 @@ from streamer.errors import (
     PortInUseError,
     SinkUnavailableError,
 )
-from streamer.frames import Frame, FrameProcessor
+from streamer.frames import Frame, FrameProcessor, StagedProcessor
 from streamer.webrtc_tracks import AvatarTrack, FrameSlot, LoopThread, ProcessedTrack
 
 logger = logging.getLogger(__name__)
@@ -135,9 +135,24 @@ class Session:
     kind: str  # "whip" or "whep"
     pc: RTCPeerConnection
     executor: ThreadPoolExecutor | None = None  # one worker: the processor's thread
+    finisher: ThreadPoolExecutor | None = None  # a staged processor's second half
     processor: FrameProcessor | None = None
     tracks: list[MediaStreamTrack] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+async def _control(session: Session, fn: Callable[..., object], *args: object) -> None:
+    """fn(*args) on a WHIP session's processor thread, between frames (a staged processor is
+    switched only while no frame is between its halves)."""
+    processed = next((t for t in session.tracks if isinstance(t, ProcessedTrack)), None)
+    if processed is not None:
+        await processed.control(fn, *args)
+    elif session.executor is not None:
+        await asyncio.get_running_loop().run_in_executor(session.executor, fn, *args)
+
+
+def _nothing() -> None:
+    pass
 
 
 class AvatarServer:
@@ -232,12 +247,14 @@ class AvatarServer:
         for track in session.tracks:
             track.stop()
         await session.pc.close()
+        loop = asyncio.get_running_loop()
+        if session.finisher is not None:  # let a frame in its second half finish first
+            await loop.run_in_executor(session.finisher, _nothing)
+            session.finisher.shutdown(wait=False)
         if session.executor is not None:
             if session.processor is not None:
                 with contextlib.suppress(Exception):
-                    await asyncio.get_running_loop().run_in_executor(
-                        session.executor, session.processor.close
-                    )
+                    await loop.run_in_executor(session.executor, session.processor.close)
             session.executor.shutdown(wait=False)
         logger.info("%s session %s closed", session.kind, session_id)
         return True
@@ -272,6 +289,9 @@ class AvatarServer:
         loop = asyncio.get_running_loop()
         session.executor = ThreadPoolExecutor(1, thread_name_prefix=f"headcast-{session.id[:6]}")
         session.processor = await loop.run_in_executor(session.executor, self.processors.create)
+        if isinstance(session.processor, StagedProcessor):  # tracks frame n + 1 while n renders
+            session.finisher = ThreadPoolExecutor(
+                1, thread_name_prefix=f"headcast-{session.id[:6]}-finish")
 
         @session.pc.on("track")
         def _on_track(track: MediaStreamTrack) -> None:
@@ -280,7 +300,8 @@ class AvatarServer:
                 return
             assert session.processor is not None and session.executor is not None
             processed = ProcessedTrack(
-                track, session.processor, session.executor, on_result=self.slot.put
+                track, session.processor, session.executor, on_result=self.slot.put,
+                finish_executor=session.finisher,
             )
             processed.start()
             session.tracks.append(processed)
@@ -415,21 +436,18 @@ class AvatarServer:
             return _error(422, str(exc))
         updated = 0
         for session in list(self.sessions.values()):
-            if session.processor is not None and session.executor is not None:
-                await loop.run_in_executor(
-                    session.executor, self.processors.apply, session.processor, portrait
-                )
+            if session.processor is not None:
+                await _control(session, self.processors.apply, session.processor, portrait)
                 updated += 1
         return web.json_response({"ok": True, "sessions_updated": updated})
 
 
     async def _recalibrate(self, request: web.Request) -> web.Response:
         """Take the neutral face again: every WHIP session's processor, and the pipeline."""
-        loop = asyncio.get_running_loop()
         count = 0
         for session in list(self.sessions.values()):
-            if session.processor is not None and session.executor is not None:
-                await loop.run_in_executor(session.executor, session.processor.recalibrate)
+            if session.processor is not None:
+                await _control(session, session.processor.recalibrate)
                 count += 1
         if self.on_recalibrate is not None:
             self.on_recalibrate()

@@ -7,7 +7,9 @@ Two ways frames cross into WebRTC:
   so a slow viewer never slows the producer or the other viewers.
 * ``ProcessedTrack``: wraps a remote (browser/client) video track, runs a FrameProcessor on
   it in a worker thread and emits the results. Incoming frames that arrive while the worker
-  is busy are dropped (the newest wins), so latency never grows with time.
+  is busy are dropped (the newest wins), so latency never grows with time. A staged
+  processor (the Animator) runs its two halves on two threads, as `stream` does: frame n + 1
+  is tracked while frame n is rendered.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -26,7 +29,7 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
 
-from streamer.frames import Frame, FrameProcessor
+from streamer.frames import Frame, FrameProcessor, StagedProcessor
 
 logger = logging.getLogger(__name__)
 
@@ -134,21 +137,30 @@ class LatestWorker(Generic[T]):
 
     work(frame, received_ts, index) runs in `executor`; frames that arrive while it runs
     wait in a one-item slot that drops when full, so only the newest is worked on next.
-    on_result(result) is called on the loop. start() once the loop runs; stop() and
-    wait() end it; `done` resolves when the track ended or stop() was called.
+    With `finish` (and `finish_executor`, one thread), work is the first half of a frame:
+    finish(work's result) runs on the other thread while the next frame's work runs, one
+    frame in each half at most, results in order. on_result(result) is called on the loop.
+    start() once the loop runs; stop() and wait() end it; `done` resolves when the track
+    ended or stop() was called. exclusive() runs a call when no frame is between halves.
     """
 
     def __init__(
         self,
         track: MediaStreamTrack,
-        work: Callable[[VideoFrame, float, int], T],
+        work: Callable[[VideoFrame, float, int], Any],
         executor: Executor | None,
         on_result: Callable[[T], None] | None = None,
+        finish: Callable[[Any], T] | None = None,
+        finish_executor: Executor | None = None,
     ) -> None:
         self._track = track
         self._work_fn = work
         self._executor = executor
         self._on_result = on_result
+        self._finish_fn = finish
+        self._finish_executor = finish_executor
+        self._finishing: asyncio.Future[None] | None = None  # the frame in its second half
+        self._turn = asyncio.Lock()  # held by a frame's first half, and by exclusive()
         self._pending: tuple[VideoFrame, float] | None = None  # newest input, not yet taken
         self._input_ready = asyncio.Event()
         self._source_ended = False
@@ -157,7 +169,7 @@ class LatestWorker(Generic[T]):
         self.frames_in = 0
         self.frames_dropped = 0
         self.frames_done = 0
-        self.error: Exception | None = None  # what `work` raised, ending the worker
+        self.error: Exception | None = None  # what `work` or `finish` raised, ending the worker
 
     def start(self) -> None:
         if self._tasks:
@@ -176,6 +188,13 @@ class LatestWorker(Generic[T]):
             await asyncio.shield(self._done)
         if self.error is not None:
             raise self.error
+
+    async def exclusive(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """fn(*args) on the first half's executor, once no frame is between the halves (a
+        staged processor may only be switched then)."""
+        async with self._turn:
+            await self._drain()
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def _finish(self) -> None:
         if self._done is not None and not self._done.done():
@@ -208,25 +227,56 @@ class LatestWorker(Generic[T]):
                         break
                     continue
                 (frame, received_ts), self._pending = self._pending, None
-                result = await loop.run_in_executor(
-                    self._executor, self._work_fn, frame, received_ts, index
-                )
-                index += 1
-                self.frames_done += 1
-                if self._on_result is not None:
-                    self._on_result(result)
+                async with self._turn:
+                    result = await loop.run_in_executor(
+                        self._executor, self._work_fn, frame, received_ts, index
+                    )
+                    index += 1
+                    if self._finish_fn is None:
+                        self._deliver(result)
+                    else:
+                        await self._drain()  # the previous frame leaves its second half
+                        self._finishing = asyncio.ensure_future(self._second_half(result))
+            await self._drain()
         except Exception as exc:
             logger.debug("frame worker failed; stopping", exc_info=True)
             self.error = exc
         finally:
+            if self._finishing is not None:
+                self._finishing.cancel()
             self._finish()
+
+    async def _second_half(self, begun: Any) -> None:
+        assert self._finish_fn is not None
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(self._finish_executor, self._finish_fn, begun)
+        except Exception as exc:  # ends the worker now, not at the next frame
+            logger.debug("frame worker failed; stopping", exc_info=True)
+            self.error = exc
+            self.stop()
+            return
+        self._deliver(result)
+
+    async def _drain(self) -> None:
+        """Until the frame in its second half (if any) is delivered (or failed)."""
+        if self._finishing is not None:
+            await asyncio.wait([self._finishing])
+            self._finishing = None
+
+    def _deliver(self, result: T) -> None:
+        self.frames_done += 1
+        if self._on_result is not None:
+            self._on_result(result)
 
 
 class ProcessedTrack(MediaStreamTrack):
     """Runs `processor` on a remote video track in a worker thread and emits the results.
 
     `executor` must run one job at a time (the processor is not thread-safe): pass a
-    ThreadPoolExecutor(max_workers=1) per session. Incoming frames received while the
+    ThreadPoolExecutor(max_workers=1) per session. With `finish_executor` (another one) a
+    StagedProcessor runs prepare() on the first and finish() on the second, overlapping
+    consecutive frames; switch it only through control(). Incoming frames received while the
     worker is busy are dropped but the newest (LatestWorker), and a result nobody has read
     yet is replaced by the next one. `on_result` (called on the loop) gets every avatar
     Frame too, e.g. to publish it into a FrameSlot for WHEP viewers. The worker runs
@@ -241,11 +291,18 @@ class ProcessedTrack(MediaStreamTrack):
         processor: FrameProcessor,
         executor: Executor,
         on_result: Callable[[Frame], None] | None = None,
+        finish_executor: Executor | None = None,
     ) -> None:
         super().__init__()
         self._processor = processor
+        self._staged = isinstance(processor, StagedProcessor)
         self._on_result = on_result
-        self._worker = LatestWorker(source, self._process, executor, self._publish)
+        if finish_executor is not None and self._staged:
+            self._worker: LatestWorker[tuple[VideoFrame, Frame]] = LatestWorker(
+                source, self._prepare, executor, self._publish, self._finish_frame,
+                finish_executor)
+        else:
+            self._worker = LatestWorker(source, self._process, executor, self._publish)
         self._result: VideoFrame | None = None
         self._result_ready = asyncio.Event()
         self.last_latency_s = 0.0  # receive → processed, for the newest result
@@ -257,6 +314,10 @@ class ProcessedTrack(MediaStreamTrack):
     def start(self) -> None:
         self._worker.start()
         asyncio.ensure_future(self._end_with_worker())
+
+    async def control(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """fn(*args) (e.g. processor.set_portrait) on the processor's thread, between frames."""
+        return await self._worker.exclusive(fn, *args)
 
     async def recv(self) -> VideoFrame:
         while self._result is None:
@@ -283,13 +344,26 @@ class ProcessedTrack(MediaStreamTrack):
         self, incoming: VideoFrame, received_ts: float, index: int
     ) -> tuple[VideoFrame, Frame]:
         """Worker thread: decode → process → encode-ready frame (keeps the input's pts)."""
+        return self._finish_frame(self._prepare(incoming, received_ts, index))
+
+    def _prepare(self, incoming: VideoFrame, received_ts: float, index: int) -> _Begun:
+        """First half: decode, and a staged processor's prepare() (tracking)."""
         image = incoming.to_ndarray(format="bgr24")
-        avatar = Frame(self._processor.process(image), received_ts, index)
-        out = to_video_frame(avatar.image)
-        if incoming.pts is None or incoming.time_base is None:
-            out.pts, out.time_base = int(received_ts * VIDEO_CLOCK_RATE), VIDEO_TIME_BASE
+        work = self._processor.prepare(image) if self._staged else image  # type: ignore[attr-defined]
+        return _Begun(incoming.pts, incoming.time_base, received_ts, index, work)
+
+    def _finish_frame(self, begun: _Begun) -> tuple[VideoFrame, Frame]:
+        """Second half: finish() (or process()) → encode-ready frame (keeps the input's pts)."""
+        if self._staged:
+            image = self._processor.finish(begun.work)  # type: ignore[attr-defined]
         else:
-            out.pts, out.time_base = incoming.pts, incoming.time_base
+            image = self._processor.process(begun.work)
+        avatar = Frame(image, begun.received_ts, begun.index)
+        out = to_video_frame(avatar.image)
+        if begun.pts is None or begun.time_base is None:
+            out.pts, out.time_base = int(begun.received_ts * VIDEO_CLOCK_RATE), VIDEO_TIME_BASE
+        else:
+            out.pts, out.time_base = begun.pts, begun.time_base
         return out, avatar
 
     def _publish(self, result: tuple[VideoFrame, Frame]) -> None:
@@ -299,6 +373,17 @@ class ProcessedTrack(MediaStreamTrack):
         self._result_ready.set()
         if self._on_result is not None:
             self._on_result(avatar)
+
+
+@dataclass(frozen=True)
+class _Begun:
+    """A received frame after the first half: its timing and what the second half takes."""
+
+    pts: int | None
+    time_base: fractions.Fraction | None
+    received_ts: float
+    index: int
+    work: Any  # the prepared frame (staged) or the decoded image
 
 
 class LoopThread:

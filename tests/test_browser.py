@@ -5,6 +5,7 @@ Needs Debian's chromium + chromium-driver and selenium; skipped without them."""
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,15 +47,25 @@ def fake_camera(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 
 class Recording:
-    """Wraps a processor: keeps the first `keep` (driving frame, avatar frame) pairs."""
+    """Wraps a processor: keeps the first `keep` (driving frame, avatar frame) pairs, whether
+    it is run whole (process) or in its two halves on two threads (prepare, finish)."""
 
     def __init__(self, inner, keep: int = 120) -> None:  # type: ignore[no-untyped-def]
         self.inner, self.keep, self.pairs = inner, keep, []
+        self._driving: collections.deque[np.ndarray] = collections.deque()  # halves in order
 
     def process(self, image: np.ndarray) -> np.ndarray:
-        out = self.inner.process(image)
+        return self.finish(self.prepare(image))
+
+    def prepare(self, image: np.ndarray) -> object:
+        self._driving.append(image.copy())
+        return self.inner.prepare(image)
+
+    def finish(self, prepared: object) -> np.ndarray:
+        out = self.inner.finish(prepared)
+        image = self._driving.popleft()
         if len(self.pairs) < self.keep:
-            self.pairs.append((image.copy(), out.copy()))
+            self.pairs.append((image, out.copy()))
         return out
 
     def __getattr__(self, name: str):  # type: ignore[no-untyped-def]

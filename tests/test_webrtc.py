@@ -212,6 +212,44 @@ def test_whip_sends_camera_and_gets_processed_video_back(
     assert processor.closed == 1
 
 
+def test_a_staged_processor_overlaps_its_halves_and_is_switched_between_frames(
+    clip: list[np.ndarray],
+) -> None:
+    """The Animator tracks frame n + 1 on one thread while it renders frame n on another;
+    uploads and recalibration wait until no frame is between the halves."""
+    factory = FakeFactory(staged_s=0.02)
+    server = ServerThread(ServerConfig(port=0), processors=factory)
+    server.start()
+    slot = FrameSlot()
+
+    async def run() -> tuple:
+        session = await WebRTCSession.open(
+            EndpointConfig(f"{server.url}/whip"), AvatarTrack(slot, FPS, (256, 256)), True)
+        try:
+            got = await receive(session, 1.5)
+            for _ in range(5):  # while frames flow
+                status, _, _ = await http("POST", f"{server.url}/recalibrate", b"", {})
+                assert status == 200
+            return got
+        finally:
+            await session.close()
+
+    try:
+        with Feeder(slot.put, clip, FPS):
+            got = asyncio.run(run())
+    finally:
+        server.close()
+    (processor,) = factory.processors
+    assert len(got.images) >= 15
+    assert_animated(got.images)
+    for image in got.images:
+        assert image[: MARK_ROWS - 2].mean() > 230
+    assert processor.prepare_threads.isdisjoint(processor.finish_threads)
+    assert processor.overlapped > 0  # a frame was tracked while the previous one rendered
+    assert processor.recalibrations == 5 and processor.closed == 1
+    assert processor.switched_mid_frame == 0
+
+
 def test_delete_ends_the_session_and_unknown_is_404(
     serve: tuple[ServerThread, FakeFactory],
 ) -> None:

@@ -67,15 +67,62 @@ class FakeProcessor:
         self.portraits.append(portrait)
 
 
+class FakeStagedProcessor(FakeProcessor):
+    """A FakeProcessor in two halves (streamer.frames.StagedProcessor), as the Animator is:
+    records each half's threads, and whether it was switched or recalibrated while a frame
+    was between its halves (it must not be; closing drops a prepared frame, which is fine)."""
+
+    def __init__(self, half_s: float = 0.0) -> None:
+        super().__init__()
+        self.half_s = half_s  # time each half takes
+        self.prepare_threads: set[str] = set()
+        self.finish_threads: set[str] = set()
+        self.between = 0  # frames prepared, not yet finished
+        self.overlapped = 0  # prepare() calls that ran while the other half was finishing
+        self.finishing = False
+        self.switched_mid_frame = 0
+        self._lock = threading.Lock()
+
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        self.prepare_threads.add(threading.current_thread().name)
+        with self._lock:
+            self.overlapped += self.finishing
+            self.between += 1
+        time.sleep(self.half_s)
+        return image
+
+    def finish(self, prepared: object) -> np.ndarray:
+        self.finish_threads.add(threading.current_thread().name)
+        with self._lock:
+            self.finishing = True
+        time.sleep(self.half_s)
+        out = self.process(prepared)  # type: ignore[arg-type]
+        with self._lock:
+            self.finishing = False
+            self.between -= 1
+        return out
+
+    def set_portrait(self, portrait: object) -> None:
+        self.switched_mid_frame += self.between != 0
+        super().set_portrait(portrait)
+
+    def recalibrate(self) -> None:
+        self.switched_mid_frame += self.between != 0
+        super().recalibrate()
+
+
 @dataclass
 class FakeFactory:
-    """ProcessorFactory with FakeProcessors; enroll() refuses flat images (no face)."""
+    """ProcessorFactory with FakeProcessors (FakeStagedProcessors with staged_s set: each
+    half takes that long); enroll() refuses flat images (no face)."""
 
     processors: list[FakeProcessor] = field(default_factory=list)
     enrolled: list[tuple[int, int]] = field(default_factory=list)
+    staged_s: float | None = None
 
     def create(self) -> FakeProcessor:
-        processor = FakeProcessor()
+        processor = FakeProcessor() if self.staged_s is None else FakeStagedProcessor(
+            self.staged_s)
         self.processors.append(processor)
         return processor
 
