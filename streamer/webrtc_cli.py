@@ -115,6 +115,12 @@ def add_serve_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
         "only on https pages)",
     )
     parser.add_argument("--key", help="PEM private key of --cert")
+    parser.add_argument(
+        "--no-overlap",
+        action="store_true",
+        help="track and render each frame on one thread per session (lower latency, lower "
+        "frame rate; by default the next frame is tracked while this one renders)",
+    )
     parser.set_defaults(func=run_serve)
     return parser
 
@@ -128,6 +134,7 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
         tls_cert=args.cert,
         tls_key=args.key,
+        overlap=not args.no_overlap,
     )
 
 

@@ -78,6 +78,9 @@ class ServerConfig:
     ice_servers: tuple[str, ...] = ()  # STUN/TURN URLs; empty: host candidates only
     tls_cert: str | None = None  # PEM certificate: serve https (browsers on other machines
     tls_key: str | None = None  # only allow the webcam on https pages); PEM private key
+    # a staged processor's two halves on two threads per session (more frames per second,
+    # about one stage more latency), as `stream` does; False: one thread
+    overlap: bool = True
 
     def __post_init__(self) -> None:
         if not is_loopback(self.host) and not self.token:
@@ -289,7 +292,7 @@ class AvatarServer:
         loop = asyncio.get_running_loop()
         session.executor = ThreadPoolExecutor(1, thread_name_prefix=f"headcast-{session.id[:6]}")
         session.processor = await loop.run_in_executor(session.executor, self.processors.create)
-        if isinstance(session.processor, StagedProcessor):  # tracks frame n + 1 while n renders
+        if self.config.overlap and isinstance(session.processor, StagedProcessor):
             session.finisher = ThreadPoolExecutor(
                 1, thread_name_prefix=f"headcast-{session.id[:6]}-finish")
 

@@ -212,13 +212,15 @@ def test_whip_sends_camera_and_gets_processed_video_back(
     assert processor.closed == 1
 
 
+@pytest.mark.parametrize("overlap", [True, False])
 def test_a_staged_processor_overlaps_its_halves_and_is_switched_between_frames(
-    clip: list[np.ndarray],
+    clip: list[np.ndarray], overlap: bool
 ) -> None:
-    """The Animator tracks frame n + 1 on one thread while it renders frame n on another;
-    uploads and recalibration wait until no frame is between the halves."""
+    """The Animator tracks frame n + 1 on one thread while it renders frame n on another
+    (`serve --no-overlap`: one thread); uploads and recalibration wait until no frame is
+    between the halves."""
     factory = FakeFactory(staged_s=0.02)
-    server = ServerThread(ServerConfig(port=0), processors=factory)
+    server = ServerThread(ServerConfig(port=0, overlap=overlap), processors=factory)
     server.start()
     slot = FrameSlot()
 
@@ -244,8 +246,12 @@ def test_a_staged_processor_overlaps_its_halves_and_is_switched_between_frames(
     assert_animated(got.images)
     for image in got.images:
         assert image[: MARK_ROWS - 2].mean() > 230
-    assert processor.prepare_threads.isdisjoint(processor.finish_threads)
-    assert processor.overlapped > 0  # a frame was tracked while the previous one rendered
+    if overlap:
+        assert processor.prepare_threads.isdisjoint(processor.finish_threads)
+        assert processor.overlapped > 0  # a frame was tracked while the previous one rendered
+    else:
+        assert processor.prepare_threads == processor.finish_threads
+        assert processor.overlapped == 0
     assert processor.recalibrations == 5 and processor.closed == 1
     assert processor.switched_mid_frame == 0
 
@@ -588,8 +594,9 @@ def test_cli_parses_serve_and_client() -> None:
     add_client_command(sub)
     args = parser.parse_args(["serve", "--host", "0.0.0.0", "--port", "9000"])
     config = serve_config(args)
-    assert config.port == 9000 and config.token  # generated: not loopback
+    assert config.port == 9000 and config.token and config.overlap  # token generated
     assert serve_config(parser.parse_args(["serve"])).token is None
+    assert not serve_config(parser.parse_args(["serve", "--no-overlap"])).overlap
     args = parser.parse_args(["client", "--server", "http://h:8080", "--driving", "c.mp4"])
     assert args.func.__name__ == "run_client_command" and args.driving == "c.mp4"
     assert whip_url("http://h:8080") == "http://h:8080/whip"
