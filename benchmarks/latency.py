@@ -30,6 +30,7 @@ import numpy as np
 
 from benchmarks.quality import default_data_dir
 from streamer.frames import Frame, Sink
+from streamer.paste import DETAILS
 from streamer.pipeline import AvatarProcessor, Pipeline, PipelineConfig, PipelineStats
 from streamer.sink_virtualcam import VirtualCamConfig, VirtualCamSink
 from streamer.sources import VideoFileSource
@@ -246,7 +247,7 @@ def parse_args(argv: Sequence[str] | None) -> BenchConfig:
         action="store_true",
         help="paste the crop back into the whole portrait, as `stream` does",
     )
-    parser.add_argument("--detail", choices=("auto", "full", "crop"), default="auto",
+    parser.add_argument("--detail", choices=DETAILS, default="auto",
                         help="texture from the full-resolution portrait, as `stream --detail`")
     parser.add_argument(
         "--fake-ms", type=float, default=15.0, help="per-frame cost of --processor fake"

@@ -34,6 +34,7 @@ import numpy as np
 
 from benchmarks import protocol as P
 from benchmarks.plain_warp import PlainWarper
+from streamer.paste import DETAILS
 
 SELF_CLIPS = (
     "man_green_backdrop",
@@ -747,7 +748,7 @@ def parse_args(argv: Sequence[str] | None) -> QualityConfig:
     parser.add_argument("--data", type=Path, default=None, help="shared data folder")
     parser.add_argument("--out", type=Path, default=Path("out/quality"))
     parser.add_argument("--renderer", choices=("auto", "warp", "neural"), default="auto")
-    parser.add_argument("--detail", choices=("auto", "full", "crop"), default="auto",
+    parser.add_argument("--detail", choices=DETAILS, default="auto",
                         help="texture from the full-resolution portrait (auto: when its face "
                         "is larger than the crop)")
     parser.add_argument("--no-refine", action="store_true",

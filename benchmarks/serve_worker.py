@@ -3,7 +3,8 @@
     python -m benchmarks.serve_worker [--seconds 20] [--rounds 2] [--crop-size 256]
         [--renderer neural] [--precision int8] [--portrait portraits/mona_lisa.jpg]
 
-A shared clip plays as a WebRTC video track at 30 fps (in process: no network, no codec), the
+A shared clip plays as a WebRTC video track at 30 fps (in process: no network, no codec;
+benchmarks.webrtc_latency's Feeder into an AvatarTrack, as the latency benchmark's), the
 real Animator animates a portrait through streamer.webrtc_tracks.ProcessedTrack, and the
 frames it delivers per second are counted after a 3 s warm-up, with the Animator's two halves
 on one thread (`serve --no-overlap`) and on two (the default), alternating, `--rounds` times.
@@ -20,54 +21,32 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from aiortc import MediaStreamTrack
-from av import VideoFrame
 
 from benchmarks.quality import default_data_dir
-from benchmarks.webrtc_latency import clip_frames
+from benchmarks.webrtc_latency import Feeder, clip_frames
 
 FPS = 30.0
 WARMUP_S = 3.0
 
 
-class ClipTrack(MediaStreamTrack):
-    """Frames of a clip as a live video track, paced at FPS, looping."""
-
-    kind = "video"
-
-    def __init__(self, frames: list[np.ndarray]) -> None:
-        super().__init__()
-        self._frames = frames
-        self._sent = 0
-        self._start: float | None = None
-
-    async def recv(self) -> VideoFrame:
-        from streamer.webrtc_tracks import to_video_frame
-
-        if self._start is None:
-            self._start = time.monotonic()
-        await asyncio.sleep(max(0.0, self._start + self._sent / FPS - time.monotonic()))
-        frame = to_video_frame(self._frames[self._sent % len(self._frames)])
-        self._sent += 1
-        return frame
-
-
 async def measure(factory, frames: list[np.ndarray], overlap: bool, seconds: float  # type: ignore[no-untyped-def]
                   ) -> tuple[float, float]:
     """→ (frames delivered per second, receive → processed p50 ms)."""
-    from streamer.webrtc_tracks import ProcessedTrack
+    from streamer.webrtc_tracks import AvatarTrack, FrameSlot, ProcessedTrack
 
     first, second = ThreadPoolExecutor(1), ThreadPoolExecutor(1) if overlap else None
     latencies: list[float] = []
-    track = ProcessedTrack(ClipTrack(frames), factory.create(), first,
+    slot = FrameSlot()  # the camera: a clip put at FPS, sent as a live track at FPS
+    track = ProcessedTrack(AvatarTrack(slot, FPS), factory.create(), first,
                            on_result=lambda f: latencies.append(time.monotonic() - f.capture_ts),
                            finish_executor=second)
-    track.start()
-    await asyncio.sleep(WARMUP_S)
-    done, latencies[:] = track.worker.frames_done, []
-    await asyncio.sleep(seconds)
-    fps = (track.worker.frames_done - done) / seconds
-    track.stop()
+    with Feeder(slot.put, frames, FPS):
+        track.start()
+        await asyncio.sleep(WARMUP_S)
+        done, latencies[:] = track.worker.frames_done, []
+        await asyncio.sleep(seconds)
+        fps = (track.worker.frames_done - done) / seconds
+        track.stop()
     for executor in (first, second):
         if executor is not None:
             executor.shutdown(wait=True)

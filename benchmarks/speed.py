@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.quality import default_data_dir
+from streamer.paste import DETAILS
 
 TARGETS_MS = {"warp": (512, 25.0), "neural": (256, 40.0)}  # renderer → (crop, p50 ms)
 STAGES = ("decode", "track", "motion", "render", "paste")
@@ -31,7 +32,7 @@ def measure(clip: Path, portrait_path: Path, crop: int, frames: int, threads: in
             renderer: str = "warp", precision: str = "fp32", detail: str = "auto") -> dict:
     from streamer.animate import AnimateOptions, Animator
     from streamer.offline import enroll_shots
-    from streamer.paste import PasteBack
+    from streamer.paste import full_detail
     from streamer.portrait import EnrollConfig
     from streamer.renderer import RendererConfig
     from streamer.video_io import read_image, read_video_frames
@@ -39,7 +40,6 @@ def measure(clip: Path, portrait_path: Path, crop: int, frames: int, threads: in
     portrait = enroll_shots([read_image(portrait_path)], EnrollConfig(crop_size=crop))
     config = RendererConfig(name=renderer, threads=threads, precision=precision)
     anim = Animator(portrait, AnimateOptions(renderer=config, detail=detail))  # type: ignore[arg-type]
-    full = PasteBack(portrait, detail).full_detail  # type: ignore[arg-type]
     times: dict[str, list[float]] = {k: [] for k in (*STAGES, "total")}
     decoder = read_video_frames(clip, frames)
     for i in range(frames):
@@ -58,7 +58,7 @@ def measure(clip: Path, portrait_path: Path, crop: int, frames: int, threads: in
     anim.close()
     result: dict = {k: (float(np.percentile(v, 50)), float(np.percentile(v, 95)))
                     for k, v in times.items()}
-    result["detail"] = "full" if full else "crop"
+    result["detail"] = "full" if full_detail(portrait.box, detail) else "crop"  # type: ignore[arg-type]
     return result
 
 
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--renderer", choices=("warp", "neural"), default="warp")
     parser.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
                         help="the neural generator's precision")
-    parser.add_argument("--detail", choices=("auto", "full", "crop"), default="auto",
+    parser.add_argument("--detail", choices=DETAILS, default="auto",
                         help="texture from the full-resolution portrait (as animate's --detail)")
     args = parser.parse_args(argv)
     target_crop, target_ms = TARGETS_MS[args.renderer]

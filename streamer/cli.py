@@ -39,11 +39,21 @@ def add_renderer_option(p: argparse.ArgumentParser, precision: str = "fp32") -> 
     )
     p.add_argument(
         "--detail",
-        choices=("auto", "full", "crop"),
+        choices=("auto", "full", "crop"),  # streamer.paste.DETAILS (not imported: cv2)
         default="auto",
         help="take the face's texture from the full-resolution portrait instead of the "
         "rendered crop: auto (default) when the face is at least 1.5x larger than the crop, "
         "full always, crop never",
+    )
+
+
+def add_overlap_option(p: argparse.ArgumentParser, where: str = "") -> None:
+    """--no-overlap: a staged processor's two halves on one thread (`stream`, `serve`)."""
+    p.add_argument(
+        "--no-overlap",
+        action="store_true",
+        help=f"track and render each frame on one thread{where} (lower latency, lower frame "
+        "rate; by default the next frame is tracked while this one renders)",
     )
 
 

@@ -10,7 +10,7 @@ from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from streamer.cli import add_renderer_option, renderer_config
+from streamer.cli import add_overlap_option, add_renderer_option, renderer_config
 from streamer.controls import HELP, Controls
 from streamer.errors import SinkUnavailableError
 from streamer.frames import Sink
@@ -66,12 +66,7 @@ def add_stream_command(subparsers: Any) -> argparse.ArgumentParser:
         help="transfer expressions only, keep the portrait's head still",
     )
     add_renderer_option(parser, precision="int8")
-    parser.add_argument(
-        "--no-overlap",
-        action="store_true",
-        help="track and render each frame on one thread (lower latency, lower frame rate; "
-        "by default the next frame is tracked while this one renders)",
-    )
+    add_overlap_option(parser)
     parser.add_argument(
         "--mirror",
         action="store_true",

@@ -7,12 +7,12 @@ the renderer's sampling map instead: a 2048² photo stays as sharp as the photo.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import cv2
 import numpy as np
 
-from streamer.portrait import Portrait
+from streamer.portrait import CropBox, Portrait
 from streamer.texture import Rendered, Texture
 
 FEATHER = 0.04  # seam width, × crop side
@@ -22,6 +22,12 @@ FEATHER = 0.04  # seam width, × crop side
 # over the six clips: see README, "Full detail")
 DETAIL_MIN_SCALE = 1.5
 Detail = Literal["auto", "full", "crop"]
+DETAILS: tuple[Detail, ...] = get_args(Detail)  # the --detail choices
+
+
+def full_detail(box: CropBox, detail: Detail = "auto") -> bool:
+    """Whether the paste-back takes the texture from the full-resolution portrait."""
+    return detail == "full" or (detail == "auto" and box.side >= DETAIL_MIN_SCALE * box.size)
 
 
 class PasteBack:
@@ -30,8 +36,7 @@ class PasteBack:
     def __init__(self, portrait: Portrait, detail: Detail = "auto") -> None:
         self._image = portrait.image
         box = portrait.box
-        self.full_detail = detail == "full" or (
-            detail == "auto" and box.side >= DETAIL_MIN_SCALE * box.size)
+        self.full_detail = full_detail(box, detail)
         self._to_image = box.image_to_crop_matrix()  # crop pixel → image pixel
         h, w = self._image.shape[:2]
         x0, y0 = max(int(np.floor(box.x0)), 0), max(int(np.floor(box.y0)), 0)

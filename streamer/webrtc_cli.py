@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from streamer.cli import add_renderer_option, renderer_config
+from streamer.cli import add_overlap_option, add_renderer_option, renderer_config
 from streamer.errors import PortraitFileError
 from streamer.frames import FrameProcessor, Sink
 from streamer.paste import Detail
@@ -115,12 +115,7 @@ def add_serve_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
         "only on https pages)",
     )
     parser.add_argument("--key", help="PEM private key of --cert")
-    parser.add_argument(
-        "--no-overlap",
-        action="store_true",
-        help="track and render each frame on one thread per session (lower latency, lower "
-        "frame rate; by default the next frame is tracked while this one renders)",
-    )
+    add_overlap_option(parser, " per session")
     parser.set_defaults(func=run_serve)
     return parser
 
