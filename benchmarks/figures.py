@@ -14,6 +14,12 @@ track smoothed without lag, the targets refined against a first render; relative
 instead draws docs/full_detail.jpg: one frame (the clip's widest mouth) of portraits whose
 face is larger than the crop, pasted back from the crop and with full detail (the texture
 resampled from the portrait itself, streamer.paste), at the portrait's own pixels.
+
+    python -m benchmarks.figures --region [--region-rows few_shot_woman_outdoor:8 ...]
+
+draws docs/generator_region.jpg: held-out frames of K-shot portraits (benchmarks.kshot), the
+training-free renderer next to the neural one with G's own blend mask and with G in its
+region (streamer.neural.generator_region).
 """
 
 from __future__ import annotations
@@ -90,6 +96,7 @@ def figure(data: Path, clip: str, portraits: list[str], frames: int,
 
 
 DETAIL_TILE = 420  # side of the full-detail figure's tiles, portrait pixels shown 1:1 or less
+REGION_TILE = 300  # side of the generator-region figure's tiles
 
 
 def detail_figure(data: Path, clip: str, portraits: list[tuple[str, int]]) -> np.ndarray:
@@ -127,6 +134,44 @@ def detail_figure(data: Path, clip: str, portraits: list[tuple[str, int]]) -> np
     return np.vstack([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows])
 
 
+def region_figure(data: Path, rows: list[tuple[str, int]]) -> np.ndarray:
+    """One row per (clip, K), as benchmarks.kshot scores them: the held-out frame with the
+    widest mouth; driver, training-free, the neural renderer with G's own blend mask and with
+    G in its region (streamer.neural.generator_region)."""
+    from benchmarks.kshot import SPLIT, KShotConfig, load_clip, make_portrait, track_all
+    from benchmarks.quality import face_crop
+    from streamer.paste import PasteBack
+    from streamer.renderer import RendererConfig, create_renderer
+
+    columns = [("training-free", "warp", "mouth"), ("neural, G's own mask", "neural", "all"),
+               ("neural, G in its region", "neural", "mouth")]
+    out = []
+    for clip, k in rows:
+        frames = load_clip(data / "driving" / f"{clip}.mp4")
+        lms = track_all(frames)
+        held = [i for i in range(int(SPLIT * len(frames)), len(frames)) if lms[i] is not None]
+        t = max(held, key=lambda i: P.mouth_opening(lms[i]))
+        portrait = make_portrait(frames, lms, k, KShotConfig(data=data), finetune=False)
+        paste = PasteBack(portrait, "crop")
+        tiles = [_label(face_crop(frames[t], lms[t]), f"{clip[:18]} t={t}")]
+        for label, name, region in columns:
+            renderer = create_renderer(portrait, RendererConfig(name, generator_region=region))
+            for i in range(max(held[0], t - 10), t + 1):  # as a video plays: shots cross-fade
+                if lms[i] is not None:
+                    crop = renderer.render(portrait.box.to_crop(lms[i]))
+            renderer.close()
+            tiles.append(_label(face_crop(paste.paste(crop), lms[t]), f"K={k} {label}"))
+        out.append(np.hstack([cv2.resize(tile, (REGION_TILE, REGION_TILE)) for tile in tiles]))
+    return np.vstack(out)
+
+
+def _label(tile: np.ndarray, label: str) -> np.ndarray:
+    tile = cv2.resize(tile, (REGION_TILE, REGION_TILE), interpolation=cv2.INTER_AREA)
+    cv2.putText(tile, label, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 3)
+    cv2.putText(tile, label, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1)
+    return tile
+
+
 def _face_square(image: np.ndarray, lm: np.ndarray, label: str) -> np.ndarray:
     """The square from the eyebrows to the chin, DETAIL_TILE wide, labelled."""
     x0, y0 = lm[:468, :2].min(0)
@@ -157,9 +202,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detail-portraits", nargs="+",
                         default=["photo_bw_young_man:512", "mona_lisa:256"],
                         help="NAME:CROP pairs for --detail")
+    parser.add_argument("--region", action="store_true",
+                        help="draw the generator-region figure instead (K-shot clips)")
+    parser.add_argument("--region-rows", nargs="+",
+                        default=["few_shot_woman_outdoor:8", "man_glasses_lab:1"],
+                        help="CLIP:K pairs for --region")
     args = parser.parse_args(argv)
     data = args.data or default_data_dir()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.region:
+        rows = [(c, int(k)) for c, k in (p.split(":") for p in args.region_rows)]
+        path = args.out / "generator_region.jpg"
+        cv2.imwrite(str(path), region_figure(data, rows), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        print(f"wrote {path}")
+        return 0
     if args.detail:
         pairs = [(n, int(c)) for n, c in (p.split(":") for p in args.detail_portraits)]
         path = args.out / "full_detail.jpg"

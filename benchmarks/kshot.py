@@ -42,6 +42,7 @@ class KShotConfig:
     ks: tuple[int, ...] = (1, 8, 32)
     finetune_steps: int = 100  # 0: skip the fine-tuned rows
     precision: str = "fp32"  # shipped neural generator: fp32 or int8 (fine-tuned ones are fp32)
+    generator_region: str = "mouth"  # where G may replace the warp (RendererConfig)
     eval_frames: int = 40  # driver frames per clip, spread over its last 30%
     crop_size: int = 512  # the product's default crop
     out: Path = Path("out/kshot")
@@ -98,8 +99,8 @@ def make_portrait(frames: list[np.ndarray], lms: list[np.ndarray | None], k: int
 
 
 def evaluate(portrait, renderer_name: str, frames: list[np.ndarray],
-             lms: list[np.ndarray | None], eval_idx: np.ndarray, precision: str = "fp32"
-             ) -> tuple[Scores, dict]:
+             lms: list[np.ndarray | None], eval_idx: np.ndarray, precision: str = "fp32",
+             generator_region: str = "mouth") -> tuple[Scores, dict]:
     """Render the driver frames through one renderer; score them. Returns the scores and
     the outputs of every evaluated frame by index."""
     from streamer.paste import PasteBack
@@ -108,7 +109,8 @@ def evaluate(portrait, renderer_name: str, frames: list[np.ndarray],
 
     scores = Scores()
     outputs = {}
-    renderer = create_renderer(portrait, RendererConfig(name=renderer_name, precision=precision))
+    renderer = create_renderer(portrait, RendererConfig(name=renderer_name, precision=precision,
+                                                        generator_region=generator_region))
     # The renderers are compared at their crop: full detail (streamer.paste) is a paste-back
     # choice that applies to every renderer alike; left out, the table stays comparable.
     paste = PasteBack(portrait, "crop")
@@ -158,7 +160,7 @@ def run(cfg: KShotConfig) -> dict:
                     methods.append(("warp", f"training-free K={k}"))
                 for renderer, name in methods:
                     scores, outputs = evaluate(portrait, renderer, frames, lms, eval_idx,
-                                               cfg.precision)
+                                               cfg.precision, cfg.generator_region)
                     rows[name] = scores
                     if clip == cfg.clips[0] or clip == "woman_long_expressive":
                         sheet.setdefault(clip, {"frames": frames, "lms": lms})[name] = outputs
@@ -237,6 +239,7 @@ def write_sheet(sheet: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from benchmarks.quality import default_data_dir
+    from streamer.neural import GENERATOR_REGIONS
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.kshot", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -247,11 +250,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-frames", type=int, default=40)
     parser.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
                         help="the shipped generator's precision (fine-tuned ones run fp32)")
+    parser.add_argument("--generator-region", choices=GENERATOR_REGIONS, default="mouth",
+                        help="where G may replace the warp: around the mouth and where the "
+                             "warp has no texture, or wherever G's mask says")
     parser.add_argument("--out", type=Path, default=Path("out/kshot"))
     args = parser.parse_args(argv)
     cfg = KShotConfig(data=args.data or default_data_dir(), clips=tuple(args.clips),
                       ks=tuple(args.ks), finetune_steps=args.finetune_steps,
-                      eval_frames=args.eval_frames, precision=args.precision, out=args.out)
+                      eval_frames=args.eval_frames, precision=args.precision,
+                      generator_region=args.generator_region, out=args.out)
     print_table(run(cfg))
     return 0
 

@@ -92,6 +92,7 @@ class QualityConfig:
     renderer: str = "auto"  # warp, neural, or auto (neural when its model is installed)
     refine: bool = True  # "ours" refines its targets against a first render, as animate does
     detail: str = "auto"  # texture from the full-resolution portrait: auto, full or crop
+    generator_region: str = "mouth"  # neural: where G may replace the warp (RendererConfig)
 
 
 @dataclass(frozen=True)
@@ -156,15 +157,16 @@ def sheet_indices(path: Path, frames: int, count: int) -> set[int]:
     return {int(round(i)) for i in np.linspace(1, n - 1, count)}
 
 
-def clip_options(path: Path, renderer: str = "auto", refine: bool = True, detail: str = "auto"
-                 ):  # -> streamer.animate.AnimateOptions
+def clip_options(path: Path, renderer: str = "auto", refine: bool = True, detail: str = "auto",
+                 generator_region: str = "mouth"):  # -> streamer.animate.AnimateOptions
     """Default options, clocked at the clip's frame rate as a live stream would be."""
     from streamer.animate import AnimateOptions
     from streamer.refine import RefineConfig
     from streamer.renderer import RendererConfig
     from streamer.video_io import video_fps
 
-    return AnimateOptions(fps=video_fps(path), renderer=RendererConfig(name=renderer),
+    config = RendererConfig(name=renderer, generator_region=generator_region)
+    return AnimateOptions(fps=video_fps(path), renderer=config,
                           refine=RefineConfig(enabled=refine), detail=detail)  # type: ignore[arg-type]
 
 
@@ -232,7 +234,7 @@ def run_self_clip(path: Path, cfg: QualityConfig) -> tuple[list[SelfScores], lis
         portrait = enroll_images([first], EnrollConfig(crop_size=512))
         anim, targets = offline_animation(portrait, driver_lms,
                                           clip_options(path, cfg.renderer, cfg.refine,
-                                                       cfg.detail))
+                                                       cfg.detail, cfg.generator_region))
         stack.callback(anim.close)
         methods = _self_methods(first, lm0, anim, targets)
         trackers = {m: new_tracker() for m in methods}
@@ -320,12 +322,14 @@ def run_cross_pair(
     renderer: str = "auto",
     refine: bool = True,
     detail: str = "auto",
+    generator_region: str = "mouth",
 ) -> tuple[CrossScores, dict[int, np.ndarray]]:
     """Drive one enrolled portrait with one clip → scores and the sheet frames by index."""
     from streamer.offline import offline_animation
 
     anim, targets = offline_animation(portrait, driver_lms[:frames],
-                                      clip_options(path, renderer, refine, detail))
+                                      clip_options(path, renderer, refine, detail,
+                                                   generator_region))
     tracker = new_tracker()
     out_lms: list[np.ndarray | None] = []
     tiles: dict[int, np.ndarray] = {}
@@ -395,7 +399,7 @@ def run_cross(
             show = shows[path.stem] if file.stem in on_sheet else set()
             scores, pair_tiles = run_cross_pair(
                 portrait, file.stem, path, driver_lms[path.stem], show, cfg.frames, cfg.renderer,
-                cfg.refine, cfg.detail,
+                cfg.refine, cfg.detail, cfg.generator_region,
             )
             results.append(scores)
             tiles[(file.stem, path.stem)] = pair_tiles
@@ -751,6 +755,9 @@ def parse_args(argv: Sequence[str] | None) -> QualityConfig:
     parser.add_argument("--detail", choices=DETAILS, default="auto",
                         help="texture from the full-resolution portrait (auto: when its face "
                         "is larger than the crop)")
+    parser.add_argument("--generator-region", choices=("mouth", "all"), default="mouth",
+                        help="neural: where G may replace the warp (around the mouth and "
+                        "where the warp has no texture, or wherever G's mask says)")
     parser.add_argument("--no-refine", action="store_true",
                         help="render the targets as the motion transfer gives them, "
                         "without animate's closed-loop refinement")
@@ -770,6 +777,7 @@ def parse_args(argv: Sequence[str] | None) -> QualityConfig:
         renderer=args.renderer,
         refine=not args.no_refine,
         detail=args.detail,
+        generator_region=args.generator_region,
     )
 
 

@@ -80,9 +80,13 @@ def quantize_generator(fp32: Path, out: Path, feeds: list[dict[str, np.ndarray]]
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32), str(prepared))
+        # reduce_range: 7-bit weights. x86 CPUs without VNNI (AVX2 only) multiply uint8 × int8
+        # with VPMADDUBSW, whose int16 sums saturate on full-range weights: on such a CPU the
+        # generator quantized without it drew at 31.8 dB PSNR against the float one, with it
+        # at 37.3 dB, as on CPUs with VNNI
         quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8)
+                        weight_type=QuantType.QInt8, reduce_range=True)
 
 
 def agreement(fp32: Path, int8: Path, feeds: list[dict[str, np.ndarray]]) -> dict[str, float]:

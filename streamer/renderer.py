@@ -33,6 +33,10 @@ class RendererConfig:
     threads: int = 0  # onnxruntime intra-op threads; 0 lets onnxruntime choose
     precision: str = "fp32"  # neural generator: fp32, or int8 (quantized, faster: live default)
     model_dir: Path | None = None  # folder with manifest.json; None: the shipped assets
+    # neural: where the generator's blend mask may replace the warp. "mouth": around the
+    # target's mouth and where the warp has no texture (streamer.neural.generator_region);
+    # "all": wherever G's own mask says (as trained)
+    generator_region: str = "mouth"
 
 
 class Renderer(Protocol):

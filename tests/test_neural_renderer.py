@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -92,6 +93,57 @@ def test_neural_renderer_renders_the_crop(tiny_models, astronaut_bgr, size):
     assert 0 < diff.mean() < 12
     renderer.close()
     renderer.close()  # safe twice
+
+
+def test_generator_region_is_the_mouth_and_where_the_warp_has_no_texture(astronaut_portrait):
+    from streamer import landmarks as L
+    from streamer.neural import generator_region
+
+    lm = astronaut_portrait.crop_landmarks
+    valid = np.ones((256, 256), np.float32)
+    valid[:20, :20] = 0.0  # the warp reached past the crop here
+    region = generator_region(lm, valid)
+    assert region.shape == (256, 256) and region.dtype == np.float32
+    inside = np.round(lm[[13, 14, 61, 291], :2]).astype(int)  # lips and corners
+    assert (region[inside[:, 1], inside[:, 0]] > 0.99).all()
+    brows = np.round(lm[[105, 334, 10], :2]).astype(int)  # eyebrows, forehead
+    assert (region[brows[:, 1], brows[:, 0]] < 0.01).all()
+    assert (region[:20, :20] == 1.0).all()
+    below = np.round(lm[14, :2] + [0, 0.12 * L.iod(lm)]).astype(int)  # inside the margin
+    assert region[below[1], below[0]] > 0.5
+
+
+@pytest.mark.parametrize("region", ["mouth", "all"])
+def test_generator_draws_only_in_its_region(tiny_models, astronaut_bgr, region):
+    from dataclasses import replace
+
+    from streamer.neural import generator_region, with_embedding
+    from streamer.portrait import EnrollConfig, enroll_images
+
+    portrait = enroll_images([astronaut_bgr], EnrollConfig(crop_size=256))
+    cfg = replace(config(tiny_models), generator_region=region)
+    portrait = with_embedding(portrait, [astronaut_bgr], cfg)
+    target = portrait.crop_landmarks.copy()
+    target[14, 1] += 0.05 * 256  # open the mouth
+    renderer = create_renderer(portrait, cfg)
+    begun = renderer.begin(target)
+    out = renderer.finish(begun).astype(int)
+    plain = create_renderer(portrait, config(tiny_models, "warp")).render(target).astype(int)
+    diff = np.abs(out - plain).max(axis=2)
+    w = begun.window
+    far = np.ones((256, 256), bool)  # crop pixels outside G's region, and outside its window
+    if region == "mouth":
+        window_region = generator_region(w.landmarks(target), begun.feed["valid"][0, 0])
+        far[w.y0 : w.y0 + w.side, w.x0 : w.x0 + w.side] = cv2.resize(
+            window_region, (w.side, w.side)) < 1e-3
+        mouth = np.round(target[[13, 14], :2].mean(axis=0)).astype(int)
+        assert diff[mouth[1], mouth[0]] > 0  # G draws the mouth
+    else:
+        far[w.y0 : w.y0 + w.side, w.x0 : w.x0 + w.side] = False
+    assert diff[far].max() == 0  # the warp's pixels, exactly
+    assert diff[~far].mean() > 0
+    with pytest.raises(ValueError, match="generator_region"):
+        create_renderer(portrait, replace(cfg, generator_region="face"))
 
 
 def test_a_black_and_white_photo_stays_black_and_white(tiny_models, astronaut_bgr):
