@@ -161,14 +161,20 @@ def region_figure(data: Path, rows: list[tuple[str, int]]) -> np.ndarray:
                     crop = renderer.render(portrait.box.to_crop(lms[i]))
             renderer.close()
             tiles.append(_label(face_crop(paste.paste(crop), lms[t]), f"K={k} {label}"))
-        out.append(np.hstack([cv2.resize(tile, (REGION_TILE, REGION_TILE)) for tile in tiles]))
+        out.append(np.hstack(tiles))
     return np.vstack(out)
 
 
 def _label(tile: np.ndarray, label: str) -> np.ndarray:
+    """The tile at REGION_TILE², labelled."""
     tile = cv2.resize(tile, (REGION_TILE, REGION_TILE), interpolation=cv2.INTER_AREA)
-    cv2.putText(tile, label, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 3)
-    cv2.putText(tile, label, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1)
+    return _caption(tile, label, 0.55)
+
+
+def _caption(tile: np.ndarray, label: str, scale: float) -> np.ndarray:
+    """Black text with a white outline at the tile's top left (drawn in place)."""
+    cv2.putText(tile, label, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 3)
+    cv2.putText(tile, label, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1)
     return tile
 
 
@@ -181,9 +187,7 @@ def _face_square(image: np.ndarray, lm: np.ndarray, label: str) -> np.ndarray:
     a = np.clip(np.array([cx - half, cy - half]).astype(int), 0, None)
     part = image[a[1] : int(cy + half), a[0] : int(cx + half)]
     tile = cv2.resize(part, (DETAIL_TILE, DETAIL_TILE), interpolation=cv2.INTER_AREA)
-    cv2.putText(tile, label, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 3)
-    cv2.putText(tile, label, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1)
-    return tile
+    return _caption(tile, label, 0.6)
 
 
 def main(argv: list[str] | None = None) -> int:
