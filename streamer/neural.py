@@ -138,12 +138,22 @@ def generator_region(landmarks: np.ndarray, valid: np.ndarray) -> np.ndarray:
     landmarks: (478, ≥2) window pixels; valid: (n, n) 0–1 → (n, n) float32 0–1."""
     n = valid.shape[0]
     unit = L.iod(landmarks)
-    lips = np.zeros((n, n), np.uint8)
-    cv2.fillPoly(lips, [np.round(landmarks[L.LIPS_OUTER, :2]).astype(np.int32)], 255)
-    grow = 2 * int(round(MOUTH_MARGIN * unit)) + 1
-    mouth = cv2.dilate(lips, np.ones((grow, grow), np.uint8)).astype(np.float32) / 255.0
-    mouth = cv2.GaussianBlur(mouth, (0, 0), max(MOUTH_FEATHER * unit, 0.5))
-    return np.maximum(mouth, 1.0 - valid.astype(np.float32))
+    region = 1.0 - valid.astype(np.float32)
+    grow = int(round(MOUTH_MARGIN * unit))
+    sigma = max(MOUTH_FEATHER * unit, 0.5)
+    # Only the lips' box, grown by the margin and the blur's reach, is drawn and blurred.
+    lips = np.round(landmarks[L.LIPS_OUTER, :2]).astype(np.int32)
+    reach = grow + int(np.ceil(4 * sigma)) + 1
+    x0, y0 = np.maximum(lips.min(axis=0) - reach, 0)
+    x1, y1 = np.minimum(lips.max(axis=0) + reach + 1, n)
+    if x1 <= x0 or y1 <= y0:  # the mouth is outside the window
+        return region
+    mouth = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillPoly(mouth, [lips - [x0, y0]], 255)
+    mouth = cv2.dilate(mouth, np.ones((2 * grow + 1,) * 2, np.uint8)).astype(np.float32)
+    mouth = cv2.GaussianBlur(mouth / 255.0, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
+    np.maximum(region[y0:y1, x0:x1], mouth, out=region[y0:y1, x0:x1])
+    return region
 
 
 def _edge_taper(size: int) -> np.ndarray:

@@ -111,6 +111,9 @@ def test_generator_region_is_the_mouth_and_where_the_warp_has_no_texture(astrona
     assert (region[:20, :20] == 1.0).all()
     below = np.round(lm[14, :2] + [0, 0.12 * L.iod(lm)]).astype(int)  # inside the margin
     assert region[below[1], below[0]] > 0.5
+    away = lm.copy()
+    away[:, 1] += 1000  # the mouth below the window: only where the warp has no texture
+    assert np.array_equal(generator_region(away, valid), 1.0 - valid)
 
 
 @pytest.mark.parametrize("region", ["mouth", "all"])
