@@ -34,6 +34,7 @@ import numpy as np
 
 from benchmarks import protocol as P
 from benchmarks.plain_warp import PlainWarper
+from streamer.neural import GENERATOR_REGIONS
 from streamer.paste import DETAILS
 
 SELF_CLIPS = (
@@ -755,7 +756,7 @@ def parse_args(argv: Sequence[str] | None) -> QualityConfig:
     parser.add_argument("--detail", choices=DETAILS, default="auto",
                         help="texture from the full-resolution portrait (auto: when its face "
                         "is larger than the crop)")
-    parser.add_argument("--generator-region", choices=("mouth", "all"), default="mouth",
+    parser.add_argument("--generator-region", choices=GENERATOR_REGIONS, default="mouth",
                         help="neural: where G may replace the warp (around the mouth and "
                         "where the warp has no texture, or wherever G's mask says)")
     parser.add_argument("--no-refine", action="store_true",
