@@ -30,14 +30,14 @@ def example_inputs(dims: WarpDims) -> tuple[torch.Tensor, ...]:
     tps[-1, 1] += 1.0
     angle = torch.linspace(0, 2 * torch.pi, dims.num_mouth + 1)[:-1]
     poly = torch.stack([0.2 * torch.cos(angle), 0.05 + 0.1 * torch.sin(angle)], dim=1)
-    frame = torch.tensor([0.0, -0.05, 0.0, 5.0, 5.0, 0.0, 1.0, 1.0, 0.3])
+    frame = torch.tensor([0.0, -0.05, 0.0, 5.0, 5.0, 0.0, 1.0, 1.0, 0.3, 1.0])
     box = torch.tensor([-0.25, -0.1, 0.25, 0.2])
     fine = torch.tensor(
         [[-0.4, -0.3, -0.1, -0.1], [0.1, -0.3, 0.4, -0.1], [-0.3, -0.15, 0.3, 0.25]]
     )
     lids = torch.stack([torch.stack([_eye(c, 0.3), _eye(c, 1.0)]) for c in (-0.25, 0.25)])
     irises = torch.tensor([[[-0.24, -0.2], [-0.25, -0.2]], [[0.26, -0.2], [0.25, -0.2]]])
-    return ctrl, tps, poly, frame, box, fine, torch.rand(3, 3, generator=gen), lids, irises
+    return ctrl, tps, poly, frame, box, fine, torch.rand(4, 3, generator=gen), lids, irises
 
 
 def _eye(centre: float, open_: float) -> torch.Tensor:

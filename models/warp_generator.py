@@ -12,13 +12,13 @@ Inputs (per portrait inputs are computed once at enrollment and cached):
   ctrl         (N, 2) float32 target control points, normalized [-1, 1]     per frame
   tps          (N + 3, 2) float32 TPS weights, target → source, normalized  per frame
   mouth_poly   (M, 2) float32 target inner-lip polygon, normalized          per frame
-  mouth_frame  (9,) float32: upper-lip point (2), opening axis / opening (2),
+  mouth_frame  (10,) float32: upper-lip point (2), opening axis / opening (2),
                across axis / half-width (2), teeth strength, layer strength,
-               teeth depth as a fraction of the opening                     per frame
+               teeth depth as a fraction of the opening, tongue strength    per frame
   mouth_box    (4,) float32 x0, y0, x1, y1 of the mouth layer, normalized   per frame
   fine_boxes   (3, 4) float32 boxes (right eye, left eye, mouth) where the flow is also
                evaluated finely: lids and lips move a lot over a few pixels  per frame
-  colors       (3, 3) float32 0–1 BGR: cavity, deep cavity, teeth           per portrait
+  colors       (4, 3) float32 0–1 BGR: cavity, deep cavity, teeth, tongue   per portrait
   lids         (2, 2, 2, L, 2) float32 lid lines, normalized: per eye (right, left), the
                target's then the portrait's, each the upper then the lower lid from the
                outer corner to the inner                                      per frame
@@ -47,6 +47,8 @@ from torch import nn
 GAZE_MAX = 0.2  # most sideways gaze shift, in eye widths
 LID_SKIN = 0.5  # lid skin restretched above the upper lid, in eye widths (half that below)
 EDGE_FADE = 0.16  # width of the band along the crop's edge where the warp fades out, normalized
+TONGUE_TOP = 0.7  # the tongue's top above the lower lip at the centre, × the opening
+TONGUE_CREASE = 0.04  # the dark line between the tongue and the lower lip, × the opening
 
 
 @dataclass(frozen=True)
@@ -270,13 +272,19 @@ class WarpGenerator(nn.Module):
     def _mouth_color(
         self, points: torch.Tensor, colors: torch.Tensor, frame: torch.Tensor
     ) -> torch.Tensor:
-        """Dark cavity, darker towards its centre, with a band of upper teeth under the lip.
-        points (G, 2) normalized → (G, 3) BGR 0–1."""
+        """Dark cavity, darker towards its centre, a tongue in its lower part and a band of
+        upper teeth under the lip. points (G, 2) normalized → (G, 3) BGR 0–1."""
         rel = points - frame[0:2]
         v = rel @ frame[2:4]  # 0 at the upper lip, 1 at the lower lip
         u = rel @ frame[4:6]  # -1 .. 1 from corner to corner
         depth = (1.0 - u * u).clamp(0.0, 1.0) * (1.0 - (2.0 * v - 1.0) ** 2).clamp(0.0, 1.0)
         cavity = colors[0][None, :] * (1.0 - depth[:, None]) + colors[1][None, :] * depth[:, None]
+        # Tongue: its top an arch, highest at the centre, shaded towards the dark corners; a
+        # thin dark crease keeps it off the lower lip, so the lip's inner edge stays visible.
+        top = 1.0 - TONGUE_TOP * (1.0 - 0.5 * u * u)
+        tongue = torch.sigmoid((v - top) * 16.0) * torch.sigmoid((1.0 - TONGUE_CREASE - v) * 40.0)
+        tongue = tongue * (1.0 - u * u).clamp_min(0.0).sqrt() * frame[9]
+        cavity = cavity + tongue[:, None] * (colors[3][None, :] - cavity)
         # Upper teeth: a band under the upper lip, frame[8] deep (in units of the opening).
         band = torch.sigmoid((frame[8] - v) * 24.0) * torch.sigmoid((0.7 - u.abs()) * 10.0)
         teeth = band * frame[6] * (1.0 - 0.35 * u.abs())

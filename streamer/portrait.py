@@ -20,9 +20,9 @@ from streamer.geometry import face_frame
 from streamer.tracker import FaceTracker, TrackerConfig
 
 FORMAT = "headcast-portrait"
-VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)  # 1: before the neural model's embedding fields; 4: references
-MOUTH_COLORS_SINCE = 3  # older files hold the lip-bright cavity: recomputed on load
+VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)  # 1: before the neural model's embedding fields; 4: references
+MOUTH_COLORS_SINCE = 5  # older files hold fewer mouth colours (no tongue): recomputed on load
 MIN_IOD_PX = 12.0  # below this the mesh itself is unreliable
 
 
@@ -74,7 +74,7 @@ class Portrait:
     crop: np.ndarray  # (S, S, 3) uint8 BGR
     crop_landmarks: np.ndarray  # (478, 3) float32, crop pixels
     mouth_mask: np.ndarray  # (S, S) uint8, 255 inside the portrait's own open mouth
-    colors: np.ndarray  # (3, 3) float32 0–1 BGR: mouth cavity, deep cavity, teeth
+    colors: np.ndarray  # (4, 3) float32 0–1 BGR: mouth cavity, deep cavity, teeth, tongue
     sources: tuple[str, ...]  # sha256 of each source image's pixels
     shots: np.ndarray = field(default_factory=lambda: np.zeros((0, 478, 3), np.float32))
     # (K, 478, 3) float32 image-pixel landmarks of every enrolled shot (the first is rendered)
@@ -136,9 +136,15 @@ def _fill(size: int, polygons: list[np.ndarray]) -> np.ndarray:
 # by woman_long_expressive, MediaPipe followed the driver's mouth with Pearson r 0.58 on
 # average; with this cavity 0.92 (benchmarks/quality.py; README, "Quality"). Teeth are white
 # in the colour of the portrait's own light (the Mona Lisa's varnish gives ivory teeth where
-# neutral grey looked blue next to it; a black-and-white photo's are grey).
+# neutral grey looked blue next to it; a black-and-white photo's are grey). A mouth open past
+# 0.06 IOD shows a tongue in its lower part (models/warp_generator.py shapes it), as the
+# shared clips' open mouths do: the lips' colour, a little darker, with some of the face's
+# (Einstein's lips, under the moustache, are so dark that a tongue of their colour read as a
+# thick lower lip, mouth r 0.89 against 0.93 with this one).
 CAVITY_RIM = 0.12
 CAVITY_CORE = 0.06
+TONGUE_SHADE = 0.85  # the tongue's colour, × the lips'
+TONGUE_SKIN = 0.3  # and this much of the face's median colour
 TEETH_TINT = 0.1  # how much of the lips' hue the teeth keep
 HIGHLIGHT_QUANTILE = 90  # face pixels at least this bright (percentile) are its highlights
 HIGHLIGHT_CHROMA = 0.5  # how much of the highlights' colour white keeps (skin is not white)
@@ -159,14 +165,17 @@ def light_colour(crop: np.ndarray, lm: np.ndarray) -> np.ndarray:
 
 
 def mouth_colors(crop: np.ndarray, lm: np.ndarray) -> np.ndarray:
-    """(3, 3) float32 0–1 BGR: cavity rim, cavity core, teeth — from the portrait's lips and
-    light, so a painting's mouth keeps the painting's palette."""
+    """(4, 3) float32 0–1 BGR: cavity rim, cavity core, teeth, tongue — from the portrait's
+    lips and light, so a painting's mouth keeps the painting's palette."""
     size = crop.shape[0]
     lips = (_fill(size, [lm[L.LIPS_OUTER]]) & ~_fill(size, [lm[L.LIPS_INNER]])) > 128
     pixels = crop.astype(np.float32) / 255.0
     lip = np.median(pixels[lips], axis=0) if lips.any() else np.array([0.35, 0.35, 0.55])
     teeth = (1.0 - TEETH_TINT) * light_colour(crop, lm) + TEETH_TINT * lip
-    rows = [lip * CAVITY_RIM, lip * CAVITY_CORE, teeth]
+    face = _fill(size, [lm[L.FACE_OVAL]]) > 128
+    skin = np.median(pixels[face], axis=0) if face.any() else lip
+    tongue = (1.0 - TONGUE_SKIN) * lip * TONGUE_SHADE + TONGUE_SKIN * skin
+    rows = [lip * CAVITY_RIM, lip * CAVITY_CORE, teeth, tongue]
     return np.clip(np.stack(rows), 0.0, 0.95).astype(np.float32)
 
 

@@ -25,6 +25,10 @@ where the driver's was, not only where a tracker reads it. Correcting drawn mout
 point as well gives 0.89 / +2.61 / +0.111 but costs cross-reenactment its lip sync (mouth
 r, 48 pairs: 0.948 → 0.908 mean, worst 0.746 → 0.483). A second pass lowers AKD further
 (0.82) but not the pixels' error (+2.57 dB, +0.110): past one pass it fits the tracker.
+Re-measured once the drawn mouth got its tongue (full detail where auto takes it): held
+0.89 / +2.87 dB / +0.109, point by point 0.86 / +2.85 / +0.111, and point by point still
+costs lip sync (12 pairs of the six most misread portraits: 10 → 7 with mouth r ≥ 0.9;
+einstein × woman_long_expressive 0.93 → 0.83), so drawn mouths stay held.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ def test_enroll_computes_the_crop_and_its_tensors(astronaut_portrait, astronaut_
     x0, y0, x1, y1 = L.face_box(p.crop_landmarks)
     assert 0 < x0 < x1 < 256 and 0 < y0 < y1 < 256
     assert 0.3 < (x1 - x0) / 256 < 0.5  # room for hair around the face
-    assert p.colors.shape == (3, 3) and (p.colors[1] < p.colors[0]).all()  # deep is darker
+    assert p.colors.shape == (4, 3) and (p.colors[1] < p.colors[0]).all()  # deep is darker
 
 
 def test_crop_pixels_match_the_landmarks(astronaut_portrait):
@@ -75,21 +75,25 @@ def test_other_version_is_refused(astronaut_portrait, tmp_path, monkeypatch):
         load_portrait(path)
 
 
-def test_older_files_get_the_current_mouth_colours(astronaut_portrait, tmp_path, monkeypatch):
-    """A version 2 file holds the earlier, lip-bright cavity; loading it recomputes the
-    colours from its crop, so old portraits get mouths that read as open too."""
+@pytest.mark.parametrize("version", [2, 4])
+def test_older_files_get_the_current_mouth_colours(astronaut_portrait, tmp_path, monkeypatch,
+                                                    version):
+    """A version 2 file holds the earlier, lip-bright cavity, a version 4 file no tongue colour;
+    loading either recomputes the colours from its crop, so old portraits get the current
+    mouth (and the renderer its four colours)."""
     from dataclasses import replace
 
     import streamer.portrait as P
 
     stale = replace(astronaut_portrait, colors=np.full((3, 3), 0.5, np.float32))
-    path = tmp_path / "v2.headcast"
-    monkeypatch.setattr(P, "VERSION", 2)
+    path = tmp_path / f"v{version}.headcast"
+    monkeypatch.setattr(P, "VERSION", version)
     save_portrait(stale, path)
     monkeypatch.undo()
+    assert astronaut_portrait.colors.shape == (4, 3)
     assert np.allclose(load_portrait(path).colors, astronaut_portrait.colors)
-    current = tmp_path / "v3.headcast"
-    save_portrait(stale, current)
+    current = tmp_path / "current.headcast"
+    save_portrait(replace(stale, colors=np.full((4, 3), 0.5, np.float32)), current)
     assert np.allclose(load_portrait(current).colors, 0.5)  # a current file is read as is
 
 
