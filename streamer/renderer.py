@@ -229,10 +229,13 @@ class WarpRenderer:
     """The training-free generator (models/warp_generator.py) run by onnxruntime; its field
     and mouth layer are applied to the full-resolution crop with OpenCV. Each frame starts
     from the portrait's shot nearest the target (streamer/references.py): the rendered crop,
-    or one of its references."""
+    or one of its references. tongue=False draws open mouths without the tongue: the warp the
+    neural generator was trained over (streamer/neural.py), until it is trained again."""
 
-    def __init__(self, portrait: Portrait, config: RendererConfig = RendererConfig()) -> None:
+    def __init__(self, portrait: Portrait, config: RendererConfig = RendererConfig(),
+                 tongue: bool = True) -> None:
         size = portrait.crop_size
+        self._tongue = tongue
         self._session, entry = open_session(asset_dir(config), f"warp_{size}", config)
         if entry["dims"]["num_ctrl"] != W.NUM_CTRL:
             raise ModelFileError("warp model was exported for another control-point layout")
@@ -272,7 +275,7 @@ class WarpRenderer:
             "ctrl": fit[W.CTRL_INDEX],
             "tps": W.solve_tps(fit, src.fit),
             "mouth_poly": W.normalize(target[W.L.LIPS_INNER, :2], s),
-            "mouth_frame": W.mouth_frame(target, s),
+            "mouth_frame": W.mouth_frame(target, s, self._tongue),
             "mouth_box": W.normalize(W.mouth_box(target, s).reshape(2, 2), s).reshape(4),
             "fine_boxes": W.normalize(W.fine_boxes(target, s).reshape(6, 2), s).reshape(3, 4),
             "colors": self._colors,

@@ -110,13 +110,14 @@ def _tps_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return r2 * np.log(np.maximum(r2, 1e-12))
 
 
-def mouth_frame(target_lm: np.ndarray, size: int) -> np.ndarray:
+def mouth_frame(target_lm: np.ndarray, size: int, tongue: bool = True) -> np.ndarray:
     """(10,) float32 describing the target mouth opening for the interior shader.
 
     Upper-lip point p13 (normalized); the opening axis, perpendicular to the lip line and
     divided by the opening, so v = 0 at the upper lip and 1 at the lower; the across axis
     divided by the half-width, so u = ±1 at the corners; teeth strength; layer strength
-    (0 for a closed mouth); teeth depth as a fraction of the opening; tongue strength."""
+    (0 for a closed mouth); teeth depth as a fraction of the opening; tongue strength (0
+    without the tongue)."""
     to_norm = 2.0 / size
     up, low = target_lm[13, :2] * to_norm - 1.0, target_lm[14, :2] * to_norm - 1.0
     across = (target_lm[308, :2] - target_lm[78, :2]) * to_norm
@@ -133,7 +134,7 @@ def mouth_frame(target_lm: np.ndarray, size: int) -> np.ndarray:
     teeth_depth = float(np.clip(TEETH_DEPTH_IOD / max(gap_iod, 1e-6), 0.12, 0.4))
     strength = float(np.clip((gap_iod - 0.025) / 0.04, 0.0, 1.0))  # none for a closed mouth
     return np.array([up[0], up[1], *(normal / opening), *(across_unit / half_width), teeth,
-                     strength, teeth_depth, shown], np.float32)
+                     strength, teeth_depth, shown if tongue else 0.0], np.float32)
 
 
 # Lid lines of each eye (right, left), upper then lower, from the outer to the inner corner.
