@@ -106,6 +106,11 @@ class Animator:
         self.options = replace(self.options, motion=replace(self.options.motion, head_pose=enabled))
         self._transfer.config = self.options.motion
 
+    @property
+    def calibrated(self) -> bool:
+        """Whether the driver's neutral reference is taken (until then the avatar rests)."""
+        return self._neutral is not None
+
     def recalibrate(self) -> None:
         """Take the neutral reference again (next face, or next steady face)."""
         self._neutral = None
