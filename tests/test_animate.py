@@ -84,11 +84,14 @@ def test_steady_calibration_waits_for_a_still_face(astronaut_portrait):
     for i in range(10):  # the mouth keeps moving: no calibration
         out = anim.target_landmarks(open_mouth(driver, 0.05 * (i % 2) + 0.01 * i))
         assert np.abs(out - rest).max() < 0.01  # pixels
+    assert not anim.calibrated
     for _ in range(6):  # still now
         anim.target_landmarks(driver)
+    assert anim.calibrated
     opened = [anim.target_landmarks(open_mouth(driver, 0.3)) for _ in range(5)][-1]
     assert _mouth(opened) > _mouth(rest) + 0.2
     anim.recalibrate()  # waiting again: the avatar eases back to rest while the face moves
+    assert not anim.calibrated
     moving = [anim.target_landmarks(open_mouth(driver, 0.3 + 0.02 * (i % 2))) for i in range(40)]
     assert abs(_mouth(moving[-1]) - _mouth(rest)) < 0.02
 
