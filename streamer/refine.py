@@ -28,13 +28,22 @@ r, 48 pairs: 0.948 → 0.908 mean, worst 0.746 → 0.483). A second pass lowers 
 Re-measured once the drawn mouth got its tongue (full detail where auto takes it): held
 0.89 / +2.87 dB / +0.109, point by point 0.86 / +2.85 / +0.111, and point by point still
 costs lip sync (12 pairs of the six most misread portraits: 10 → 7 with mouth r ≥ 0.9;
-einstein × woman_long_expressive 0.93 → 0.83), so drawn mouths stay held.
+einstein × woman_long_expressive 0.93 → 0.83).
+
+So the first render decides (hold="auto"): it shows how well the tracker reads this
+portrait's drawn mouths (misread_gap: mean |seen − asked| opening over the frames whose
+mouth is drawn; 0.003–0.021 IOD on the six self-reenactment clips, 0.026–0.056 on the cross
+pairs point by point hurt most). Where it reads them true, on enough frames, the lips'
+heights are corrected point by point and the mouth moves across as one, keeping the width
+asked (corrected freely, a round "O" came out a slit); elsewhere mouth and jaw stay held.
+Six clips: 0.87 / +2.85 dB / +0.111; cross-reenactment mouth r ≥ 0.9 on 42 of 48 pairs as
+held (README, "Quality").
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -62,11 +71,24 @@ class RefineConfig:
     sigma_frames: float = 1.5  # Gaussian time constant of the residual's smoothing
     max_shift: float = 0.1  # largest correction of one point, in IODs of the target
     min_gap: float = 0.012  # smallest lid/lip gap a correction may leave, in IODs
-    # "drawn": mouth and jaw shift as one where the mouth is drawn (see above); "lips": lip
-    # gaps kept, everything else per point; "none": per point (a gap still never closes).
-    # Six cross pairs whose mouth the tracker misreads most, mouth r: none 0.48–0.83, lips
-    # 0.45–0.91, drawn 0.61–0.96
-    hold: Literal["drawn", "lips", "none"] = "drawn"
+    # "drawn": mouth and jaw shift as one where the mouth is drawn (see above); "width":
+    # there the mouth's points move up and down each by its own, across by one common
+    # shift (the drawn mouth keeps the width asked: "none" narrowed a round "O" to a slit);
+    # "lips": lip gaps kept, everything else per point; "none": per point (a gap still
+    # never closes). Six cross pairs whose mouth the tracker misreads most, mouth r: none
+    # 0.48–0.83, lips 0.45–0.91, drawn 0.61–0.96. "auto": "width" where the first render
+    # shows that the tracker reads this portrait's drawn mouths as drawn (misread_gap ≤
+    # trust_gap), else "drawn"; correct() alone, with no render to judge by, takes "auto"
+    # as "drawn".
+    hold: Literal["auto", "drawn", "width", "lips", "none"] = "auto"
+    # IOD: most mean |seen − asked| mouth opening over the frames whose mouth is drawn for
+    # the tracker to be trusted there (six self-reenactment clips 0.003–0.021; the cross
+    # pairs whose lip sync point-by-point correction cost most, 0.026–0.056) ...
+    trust_gap: float = 0.022
+    # ... judged on at least this many drawn frames (a driver who barely opens his mouth,
+    # man_glasses_office, draws 12–14 in 300 frames: too few to judge by, and there point
+    # by point cost SadTalker_sad1 0.902 → 0.880 of mouth r)
+    trust_frames: int = 30
     # IOD past the portrait's opening from which the hold is whole (0.15: self-reenactment
     # mouth SSIM +0.1095 instead of +0.109, the six cross pairs within 0.006)
     drawn_ramp: float = 0.05
@@ -103,6 +125,27 @@ def _drawn_mouth(target: np.ndarray, rest: np.ndarray | None, ramp: float) -> fl
     return float(np.clip(past / max(ramp, 1e-6), 0.0, 1.0))
 
 
+def misread_gap(asked: Sequence[np.ndarray], residuals: Sequence[np.ndarray | None],
+                rest: np.ndarray, ramp: float) -> tuple[float, int]:
+    """How far the tracker misreads the drawn mouths: mean |seen − asked| mouth opening, in
+    IODs, over the frames whose mouth is drawn (seen = asked + residual; NaN when none is),
+    and how many frames that is."""
+    errors = [abs(L.mouth_gap(a + r) - L.mouth_gap(a))
+              for a, r in zip(asked, residuals, strict=True)
+              if r is not None and _drawn_mouth(a, rest, ramp) >= 0.5]
+    return (float(np.mean(errors)) if errors else float("nan")), len(errors)
+
+
+def resolve_hold(config: RefineConfig, misread: tuple[float, int]) -> RefineConfig:
+    """hold="auto" → "width" when the drawn mouths read true (misread_gap ≤ trust_gap over
+    at least trust_frames frames), else "drawn"; other holds stay."""
+    if config.hold != "auto":
+        return config
+    gap, frames = misread
+    trusted = frames >= config.trust_frames and gap <= config.trust_gap
+    return replace(config, hold="width" if trusted else "drawn")
+
+
 def correct(target: np.ndarray, residual: np.ndarray | None, config: RefineConfig,
             rest: np.ndarray | None = None) -> np.ndarray:
     """One frame's corrected target: (478, 3) crop pixels; z is left alone. rest: the
@@ -117,12 +160,18 @@ def correct(target: np.ndarray, residual: np.ndarray | None, config: RefineConfi
     before = target.astype(np.float64)
     down = before[152, :2] - before[10, :2]  # chin − forehead: the face's downward axis
     down /= max(float(np.linalg.norm(down)), 1e-9)
-    if config.hold == "drawn":  # where the mouth is drawn, mouth and jaw move as one
+    if config.hold in ("drawn", "auto"):  # where the mouth is drawn, mouth and jaw move as one
         drawn = _drawn_mouth(before, rest, config.drawn_ramp)
         if drawn > 0.0:
             corners = before[[61, 291], :2].mean(axis=0) @ down
             group = np.union1d(_MOUTH, _OVAL[before[_OVAL, :2] @ down > corners])
             shift[group] += drawn * (shift[group].mean(axis=0) - shift[group])
+    elif config.hold == "width":  # where the mouth is drawn, one common shift across it
+        drawn = _drawn_mouth(before, rest, config.drawn_ramp)
+        if drawn > 0.0:
+            across = np.array([-down[1], down[0]])
+            sideways = shift[_MOUTH] @ across
+            shift[_MOUTH] -= drawn * (sideways - sideways.mean())[:, None] * across
     elif config.hold == "lips":  # a lip pair moves, its gap does not
         up, lo = _LIP_PAIRS[:, 0], _LIP_PAIRS[:, 1]
         opening = ((shift[lo] - shift[up]) @ down)[:, None] * down
@@ -175,5 +224,6 @@ def refine_targets(
                 seen = seen_by.detect(render(asking))
                 residuals.append(None if seen is None else to_crop(seen) - asked - offset)
         smoothed = smooth_residuals(residuals, config.sigma_frames)
-        current = [correct(c, r, config, rest) for c, r in zip(current, smoothed, strict=True)]
+        used = resolve_hold(config, misread_gap(targets, residuals, rest, config.drawn_ramp))
+        current = [correct(c, r, used, rest) for c, r in zip(current, smoothed, strict=True)]
     return current

@@ -6,7 +6,14 @@ import cv2
 import numpy as np
 
 from streamer import landmarks as L
-from streamer.refine import RefineConfig, correct, refine_targets, smooth_residuals
+from streamer.refine import (
+    RefineConfig,
+    correct,
+    misread_gap,
+    refine_targets,
+    resolve_hold,
+    smooth_residuals,
+)
 
 
 def _gap(points: np.ndarray, upper: int, lower: int) -> float:
@@ -111,3 +118,64 @@ def test_where_the_mouth_is_drawn_mouth_and_jaw_move_as_one(astronaut_portrait):
     assert np.abs(moved[L.NOSE] - moved[mouth].mean(0)).max() > 0.1  # the rest moves freely
     free = correct(rest, residual, RefineConfig(), rest)[:, :2] - rest[:, :2]
     assert np.abs(free[mouth] - free[mouth].mean(0)).max() > 0.1
+
+
+def test_drawn_mouths_are_corrected_point_by_point_only_where_the_tracker_reads_them_true(
+        astronaut_portrait):
+    """hold="auto" judges from the first render: where the tracker sees the drawn mouths
+    open about as wide as asked, it is trusted with them (point by point); where it reads
+    them nearly shut, mouth and jaw stay held. Mouths no wider than the portrait's own do
+    not count."""
+    rest = astronaut_portrait.crop_landmarks
+    unit = L.iod(rest)
+    down = rest[152, :2] - rest[10, :2]
+    down = down / np.linalg.norm(down)
+    lower = [lo for _, lo in L.LIP_PAIRS]
+    opened = rest.copy()
+    opened[lower, :2] += 0.2 * unit * down
+    rng = np.random.default_rng(1)
+    true_read = [rng.normal(0.0, 0.005 * unit, (478, 3)) for _ in range(6)]
+    shut_read = []
+    for noise in true_read:
+        shut = noise.copy()
+        shut[lower, :2] -= 0.1 * unit * down  # the lower lip seen 0.1 IOD higher than asked
+        shut_read.append(shut)
+    asked = [opened] * 6
+    config = RefineConfig(trust_frames=6)
+    assert config.hold == "auto"
+    good = misread_gap(asked, true_read, rest, config.drawn_ramp)
+    bad = misread_gap(asked, shut_read, rest, config.drawn_ramp)
+    assert good[0] < 0.015 and abs(bad[0] - 0.1) < 0.015 and good[1] == bad[1] == 6
+    assert resolve_hold(config, good).hold == "width"
+    assert resolve_hold(config, bad).hold == "drawn"
+    assert resolve_hold(RefineConfig(trust_frames=7), good).hold == "drawn"  # too few frames
+    # closed mouths (not drawn) and frames without a face are not evidence
+    closed = misread_gap([rest] * 6, shut_read, rest, config.drawn_ramp)
+    assert np.isnan(closed[0]) and closed[1] == 0
+    assert misread_gap(asked, [None] * 6, rest, config.drawn_ramp)[1] == 0
+    assert resolve_hold(config, closed).hold == "drawn"
+    assert resolve_hold(RefineConfig(hold="lips"), good).hold == "lips"
+    # with no render to judge by, "auto" holds as "drawn" does
+    np.testing.assert_array_equal(correct(opened, shut_read[0], config, rest),
+                                  correct(opened, shut_read[0], RefineConfig(hold="drawn"), rest))
+
+
+def test_a_trusted_drawn_mouth_keeps_the_width_asked(astronaut_portrait):
+    """hold="width" (what "auto" takes where the tracker reads drawn mouths true): the drawn
+    mouth's points move up and down each by its own, across by one common shift, so the
+    correction cannot squeeze a round open mouth into a slit."""
+    rest = astronaut_portrait.crop_landmarks
+    unit = L.iod(rest)
+    down = rest[152, :2] - rest[10, :2]
+    down = down / np.linalg.norm(down)
+    across = np.array([-down[1], down[0]])
+    opened = rest.copy()
+    opened[[lo for _, lo in L.LIP_PAIRS], :2] += 0.15 * unit * down
+    residual = np.random.default_rng(2).normal(0.0, 1.5, (478, 3))
+    mouth = np.array(L.MOUTH_REGION)
+    moved = correct(opened, residual, RefineConfig(hold="width"), rest)[:, :2] - opened[:, :2]
+    sideways, vertical = moved[mouth] @ across, moved[mouth] @ down
+    np.testing.assert_allclose(sideways, sideways.mean(), atol=1e-3)
+    assert vertical.std() > 0.3  # heights corrected point by point
+    free = correct(opened, residual, RefineConfig(hold="none"), rest)[:, :2] - opened[:, :2]
+    assert (free[mouth] @ across).std() > 0.3
