@@ -150,11 +150,14 @@ HIGHLIGHT_QUANTILE = 90  # face pixels at least this bright (percentile) are its
 HIGHLIGHT_CHROMA = 0.5  # how much of the highlights' colour white keeps (skin is not white)
 
 
-def light_colour(crop: np.ndarray, lm: np.ndarray) -> np.ndarray:
+def light_colour(crop: np.ndarray, lm: np.ndarray, face: np.ndarray | None = None
+                 ) -> np.ndarray:
     """(3,) float32 BGR, brightest channel 1: white under the portrait's light, taken as its
     face highlights' colour at HIGHLIGHT_CHROMA of their saturation (a varnished painting's
-    white is yellow, a black-and-white photo's grey)."""
-    face = _fill(crop.shape[0], [lm[L.FACE_OVAL]]) > 128
+    white is yellow, a black-and-white photo's grey). face: the face-oval mask, when the
+    caller has it."""
+    if face is None:
+        face = _fill(crop.shape[0], [lm[L.FACE_OVAL]]) > 128
     pixels = crop[face].astype(np.float32) / 255.0
     if len(pixels) < 16:
         return np.ones(3, np.float32)
@@ -171,8 +174,8 @@ def mouth_colors(crop: np.ndarray, lm: np.ndarray) -> np.ndarray:
     lips = (_fill(size, [lm[L.LIPS_OUTER]]) & ~_fill(size, [lm[L.LIPS_INNER]])) > 128
     pixels = crop.astype(np.float32) / 255.0
     lip = np.median(pixels[lips], axis=0) if lips.any() else np.array([0.35, 0.35, 0.55])
-    teeth = (1.0 - TEETH_TINT) * light_colour(crop, lm) + TEETH_TINT * lip
     face = _fill(size, [lm[L.FACE_OVAL]]) > 128
+    teeth = (1.0 - TEETH_TINT) * light_colour(crop, lm, face) + TEETH_TINT * lip
     skin = np.median(pixels[face], axis=0) if face.any() else lip
     tongue = (1.0 - TONGUE_SKIN) * lip * TONGUE_SHADE + TONGUE_SKIN * skin
     rows = [lip * CAVITY_RIM, lip * CAVITY_CORE, teeth, tongue]
