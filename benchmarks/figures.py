@@ -20,6 +20,11 @@ resampled from the portrait itself, streamer.paste), at the portrait's own pixel
 draws docs/generator_region.jpg: held-out frames of K-shot portraits (benchmarks.kshot), the
 training-free renderer next to the neural one with G's own blend mask and with G in its
 region (streamer.neural.generator_region).
+
+    python -m benchmarks.figures --own-mouth [--own-mouth-rows EAMM_14:man_glasses_office:70 ...]
+
+draws docs/own_mouth.jpg: portraits that rest with their mouth open, opened wider by a clip;
+their own mouth kept however far the warp stretches it, next to what animate renders now.
 """
 
 from __future__ import annotations
@@ -165,6 +170,56 @@ def region_figure(data: Path, rows: list[tuple[str, int]]) -> np.ndarray:
     return np.vstack(out)
 
 
+MOUTH_TILE = 240  # side of the own-mouth figure's tiles
+
+
+def own_mouth_figure(data: Path, rows: list[tuple[str, str, int]]) -> np.ndarray:
+    """One row per (portrait, clip, frame) as `animate` renders it with the training-free
+    renderer: the driver's mouth, the portrait's own open mouth kept however far the warp
+    stretches it (before), and given way to the drawn interior where it is stretched past
+    RendererConfig.own_mouth_stretch (now)."""
+    from streamer.animate import AnimateOptions
+    from streamer.offline import offline_animation
+    from streamer.portrait import EnrollConfig, enroll_images
+    from streamer.renderer import RendererConfig
+    from streamer.tracker import FaceTracker
+    from streamer.video_io import read_image, read_video_frames, video_fps
+
+    variants = [("before", (float("inf"), float("inf"))),
+                ("now", RendererConfig().own_mouth_stretch)]
+    out = []
+    for name, clip, t in rows:
+        path = data / "driving" / f"{clip}.mp4"
+        video = list(read_video_frames(path, 300))
+        with FaceTracker(video=True) as tracker:
+            lms = [tracker.detect(f) for f in video]
+        image = read_image(next((data / "portraits").glob(f"{name}.*")))
+        portrait = enroll_images([image], EnrollConfig(crop_size=512))
+        tiles = [_mouth_tile(video[t], lms[t], f"{clip[:16]} t={t}")]
+        for label, stretch in variants:
+            config = RendererConfig("warp", own_mouth_stretch=stretch)
+            anim, targets = offline_animation(portrait, lms, AnimateOptions(
+                fps=video_fps(path), renderer=config, detail="crop"))
+            frame = anim.render_target(targets[t])
+            anim.close()
+            box = portrait.box
+            at = targets[t][:, :2] / box.scale + np.array([box.x0, box.y0])  # image pixels
+            tiles.append(_mouth_tile(frame, at, f"{name[:14]}, {label}"))
+        out.append(np.hstack(tiles))
+    return np.vstack(out)
+
+
+def _mouth_tile(image: np.ndarray, lm: np.ndarray | None, label: str) -> np.ndarray:
+    """The square around the mouth, 1.2 IOD wide, at MOUTH_TILE², labelled."""
+    assert lm is not None, "no face in the driver frame"
+    centre = lm[[61, 291, 0, 17], :2].mean(axis=0)
+    half = 0.6 * float(np.linalg.norm(lm[33, :2] - lm[263, :2]))
+    a = np.clip((centre - half).astype(int), 0, None)
+    part = image[a[1] : int(centre[1] + half), a[0] : int(centre[0] + half)]
+    tile = cv2.resize(part, (MOUTH_TILE, MOUTH_TILE), interpolation=cv2.INTER_CUBIC)
+    return _caption(tile, label, 0.45)
+
+
 def _label(tile: np.ndarray, label: str) -> np.ndarray:
     """The tile at REGION_TILE², labelled."""
     tile = cv2.resize(tile, (REGION_TILE, REGION_TILE), interpolation=cv2.INTER_AREA)
@@ -211,9 +266,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--region-rows", nargs="+",
                         default=["few_shot_woman_outdoor:8", "man_glasses_lab:1"],
                         help="CLIP:K pairs for --region")
+    parser.add_argument("--own-mouth", action="store_true",
+                        help="draw the own-mouth figure instead")
+    parser.add_argument("--own-mouth-rows", nargs="+",
+                        default=["EAMM_14:man_glasses_office:70",
+                                 "EAMM_60:woman_long_expressive:57",
+                                 "dreamtalk_menglu2:woman_long_expressive:57",
+                                 "dreamtalk_menglu2:woman_long_expressive:165"],
+                        help="PORTRAIT:CLIP:FRAME triples for --own-mouth")
     args = parser.parse_args(argv)
     data = args.data or default_data_dir()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.own_mouth:
+        triples = [(n, c, int(t)) for n, c, t in (r.split(":") for r in args.own_mouth_rows)]
+        path = args.out / "own_mouth.jpg"
+        cv2.imwrite(str(path), own_mouth_figure(data, triples), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        print(f"wrote {path}")
+        return 0
     if args.region:
         rows = [(c, int(k)) for c, k in (p.split(":") for p in args.region_rows)]
         path = args.out / "generator_region.jpg"

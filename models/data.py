@@ -86,8 +86,8 @@ class WarpInputs:
     def __call__(self, source: ShotCrop, target_lm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         portrait = crop_portrait(source.crop, source.landmarks)
         if self._renderer is None:
-            # the warp the neural renderer feeds G (streamer/neural.py): no tongue yet
-            self._renderer = WarpRenderer(portrait, RendererConfig(threads=1), tongue=False)
+            # the warp the neural renderer feeds G (streamer/neural.py), as G was trained over it
+            self._renderer = WarpRenderer(portrait, RendererConfig(threads=1), as_trained=True)
         else:
             self._renderer.rebind(portrait)
         rendered, valid = self._renderer.render_with_validity(target_lm)

@@ -38,6 +38,7 @@ as open. Now a closing upper lid covers the eye as a lid does.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -293,12 +294,14 @@ class WarpGenerator(nn.Module):
 
 def composite(
     crop: torch.Tensor, src_mouth: torch.Tensor, sampling: torch.Tensor, mouth: torch.Tensor,
-    mouth_box: torch.Tensor,
+    mouth_box: torch.Tensor, stretch: tuple[float, float] = (float("inf"), float("inf")),
 ) -> torch.Tensor:
     """Reference of the runtime's last step (streamer/renderer.py does it with OpenCV).
 
     crop (S, S, 3) uint8, src_mouth (S, S) uint8, sampling (S, S, 2) source pixel of each
-    output pixel (pixel centres at integers), mouth (MH, MW, 4), mouth_box (4,) normalized
+    output pixel (pixel centres at integers), mouth (MH, MW, 4), mouth_box (4,) normalized,
+    stretch: the portrait's own open mouth (src_mouth) shows through the mouth layer where
+    the sampling stretches it down the image by at most stretch[0], not from stretch[1] on
     → (S, S, 3) uint8."""
     s = crop.shape[0]
     grid = (sampling + 0.5) / (0.5 * s) - 1.0
@@ -311,6 +314,20 @@ def composite(
     layer = F.grid_sample(mouth.permute(2, 0, 1)[None], local[None], mode="bilinear",
                           padding_mode="border", align_corners=False)[0].permute(1, 2, 0)
     inside = ((local.abs() <= 1.0).all(dim=2, keepdim=True)).float()
-    alpha = ((layer[..., 3:] - warped[..., 3:] / 255.0) * inside).clamp(0.0, 1.0)
+    own = warped[..., 3:] / 255.0 * _own_kept(sampling, stretch)[..., None]
+    alpha = ((layer[..., 3:] - own) * inside).clamp(0.0, 1.0)
     out = warped[..., :3] + alpha * (layer[..., :3] - warped[..., :3])
     return (out + 0.5).clamp(0.0, 255.0).to(torch.uint8)
+
+
+def _own_kept(sampling: torch.Tensor, stretch: tuple[float, float]) -> torch.Tensor:
+    """(S, S) 0–1: 1 where sampling (S, S, 2) stretches the source down the image by at most
+    stretch[0], 0 from stretch[1] on (numpy.gradient's differences: central, one-sided at
+    the edges)."""
+    start, full = stretch
+    rows = sampling[..., 1]
+    if not math.isfinite(start):
+        return torch.ones_like(rows)
+    down = torch.cat([rows[1:2] - rows[0:1], 0.5 * (rows[2:] - rows[:-2]), rows[-1:] - rows[-2:-1]])
+    ratio = 1.0 / down.clamp_min(1e-3)
+    return ((full - ratio) / (full - start)).clamp(0.0, 1.0)

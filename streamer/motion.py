@@ -26,6 +26,12 @@ class MotionConfig:
     expression_gain: float = 1.0  # multiplies the driver's expression change
     blink_floor: float = 0.15  # driver lid gap (× neutral) at and below which lids shut fully
     min_gap: float = 0.012  # smallest lid/lip gap kept, in IOD (lids and lips never cross)
+    # ... but lips the portrait itself shows closer than min_gap may close to their own gap
+    # (never below closed_lip_gap): held at min_gap, a closed painted mouth (SadTalker_art_11
+    # rests at 0.002 IOD) stood open by a dark slit. Cross-reenactment by man_glasses_office,
+    # who talks with his lips nearly closed: mouth r ≥ 0.9 on 18 → 19 of 24 pairs
+    # (SadTalker_sad1 0.902 → 0.958, EAMM_scarlett 0.912 → 0.970; SadTalker_art_11 0.812 → 0.764)
+    closed_lip_gap: float = 0.002
     max_ratio_scale: float = 1.6  # portrait/driver proportion ratios are clipped to [1/x, x]
 
 
@@ -92,6 +98,7 @@ class MotionTransfer:
         self._pframe = face_frame(self.portrait)
         self._pface = self._pframe.to_face(self.portrait)
         self._p_lid_gap = _pair_gaps(self._pface, _LID_PAIRS)
+        self._p_lip_gap = _pair_gaps(self._pface, _LIP_PAIRS)
         self._neutral: np.ndarray | None = None
         self._dframe: FaceFrame | None = None
         self._dface: np.ndarray | None = None
@@ -133,7 +140,8 @@ class MotionTransfer:
         cfg = self.config
         face = self._pface + state.delta
         self._set_gaps(face, _LID_PAIRS, np.maximum(state.lid_ratio * self._p_lid_gap, cfg.min_gap))
-        lip_gaps = np.maximum(_pair_gaps(face, _LIP_PAIRS), cfg.min_gap)
+        floor = np.clip(self._p_lip_gap, cfg.closed_lip_gap, cfg.min_gap)
+        lip_gaps = np.maximum(_pair_gaps(face, _LIP_PAIRS), floor)
         self._set_gaps(face, _LIP_PAIRS, lip_gaps)
         if cfg.head_pose:
             centre = self._pface[L.RIGID].mean(axis=0)

@@ -240,7 +240,7 @@ class NeuralRenderer:
     """Warp, then the learned generator; see the module docstring."""
 
     def __init__(self, portrait: Portrait, config: RendererConfig = RendererConfig()) -> None:
-        self._warp = WarpRenderer(portrait, config, tongue=False)  # G was trained without it
+        self._warp = WarpRenderer(portrait, config, as_trained=True)  # the warp G was trained over
         directory = asset_dir(config)
         if portrait.generator.size:  # fine-tuned for this portrait (headcast enroll --finetune)
             if config.precision != "fp32":

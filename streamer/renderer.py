@@ -18,11 +18,20 @@ from typing import Protocol, runtime_checkable
 import cv2
 import numpy as np
 
+from streamer import landmarks as L
 from streamer import warp_inputs as W
 from streamer.errors import ModelFileError
 from streamer.portrait import Portrait, own_mouth_mask
 from streamer.references import ReferencePicker
 from streamer.texture import Box, Rendered, Texture
+
+# Where the target opens the mouth wider than the shot it is warped from, the composite keeps
+# that shot's own open mouth (teeth and all) where the warp stretches it down the image by up
+# to 3 ×, and from there to 5 × gives way to the drawn interior. Kept however far stretched,
+# EAMM_14 and EAMM_60 (photos resting 0.06 IOD open, teeth showing) opened wide had their
+# teeth smeared into vertical streaks; dropping the whole own mouth from 1.5 × its opening
+# replaced smiling teeth (dreamtalk_menglu2) with a dark smear.
+OWN_MOUTH_STRETCH = (3.0, 5.0)
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,9 @@ class RendererConfig:
     # target's mouth and where the warp has no texture (streamer.neural.generator_region);
     # "all": wherever G's own mask says (as trained)
     generator_region: str = "mouth"
+    # warp: the portrait's own open mouth is kept where the warp stretches it down the image by
+    # up to [0] ×, the drawn interior replaces it from [1] × (inf, inf: kept however stretched)
+    own_mouth_stretch: tuple[float, float] = OWN_MOUTH_STRETCH
 
 
 class Renderer(Protocol):
@@ -229,13 +241,15 @@ class WarpRenderer:
     """The training-free generator (models/warp_generator.py) run by onnxruntime; its field
     and mouth layer are applied to the full-resolution crop with OpenCV. Each frame starts
     from the portrait's shot nearest the target (streamer/references.py): the rendered crop,
-    or one of its references. tongue=False draws open mouths without the tongue: the warp the
-    neural generator was trained over (streamer/neural.py), until it is trained again."""
+    or one of its references. as_trained=True renders the warp the neural generator was trained
+    over (streamer/neural.py), until it is trained again: open mouths without the tongue, and
+    the portrait's own open mouth stretched however wide the target opens."""
 
     def __init__(self, portrait: Portrait, config: RendererConfig = RendererConfig(),
-                 tongue: bool = True) -> None:
+                 as_trained: bool = False) -> None:
         size = portrait.crop_size
-        self._tongue = tongue
+        self._tongue = not as_trained
+        self._stretch = (np.inf, np.inf) if as_trained else config.own_mouth_stretch
         self._session, entry = open_session(asset_dir(config), f"warp_{size}", config)
         if entry["dims"]["num_ctrl"] != W.NUM_CTRL:
             raise ModelFileError("warp model was exported for another control-point layout")
@@ -274,7 +288,7 @@ class WarpRenderer:
         return {
             "ctrl": fit[W.CTRL_INDEX],
             "tps": W.solve_tps(fit, src.fit),
-            "mouth_poly": W.normalize(target[W.L.LIPS_INNER, :2], s),
+            "mouth_poly": W.normalize(target[L.LIPS_INNER, :2], s),
             "mouth_frame": W.mouth_frame(target, s, self._tongue),
             "mouth_box": W.normalize(W.mouth_box(target, s).reshape(2, 2), s).reshape(4),
             "fine_boxes": W.normalize(W.fine_boxes(target, s).reshape(6, 2), s).reshape(3, 4),
@@ -318,7 +332,8 @@ class WarpRenderer:
 
     def _part(self, target: np.ndarray, src: _Source, shot: int) -> _Part:
         grid, mouth, box = self.sampling(target, src)
-        warped, out, alpha = composite_layers(src.crop, src.own_mouth, grid, mouth, box)
+        warped, out, alpha = composite_layers(src.crop, src.own_mouth, grid, mouth, box,
+                                              self._stretch)
         return _Part(shot, out, warped, grid, tuple(int(v) for v in box), alpha)  # type: ignore[arg-type]
 
     def _pick(self, target: np.ndarray) -> list[tuple[tuple[int, _Source], float]]:
@@ -340,18 +355,33 @@ class WarpRenderer:
         self._session = None
 
 
+def own_mouth_kept(grid: np.ndarray, stretch: tuple[float, float] = OWN_MOUTH_STRETCH
+                   ) -> np.ndarray:
+    """(h, w) float32 0–1: how much of the source's own open mouth the composite keeps at each
+    pixel of a sampling map (h, w, 2): all where the map stretches the source down the image
+    (the way a mouth opens) by at most stretch[0], none from stretch[1] on."""
+    start, full = stretch
+    if not np.isfinite(start):
+        return np.ones(grid.shape[:2], np.float32)
+    down = np.gradient(grid[..., 1], axis=0)  # source rows per output row
+    ratio = 1.0 / np.maximum(down, 1e-3)
+    return np.clip((full - ratio) / (full - start), 0.0, 1.0).astype(np.float32)
+
+
 def composite(
     crop: np.ndarray,
     own_mouth: np.ndarray | None,
     grid: np.ndarray,
     mouth: np.ndarray,
     box: np.ndarray,
+    stretch: tuple[float, float] = OWN_MOUTH_STRETCH,
 ) -> np.ndarray:
     """Resample the crop through the sampling map; lay the mouth interior over the opened
     mouth. crop (S, S, 3) uint8; own_mouth (S, S) uint8 or None; grid (S, S, 2) float32 source
-    pixel of each output pixel; mouth (MH, MW, 4) over box (x0, y0, x1, y1 pixels)
-    → (S, S, 3) uint8. Matches models.warp_generator.composite."""
-    return composite_layers(crop, own_mouth, grid, mouth, box)[1]
+    pixel of each output pixel; mouth (MH, MW, 4) over box (x0, y0, x1, y1 pixels); stretch:
+    where own_mouth shows through the mouth layer (own_mouth_kept) → (S, S, 3) uint8.
+    Matches models.warp_generator.composite."""
+    return composite_layers(crop, own_mouth, grid, mouth, box, stretch)[1]
 
 
 def composite_layers(
@@ -360,6 +390,7 @@ def composite_layers(
     grid: np.ndarray,
     mouth: np.ndarray,
     box: np.ndarray,
+    stretch: tuple[float, float] = OWN_MOUTH_STRETCH,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """composite() in its layers → (the resampled crop, the composite, the mouth layer's
     coverage over box: (h, w) float32 0–1, or None where no mouth is drawn)."""
@@ -370,8 +401,9 @@ def composite_layers(
     if not alpha.any():
         return warped, warped, None
     if own_mouth is not None:
-        own = cv2.remap(own_mouth, grid[y0:y1, x0:x1], None, cv2.INTER_LINEAR)
-        alpha = alpha - own.astype(np.float32) / 255.0
+        local = grid[y0:y1, x0:x1]
+        own = cv2.remap(own_mouth, local, None, cv2.INTER_LINEAR).astype(np.float32)
+        alpha = alpha - own * np.float32(1.0 / 255.0) * own_mouth_kept(local, stretch)
     alpha = np.clip(alpha, 0.0, 1.0)
     out = warped.copy()
     region = out[y0:y1, x0:x1].astype(np.float32)

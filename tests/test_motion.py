@@ -51,6 +51,29 @@ def test_lids_and_lips_never_cross(astronaut_landmarks, transfer):
     assert (lid_gaps(face) > 0).all() and (lip_gaps(face) > 0).all()
 
 
+@pytest.mark.parametrize("rest_gap", [0.0, 0.004])
+def test_closed_lips_stay_as_close_as_the_portraits_own(astronaut_landmarks, rest_gap):
+    """A portrait whose lips rest closer than min_gap keeps them that close while the driver's
+    lips are shut (held at min_gap, a closed painted mouth stood open by a dark slit), and
+    lips that touch keep closed_lip_gap: they never cross."""
+    cfg = MotionConfig()
+    frame = face_frame(astronaut_landmarks)  # lips do not move it
+
+    def with_lip_gap(gap: float) -> np.ndarray:
+        face = frame.to_face(astronaut_landmarks.astype(np.float64))
+        for up, low in L.LIP_PAIRS:
+            face[low, 1] = face[up, 1] + gap
+        return frame.to_image(face).astype(np.float32)
+
+    portrait = with_lip_gap(rest_gap)
+    driver = with_lip_gap(0.0)  # the driver presses his lips together
+    t = MotionTransfer(portrait, cfg)
+    t.calibrate(astronaut_landmarks)
+    gaps = lip_gaps(face_frame(portrait).to_face(t.transfer(driver)))
+    assert gaps.min() >= cfg.closed_lip_gap - 1e-6
+    assert gaps.max() <= max(rest_gap, cfg.closed_lip_gap) + 1e-3 < cfg.min_gap
+
+
 def test_head_turn_transfers_with_pose_and_not_without(astronaut_landmarks):
     turned = rotate_yaw(astronaut_landmarks, 15)
     with_pose = MotionTransfer(astronaut_landmarks)

@@ -7,7 +7,14 @@ import pytest
 from streamer import landmarks as L
 from streamer.errors import ModelFileError
 from streamer.references import FADE_FRAMES
-from streamer.renderer import RendererConfig, WarpRenderer, create_renderer, register_renderer
+from streamer.renderer import (
+    OWN_MOUTH_STRETCH,
+    RendererConfig,
+    WarpRenderer,
+    create_renderer,
+    own_mouth_kept,
+    register_renderer,
+)
 from streamer.warp_inputs import fine_boxes, mouth_box
 from tests.helpers import open_mouth
 
@@ -49,7 +56,7 @@ def test_open_mouth_gets_a_dark_interior_with_a_tongue(astronaut_portrait):
 
     assert redness(teeth) < 0.8 * redness(tongue)
     # Without the tongue (the warp the neural generator was trained over) it stays dark.
-    plain = WarpRenderer(astronaut_portrait, tongue=False).render(target)
+    plain = WarpRenderer(astronaut_portrait, as_trained=True).render(target)
     x, y = (up + 0.55 * (low - up)).astype(int)
     assert plain[y - 1 : y + 2, x - 2 : x + 3].astype(float).mean() < 0.5 * tongue.mean()
     # Outside the head nothing moves: the crop's corners are untouched.
@@ -72,9 +79,55 @@ def test_runtime_composite_matches_torch_reference(astronaut_portrait):
         torch.from_numpy(grid),
         torch.from_numpy(mouth),
         torch.from_numpy(box.astype(np.float32) * (2.0 / s) - 1.0),
+        OWN_MOUTH_STRETCH,
     ).numpy().astype(int)
     diff = np.abs(got - want)
     assert np.percentile(diff, 99.5) <= 2 and diff.mean() < 0.3
+
+
+def test_own_mouth_kept_up_to_a_stretch_then_drawn():
+    """Kept where the map stretches the source down the image by up to stretch[0], not from
+    stretch[1]; sideways stretch does not count."""
+    start, full = OWN_MOUTH_STRETCH
+    ys, xs = np.mgrid[0:20, 0:30].astype(np.float32)
+
+    def kept(down: float, across: float = 1.0, stretch=OWN_MOUTH_STRETCH) -> np.ndarray:
+        return own_mouth_kept(np.dstack([xs / across, ys / down]), stretch)
+
+    assert (kept(1.0) == 1.0).all() and (kept(0.99 * start) == 1.0).all()
+    assert np.allclose(kept((start + full) / 2), 0.5, atol=1e-5)
+    assert (kept(1.01 * full) == 0.0).all() and (kept(3 * full) == 0.0).all()
+    assert (kept(1.0, across=3 * full) == 1.0).all()
+    assert (kept(3 * full, stretch=(np.inf, np.inf)) == 1.0).all()
+
+
+def test_a_mouth_opened_far_past_the_portraits_own_is_drawn(data_dir):
+    """EAMM_14 rests 0.06 IOD open, teeth showing. Opened a little, its own mouth stretches
+    with the lips; opened to 0.2 IOD, the drawn interior takes the place of its own where the
+    warp stretches it most (kept, its teeth smeared into vertical streaks), except in the warp
+    the neural generator was trained over. Share of the opening drawn: 0.01 both at 0.08 IOD;
+    0.49 against 0.08 at 0.2 IOD."""
+    import cv2
+
+    from streamer.portrait import EnrollConfig, enroll_images
+
+    portrait = enroll_images([cv2.imread(str(data_dir / "portraits" / "EAMM_14.png"))],
+                             EnrollConfig(crop_size=256))
+    rest = portrait.crop_landmarks
+    assert 0.04 < L.mouth_gap(rest) < 0.08 and portrait.mouth_mask.any()
+
+    def drawn(renderer: WarpRenderer, target: np.ndarray) -> float:
+        """Share of the target's mouth opening covered by the drawn interior."""
+        _, valid = renderer.render_with_validity(target)
+        opening = np.zeros(valid.shape, np.uint8)
+        cv2.fillPoly(opening, [target[L.LIPS_INNER, :2].astype(np.int32)], 1)
+        return 1.0 - float(valid[opening > 0].mean())
+
+    ours, as_trained = WarpRenderer(portrait), WarpRenderer(portrait, as_trained=True)
+    little = open_mouth(rest, 0.02)
+    assert drawn(ours, little) < 0.05 and drawn(as_trained, little) < 0.05
+    wide = open_mouth(rest, 0.15)
+    assert drawn(ours, wide) > 0.4 and drawn(as_trained, wide) < 0.15
 
 
 def _spline_map(renderer, target, size):
