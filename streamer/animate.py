@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -51,7 +52,13 @@ class AnimateOptions:
     calibration: Literal["first", "steady"] = "first"
     steady_frames: int = 8  # frames the face must hold still to be taken as neutral
     steady_motion: float = 0.02  # IOD per frame: most median (head) or lip motion when still
-    steady_timeout: int = 60  # frames after which the latest frames are taken anyway
+    steady_timeout: int = 60  # frames at fps (2 s at 30) after which the latest are taken anyway
+    # "stream": frames are 1/fps apart (files, animate); "wall": the time between frames is
+    # measured (live: frames skipped under load count their time, so filter, easing and the
+    # steady calibration keep real time; a frame-counting calibration rested the avatar for
+    # 60 processed frames on a loaded 2-core machine, where its 8 steady frames, 3 camera
+    # frames apart, were seldom still "per frame")
+    clock: Literal["stream", "wall"] = "stream"
 
 
 @dataclass(frozen=True)
@@ -71,17 +78,21 @@ class Animator:
     tracked while the previous one is generated; prepare and finish are each called from one
     thread, and set_portrait only while no frame is between them."""
 
-    def __init__(self, portrait: Portrait, options: AnimateOptions = AnimateOptions()) -> None:
+    def __init__(self, portrait: Portrait, options: AnimateOptions = AnimateOptions(),
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """clock: seconds, read once per frame when options.clock is "wall"."""
         self.options = options
+        self._clock = clock
+        self._last_time: float | None = None
         self._tracker = FaceTracker(options.tracker, video=True)
         self._filter = OneEuroFilter(options.smoothing)
         self._rng = np.random.default_rng(0)
         self._renderer: Renderer | None = None
         self._state = MotionState.neutral()
         self._neutral: np.ndarray | None = None
-        self._steady: deque[np.ndarray] = deque(maxlen=options.steady_frames)
-        self._waited = 0  # frames seen while waiting for a steady face
-        self._lost_frames = 0
+        self._steady: deque[tuple[np.ndarray, float]] = deque(maxlen=options.steady_frames)
+        self._waited = 0.0  # seconds spent waiting for a steady face
+        self._lost_time = 0.0  # seconds without a face
         self._regain = 1.0
         self._next_blink = self._blink_interval()
         self.timings: dict[str, float] = {}  # ms spent per stage on the last frame
@@ -115,23 +126,27 @@ class Animator:
         """Take the neutral reference again (next face, or next steady face)."""
         self._neutral = None
         self._steady.clear()
-        self._waited = 0
+        self._waited = 0.0
         self._filter.reset()
 
-    def _calibrate(self, driver: np.ndarray) -> bool:
-        """Try to take the neutral reference from this frame; True once there is one."""
-        if self.options.calibration == "steady":
-            self._steady.append(driver)
+    def _calibrate(self, driver: np.ndarray, dt: float) -> bool:
+        """Try to take the neutral reference from this frame (dt seconds after the last);
+        True once there is one."""
+        opts = self.options
+        if opts.calibration == "steady":
+            self._steady.append((driver, dt))
             if len(self._steady) < self._steady.maxlen:  # type: ignore[operator]
                 return False
-            self._waited += 1
-            track = np.stack(self._steady)[:, :, :2]
+            self._waited += dt
+            track = np.stack([d for d, _ in self._steady])[:, :, :2]
             step = np.linalg.norm(np.diff(track, axis=0), axis=2) / L.iod(driver)  # (k, 478)
             motion = np.maximum(np.median(step, axis=1), step[:, L.LIPS_INNER].mean(axis=1))
-            still = motion.max() <= self.options.steady_motion
-            if not still and self._waited < self.options.steady_timeout:
+            frames = np.array([t for _, t in self._steady][1:]) * opts.fps  # frames per step
+            still = (motion <= opts.steady_motion * np.maximum(frames, 1.0)).all()
+            timed_out = self._waited * opts.fps >= opts.steady_timeout - 1e-6
+            if not still and not timed_out:
                 return False
-            driver = np.mean(np.stack(self._steady), axis=0).astype(np.float32)
+            driver = np.mean([d for d, _ in self._steady], axis=0).astype(np.float32)
         self._neutral = driver
         self._transfer.calibrate(driver)
         return True
@@ -182,31 +197,41 @@ class Animator:
 
     def target_landmarks(self, driver: np.ndarray | None) -> np.ndarray:
         """The portrait's target landmarks (crop pixels) for this frame."""
-        dt = 1.0 / self.options.fps
+        dt = self._frame_dt()
         if driver is None:
             self._state = self._idle_state(dt)
             return self._transfer.compose(self._state)
         driver = self._filter(driver, dt, unit=L.iod(driver))
-        if self._neutral is None and not self._calibrate(driver):
+        if self._neutral is None and not self._calibrate(driver, dt):
             return self._transfer.compose(self._idle_state(dt))  # rest until the face is steady
         if self.options.motion.mode == "absolute":
             return self.portrait.box.to_crop(driver)
         measured = self._transfer.measure(driver)
-        if self._lost_frames > 0:  # face came back: blend from the eased state
+        if self._lost_time > 0.0:  # face came back: blend from the eased state
             self._regain = 0.0
-        self._lost_frames = 0
+        self._lost_time = 0.0
         if self._regain < 1.0:
             self._regain = min(1.0, self._regain + dt / self.options.regain_seconds)
             measured = self._state.blend(measured, self._regain)
         self._state = measured
         return self._transfer.compose(measured)
 
+    def _frame_dt(self) -> float:
+        """Seconds since the last frame: 1/fps on a stream clock; on a wall clock measured,
+        at least 1/fps (a file read faster than it plays keeps its own time) and at most 1 s."""
+        step = 1.0 / self.options.fps
+        if self.options.clock != "wall":
+            return step
+        now = self._clock()
+        last, self._last_time = self._last_time, now
+        return step if last is None else float(np.clip(now - last, step, max(step, 1.0)))
+
     def _idle_state(self, dt: float) -> MotionState:
         """No face: ease towards neutral, with an idle blink now and then."""
-        self._lost_frames += 1
+        self._lost_time += dt
         w = 1.0 - np.exp(-dt / self.options.ease_seconds)
         self._state = self._state.blend(MotionState.neutral(), w)
-        t = self._lost_frames * dt
+        t = self._lost_time
         phase = (t - self._next_blink) / BLINK_SECONDS
         if phase >= 1.0:
             self._next_blink = t + self._blink_interval()

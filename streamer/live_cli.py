@@ -149,7 +149,8 @@ def make_processor(
     """The real Animator; its filters and easing run on the source's frame clock."""
     from streamer.animate import AnimateOptions, Animator
 
-    options = AnimateOptions(fps=fps, calibration="steady", renderer=renderer, detail=detail)
+    options = AnimateOptions(fps=fps, calibration="steady", clock="wall", renderer=renderer,
+                             detail=detail)
     return Animator(portrait, options)
 
 

@@ -96,6 +96,38 @@ def test_steady_calibration_waits_for_a_still_face(astronaut_portrait):
     assert abs(_mouth(moving[-1]) - _mouth(rest)) < 0.02
 
 
+def test_wall_clock_counts_the_frames_a_loaded_machine_skipped(astronaut_portrait):
+    """Live, a loaded machine processes every third camera frame. A face that moves a little
+    between camera frames (0.015 IOD per frame at 30 fps: still) moves 0.045 IOD between
+    processed ones: counted per processed frame it is never still, and the avatar rests
+    until the timeout (60 processed frames, 6 s); on the wall clock it is still, and the
+    timeout is 2 s whatever the rate."""
+    driver = astronaut_portrait.landmarks
+    drift = 0.045 * L.iod(driver)
+
+    def run(clock: str, moving: bool) -> int:
+        """Processed frames until calibrated."""
+        now = [0.0]
+
+        def tick() -> float:
+            now[0] += 3.0 / 30.0
+            return now[0]
+
+        anim = Animator(astronaut_portrait, AnimateOptions(fps=30, calibration="steady",
+                                                           clock=clock), clock=tick)
+        for i in range(100):
+            frame = driver.copy()
+            frame[:, 0] += drift * i if not moving else drift * i * (1 + i % 2)
+            anim.target_landmarks(frame)
+            if anim.calibrated:
+                return i + 1
+        return 100
+
+    assert run("wall", moving=False) == 8  # still at once
+    assert run("stream", moving=False) == 8 + 60 - 1  # never still: waits out the timeout
+    assert run("wall", moving=True) == 8 + 20 - 1  # the timeout is 2 s: 20 frames here
+
+
 def test_prepared_frames_finish_on_another_thread_as_process_makes_them(data_dir):
     """The live pipeline prepares frame n + 1 while it finishes frame n on another thread:
     no state may be shared between the halves (e.g. a reused warp buffer)."""
