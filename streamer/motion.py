@@ -29,8 +29,8 @@ class MotionConfig:
     # ... but lips the portrait itself shows closer than min_gap may close to their own gap
     # (never below closed_lip_gap): held at min_gap, a closed painted mouth (SadTalker_art_11
     # rests at 0.002 IOD) stood open by a dark slit. Cross-reenactment by man_glasses_office,
-    # who talks with his lips nearly closed: mouth r ≥ 0.9 on 18 → 19 of 24 pairs
-    # (SadTalker_sad1 0.902 → 0.958, EAMM_scarlett 0.912 → 0.970; SadTalker_art_11 0.812 → 0.764)
+    # who talks with his lips nearly closed, 24 pairs: mouth r mean 0.908 → 0.915
+    # (SadTalker_sad1 0.902 → 0.957, EAMM_scarlett 0.912 → 0.970; SadTalker_art_11 0.812 → 0.762)
     closed_lip_gap: float = 0.002
     max_ratio_scale: float = 1.6  # portrait/driver proportion ratios are clipped to [1/x, x]
 
