@@ -187,12 +187,15 @@ def own_mouth_figure(data: Path, rows: list[tuple[str, str, int]]) -> np.ndarray
 
     variants = [("before", (float("inf"), float("inf"))),
                 ("now", RendererConfig().own_mouth_stretch)]
+    tracks: dict[str, tuple[list[np.ndarray], list[np.ndarray | None]]] = {}
     out = []
     for name, clip, t in rows:
         path = data / "driving" / f"{clip}.mp4"
-        video = list(read_video_frames(path, 300))
-        with FaceTracker(video=True) as tracker:
-            lms = [tracker.detect(f) for f in video]
+        if clip not in tracks:
+            frames = list(read_video_frames(path, 300))
+            with FaceTracker(video=True) as tracker:
+                tracks[clip] = frames, [tracker.detect(f) for f in frames]
+        video, lms = tracks[clip]
         image = read_image(next((data / "portraits").glob(f"{name}.*")))
         portrait = enroll_images([image], EnrollConfig(crop_size=512))
         tiles = [_mouth_tile(video[t], lms[t], f"{clip[:16]} t={t}")]
@@ -213,7 +216,7 @@ def _mouth_tile(image: np.ndarray, lm: np.ndarray | None, label: str) -> np.ndar
     """The square around the mouth, 1.2 IOD wide, at MOUTH_TILE², labelled."""
     assert lm is not None, "no face in the driver frame"
     centre = lm[[61, 291, 0, 17], :2].mean(axis=0)
-    half = 0.6 * float(np.linalg.norm(lm[33, :2] - lm[263, :2]))
+    half = 0.6 * P.iod(lm)
     a = np.clip((centre - half).astype(int), 0, None)
     part = image[a[1] : int(centre[1] + half), a[0] : int(centre[0] + half)]
     tile = cv2.resize(part, (MOUTH_TILE, MOUTH_TILE), interpolation=cv2.INTER_CUBIC)
