@@ -27,8 +27,8 @@ class MotionConfig:
     blink_floor: float = 0.15  # driver lid gap (× neutral) at and below which lids shut fully
     min_gap: float = 0.012  # smallest lid/lip gap kept, in IOD (lids and lips never cross)
     # ... but lips the portrait itself shows closer than min_gap may close to their own gap
-    # (never below closed_lip_gap): held at min_gap, a closed painted mouth (SadTalker_art_11
-    # rests at 0.002 IOD) stood open by a dark slit. Cross-reenactment by man_glasses_office,
+    # (never below closed_lip_gap): held at min_gap, a closed mouth (SadTalker_art_11 rests at
+    # 0.002 IOD) stood a pixel or two parted. Cross-reenactment by man_glasses_office,
     # who talks with his lips nearly closed, 24 pairs: mouth r mean 0.908 → 0.915
     # (SadTalker_sad1 0.902 → 0.957, EAMM_scarlett 0.912 → 0.970; SadTalker_art_11 0.812 → 0.762)
     closed_lip_gap: float = 0.002

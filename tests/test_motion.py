@@ -54,7 +54,7 @@ def test_lids_and_lips_never_cross(astronaut_landmarks, transfer):
 @pytest.mark.parametrize("rest_gap", [0.0, 0.004])
 def test_closed_lips_stay_as_close_as_the_portraits_own(astronaut_landmarks, rest_gap):
     """A portrait whose lips rest closer than min_gap keeps them that close while the driver's
-    lips are shut (held at min_gap, a closed painted mouth stood open by a dark slit), and
+    lips are shut (held at min_gap, a closed mouth stood a pixel or two parted), and
     lips that touch keep closed_lip_gap: they never cross."""
     cfg = MotionConfig()
     frame = face_frame(astronaut_landmarks)  # lips do not move it
