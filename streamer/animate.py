@@ -138,15 +138,16 @@ class Animator:
             if len(self._steady) < self._steady.maxlen:  # type: ignore[operator]
                 return False
             self._waited += dt
-            track = np.stack([d for d, _ in self._steady])[:, :, :2]
+            frames_seen = np.stack([d for d, _ in self._steady])  # (k, 478, 3)
+            track = frames_seen[:, :, :2]
             step = np.linalg.norm(np.diff(track, axis=0), axis=2) / L.iod(driver)  # (k, 478)
             motion = np.maximum(np.median(step, axis=1), step[:, L.LIPS_INNER].mean(axis=1))
-            frames = np.array([t for _, t in self._steady][1:]) * opts.fps  # frames per step
-            still = (motion <= opts.steady_motion * np.maximum(frames, 1.0)).all()
+            spans = np.array([t for _, t in self._steady][1:]) * opts.fps  # frames per step
+            still = (motion <= opts.steady_motion * np.maximum(spans, 1.0)).all()
             timed_out = self._waited * opts.fps >= opts.steady_timeout - 1e-6
             if not still and not timed_out:
                 return False
-            driver = np.mean([d for d, _ in self._steady], axis=0).astype(np.float32)
+            driver = frames_seen.mean(axis=0).astype(np.float32)
         self._neutral = driver
         self._transfer.calibrate(driver)
         return True
