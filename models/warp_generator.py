@@ -341,10 +341,10 @@ class WarpGenerator(nn.Module):
         covered = on_top & on_bottom & (v >= band_top) & (v <= band_bottom)
         taper = (2.0 * bump).clamp(0.0, 1.0) * covered.float()
         flows = []
-        for k, (p, f) in enumerate(((x, fx), (y, fy))):
-            skin_up = far_up[k] + w_up * (lid_up[k] - far_up[k])
-            skin_down = lid_down[k] + w_down * (far_down[k] - lid_down[k])
-            mapped = torch.where(is_up, skin_up, torch.where(is_eye, eye[k], skin_down))
+        for c, (p, f) in enumerate(((x, fx), (y, fy))):  # c: the x, then the y coordinate
+            skin_up = far_up[c] + w_up * (lid_up[c] - far_up[c])
+            skin_down = lid_down[c] + w_down * (far_down[c] - lid_down[c])
+            mapped = torch.where(is_up, skin_up, torch.where(is_eye, eye[c], skin_down))
             explicit = (mapped - p) * (0.5 * self.dims.crop_size)
             flows.append(f + taper * (explicit - f))
         return flows[0], flows[1]
