@@ -349,7 +349,8 @@ class WarpRenderer:
         flow = cv2.resize(flow, (s, s), interpolation=cv2.INTER_LINEAR)
         for box, local in zip(W.fine_boxes(target, s), fine, strict=True):
             _blend_fine(flow, local, box)
-        return self._pixels + flow, mouth, W.mouth_box(target, s)
+        flow += self._pixels  # in place: the upsampled flow is this frame's own array
+        return flow, mouth, W.mouth_box(target, s)
 
     def close(self) -> None:
         self._session = None

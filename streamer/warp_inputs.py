@@ -90,13 +90,13 @@ def solve_tps(targets: np.ndarray, sources: np.ndarray) -> np.ndarray:
     t = targets.astype(np.float64)
     c = t[CTRL_INDEX]
     n = NUM_CTRL
-    kernel = _tps_kernel(t, c)  # (510, N)
+    kernel = _tps_kernel(t, c)  # (510, N); its CTRL_INDEX rows are the centres' own kernel
     poly = np.concatenate([np.ones((len(t), 1)), t], 1)  # (510, 3)
     design = np.concatenate([kernel, poly], 1)
     weighted = design * FIT_WEIGHTS[:, None]
     lhs = np.zeros((n + 6, n + 6))
     lhs[: n + 3, : n + 3] = weighted.T @ design
-    lhs[:n, :n] += TPS_SMOOTHING * _tps_kernel(c, c)
+    lhs[:n, :n] += TPS_SMOOTHING * kernel[CTRL_INDEX]
     lhs[:n, n + 3 :] = poly[CTRL_INDEX]
     lhs[n + 3 :, :n] = poly[CTRL_INDEX].T
     rhs = np.zeros((n + 6, 2))
