@@ -285,9 +285,9 @@ class WarpGenerator(nn.Module):
         # The lid lines at each point's column and at end_samples columns from corner to
         # corner (where the spline maps the skin bands' far ends, below), all in one batch.
         frac = torch.cat([u / tgt.width, self.end_frac.expand(2, -1)], dim=1)
-        us = frac * src.width
+        ut, us = frac * tgt.width, frac * src.width
         lines, on = _polyline_at(
-            torch.cat([frac * tgt.width, frac * tgt.width, us, us]),
+            torch.cat([ut, ut, us, us]),
             torch.cat([tgt.u_upper, tgt.u_lower, src.u_upper, src.u_lower]),
             torch.cat([tgt.v_upper, tgt.v_lower, src.v_upper, src.v_lower]))
         top, bottom, s_top, s_bottom = lines.split(2)
@@ -300,7 +300,7 @@ class WarpGenerator(nn.Module):
         # The spline maps the far ends. They move with the column alone, so it is evaluated
         # at the sampled columns and each point takes the shift of its column, linearly
         # between samples (6144 spline points at the 512 crop were 2 ms of 6 a frame).
-        ku = frac[:, g:] * tgt.width
+        ku = ut[:, g:]
         ends_x, ends_y = (torch.cat([a, b], 1).reshape(-1) for a, b in
                           zip(tgt.point(ku, band_top[:, g:]), tgt.point(ku, band_bottom[:, g:]),
                               strict=True))
