@@ -187,8 +187,8 @@ def point_in_polygon(x: torch.Tensor, y: torch.Tensor, poly: torch.Tensor) -> to
 
 class WarpGenerator(nn.Module):
     """Point sets are planar inside (an x and a y tensor, the points along the last axis):
-    onnxruntime broadcasts slowly over a trailing axis of 2 or 3, and the (G, 2) layout this
-    module had spent most of its graph's time there."""
+    onnxruntime broadcasts slowly over a trailing axis of 2 or 3; in the (G, 2) layout this
+    module had before, most of the graph's time went there (see "Speed" above)."""
 
     def __init__(self, dims: WarpDims = WarpDims()) -> None:
         super().__init__()
