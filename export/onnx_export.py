@@ -18,7 +18,7 @@ OPSET = 17
 INPUT_NAMES = [
     "ctrl", "tps", "mouth_poly", "mouth_frame", "mouth_box", "fine_boxes", "colors", "lids",
     "irises"]
-OUTPUT_NAMES = ["flow", "mouth", "fine_flow"]
+OUTPUT_NAMES = ["flow", "mouth", "fine_flow", "eye_white"]
 
 
 def example_inputs(dims: WarpDims) -> tuple[torch.Tensor, ...]:
@@ -103,7 +103,8 @@ def write_manifest(entries: dict[str, dict], out_dir: Path) -> Path:
 
 
 def parity(dims: WarpDims, onnx_path: Path, inputs: tuple[torch.Tensor, ...]) -> float:
-    """Max |torch − onnxruntime| over both outputs (field in pixels, mouth in 0–255 levels)."""
+    """Max |torch − onnxruntime| over the outputs (fields in pixels, mouth in 0–255 levels,
+    the white 0–1)."""
     import onnxruntime as ort
 
     with torch.no_grad():

@@ -30,6 +30,8 @@ Outputs:
                sampling map (OpenCV's remap convention)
   mouth        (MH, MW, 4) float32 mouth layer over mouth_box: BGR 0–255 and coverage 0–1
   fine_flow    (3, FH, FW, 2) float32 the flow over each fine box, crop pixels
+  eye_white    (2, FH, FW) float32 0–1 over the two eye boxes: where an eye opened wider than
+               the portrait's shows its white (the runtime lays the portrait's white there)
 
 Speed (the graph runs every frame on a 2-core CPU): point sets are planar inside, an x and a
 y tensor with the points along the last axis, since onnxruntime broadcasts slowly over a
@@ -56,6 +58,12 @@ import torch.nn.functional as F
 from torch import nn
 
 GAZE_MAX = 0.2  # most sideways gaze shift, in eye widths
+WHITE_MIN = 0.02  # how much wider than the portrait's (eye widths) an eye opens before its
+# white shows: a turned head's opening changes by at most 0.01
+WHITE_MARGIN = 0.06  # most of the portrait's upper lid margin (lashes, liner) the white covers
+WHITE_EDGE = 0.02  # the white's soft lower edge, eye widths
+IRIS_RADIUS = 0.21  # the iris's radius, eye widths (MediaPipe's: 0.20–0.23 on 15 of 16 shared eyes)
+IRIS_EDGE = 0.15  # the iris's soft edge against the white, × its radius
 LID_SKIN = 0.5  # lid skin restretched above the upper lid, in eye widths (half that below)
 EDGE_FADE = 0.16  # width of the band along the crop's edge where the warp fades out, normalized
 TONGUE_TOP = 0.7  # the tongue's top above the lower lip at the centre, × the opening
@@ -222,7 +230,7 @@ class WarpGenerator(nn.Module):
         colors: torch.Tensor,
         lids: torch.Tensor,
         irises: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         n = self.dims.field_size
         fh, fw = self.dims.fine_grid
         g = fh * fw
@@ -243,8 +251,11 @@ class WarpGenerator(nn.Module):
                              align_corners=True).reshape(2, 2, g)  # eye, x/y, cell
         fdx = torch.cat([eyes[:, 0], dx[None, e:]])
         fdy = torch.cat([eyes[:, 1], dy[None, e:]])
-        ex, ey = self._slide_lids(fine_x[:2], fine_y[:2], fdx[:2], fdy[:2], lids, irises,
-                                  ctrl, tps)
+        ex, ey, white = self._slide_lids(fine_x[:2], fine_y[:2], fdx[:2], fdy[:2], lids,
+                                         irises, ctrl, tps)
+        # The same 3×3 box filter as the mouth's anti-aliases the white's edges.
+        white = F.avg_pool2d(white.reshape(2, 1, fh, fw), 3, stride=1, padding=1,
+                             count_include_pad=False).reshape(2, fh, fw)
         fine_flow = torch.stack([torch.cat([ex, fdx[2:]]), torch.cat([ey, fdy[2:]])], dim=2)
         mx = mouth_box[0] + self.unit_grid[0] * (mouth_box[2] - mouth_box[0])
         my = mouth_box[1] + self.unit_grid[1] * (mouth_box[3] - mouth_box[1])
@@ -255,7 +266,7 @@ class WarpGenerator(nn.Module):
         coverage = inside.reshape(1, -1) * mouth_frame[7]
         color = self._mouth_color(mx, my, colors, mouth_frame) * 255.0
         mouth = torch.cat([color, coverage], dim=0).T.reshape(mh, mw, 4)
-        return flow, mouth, fine_flow.reshape(3, fh, fw, 2)
+        return flow, mouth, fine_flow.reshape(3, fh, fw, 2), white
 
     def _flow(self, x: torch.Tensor, y: torch.Tensor, ctrl: torch.Tensor, tps: torch.Tensor,
               hold: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -271,18 +282,20 @@ class WarpGenerator(nn.Module):
 
     def _slide_lids(self, x: torch.Tensor, y: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor,
                     lids: torch.Tensor, irises: torch.Tensor, ctrl: torch.Tensor,
-                    tps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                    tps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Flow of the two eye boxes with the lids mapped exactly. Points x, y (2, G)
         normalized, their flow fx, fy (2, G) pixels, lids (2, 2, 2, L, 2): per eye, target then
-        portrait lid lines, irises (2, 2, 2) → the flow's x and y (2, G), pixels.
+        portrait lid lines, irises (2, 2, 2) → the flow's x and y (2, G), pixels, and the
+        white's coverage (2, G), 0–1.
 
         Column by column across each eye (u runs from the outer to the inner corner, v from
         the upper towards the lower lid, in the eye's own frame, target and portrait alike):
         the portrait's lid skin, LID_SKIN eye widths above its upper lid, is laid from the
         same height on the target down to the target's upper lid (stretched as the lid comes
-        down); between the lids the portrait's eye slides under the upper lid unsqueezed (or
-        is stretched, when the target eye is the wider), turned sideways with the target's
-        gaze; under the lower lid the skin band LID_SKIN / 2 eye widths deep runs the same way.
+        down); between the lids the portrait's eye slides under the upper lid unsqueezed,
+        turned sideways with the target's gaze (an eye opened up to WHITE_MIN wider than the
+        portrait's is stretched; wider still, it keeps its scale and the white shows above
+        it); under the lower lid the skin band LID_SKIN / 2 eye widths deep runs the same way.
         A spline cannot do this: a shut eye puts its two lids a pixel apart, and a smooth map
         cannot take them 10 pixels apart."""
         tgt, src = _eye_frame(lids[:, 0]), _eye_frame(lids[:, 1])
@@ -329,14 +342,32 @@ class WarpGenerator(nn.Module):
         on_top, on_bottom = on[0:2, :g], on[2:4, :g]
         lid_up, lid_down = src.point(us, s_top), src.point(us, s_bottom)
         # Between the lids: slide (portrait's eye under a lower lid) or stretch, whichever
-        # reaches further down the portrait's eye.
-        scale = src.width / tgt.width
+        # reaches further down the portrait's eye; but an eye opened wider than the
+        # portrait's keeps its scale too, hung from the lower lid, and the white shows above
+        # it (stretched, the iris grew into a tall oval and no white showed).
+        scale = self._across_scale(tgt, ctrl, tps)
         gap = (bottom - top).clamp_min(1e-6)
         slide = s_bottom - (bottom - v) * scale
-        vs = torch.maximum(slide, s_top + (v - top) / gap * (s_bottom - s_top))
+        opening = ((tgt.v_lower - tgt.v_upper).amax(1, keepdim=True) * scale
+                   - (src.v_lower - src.v_upper).amax(1, keepdim=True))
+        wide = opening > WHITE_MIN * src.width
+        # The white covers what the target shows past the portrait's eye, and as that grows,
+        # the portrait's lid margin too (it would show as a second lid line above the iris);
+        # under the white the map takes the eye's top row (no lashes at its soft edge).
+        extra = gap * scale - (s_bottom - s_top)
+        edge = s_top + torch.minimum(extra.clamp_min(0.0), WHITE_MARGIN * src.width)
+        white = ((edge - slide) / (WHITE_EDGE * src.width) + 0.5).clamp(0.0, 1.0)
+        white = white * wide.float() * (v >= top).float()
+        vs = torch.where(wide, torch.maximum(slide, edge),
+                         torch.maximum(slide, s_top + (v - top) / gap * (s_bottom - s_top)))
         # Gaze: the eyeball turns under the lids by the iris's sideways offset (none at the
         # corners, at most GAZE_MAX eye widths).
-        iris_t = tgt.local(irises[:, 0, 0:1], irises[:, 0, 1:2])[0] / tgt.width
+        iris_u, iris_v = tgt.local(irises[:, 0, 0:1], irises[:, 0, 1:2])
+        iris_t = iris_u / tgt.width
+        # Not over the iris: there the eye's top row, drawn up, stands for the top of the
+        # iris the portrait's lid hid (the white over it left the iris a half-disc).
+        reach = torch.sqrt((u - iris_u) ** 2 + (v - iris_v) ** 2) / (IRIS_RADIUS * tgt.width)
+        white = white * ((reach - 1.0) / IRIS_EDGE + 0.5).clamp(0.0, 1.0)
         iris_s = src.local(irises[:, 1, 0:1], irises[:, 1, 1:2])[0] / src.width
         gaze = (iris_s - iris_t).clamp(-GAZE_MAX, GAZE_MAX) * src.width
         bump = 4.0 * frac * (1.0 - frac)  # 0 at the corners, 1 mid-eye
@@ -353,7 +384,22 @@ class WarpGenerator(nn.Module):
             mapped = torch.where(is_up, skin_up, torch.where(is_eye, eye[c], skin_down))
             explicit = (mapped - p) * (0.5 * self.dims.crop_size)
             flows.append(f + taper * (explicit - f))
-        return flows[0], flows[1]
+        return flows[0], flows[1], white * taper * is_eye.float()
+
+    def _across_scale(self, tgt: _EyeFrame, ctrl: torch.Tensor, tps: torch.Tensor
+                      ) -> torch.Tensor:
+        """Portrait lengths per target length across each eye (along its normal), from the
+        spline at the eye's centre → (2, 1). Not the ratio of the eyes' widths: a turning
+        head narrows the eye, not its opening."""
+        mid = 0.5 * (tgt.v_upper.mean(1, keepdim=True) + tgt.v_lower.mean(1, keepdim=True))
+        cx, cy = tgt.point(0.5 * tgt.width, mid)
+        step = 0.01
+        px = torch.cat([cx, cx + step * tgt.nx]).reshape(-1)
+        py = torch.cat([cy, cy + step * tgt.ny]).reshape(-1)
+        dx, dy = self._flow(px, py, ctrl, tps, self._hold(px, py))
+        sx = (px + dx / (0.5 * self.dims.crop_size)).reshape(2, 2, 1)
+        sy = (py + dy / (0.5 * self.dims.crop_size)).reshape(2, 2, 1)
+        return torch.sqrt((sx[1] - sx[0]) ** 2 + (sy[1] - sy[0]) ** 2) / step
 
     def _hold(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Weight of the displacement at points x, y: 0 in the two outermost field cells,

@@ -148,6 +148,8 @@ TONGUE_SKIN = 0.3  # and this much of the face's median colour
 TEETH_TINT = 0.1  # how much of the lips' hue the teeth keep
 HIGHLIGHT_QUANTILE = 90  # face pixels at least this bright (percentile) are its highlights
 HIGHLIGHT_CHROMA = 0.5  # how much of the highlights' colour white keeps (skin is not white)
+EYE_WHITE_MIN_PIXELS = 12  # fewer pixels between the lids, outside the irises: an eye shut
+EYE_WHITE_DIM = 0.8  # an eye white's brightness against the face's white light, when unseen
 
 
 def light_colour(crop: np.ndarray, lm: np.ndarray, face: np.ndarray | None = None
@@ -165,6 +167,24 @@ def light_colour(crop: np.ndarray, lm: np.ndarray, face: np.ndarray | None = Non
     colour = np.median(pixels[lightness >= np.percentile(lightness, HIGHLIGHT_QUANTILE)], axis=0)
     colour = colour / max(float(colour.max()), 1e-6)
     return (1.0 - HIGHLIGHT_CHROMA * (1.0 - colour)).astype(np.float32)
+
+
+def eye_white_colour(crop: np.ndarray, lm: np.ndarray) -> np.ndarray:
+    """(3,) float32 BGR 0–255: the white of the portrait's eyes, for where an eye opened
+    wider than the portrait's shows more of it (models/warp_generator.py, eye_white): the
+    brighter quarter of the pixels between its lids, outside the irises. Eyes shown nearly
+    shut have too few; their white is the portrait's light (light_colour) at EYE_WHITE_DIM."""
+    size = crop.shape[0]
+    mask = _fill(size, [lm[L.RIGHT_EYE], lm[L.LEFT_EYE]])
+    for centre, ring in ((468, slice(469, 473)), (473, slice(474, 478))):
+        radius = float(np.linalg.norm(lm[ring, :2] - lm[centre, :2], axis=1).mean())
+        x, y = (int(round(v)) for v in lm[centre, :2])
+        cv2.circle(mask, (x, y), int(radius * 1.15 + 1), 0, -1)
+    pixels = crop[mask > 128].astype(np.float32)
+    if len(pixels) < EYE_WHITE_MIN_PIXELS:
+        return (light_colour(crop, lm) * 255.0 * EYE_WHITE_DIM).astype(np.float32)
+    lightness = pixels.mean(axis=1)
+    return np.median(pixels[lightness >= np.percentile(lightness, 75)], axis=0).astype(np.float32)
 
 
 def mouth_colors(crop: np.ndarray, lm: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ import numpy as np
 from streamer import landmarks as L
 from streamer import warp_inputs as W
 from streamer.errors import ModelFileError
-from streamer.portrait import Portrait, own_mouth_mask
+from streamer.portrait import Portrait, eye_white_colour, own_mouth_mask
 from streamer.references import ReferencePicker
 from streamer.texture import Box, Rendered, Texture
 
@@ -235,6 +235,7 @@ class _Source:
     own_mouth: np.ndarray | None  # (S, S) uint8 its open mouth, None when closed
     lids: np.ndarray  # warp_inputs.lids
     irises: np.ndarray  # warp_inputs.irises
+    white: np.ndarray  # (3,) float32 BGR 0–255 its eyes' white (portrait.eye_white_colour)
 
 
 class WarpRenderer:
@@ -249,6 +250,7 @@ class WarpRenderer:
                  as_trained: bool = False) -> None:
         size = portrait.crop_size
         self._tongue = not as_trained
+        self._as_trained = as_trained
         self._stretch = (np.inf, np.inf) if as_trained else config.own_mouth_stretch
         self._session, entry = open_session(asset_dir(config), f"warp_{size}", config)
         if entry["dims"]["num_ctrl"] != W.NUM_CTRL:
@@ -272,7 +274,8 @@ class WarpRenderer:
         size = self._size
         lm = landmarks.astype(np.float64)
         return _Source(crop, lm, W.normalize(W.fit_points(lm, size), size),
-                       mouth if mouth.any() else None, W.lids(lm, size), W.irises(lm, size))
+                       mouth if mouth.any() else None, W.lids(lm, size), W.irises(lm, size),
+                       eye_white_colour(crop, lm))
 
     @property
     def shot(self) -> int:
@@ -322,19 +325,27 @@ class WarpRenderer:
         edge = self._size - 0.5
         inside = cv2.inRange(part.grid, (-0.5, -0.5), (edge, edge))  # 255 where x and y are in
         valid = inside.astype(np.float32) * np.float32(1.0 / 255.0)
-        if part.alpha is not None:
-            x0, y0, x1, y1 = part.mouth_box
-            valid[y0:y1, x0:x1] *= 1.0 - part.alpha
+        # The neural generator was trained to keep what is valid and draw the rest; the eyes'
+        # white came after it, so to it the white is the warp's texture (it keeps it).
+        layers = [part.mouth] if part.mouth is not None else []
+        for box, alpha in layers + ([] if self._as_trained else list(part.eyes)):
+            x0, y0, x1, y1 = box
+            valid[y0:y1, x0:x1] *= 1.0 - alpha
         return valid
 
     def _parts(self, target: np.ndarray) -> list[tuple[_Part, float]]:
         return [(self._part(target, src, i), w) for (i, src), w in self._pick(target)]
 
     def _part(self, target: np.ndarray, src: _Source, shot: int) -> _Part:
-        grid, mouth, box = self.sampling(target, src)
+        grid, mouth, box, white = self._run(target, src)
         warped, out, alpha = composite_layers(src.crop, src.own_mouth, grid, mouth, box,
                                               self._stretch)
-        return _Part(shot, out, warped, grid, tuple(int(v) for v in box), alpha)  # type: ignore[arg-type]
+        mouth_layer = None if alpha is None else (tuple(int(v) for v in box), alpha)
+        eyes: list[tuple[Box, np.ndarray]] = []
+        if (white > 1e-3).any():
+            out = out.copy() if out is warped else out  # warped stays the texture
+            eyes = lay_eye_white(out, white, W.fine_boxes(target, self._size)[:2], src.white)
+        return _Part(shot, out, warped, grid, mouth_layer, tuple(eyes))  # type: ignore[arg-type]
 
     def _pick(self, target: np.ndarray) -> list[tuple[tuple[int, _Source], float]]:
         return [((i, self._shots[i]), w) for i, w in self._picker.pick(target)]
@@ -343,14 +354,19 @@ class WarpRenderer:
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Run the generator → (sampling map (S, S, 2), mouth layer, mouth box in pixels),
         from the source shot (default: the rendered one)."""
+        return self._run(target, source)[:3]
+
+    def _run(self, target: np.ndarray, source: _Source | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """sampling() and the eyes' white coverage (2, FH, FW) over their fine boxes."""
         assert self._session is not None, "renderer is closed"
         s = self._size
-        flow, mouth, fine = self._session.run(None, self.frame_inputs(target, source))
+        flow, mouth, fine, white = self._session.run(None, self.frame_inputs(target, source))
         flow = cv2.resize(flow, (s, s), interpolation=cv2.INTER_LINEAR)
         for box, local in zip(W.fine_boxes(target, s), fine, strict=True):
             _blend_fine(flow, local, box)
         flow += self._pixels  # in place: the upsampled flow is this frame's own array
-        return flow, mouth, W.mouth_box(target, s)
+        return flow, mouth, W.mouth_box(target, s), white
 
     def close(self) -> None:
         self._session = None
@@ -415,6 +431,25 @@ def composite_layers(
     return warped, out, alpha
 
 
+def lay_eye_white(out: np.ndarray, white: np.ndarray, boxes: np.ndarray, colour: np.ndarray
+                  ) -> list[tuple[Box, np.ndarray]]:
+    """Lay the eyes' white (coverage (2, FH, FW) 0–1 over the two eye boxes, pixels) in
+    `colour` (3,) BGR over `out` (S, S, 3) uint8, in place → [(box, coverage (h, w))] for
+    each eye that shows any."""
+    layers: list[tuple[Box, np.ndarray]] = []
+    for box, cover in zip(boxes, white, strict=True):
+        x0, y0, x1, y1 = (int(v) for v in box)
+        if x1 - x0 < 4 or y1 - y0 < 4 or not (cover > 1e-3).any():
+            continue
+        alpha = np.clip(cv2.resize(cover, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR),
+                        0.0, 1.0)
+        region = out[y0:y1, x0:x1].astype(np.float32)
+        a = alpha[:, :, None]
+        out[y0:y1, x0:x1] = np.clip(region + a * (colour - region) + 0.5, 0, 255).astype(np.uint8)
+        layers.append(((x0, y0, x1, y1), alpha))
+    return layers
+
+
 @dataclass(frozen=True)
 class _Part:
     """One shot's share of a rendered frame."""
@@ -423,8 +458,10 @@ class _Part:
     out: np.ndarray  # (S, S, 3) uint8 composite
     warped: np.ndarray  # (S, S, 3) uint8 the shot's crop resampled, before the mouth layer
     grid: np.ndarray  # (S, S, 2) float32 sampling map
-    mouth_box: Box
-    alpha: np.ndarray | None  # (h, w) float32 mouth layer coverage over mouth_box, or None
+    # what is drawn over the warped crop, as (box, coverage (h, w) float32 0–1): the mouth
+    # layer (None where no mouth is drawn) and each eye's white, where it shows
+    mouth: tuple[Box, np.ndarray] | None
+    eyes: tuple[tuple[Box, np.ndarray], ...]
 
 
 def _texture(parts: list[tuple[_Part, float]]) -> Texture | None:
@@ -434,8 +471,8 @@ def _texture(parts: list[tuple[_Part, float]]) -> Texture | None:
         if part.shot != 0:
             continue
         texture = Texture(part.grid, part.warped)
-        if part.alpha is not None:
-            texture = texture.covered(part.mouth_box, part.alpha)
+        for box, alpha in ([part.mouth] if part.mouth is not None else []) + list(part.eyes):
+            texture = texture.covered(box, alpha)
         return texture if weight >= 1.0 else texture.scaled(weight)
     return None
 

@@ -37,6 +37,17 @@ def close_eyes(lm: np.ndarray) -> np.ndarray:
     return out
 
 
+def widen_eyes(lm: np.ndarray, amount: float) -> np.ndarray:
+    """Upper lids raised by `amount` of each eye's width at mid-lid, less towards the corners
+    (eyes opened wide in surprise)."""
+    out = lm.copy()
+    for pairs, (a, b) in ((L.RIGHT_LID_PAIRS, (33, 133)), (L.LEFT_LID_PAIRS, (362, 263))):
+        width = float(np.linalg.norm(lm[b, :2] - lm[a, :2]))
+        for i, (up, _) in enumerate(pairs):
+            out[up, 1] -= amount * width * np.sin(np.pi * (i + 1) / (len(pairs) + 1))
+    return out
+
+
 def rotate_yaw(lm: np.ndarray, degrees: float) -> np.ndarray:
     """Turn the head about the vertical axis through the face centre."""
     a = np.radians(degrees)

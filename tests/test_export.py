@@ -18,7 +18,7 @@ def test_export_writes_a_checked_model_and_manifest(tmp_path):
     assert [i["name"] for i in entry["inputs"]] == [
         "ctrl", "tps", "mouth_poly", "mouth_frame", "mouth_box", "fine_boxes", "colors", "lids",
         "irises"]
-    assert [o["name"] for o in entry["outputs"]] == ["flow", "mouth", "fine_flow"]
+    assert [o["name"] for o in entry["outputs"]] == ["flow", "mouth", "fine_flow", "eye_white"]
     manifest = json.loads(write_manifest({"warp_256": entry}, tmp_path).read_text())
     assert manifest["models"]["warp_256"]["opset"] == 17
 

@@ -253,6 +253,34 @@ def test_eyes_follow_the_gaze(astronaut_portrait):
         assert np.linalg.norm(_source_at(grid, skin) - skin) < 0.25
 
 
+def test_a_widened_eye_shows_its_white_above_a_round_iris(astronaut_portrait):
+    """Eyes opened wide (upper lids raised by a quarter of the eye's width): between the lids
+    the portrait's eye keeps its scale, hung from the lower lid, so the iris stays round
+    (stretched lid to lid, it grew into a tall oval), and above it lies the portrait's own
+    white. Head turns up to ±20° show none (test_head_turns_..._do_not_fold: the map
+    under the white is not one-to-one)."""
+    import cv2
+
+    from streamer.portrait import eye_white_colour
+    from tests.helpers import widen_eyes
+
+    src = astronaut_portrait.crop_landmarks
+    r = WarpRenderer(astronaut_portrait)
+    target = widen_eyes(src, 0.25)
+    grey = [cv2.cvtColor(im, cv2.COLOR_BGR2GRAY).astype(np.float32)
+            for im in (r.render(src), r.render(target))]
+    white = float(np.mean(eye_white_colour(astronaut_portrait.crop, src)))
+    for centre, upper, lower in ((468, 159, 145), (473, 386, 374)):
+        x = int(src[centre, 0])
+        iris = grey[0][int(src[centre, 1]), x]
+        dark = 0.5 * (iris + white)  # darker than this: iris
+        heights = [int((g[int(upper_y):int(np.ceil(src[lower, 1])), x] < dark).sum())
+                   for g, upper_y in ((grey[0], src[upper, 1]), (grey[1], target[upper, 1]))]
+        assert heights[0] >= 4 and heights[1] <= 1.2 * heights[0]  # the iris is as high
+        band = grey[1][int(np.ceil(target[upper, 1])) + 1:int(src[upper, 1]), x]
+        assert band.size >= 2 and band.mean() > iris + 0.6 * (white - iris)  # white over it
+
+
 @pytest.mark.parametrize("name", ["mona_lisa.jpg", "einstein.jpg", "EAMM_jake4.png"])
 def test_an_open_mouth_reads_open_to_the_tracker(data_dir, name):
     """The jaw of a closed-mouth portrait drops to 0.35 IOD and back twice; MediaPipe, tracking
