@@ -423,12 +423,16 @@ def composite_layers(
         alpha = alpha - own * np.float32(1.0 / 255.0) * own_mouth_kept(local, stretch)
     alpha = np.clip(alpha, 0.0, 1.0)
     out = warped.copy()
+    _lay_over(out, (x0, y0, x1, y1), alpha, layer[:, :, :3])
+    return warped, out, alpha
+
+
+def _lay_over(out: np.ndarray, box: Box, alpha: np.ndarray, colour: np.ndarray) -> None:
+    """Blend `colour` ((h, w, 3) or (3,), 0–255) over `out`'s box by alpha (h, w), in place."""
+    x0, y0, x1, y1 = box
     region = out[y0:y1, x0:x1].astype(np.float32)
     a = alpha[:, :, None]
-    out[y0:y1, x0:x1] = np.clip(region + a * (layer[:, :, :3] - region) + 0.5, 0, 255).astype(
-        np.uint8
-    )
-    return warped, out, alpha
+    out[y0:y1, x0:x1] = np.clip(region + a * (colour - region) + 0.5, 0, 255).astype(np.uint8)
 
 
 def lay_eye_white(out: np.ndarray, white: np.ndarray, boxes: np.ndarray, colour: np.ndarray
@@ -443,9 +447,7 @@ def lay_eye_white(out: np.ndarray, white: np.ndarray, boxes: np.ndarray, colour:
             continue
         alpha = np.clip(cv2.resize(cover, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR),
                         0.0, 1.0)
-        region = out[y0:y1, x0:x1].astype(np.float32)
-        a = alpha[:, :, None]
-        out[y0:y1, x0:x1] = np.clip(region + a * (colour - region) + 0.5, 0, 255).astype(np.uint8)
+        _lay_over(out, (x0, y0, x1, y1), alpha, colour)
         layers.append(((x0, y0, x1, y1), alpha))
     return layers
 
