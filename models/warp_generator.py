@@ -257,8 +257,7 @@ class WarpGenerator(nn.Module):
         white = F.avg_pool2d(white.reshape(2, 1, fh, fw), 3, stride=1, padding=1,
                              count_include_pad=False).reshape(2, fh, fw)
         fine_flow = torch.stack([torch.cat([ex, fdx[2:]]), torch.cat([ey, fdy[2:]])], dim=2)
-        mx = mouth_box[0] + self.unit_grid[0] * (mouth_box[2] - mouth_box[0])
-        my = mouth_box[1] + self.unit_grid[1] * (mouth_box[3] - mouth_box[1])
+        mx, my = (t[0] for t in _spread(mouth_box[None], self.unit_grid))
         mh, mw = self.dims.mouth_grid
         inside = point_in_polygon(mx, my, mouth_poly).reshape(1, 1, mh, mw)
         # A 3×3 box filter anti-aliases the lip edge (the layer is ~1 cell per crop pixel).

@@ -327,8 +327,7 @@ class WarpRenderer:
         valid = inside.astype(np.float32) * np.float32(1.0 / 255.0)
         # The neural generator was trained to keep what is valid and draw the rest; the eyes'
         # white came after it, so to it the white is the warp's texture (it keeps it).
-        layers = [part.mouth] if part.mouth is not None else []
-        for box, alpha in layers + ([] if self._as_trained else list(part.eyes)):
+        for box, alpha in part.drawn(eyes=not self._as_trained):
             x0, y0, x1, y1 = box
             valid[y0:y1, x0:x1] *= 1.0 - alpha
         return valid
@@ -465,6 +464,10 @@ class _Part:
     mouth: tuple[Box, np.ndarray] | None
     eyes: tuple[tuple[Box, np.ndarray], ...]
 
+    def drawn(self, eyes: bool = True) -> list[tuple[Box, np.ndarray]]:
+        """The layers drawn over the warped crop: the mouth's, and the eyes' whites."""
+        return ([self.mouth] if self.mouth is not None else []) + (list(self.eyes) if eyes else [])
+
 
 def _texture(parts: list[tuple[_Part, float]]) -> Texture | None:
     """The rendered shot's texture in a frame blended from `parts` (None when it has no share:
@@ -473,7 +476,7 @@ def _texture(parts: list[tuple[_Part, float]]) -> Texture | None:
         if part.shot != 0:
             continue
         texture = Texture(part.grid, part.warped)
-        for box, alpha in ([part.mouth] if part.mouth is not None else []) + list(part.eyes):
+        for box, alpha in part.drawn():
             texture = texture.covered(box, alpha)
         return texture if weight >= 1.0 else texture.scaled(weight)
     return None
