@@ -34,6 +34,8 @@ class TrainConfig:
     # fraction of episodes warped from the shot nearest the target (models.data.Episodes)
     nearest_source: float = 0.0
     init: str = ""  # exported weights (.npz, export.neural_export) to start from; "" = random
+    # train on the image the runtime shows: G's mask held to its region (losses.held_to_region)
+    region_loss: bool = False
     lr_g: float = 2e-4  # E and G (Adam)
     lr_d: float = 4e-4  # D (two time-scale update rule)
     w_mouth: float = 4.0  # extra L1 weight on the mouth box

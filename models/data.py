@@ -22,6 +22,7 @@ from streamer.neural import (
     ShotCrop,
     Window,
     face_window,
+    generator_region,
     landmark_input,
     to_input,
     window_shot,
@@ -100,20 +101,23 @@ def generator_arrays(
 ) -> tuple[Window, dict[str, np.ndarray]]:
     """G's inputs for one target at the network's side, as the runtime makes them: the source
     shot warped onto target_lm (478, 3) crop pixels, cut to the target's face window →
-    (the window, {landmarks, warp, valid, mouth}). soften passes the warp through half
-    resolution, as the runtime's 256 crops are."""
+    (the window, {landmarks, warp, valid, mouth, region}). soften passes the warp through half
+    resolution, as the runtime's 256 crops are. region is where the runtime lets G's mask
+    draw (streamer.neural.generator_region)."""
     warped, valid = warp(source, target_lm)
     window = face_window(target_lm, source.crop.shape[0], size)
     lm = window.landmarks(target_lm)
     warped = window.cut(warped)
+    valid = window.cut(valid).astype(np.float32)
     if soften:
         half = cv2.resize(warped, (size // 2, size // 2), interpolation=cv2.INTER_AREA)
         warped = cv2.resize(half, (size, size), interpolation=cv2.INTER_LINEAR)
     return window, {
         "landmarks": landmark_input(lm, size),
         "warp": to_input(warped),
-        "valid": window.cut(valid)[None].astype(np.float32),
+        "valid": valid[None],
         "mouth": mouth_region(lm, size),
+        "region": generator_region(lm, valid)[None],
     }
 
 

@@ -57,6 +57,10 @@ class FinetuneOptions:
     anchor_gains: tuple[float, ...] = (1.0, 2.0, 3.0)  # expression gains of the anchors
     anchor_batch: int = 2  # anchors per step
     w_anchor: float = 4.0  # weight of the anchors' mouth L1
+    # train on the image the runtime shows, G's mask held to its region (losses.held_to_region):
+    # for a G meta-learned that way (TrainConfig.region_loss), whose drawing outside its region
+    # is never shown; the shipped G was meta-learned on its own blend
+    region_loss: bool = False
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0: torch's default
 
@@ -125,6 +129,16 @@ def anchor_targets(shot: ShotCrop, count: int, gains: tuple[float, ...]) -> list
     return [out[i] for i in picks]
 
 
+def shown(G: Generator, b: dict[str, torch.Tensor], psi: torch.Tensor,
+          options: FinetuneOptions) -> torch.Tensor:
+    """G on a batch → the image the runtime shows: G's mask held to its region when
+    options.region_loss, else G's own blend."""
+    out, drawn, mask = G(b["landmarks"], b["warp"], b["valid"], psi.expand(len(b["warp"]), -1))
+    if options.region_loss:
+        return losses.held_to_region(b["warp"], drawn, mask, b["region"])
+    return out
+
+
 def anchor_set(G: Generator, shot: ShotCrop, psi: np.ndarray, options: FinetuneOptions,
                size: int = 256) -> list[dict[str, torch.Tensor]]:
     """Anchor samples: G's inputs for anchor_targets and, as the target, what G (the
@@ -138,8 +152,8 @@ def anchor_set(G: Generator, shot: ShotCrop, psi: np.ndarray, options: FinetuneO
             arrays = mirrored(arrays)
         sample = {k: torch.from_numpy(v) for k, v in arrays.items()}
         with torch.no_grad():
-            sample["target"] = G(sample["landmarks"][None], sample["warp"][None],
-                                 sample["valid"][None], psi_t)[0][0]
+            sample["target"] = shown(G, {k: v[None] for k, v in sample.items()}, psi_t,
+                                     options)[0]
         samples.append(sample)
     return samples
 
@@ -178,15 +192,14 @@ def finetune(
     for step in range(options.steps):
         b = _batch(samples, options.batch, rng)
         n = len(b["target"])
-        out, _, _ = G(b["landmarks"], b["warp"], b["valid"], psi_p.expand(n, -1))
+        out = shown(G, b, psi_p, options)
         loss, _ = losses.content_loss(out, b["target"], b["mouth"], options.w_mouth)
         w = w_p.expand(n, -1)
         fm, adv, _ = losses.generator_adversarial(D, out, b["target"], b["landmarks"], w=w)
         loss = loss + options.w_fm * fm + options.w_adv * adv
         if anchors:
             a = _batch(anchors, options.anchor_batch, rng)
-            held, _, _ = G(a["landmarks"], a["warp"], a["valid"],
-                           psi_p.expand(len(a["target"]), -1))
+            held = shown(G, a, psi_p, options)
             loss = loss + options.w_anchor * losses.region_l1(held, a["target"], a["mouth"])
         opt_g.zero_grad(set_to_none=True)
         loss.backward()

@@ -64,6 +64,14 @@ def content_loss(
     return loss, {"l1": l1.item(), "l1_mouth": l1_mouth.item(), "ms_ssim": ssim.item()}
 
 
+def held_to_region(warp: torch.Tensor, drawn: torch.Tensor, mask: torch.Tensor,
+                   region: torch.Tensor) -> torch.Tensor:
+    """The image the runtime shows when G's mask is held to its region
+    (streamer.neural.generator_region): warp + region·mask·(drawn − warp). Training on it
+    spends G's capacity where the runtime lets it draw: the mouth and the warp's holes."""
+    return warp + region * mask * (drawn - warp)
+
+
 def feature_matching(fake: list[torch.Tensor], real: list[torch.Tensor]) -> torch.Tensor:
     return sum((f - r.detach()).abs().mean() for f, r in zip(fake, real, strict=True)) / len(fake)
 

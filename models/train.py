@@ -66,7 +66,9 @@ class Trainer:
         adversarial = self.step >= c.adv_start
         with self.autocast:
             e_hat, psi = self.E(b["shots"], b["shot_landmarks"])
-            out, _, mask = self.G(b["landmarks"], b["warp"], b["valid"], psi)
+            out, drawn, mask = self.G(b["landmarks"], b["warp"], b["valid"], psi)
+            if c.region_loss:
+                out = losses.held_to_region(b["warp"], drawn, mask, b["region"])
             loss, log = losses.content_loss(out.float(), b["target"], b["mouth"], c.w_mouth)
             if adversarial:
                 fm, adv, w_i = losses.generator_adversarial(self.D, out, b["target"],
@@ -137,9 +139,13 @@ class Trainer:
         return history
 
     def _render(self, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        """E then G on a batch already on the device → (out, drawn, mask)."""
+        """E then G on a batch already on the device → (out, drawn, mask); out held to G's
+        region when the config trains that way."""
         _, psi = _inner(self.E)(b["shots"], b["shot_landmarks"])
-        return _inner(self.G)(b["landmarks"], b["warp"], b["valid"], psi)
+        out, drawn, mask = _inner(self.G)(b["landmarks"], b["warp"], b["valid"], psi)
+        if self.config.region_loss:
+            out = losses.held_to_region(b["warp"], drawn, mask, b["region"])
+        return out, drawn, mask
 
     @torch.no_grad()
     def content_loss(self, batch: dict[str, torch.Tensor]) -> float:
@@ -151,7 +157,8 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """PSNR of output and of the plain warp against the target on held-out identities."""
+        """PSNR of G's own blend, of the plain warp, and of G held to its region as the runtime
+        shows it (`_region`), against the target on held-out identities."""
         if self._val_samples is None:  # the same episodes every time: built once
             c = self.config
             try:
@@ -165,18 +172,18 @@ class Trainer:
         if not self._val_samples:
             return {}
         self.E.eval(), self.G.eval()
-        psnr_out, psnr_warp, psnr_mouth_out, psnr_mouth_warp = [], [], [], []
+        scores: dict[str, list[float]] = {}
         for sample in self._val_samples:
             b = {k: v[None].to(self.device) for k, v in sample.items()}
-            out, _, _ = self._render(b)
-            psnr_out.append(_psnr(out, b["target"]))
-            psnr_warp.append(_psnr(b["warp"], b["target"]))
-            psnr_mouth_out.append(_psnr(out, b["target"], b["mouth"]))
-            psnr_mouth_warp.append(_psnr(b["warp"], b["target"], b["mouth"]))
+            _, psi = _inner(self.E)(b["shots"], b["shot_landmarks"])
+            out, drawn, mask = _inner(self.G)(b["landmarks"], b["warp"], b["valid"], psi)
+            held = losses.held_to_region(b["warp"], drawn, mask, b["region"])
+            for name, image in (("", out), ("_warp", b["warp"]), ("_region", held)):
+                scores.setdefault(f"val_psnr{name}", []).append(_psnr(image, b["target"]))
+                scores.setdefault(f"val_mouth_psnr{name}", []).append(
+                    _psnr(image, b["target"], b["mouth"]))
         self.E.train(), self.G.train()
-        return {"val_psnr": float(np.mean(psnr_out)), "val_psnr_warp": float(np.mean(psnr_warp)),
-                "val_mouth_psnr": float(np.mean(psnr_mouth_out)),
-                "val_mouth_psnr_warp": float(np.mean(psnr_mouth_warp))}
+        return {k: float(np.mean(v)) for k, v in scores.items()}
 
     # --- files --------------------------------------------------------------------------
     def _append_metrics(self, record: dict) -> None:
@@ -218,11 +225,13 @@ class Trainer:
 
     def _keep_best(self, scores: dict[str, float]) -> None:
         """Adversarial training wanders: also keep the checkpoint with the best held-out
-        gain over the warp (face + mouth PSNR), as OUT/best.pt."""
+        gain over the warp (face + mouth PSNR, of the image it was trained on), as
+        OUT/best.pt."""
         if not scores:
             return
-        gain = (scores["val_psnr"] - scores["val_psnr_warp"]
-                + scores["val_mouth_psnr"] - scores["val_mouth_psnr_warp"])
+        shown = "_region" if self.config.region_loss else ""
+        gain = (scores[f"val_psnr{shown}"] - scores["val_psnr_warp"]
+                + scores[f"val_mouth_psnr{shown}"] - scores["val_mouth_psnr_warp"])
         if gain > self.best_gain:
             self.best_gain = gain
             self._save("best.pt")

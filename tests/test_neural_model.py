@@ -200,6 +200,33 @@ def test_training_smoke_loss_falls_and_resumes(prepared, tmp_path):
     assert len(resumed.fit()) == 2
 
 
+def test_region_training_trains_the_image_the_runtime_shows(prepared, tmp_path):
+    from models.data import Episodes, load_prepared
+    from models.train import Trainer
+
+    videos = load_prepared([prepared])
+    sample = Episodes(videos, k=2, length=1)[0]
+    region, valid, mouth = sample["region"][0], sample["valid"][0], sample["mouth"][0]
+    # the runtime's region: G may draw around the mouth and where the warp has no texture
+    assert float(region[mouth > 0].mean()) > 0.5
+    assert float(region[(mouth == 0) & (valid > 0.99)].mean()) < 0.02
+    assert torch.all(region[valid < 0.01] > 0.99)
+    config = TrainConfig(model="tiny", data=(str(prepared),), out=str(tmp_path / "run"),
+                         region_loss=True, steps=12, batch=2, k=2, lr_g=2e-3, adv_start=6,
+                         workers=0, log_every=1, sample_every=100, checkpoint_every=100)
+    held = Episodes(load_prepared([prepared]), k=2, length=4, seed=7)
+    fixed = {k: torch.stack([held[i][k] for i in range(4)]) for k in held[0]}
+    trainer = Trainer(config)
+    with torch.no_grad():
+        out, drawn, mask = trainer._render(fixed)
+    outside = (fixed["region"] == 0).expand_as(out)
+    assert torch.equal(out[outside], fixed["warp"][outside])  # outside its region: the warp
+    assert not torch.equal(out, fixed["warp"])
+    before = trainer.content_loss(fixed)
+    trainer.fit()
+    assert trainer.content_loss(fixed) < before
+
+
 def test_finetune_changes_generator_and_psi(prepared):
     from models.data import load_prepared
     from models.finetune import FinetuneOptions, augment, finetune
@@ -216,6 +243,26 @@ def test_finetune_changes_generator_and_psi(prepared):
     # Augmentation moves the landmarks with the pixels.
     moved = augment(shots[0], np.random.default_rng(0))
     assert np.abs(moved.landmarks - shots[0].landmarks).max() > 1
+
+
+def test_finetune_on_the_image_the_runtime_shows(prepared):
+    from models.data import WarpInputs, load_prepared, sample_tensors
+    from models.finetune import FinetuneOptions, finetune, shown
+
+    video = load_prepared([prepared])[0]
+    shots = [video.shot(0), video.shot(5)]
+    G, D = Generator(TINY), Discriminator(TINY, 1)
+    psi = torch.zeros(1, TINY.psi_dim)
+    sample = sample_tensors(shots[:1], shots[1], WarpInputs(), TINY.size)
+    b = {k: v[None] for k, v in sample.items()}
+    held = shown(G, b, psi, FinetuneOptions(region_loss=True))
+    own = shown(G, b, psi, FinetuneOptions(region_loss=False))
+    outside = (b["region"] == 0).expand_as(held)
+    assert torch.equal(held[outside], b["warp"][outside])  # the runtime shows the warp there
+    assert not torch.equal(own[outside], b["warp"][outside])  # G's own blend does not
+    _, psi2 = finetune(G, D, shots, np.zeros(TINY.embed_dim, np.float32), psi[0].numpy(),
+                       FinetuneOptions(steps=3, augmented=2, lr_g=1e-3, region_loss=True))
+    assert np.abs(psi2 - psi[0].numpy()).max() > 0
 
 
 def test_anchor_targets_open_the_shot_mouth(prepared):
