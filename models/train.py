@@ -138,11 +138,14 @@ class Trainer:
                 self._save()
         return history
 
-    def _render(self, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        """E then G on a batch already on the device → (out, drawn, mask); out held to G's
-        region when the config trains that way."""
+    def _generate(self, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """E then G on a batch already on the device → (G's own blend, drawn, mask)."""
         _, psi = _inner(self.E)(b["shots"], b["shot_landmarks"])
-        out, drawn, mask = _inner(self.G)(b["landmarks"], b["warp"], b["valid"], psi)
+        return _inner(self.G)(b["landmarks"], b["warp"], b["valid"], psi)
+
+    def _render(self, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """_generate(), its out held to G's region when the config trains that way."""
+        out, drawn, mask = self._generate(b)
         if self.config.region_loss:
             out = losses.held_to_region(b["warp"], drawn, mask, b["region"])
         return out, drawn, mask
@@ -175,8 +178,7 @@ class Trainer:
         scores: dict[str, list[float]] = {}
         for sample in self._val_samples:
             b = {k: v[None].to(self.device) for k, v in sample.items()}
-            _, psi = _inner(self.E)(b["shots"], b["shot_landmarks"])
-            out, drawn, mask = _inner(self.G)(b["landmarks"], b["warp"], b["valid"], psi)
+            out, drawn, mask = self._generate(b)
             held = losses.held_to_region(b["warp"], drawn, mask, b["region"])
             for name, image in (("", out), ("_warp", b["warp"]), ("_region", held)):
                 scores.setdefault(f"val_psnr{name}", []).append(_psnr(image, b["target"]))
