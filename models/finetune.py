@@ -134,9 +134,7 @@ def shown(G: Generator, b: dict[str, torch.Tensor], psi: torch.Tensor,
     """G on a batch → the image the runtime shows: G's mask held to its region when
     options.region_loss, else G's own blend."""
     out, drawn, mask = G(b["landmarks"], b["warp"], b["valid"], psi.expand(len(b["warp"]), -1))
-    if options.region_loss:
-        return losses.held_to_region(b["warp"], drawn, mask, b["region"])
-    return out
+    return losses.trained_image(out, drawn, mask, b, options.region_loss)
 
 
 def anchor_set(G: Generator, shot: ShotCrop, psi: np.ndarray, options: FinetuneOptions,

@@ -72,6 +72,13 @@ def held_to_region(warp: torch.Tensor, drawn: torch.Tensor, mask: torch.Tensor,
     return warp + region * mask * (drawn - warp)
 
 
+def trained_image(out: torch.Tensor, drawn: torch.Tensor, mask: torch.Tensor,
+                  batch: dict[str, torch.Tensor], held: bool) -> torch.Tensor:
+    """What G is trained on: its own blend `out`, or (held) its drawing held to the batch's
+    region over the batch's warp."""
+    return held_to_region(batch["warp"], drawn, mask, batch["region"]) if held else out
+
+
 def feature_matching(fake: list[torch.Tensor], real: list[torch.Tensor]) -> torch.Tensor:
     return sum((f - r.detach()).abs().mean() for f, r in zip(fake, real, strict=True)) / len(fake)
 

@@ -67,8 +67,7 @@ class Trainer:
         with self.autocast:
             e_hat, psi = self.E(b["shots"], b["shot_landmarks"])
             out, drawn, mask = self.G(b["landmarks"], b["warp"], b["valid"], psi)
-            if c.region_loss:
-                out = losses.held_to_region(b["warp"], drawn, mask, b["region"])
+            out = losses.trained_image(out, drawn, mask, b, c.region_loss)
             loss, log = losses.content_loss(out.float(), b["target"], b["mouth"], c.w_mouth)
             if adversarial:
                 fm, adv, w_i = losses.generator_adversarial(self.D, out, b["target"],
@@ -146,9 +145,7 @@ class Trainer:
     def _render(self, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
         """_generate(), its out held to G's region when the config trains that way."""
         out, drawn, mask = self._generate(b)
-        if self.config.region_loss:
-            out = losses.held_to_region(b["warp"], drawn, mask, b["region"])
-        return out, drawn, mask
+        return losses.trained_image(out, drawn, mask, b, self.config.region_loss), drawn, mask
 
     @torch.no_grad()
     def content_loss(self, batch: dict[str, torch.Tensor]) -> float:
