@@ -57,10 +57,10 @@ class FinetuneOptions:
     anchor_gains: tuple[float, ...] = (1.0, 2.0, 3.0)  # expression gains of the anchors
     anchor_batch: int = 2  # anchors per step
     w_anchor: float = 4.0  # weight of the anchors' mouth L1
-    # train on the image the runtime shows, G's mask held to its region (losses.held_to_region):
-    # for a G meta-learned that way (TrainConfig.region_loss), whose drawing outside its region
-    # is never shown; the shipped G was meta-learned on its own blend
-    region_loss: bool = False
+    # train on the image the runtime shows, G's mask held to its region (losses.held_to_region),
+    # as the shipped G was half trained (TrainConfig.region_loss; models.average): its drawing
+    # outside its region is never shown. False: G's own blend over the whole window
+    region_loss: bool = True
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0: torch's default
 

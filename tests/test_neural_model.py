@@ -348,6 +348,35 @@ def test_exported_embedder_and_generator_match_torch(tmp_path):
         assert torch.equal(a, b)
 
 
+def test_average_of_two_trainings_exports(tmp_path):
+    """models.average: (1 − t)·A + t·B weight by weight, from a checkpoint and an exported .npz
+    alike; the result exports; other dimensions or a weight outside [0, 1] are named errors."""
+    from export.neural_export import build, load_checkpoint, save_weights
+    from models.average import AverageError, average_files
+
+    nets = [{"E": Embedder(TINY), "G": Generator(TINY), "D": Discriminator(TINY, 2)}
+            for _ in range(2)]
+    save_weights(tmp_path / "a.npz", TINY, nets[0])
+    torch.save({"dims": _asdict(TINY), **{k: m.state_dict() for k, m in nets[1].items()}},
+               tmp_path / "b.pt")
+    a_w, b_w = (next(iter(n["G"].parameters())).data for n in nets)
+    assert not torch.allclose(a_w, b_w)  # two different starts, or the test shows nothing
+    for t in (0.0, 0.25, 1.0):
+        out = average_files(tmp_path / "a.npz", tmp_path / "b.pt", t, tmp_path / f"{t}.pt")
+        E, G, _ = build(*load_checkpoint(out))
+        for key, value in G.state_dict().items():
+            a, b = nets[0]["G"].state_dict()[key], nets[1]["G"].state_dict()[key]
+            if value.is_floating_point():
+                assert torch.allclose(value, (1 - t) * a + t * b, atol=1e-6), (t, key)
+    with pytest.raises(AverageError, match="not in"):
+        average_files(tmp_path / "a.npz", tmp_path / "b.pt", 1.5, tmp_path / "x.pt")
+    small = {"E": Embedder(MODEL_SIZES["small"]), "G": Generator(MODEL_SIZES["small"]),
+             "D": Discriminator(MODEL_SIZES["small"], 2)}
+    save_weights(tmp_path / "small.npz", MODEL_SIZES["small"], small)
+    with pytest.raises(AverageError, match="other dimensions"):
+        average_files(tmp_path / "small.npz", tmp_path / "b.pt", 0.5, tmp_path / "y.pt")
+
+
 def _asdict(dims: NeuralDims) -> dict:
     from dataclasses import asdict
 
