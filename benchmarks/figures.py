@@ -25,6 +25,12 @@ region (streamer.neural.generator_region).
 
 draws docs/own_mouth.jpg: portraits that rest with their mouth open, opened wider by a clip;
 their own mouth kept however far the warp stretches it, next to what animate renders now.
+
+    python -m benchmarks.figures --int8 [--int8-pairs mona_lisa:woman_long_expressive ...]
+
+draws docs/int8_vs_fp32.jpg: the neural renderer with the float generator and with the int8
+one the live commands run, and their difference × 8 (labelled with its mean over the
+frame, in 0–255 levels).
 """
 
 from __future__ import annotations
@@ -68,36 +74,96 @@ def _tile(image: np.ndarray, lm: np.ndarray | None, label: str) -> np.ndarray:
     return tile
 
 
-def figure(data: Path, clip: str, portraits: list[str], frames: int,
-           renderers: list[str]) -> np.ndarray:
-    from streamer.animate import AnimateOptions
-    from streamer.offline import enroll_shots, offline_animation
-    from streamer.renderer import RendererConfig
+def _driver(data: Path, clip: str, frames: int
+            ) -> tuple[Path, list[np.ndarray], list[np.ndarray | None], list[tuple[str, int]]]:
+    """The clip's first `frames` frames, their video-mode landmarks and the frames to show."""
     from streamer.tracker import FaceTracker
-    from streamer.video_io import read_image, read_video_frames, video_fps
+    from streamer.video_io import read_video_frames
 
     path = data / "driving" / f"{clip}.mp4"
     video = list(read_video_frames(path, frames))
     with FaceTracker(video=True) as tracker:
         lms = [tracker.detect(f) for f in video]
-    picks = _pick(lms)
+    return path, video, lms, _pick(lms)
+
+
+def _render_picks(portrait, path: Path, lms: list[np.ndarray | None], wanted: set[int],
+                  renderer) -> dict[int, np.ndarray]:
+    """The portrait driven by the clip as `animate` renders it → the wanted frames by index.
+    renderer: a streamer.renderer.RendererConfig."""
+    from streamer.animate import AnimateOptions
+    from streamer.offline import offline_animation
+    from streamer.video_io import video_fps
+
+    anim, targets = offline_animation(portrait, lms,
+                                      AnimateOptions(fps=video_fps(path), renderer=renderer))
+    try:  # every frame in order, as animate does (a renderer with references keeps state)
+        return {i: o for i, o in enumerate(anim.render_target(t) for t in targets)
+                if i in wanted}
+    finally:
+        anim.close()
+
+
+def _portrait(data: Path, name: str):
+    from streamer.offline import enroll_shots
+    from streamer.video_io import read_image
+
+    return enroll_shots([read_image(next((data / "portraits").glob(f"{name}.*")))])
+
+
+def figure(data: Path, clip: str, portraits: list[str], frames: int,
+           renderers: list[str]) -> np.ndarray:
+    from streamer.renderer import RendererConfig
+    from streamer.tracker import FaceTracker
+
+    path, video, lms, picks = _driver(data, clip, frames)
     columns = [[_tile(video[i], lms[i], f"{clip[:18]} t={i} {what}") for what, i in picks]]
     wanted = {i for _, i in picks}
     for name in portraits:
-        portrait = enroll_shots([read_image(next((data / "portraits").glob(f"{name}.*")))])
+        portrait = _portrait(data, name)
         for renderer in renderers:
-            options = AnimateOptions(fps=video_fps(path), renderer=RendererConfig(renderer))
-            anim, targets = offline_animation(portrait, lms, options)
-            # every frame in order, as animate does (a renderer with references keeps state)
-            rendered = (anim.render_target(t) for t in targets)
-            outs = {i: o for i, o in enumerate(rendered) if i in wanted}
-            anim.close()
+            outs = _render_picks(portrait, path, lms, wanted, RendererConfig(renderer))
             label = f"{name} {renderer}"
             with FaceTracker(video=False) as still:
                 columns.append([_tile(outs[i], still.detect(outs[i]), label) for _, i in picks])
-    rows = [np.hstack([col[r] for col in columns]) for r in range(len(picks))]
+    return _rows(columns)
+
+
+def _rows(columns: list[list[np.ndarray]]) -> np.ndarray:
+    return _stack([np.hstack([col[r] for col in columns]) for r in range(len(columns[0]))])
+
+
+def _stack(rows: list[np.ndarray]) -> np.ndarray:
+    """Rows of different widths one under the other, padded black on the right."""
     width = max(r.shape[1] for r in rows)
     return np.vstack([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows])
+
+
+def int8_figure(data: Path, pairs: list[tuple[str, str]], frames: int) -> np.ndarray:
+    """Rows: the picked frames of each (portrait, clip); columns: driver, the neural renderer
+    with the float generator, with the int8 one (live's default), and |fp32 − int8| × 8."""
+    from streamer.renderer import RendererConfig
+    from streamer.tracker import FaceTracker
+
+    blocks = []
+    for name, clip in pairs:
+        path, video, lms, picks = _driver(data, clip, frames)
+        portrait = _portrait(data, name)
+        wanted = {i for _, i in picks}
+        outs = {p: _render_picks(portrait, path, lms, wanted, RendererConfig("neural", precision=p))
+                for p in ("fp32", "int8")}
+        columns: list[list[np.ndarray]] = [[], [], [], []]
+        with FaceTracker(video=False) as still:
+            for what, i in picks:
+                lm = still.detect(outs["fp32"][i])
+                diff = np.abs(outs["fp32"][i].astype(np.int16) - outs["int8"][i]) * 8
+                columns[0].append(_tile(video[i], lms[i], f"{clip[:18]} t={i} {what}"))
+                columns[1].append(_tile(outs["fp32"][i], lm, f"{name} fp32"))
+                columns[2].append(_tile(outs["int8"][i], lm, f"{name} int8 (live)"))
+                columns[3].append(_tile(np.clip(diff, 0, 255).astype(np.uint8), lm,
+                                        f"diff x8, mean {diff.mean() / 8:.2f}"))
+        blocks.append(_rows(columns))
+    return _stack(blocks)
 
 
 DETAIL_TILE = 420  # side of the full-detail figure's tiles, portrait pixels shown 1:1 or less
@@ -135,8 +201,7 @@ def detail_figure(data: Path, clip: str, portraits: list[tuple[str, int]]) -> np
         rows.append(np.hstack([cv2.resize(tiles[0], (DETAIL_TILE * tiles[0].shape[1]
                                                      // tiles[0].shape[0], DETAIL_TILE)),
                                *tiles[1:]]))
-    width = max(r.shape[1] for r in rows)
-    return np.vstack([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows])
+    return _stack(rows)
 
 
 def region_figure(data: Path, rows: list[tuple[str, int]]) -> np.ndarray:
@@ -269,6 +334,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--region-rows", nargs="+",
                         default=["few_shot_woman_outdoor:8", "man_glasses_lab:1"],
                         help="CLIP:K pairs for --region")
+    parser.add_argument("--int8", action="store_true",
+                        help="draw the int8-vs-fp32 figure instead")
+    parser.add_argument("--int8-pairs", nargs="+",
+                        default=["mona_lisa:woman_long_expressive", "einstein:man_glasses_office"],
+                        help="PORTRAIT:CLIP pairs for --int8")
     parser.add_argument("--own-mouth", action="store_true",
                         help="draw the own-mouth figure instead")
     parser.add_argument("--own-mouth-rows", nargs="+",
@@ -280,6 +350,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     data = args.data or default_data_dir()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.int8:
+        pairs = [(n, c) for n, c in (p.split(":") for p in args.int8_pairs)]
+        path = args.out / "int8_vs_fp32.jpg"
+        cv2.imwrite(str(path), int8_figure(data, pairs, args.frames),
+                    [cv2.IMWRITE_JPEG_QUALITY, 88])
+        print(f"wrote {path}")
+        return 0
     if args.own_mouth:
         triples = [(n, c, int(t)) for n, c, t in (r.split(":") for r in args.own_mouth_rows)]
         path = args.out / "own_mouth.jpg"
