@@ -22,6 +22,7 @@ import onnx
 import torch
 
 from export.onnx_export import OPSET, _describe
+from models.average import load_states
 from models.networks import Discriminator, Embedder, Generator, NeuralDims
 
 EMBEDDER_INPUTS = ["shots", "shot_landmarks"]
@@ -31,9 +32,8 @@ GENERATOR_OUTPUTS = ["image", "drawn", "mask"]
 
 
 def load_checkpoint(path: Path) -> tuple[NeuralDims, dict[str, dict[str, torch.Tensor]]]:
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    dims = _dims(state["dims"])
-    return dims, {k: state[k] for k in ("E", "G", "D")}
+    dims, states = load_states(path)
+    return _dims(dims), states
 
 
 def _dims(raw: dict) -> NeuralDims:
@@ -121,15 +121,8 @@ def save_weights(path: Path, dims: NeuralDims, nets: dict[str, torch.nn.Module])
 
 def load_weights(path: Path) -> tuple[Embedder, Generator, Discriminator]:
     """The networks from an exported .npz (no pickle)."""
-    with np.load(path, allow_pickle=False) as data:
-        dims = _dims(json.loads(bytes(data["dims"]).decode()))
-        states: dict[str, dict[str, torch.Tensor]] = {"E": {}, "G": {}, "D": {}}
-        for key in data.files:
-            if key == "dims":
-                continue
-            net, name = key.split("/", 1)
-            states[net][name] = torch.from_numpy(data[key].copy())
-    return build(dims, states)
+    dims, states = load_states(path)
+    return build(_dims(dims), states)
 
 
 def parity(E: Embedder, G: Generator, embedder_path: Path, generator_path: Path) -> float:

@@ -9,7 +9,7 @@ from one start), so that their weights lie in one basin. The result is a checkpo
 Why: the generator trained on the image the runtime shows (small_cpu_region.json, B) draws
 more of a real mouth's interior than the shipped one (A) — a tongue where the warp has a dark
 cavity — and on a moustached painting MediaPipe then reads the pink as closed lips. Halfway
-keeps most of B's held-out gain (lab notes, "Half of each").
+keeps most of B's held-out gain (lab notes, "Einstein's mouth, and half of each").
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ class AverageError(ValueError):
     """The two weight files cannot be averaged (other dimensions or other parameters)."""
 
 
-def load_states(path: Path) -> tuple[dict, dict[str, dict[str, torch.Tensor]]]:
+def load_states(path: Path | str) -> tuple[dict, dict[str, dict[str, torch.Tensor]]]:
     """A .pt checkpoint or an exported .npz → (dims as a dict, {net: state dict})."""
+    path = Path(path)
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as data:
             dims = json.loads(bytes(data["dims"]).decode())

@@ -22,6 +22,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from models import losses
+from models.average import load_states
 from models.configs import TrainConfig, load_config
 from models.data import Episodes, load_prepared
 from models.networks import Discriminator, Embedder, Generator
@@ -256,18 +257,14 @@ class Trainer:
 def _init_weights(trainer: Trainer, path: Path) -> None:
     """Start from exported weights (export.neural_export's .npz). D's per-video embeddings W
     are kept only when the video list has the same length."""
-    from export.neural_export import load_weights  # deferred: export needs onnx
-
-    with np.load(path, allow_pickle=False) as data:
-        dims = json.loads(bytes(data["dims"]).decode())
+    dims, states = load_states(path)
     if dims != json.loads(json.dumps(asdict(trainer.config.dims))):
         raise ValueError(f"{path} has other model dimensions than {trainer.config.model}")
-    E, G, D = load_weights(path)
-    d_state = D.state_dict()
+    d_state = states["D"]
     if d_state["W.weight"].shape != trainer.D.W.weight.shape:
         d_state["W.weight"] = trainer.D.W.weight.detach().cpu()
-    trainer.E.load_state_dict(E.state_dict())
-    trainer.G.load_state_dict(G.state_dict())
+    trainer.E.load_state_dict(states["E"])
+    trainer.G.load_state_dict(states["G"])
     trainer.D.load_state_dict(d_state)
 
 
