@@ -22,8 +22,8 @@ import onnx
 import torch
 
 from export.onnx_export import OPSET, _describe
-from models.average import load_states
 from models.networks import Discriminator, Embedder, Generator, NeuralDims
+from models.weights import load_states
 
 EMBEDDER_INPUTS = ["shots", "shot_landmarks"]
 EMBEDDER_OUTPUTS = ["embedding", "psi"]

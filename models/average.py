@@ -15,33 +15,15 @@ keeps most of B's held-out gain (lab notes, "Einstein's mouth, and half of each"
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
-NETS = ("E", "G", "D")
+from models.weights import NETS, load_states
 
 
 class AverageError(ValueError):
     """The two weight files cannot be averaged (other dimensions or other parameters)."""
-
-
-def load_states(path: Path | str) -> tuple[dict, dict[str, dict[str, torch.Tensor]]]:
-    """A .pt checkpoint or an exported .npz → (dims as a dict, {net: state dict})."""
-    path = Path(path)
-    if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as data:
-            dims = json.loads(bytes(data["dims"]).decode())
-            states: dict[str, dict[str, torch.Tensor]] = {net: {} for net in NETS}
-            for key in data.files:
-                if key != "dims":
-                    net, name = key.split("/", 1)
-                    states[net][name] = torch.from_numpy(data[key].copy())
-        return dims, states
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return json.loads(json.dumps(state["dims"])), {net: state[net] for net in NETS}
 
 
 def average(a: dict[str, dict[str, torch.Tensor]], b: dict[str, dict[str, torch.Tensor]],
@@ -68,10 +50,11 @@ def average_files(a: Path, b: Path, weight: float, out: Path) -> Path:
     dims_a, states_a = load_states(a)
     dims_b, states_b = load_states(b)
     if dims_a != dims_b:
-        raise AverageError(f"{a} and {b} are models of other dimensions")
+        raise AverageError(f"{a} and {b} are models of other dimensions: average two "
+                           "trainings of one model size")
     soup = average(states_a, states_b, weight)
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"dims": dims_b, **soup, "step": 0,
+    torch.save({"dims": dims_b, **soup,
                 "averaged": {"a": str(a), "b": str(b), "weight": weight}}, out)
     return out
 

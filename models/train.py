@@ -22,10 +22,10 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from models import losses
-from models.average import load_states
 from models.configs import TrainConfig, load_config
 from models.data import Episodes, load_prepared
 from models.networks import Discriminator, Embedder, Generator
+from models.weights import load_states
 
 
 class Trainer:
