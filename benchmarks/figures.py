@@ -31,11 +31,17 @@ their own mouth kept however far the warp stretches it, next to what animate ren
 draws docs/int8_vs_fp32.jpg: the neural renderer with the float generator and with the int8
 one the live commands run, and their difference × 8 (labelled with its mean over the
 frame, in 0–255 levels).
+
+    python -m benchmarks.figures --still [--still-pairs self:man_glasses_office ...]
+
+draws docs/still_background.jpg: the training-free renderer with the background moved by
+the spline and held still (RendererConfig.still_background), and their difference × 4.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -164,6 +170,47 @@ def int8_figure(data: Path, pairs: list[tuple[str, str]], frames: int) -> np.nda
                                         f"diff x8, mean {diff.mean() / 8:.2f}"))
         blocks.append(_rows(columns))
     return _stack(blocks)
+
+
+def still_figure(data: Path, pairs: list[tuple[str, str]], frames: int) -> np.ndarray:
+    """Rows: the picked frames of each (portrait, clip), "self" for the clip's own first
+    frame; columns: driver, the training-free renderer with the background moved by the
+    spline (still_background=False), with it still (now), and |moved − still| × 4, each the
+    portrait's crop square (where the warp acts)."""
+    from streamer.offline import enroll_shots
+    from streamer.renderer import RendererConfig
+
+    blocks = []
+    for name, clip in pairs:
+        path, video, lms, picks = _driver(data, clip, frames)
+        portrait = enroll_shots([video[0]]) if name == "self" else _portrait(data, name)
+        label = "its frame 0" if name == "self" else name
+        wanted = {i for _, i in picks}
+        outs = {still: _render_picks(portrait, path, lms, wanted,
+                                     RendererConfig("warp", still_background=still))
+                for still in (False, True)}
+        square = _box_square(portrait.box)
+        columns: list[list[np.ndarray]] = [[], [], [], []]
+        for what, i in picks:
+            moved, still = outs[False][i], outs[True][i]
+            diff = np.clip(np.abs(moved.astype(np.int16) - still) * 4, 0, 255).astype(np.uint8)
+            columns[0].append(square(video[i], f"{clip[:18]} t={i} {what}")
+                              if name != "self" else square(video[i], f"real t={i} {what}"))
+            columns[1].append(square(moved, f"{label}: moved"))
+            columns[2].append(square(still, f"{label}: still (now)"))
+            columns[3].append(square(diff, "difference x4"))
+        blocks.append(_rows(columns))
+    return _stack(blocks)
+
+
+def _box_square(box):  # streamer.portrait.CropBox -> (image, label) -> labelled tile
+    """The crop box's square of an image (clipped to it), labelled at REGION_TILE²."""
+    x0, y0, side = int(round(box.x0)), int(round(box.y0)), int(box.side)
+
+    def square(image: np.ndarray, text: str) -> np.ndarray:
+        return _label(image[max(y0, 0):y0 + side, max(x0, 0):x0 + side].copy(), text)
+
+    return square
 
 
 DETAIL_TILE = 420  # side of the full-detail figure's tiles, portrait pixels shown 1:1 or less
@@ -347,39 +394,42 @@ def main(argv: list[str] | None = None) -> int:
                                  "dreamtalk_menglu2:woman_long_expressive:57",
                                  "dreamtalk_menglu2:woman_long_expressive:165"],
                         help="PORTRAIT:CLIP:FRAME triples for --own-mouth")
+    parser.add_argument("--still", action="store_true",
+                        help="draw the still-background figure instead")
+    parser.add_argument("--still-pairs", nargs="+",
+                        default=["self:man_glasses_office", "einstein:woman_long_expressive"],
+                        help="PORTRAIT:CLIP pairs for --still (PORTRAIT self: the clip's frame 0)")
     args = parser.parse_args(argv)
     data = args.data or default_data_dir()
     args.out.mkdir(parents=True, exist_ok=True)
+
+    def split(specs: list[str]) -> list[list[str]]:
+        return [spec.split(":") for spec in specs]
+
+    # (file name, drawing, JPEG quality) for each figure asked for
+    jobs: list[tuple[str, Callable[[], np.ndarray], int]]
     if args.int8:
-        pairs = [(n, c) for n, c in (p.split(":") for p in args.int8_pairs)]
-        path = args.out / "int8_vs_fp32.jpg"
-        cv2.imwrite(str(path), int8_figure(data, pairs, args.frames),
-                    [cv2.IMWRITE_JPEG_QUALITY, 88])
-        print(f"wrote {path}")
-        return 0
-    if args.own_mouth:
-        triples = [(n, c, int(t)) for n, c, t in (r.split(":") for r in args.own_mouth_rows)]
-        path = args.out / "own_mouth.jpg"
-        cv2.imwrite(str(path), own_mouth_figure(data, triples), [cv2.IMWRITE_JPEG_QUALITY, 90])
-        print(f"wrote {path}")
-        return 0
-    if args.region:
-        rows = [(c, int(k)) for c, k in (p.split(":") for p in args.region_rows)]
-        path = args.out / "generator_region.jpg"
-        cv2.imwrite(str(path), region_figure(data, rows), [cv2.IMWRITE_JPEG_QUALITY, 90])
-        print(f"wrote {path}")
-        return 0
-    if args.detail:
-        pairs = [(n, int(c)) for n, c in (p.split(":") for p in args.detail_portraits)]
-        path = args.out / "full_detail.jpg"
-        cv2.imwrite(str(path), detail_figure(data, args.clips[0], pairs),
-                    [cv2.IMWRITE_JPEG_QUALITY, 90])
-        print(f"wrote {path}")
-        return 0
-    for clip in args.clips:
-        path = args.out / f"driven_{clip}.jpg"
-        cv2.imwrite(str(path), figure(data, clip, args.portraits, args.frames, args.renderers),
-                    [cv2.IMWRITE_JPEG_QUALITY, 88])
+        pairs = [(n, c) for n, c in split(args.int8_pairs)]
+        jobs = [("int8_vs_fp32.jpg", lambda: int8_figure(data, pairs, args.frames), 88)]
+    elif args.still:
+        pairs = [(n, c) for n, c in split(args.still_pairs)]
+        jobs = [("still_background.jpg", lambda: still_figure(data, pairs, args.frames), 88)]
+    elif args.own_mouth:
+        triples = [(n, c, int(t)) for n, c, t in split(args.own_mouth_rows)]
+        jobs = [("own_mouth.jpg", lambda: own_mouth_figure(data, triples), 90)]
+    elif args.region:
+        rows = [(c, int(k)) for c, k in split(args.region_rows)]
+        jobs = [("generator_region.jpg", lambda: region_figure(data, rows), 90)]
+    elif args.detail:
+        sizes = [(n, int(c)) for n, c in split(args.detail_portraits)]
+        jobs = [("full_detail.jpg", lambda: detail_figure(data, args.clips[0], sizes), 90)]
+    else:
+        jobs = [(f"driven_{clip}.jpg",
+                 lambda clip=clip: figure(data, clip, args.portraits, args.frames,
+                                          args.renderers), 88) for clip in args.clips]
+    for name, draw, quality in jobs:
+        path = args.out / name
+        cv2.imwrite(str(path), draw(), [cv2.IMWRITE_JPEG_QUALITY, quality])
         print(f"wrote {path}")
     return 0
 

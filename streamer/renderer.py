@@ -32,6 +32,11 @@ from streamer.texture import Box, Rendered, Texture
 # teeth smeared into vertical streaks; dropping the whole own mouth from 1.5 × its opening
 # replaced smiling teeth (dreamtalk_menglu2) with a dark smear.
 OWN_MOUTH_STRETCH = (3.0, 5.0)
+# px at the 512 crop: the segmentation's soft edge, moved with the head where it left it (with 1
+# px a dotted trace of the hair's outline stayed behind; 8 px moved more background than needed:
+# K-shot K = 1 face PSNR, man_glasses_office 21.07 / 20.92 / 20.42 dB for 1 / 3 / 8 px)
+STILL_FRINGE = 3.0
+STILL_MOVE = 2.0  # px at the 512 crop: a pixel moved this far is uncovered in full
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,9 @@ class RendererConfig:
     # warp: the portrait's own open mouth is kept where the warp stretches it down the image by
     # up to [0] ×, the drawn interior replaces it from [1] × (inf, inf: kept however stretched)
     own_mouth_stretch: tuple[float, float] = OWN_MOUTH_STRETCH
+    # warp: the background stays still where the portrait file has its person masks
+    # (StillBackground); False: the background near the head moves with it, as the spline says
+    still_background: bool = True
 
 
 class Renderer(Protocol):
@@ -236,6 +244,7 @@ class _Source:
     lids: np.ndarray  # warp_inputs.lids
     irises: np.ndarray  # warp_inputs.irises
     white: np.ndarray  # (3,) float32 BGR 0–255 its eyes' white (portrait.eye_white_colour)
+    still: StillBackground | None  # leaves its background still; None: moves it with the head
 
 
 class WarpRenderer:
@@ -252,6 +261,7 @@ class WarpRenderer:
         self._tongue = not as_trained
         self._as_trained = as_trained
         self._stretch = (np.inf, np.inf) if as_trained else config.own_mouth_stretch
+        self._still = config.still_background
         self._session, entry = open_session(asset_dir(config), f"warp_{size}", config)
         if entry["dims"]["num_ctrl"] != W.NUM_CTRL:
             raise ModelFileError("warp model was exported for another control-point layout")
@@ -266,16 +276,22 @@ class WarpRenderer:
         assert portrait.crop_size == self._size, "rebind needs the same crop size"
         self._colors = portrait.colors.astype(np.float32)  # cached portrait tensor
         refs = zip(portrait.references, portrait.reference_landmarks, strict=True)
-        self._shots = [self._source(portrait.crop, portrait.crop_landmarks, portrait.mouth_mask)]
-        self._shots += [self._source(crop, lm, own_mouth_mask(self._size, lm)) for crop, lm in refs]
+        people = list(portrait.person_masks) if self._still else []
+        people += [None] * (1 + len(portrait.references) - len(people))
+        self._shots = [self._source(portrait.crop, portrait.crop_landmarks, portrait.mouth_mask,
+                                    people[0])]
+        self._shots += [self._source(crop, lm, own_mouth_mask(self._size, lm), person)
+                        for (crop, lm), person in zip(refs, people[1:], strict=True)]
         self._picker = ReferencePicker(np.stack([s.landmarks for s in self._shots]))
 
-    def _source(self, crop: np.ndarray, landmarks: np.ndarray, mouth: np.ndarray) -> _Source:
+    def _source(self, crop: np.ndarray, landmarks: np.ndarray, mouth: np.ndarray,
+                person: np.ndarray | None) -> _Source:
         size = self._size
         lm = landmarks.astype(np.float64)
         return _Source(crop, lm, W.normalize(W.fit_points(lm, size), size),
                        mouth if mouth.any() else None, W.lids(lm, size), W.irises(lm, size),
-                       eye_white_colour(crop, lm))
+                       eye_white_colour(crop, lm),
+                       None if person is None else StillBackground(person))
 
     @property
     def shot(self) -> int:
@@ -365,10 +381,50 @@ class WarpRenderer:
         for box, local in zip(W.fine_boxes(target, s), fine, strict=True):
             _blend_fine(flow, local, box)
         flow += self._pixels  # in place: the upsampled flow is this frame's own array
+        src = source if source is not None else self._shots[0]
+        if src.still is not None:
+            flow = src.still.hold(flow, self._pixels)
         return flow, mouth, W.mouth_box(target, s), white
 
     def close(self) -> None:
         self._session = None
+
+
+class StillBackground:
+    """Leaves a shot's background still (RendererConfig.still_background): wherever the
+    output shows background (the map samples the shot's background there) the map takes the
+    pixel itself, so the background does not move with the head. Where the head moved off
+    background it covered, the pixel itself would show the person left behind (that pixel of
+    the shot is the person, or within STILL_FRINGE of it: a segmentation's soft edge reads
+    the hair's fringe as background); there the map keeps the spline's (the background beside
+    the head, stretched), fully once the pixel moved STILL_MOVE. Where that strip meets the
+    still background the map steps back (the strip shows background from beside the head,
+    the still part its own), as it steps at the head's edge, the head in front."""
+
+    def __init__(self, person: np.ndarray) -> None:
+        """person: (S, S) uint8 where the shot shows the person (streamer.segment)."""
+        size = person.shape[0]
+        grow = max(1, round(STILL_FRINGE * size / 512))
+        near = cv2.dilate(person, np.ones((2 * grow + 1,) * 2, np.uint8))
+        self._person = (person >= 128).astype(np.uint8)
+        self._near = (near >= 128).astype(np.uint8)
+        self._move = np.float32(STILL_MOVE * size / 512)
+
+    def hold(self, grid: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+        """The sampling map grid (S, S, 2) float32 with the background still: blended to the
+        identity map `pixels` where it stays."""
+        shown = cv2.remap(self._person, grid, None, cv2.INTER_NEAREST,
+                          borderMode=cv2.BORDER_REPLICATE)
+        background = 1 - shown  # uint8 0/1
+        weight = background.astype(np.float32)
+        uncovered = background & self._near
+        if uncovered.any():
+            # how far each pixel moved (smooth: worked out on every 4th pixel)
+            moved = pixels[::4, ::4] - grid[::4, ::4]
+            gone = np.minimum(cv2.magnitude(moved[:, :, 0], moved[:, :, 1]) / self._move, 1.0)
+            gone = cv2.resize(gone, grid.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+            weight -= uncovered * gone  # at rest the shot's own fringe stays
+        return cv2.blendLinear(grid, pixels, 1.0 - weight, weight)
 
 
 def own_mouth_kept(grid: np.ndarray, stretch: tuple[float, float] = OWN_MOUTH_STRETCH

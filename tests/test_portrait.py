@@ -44,7 +44,7 @@ def test_save_and_load_round_trip(astronaut_portrait, tmp_path):
     save_portrait(astronaut_portrait, path)
     loaded = load_portrait(path)
     for name in ("image", "landmarks", "crop", "crop_landmarks", "mouth_mask", "colors", "shots",
-                 "references", "reference_landmarks"):
+                 "references", "reference_landmarks", "person_masks"):
         assert np.array_equal(getattr(loaded, name), getattr(astronaut_portrait, name)), name
     assert loaded.box == astronaut_portrait.box
     assert loaded.sources == astronaut_portrait.sources and len(loaded.sources[0]) == 64
@@ -152,6 +152,11 @@ def test_shots_of_one_camera_become_references(astronaut_bgr, tmp_path):
     assert np.allclose(p.reference_landmarks[0], p.box.to_crop(p.shots[1]))
     shift = (p.reference_landmarks[0] - p.crop_landmarks)[:, :2].mean(axis=0)
     assert np.allclose(shift, np.array([12, 6]) * p.box.scale, atol=1.5)
+    # Each shot the warp starts from has its own person mask: the reference's person sits
+    # where the moved picture put her.
+    assert p.person_masks.shape == (2, 256, 256)
+    across = [np.nonzero(m >= 128)[1].mean() for m in p.person_masks]
+    assert abs((across[1] - across[0]) - 12 * p.box.scale) < 2
     path = tmp_path / "k.headcast"
     save_portrait(p, path)
     loaded = load_portrait(path)
@@ -174,6 +179,7 @@ def test_files_before_references_load_without_them(astronaut_portrait, tmp_path)
         np.savez(f, **arrays)
     loaded = load_portrait(path)
     assert len(loaded.references) == 0 and len(loaded.reference_landmarks) == 0
+    assert len(loaded.person_masks) == 0  # the renderer then moves the background as before
 
 
 def test_teeth_take_the_colour_of_the_portraits_light(astronaut_portrait):

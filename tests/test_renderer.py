@@ -1,6 +1,7 @@
 import json
 import shutil
 
+import cv2
 import numpy as np
 import pytest
 
@@ -156,7 +157,7 @@ def test_sampling_map_matches_the_dense_spline(astronaut_bgr, size):
     pytest.importorskip("torch")
     from streamer.portrait import EnrollConfig, enroll_images
     portrait = enroll_images([astronaut_bgr], EnrollConfig(crop_size=size))
-    r = WarpRenderer(portrait)
+    r = WarpRenderer(portrait, RendererConfig(still_background=False))  # the spline's own map
     target = open_mouth(portrait.crop_landmarks, 0.3)
     grid, _, _ = r.sampling(target)
     err = np.linalg.norm(grid - _spline_map(r, target, size), axis=2) * (256 / size)
@@ -361,14 +362,35 @@ def test_head_turns_up_to_20_degrees_do_not_fold(astronaut_portrait, yaw):
     determinant drops to zero or below. Turning the head ±20° keeps it positive everywhere."""
     from tests.helpers import rotate_yaw
 
-    r = WarpRenderer(astronaut_portrait)
-    grid, _, _ = r.sampling(rotate_yaw(astronaut_portrait.crop_landmarks, yaw))
-    dx_dx = np.gradient(grid[..., 0], axis=1)
-    dx_dy = np.gradient(grid[..., 0], axis=0)
-    dy_dx = np.gradient(grid[..., 1], axis=1)
-    dy_dy = np.gradient(grid[..., 1], axis=0)
-    det = dx_dx * dy_dy - dx_dy * dy_dx
-    assert det.min() > 0.1  # no fold: every output pixel samples a distinct, unflipped place
+    def det(grid: np.ndarray) -> np.ndarray:
+        dx_dx = np.gradient(grid[..., 0], axis=1)
+        dx_dy = np.gradient(grid[..., 0], axis=0)
+        dy_dx = np.gradient(grid[..., 1], axis=1)
+        dy_dy = np.gradient(grid[..., 1], axis=0)
+        return dx_dx * dy_dy - dx_dy * dy_dx
+
+    target = rotate_yaw(astronaut_portrait.crop_landmarks, yaw)
+    spline = WarpRenderer(astronaut_portrait, RendererConfig(still_background=False))
+    grid, _, _ = spline.sampling(target)
+    assert det(grid).min() > 0.1  # no fold: every output pixel samples a distinct, unflipped place
+    # With the background still, the map steps from the head's motion to the pixel itself at
+    # the head's edge (the head in front of the background) and where the strip the head
+    # uncovered, which keeps the spline's map, meets the still background: steps, not folds.
+    # Off those steps every pixel shown from the portrait's texture is unfolded.
+    texture = WarpRenderer(astronaut_portrait).render_textured(target).texture
+    assert texture is not None
+    shown = np.ones(texture.grid.shape[:2], np.float32)  # the texture's share of each pixel
+    if not texture.empty_box:
+        x0, y0, x1, y1 = texture.box
+        shown[y0:y1, x0:x1] = texture.weight
+    s = shown.shape[0]
+    ys, xs = np.mgrid[0:s, 0:s].astype(np.float32)
+    still = (np.abs(texture.grid - np.dstack([xs, ys])).max(axis=2) < 0.01).astype(np.uint8)
+    assert still.mean() > 0.2  # the background beside the turned head stayed where it was
+    cross = np.ones((3, 3), np.uint8)
+    step = cv2.dilate(cv2.morphologyEx(still, cv2.MORPH_GRADIENT, cross), cross) > 0
+    inner = (cv2.erode((shown > 0.999).astype(np.uint8), cross) > 0) & ~step
+    assert det(texture.grid)[inner].min() > 0.1
 
 
 @pytest.fixture(scope="module")
@@ -410,3 +432,47 @@ def test_the_warp_starts_from_the_nearest_shot(open_mouth_shots):
     # Back at rest, the first shot renders again.
     double.render(two.crop_landmarks)
     assert double.shot == 0
+
+
+def test_the_background_stays_still_where_the_head_does_not_cover_it():
+    """The head (a disc) moved 8 px right: background it did not cover keeps its own pixel,
+    the head is sampled where the map says, and over the strip it uncovered (and the soft
+    edge beside it) the map keeps showing background from beside the head, not the head
+    left behind."""
+    from streamer.renderer import StillBackground
+
+    s = 128
+    ys, xs = np.mgrid[0:s, 0:s].astype(np.float32)
+    pixels = np.dstack([xs, ys])
+    person = np.where((xs - 64) ** 2 + (ys - 64) ** 2 <= 400, 255, 0).astype(np.uint8)
+    grid = pixels - np.float32([8, 0])
+    held = StillBackground(person).hold(grid, pixels)
+    close = lambda a, b: np.allclose(a, b, atol=0.01)  # noqa: E731
+    assert close(held[64, 120], pixels[64, 120])  # background: still
+    assert close(held[5, 5], pixels[5, 5])
+    assert close(held[64, 70], grid[64, 70])  # the head: moved
+    assert close(held[64, 46], grid[64, 46])  # the strip [44, 52) it left: background beside
+    assert person[64, int(held[64, 46, 0])] == 0  # ... it, not the head
+    assert close(held[64, 43], grid[64, 43])  # the edge's pixel beside the strip moves too
+    # At rest nothing moves.
+    assert close(StillBackground(person).hold(pixels.copy(), pixels), pixels)
+
+
+def test_the_background_stays_still_when_the_head_moves(astronaut_portrait):
+    """A head moved 12 px right (a sideways sway): the background beside it stays as it was,
+    where the spline alone drags it along; the face moves in both."""
+    p = astronaut_portrait
+    target = p.crop_landmarks + np.float32([12, 0, 0])
+    still = WarpRenderer(p).render(target)
+    dragged = WarpRenderer(p, RendererConfig(still_background=False)).render(target)
+    person = p.person_masks[0]
+    # background in the portrait, well away from the person (the astronaut's backdrop is a
+    # smooth blur, so the dragged one differs by a level or two)
+    region = cv2.erode((person < 10).astype(np.uint8), np.ones((51, 51), np.uint8)) > 0
+    assert region.sum() > 10000
+    diff = lambda a: np.abs(a[region].astype(int) - p.crop[region]).mean()  # noqa: E731
+    assert diff(still) < 0.05
+    assert diff(dragged) > 0.5
+    x0, y0, x1, y1 = L.face_box(p.crop_landmarks)
+    face = slice(int(y0) + 10, int(y1) - 10), slice(int(x0) + 22, int(x1) - 2)
+    assert _psnr(still[face], dragged[face]) > 40  # the face itself: the same warp
