@@ -22,7 +22,8 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def add_renderer_option(p: argparse.ArgumentParser, precision: str = "fp32") -> None:
-    """--renderer and --precision (whose default differs: live commands run int8)."""
+    """--renderer and --precision (whose default differs: live commands run int8), --detail
+    and --moving-background."""
     p.add_argument(
         "--renderer",
         choices=("auto", "neural", "warp"),
@@ -45,6 +46,12 @@ def add_renderer_option(p: argparse.ArgumentParser, precision: str = "fp32") -> 
         "rendered crop: auto (default) when the face is at least 1.5x larger than the crop, "
         "full always, crop never",
     )
+    p.add_argument(
+        "--moving-background",
+        action="store_true",
+        help="let the background near the head move with it, as the warp's spline says (by "
+        "default it stays still where the portrait file marks the person)",
+    )
 
 
 def add_overlap_option(p: argparse.ArgumentParser, where: str = "") -> None:
@@ -60,7 +67,8 @@ def add_overlap_option(p: argparse.ArgumentParser, where: str = "") -> None:
 def renderer_config(args: argparse.Namespace):  # -> streamer.renderer.RendererConfig
     from streamer.renderer import RendererConfig
 
-    return RendererConfig(name=args.renderer, precision=args.precision)
+    return RendererConfig(name=args.renderer, precision=args.precision,
+                          still_background=not args.moving_background)
 
 
 def _add_enroll(sub: argparse._SubParsersAction) -> None:

@@ -4,9 +4,9 @@ background, so the warp can leave the background still (streamer/renderer.py).
 MediaPipe's selfie segmentation (its model ships in the mediapipe wheel; nothing is
 downloaded) gives the person's probability at enrollment, kept where it is ≥ 0.5 (the
 renderer needs no more than that, and the file stores 8 pixels a byte). The face itself must
-never be taken
-for background (a painting's dark varnish or a sculpture's clay can read as either), so the
-face mesh's outline, grown by FACE_GROW around its centre, always counts as the person.
+never be taken for background (a painting's dark varnish or a sculpture's clay can read as
+either), so the face mesh's outline, grown by FACE_GROW around its centre, always counts as
+the person.
 """
 
 from __future__ import annotations

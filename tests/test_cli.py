@@ -37,6 +37,19 @@ def test_animate_detail_flag_reaches_the_paste_back(monkeypatch, flags, detail):
     assert seen[0].detail == detail
 
 
+@pytest.mark.parametrize("flags, still", [([], True), (["--moving-background"], False)])
+def test_animate_background_flag_reaches_the_renderer(monkeypatch, flags, still):
+    """`--moving-background` turns the still background off (streamer.renderer; tested in
+    test_renderer)."""
+    import streamer.offline
+
+    seen = []
+    monkeypatch.setattr(streamer.offline, "run_animate",
+                        lambda job, progress=True: seen.append(job.options) or 0)
+    assert main(["animate", "-o", "x.mp4", "--quiet", *flags]) == 0
+    assert seen[0].renderer.still_background is still
+
+
 def test_animate_without_the_second_look_renders_the_targets_as_transferred(tmp_path):
     from streamer.video_io import read_video_frames
 
