@@ -185,6 +185,7 @@ def still_figure(data: Path, pairs: list[tuple[str, str]], frames: int) -> np.nd
         path, video, lms, picks = _driver(data, clip, frames)
         portrait = enroll_shots([video[0]]) if name == "self" else _portrait(data, name)
         label = "its frame 0" if name == "self" else name
+        driver = "real" if name == "self" else clip[:18]
         wanted = {i for _, i in picks}
         outs = {still: _render_picks(portrait, path, lms, wanted,
                                      RendererConfig("warp", still_background=still))
@@ -194,8 +195,7 @@ def still_figure(data: Path, pairs: list[tuple[str, str]], frames: int) -> np.nd
         for what, i in picks:
             moved, still = outs[False][i], outs[True][i]
             diff = np.clip(np.abs(moved.astype(np.int16) - still) * 4, 0, 255).astype(np.uint8)
-            columns[0].append(square(video[i], f"{clip[:18]} t={i} {what}")
-                              if name != "self" else square(video[i], f"real t={i} {what}"))
+            columns[0].append(square(video[i], f"{driver} t={i} {what}"))
             columns[1].append(square(moved, f"{label}: moved"))
             columns[2].append(square(still, f"{label}: still (now)"))
             columns[3].append(square(diff, "difference x4"))

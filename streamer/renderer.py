@@ -276,8 +276,9 @@ class WarpRenderer:
         assert portrait.crop_size == self._size, "rebind needs the same crop size"
         self._colors = portrait.colors.astype(np.float32)  # cached portrait tensor
         refs = zip(portrait.references, portrait.reference_landmarks, strict=True)
-        people = list(portrait.person_masks) if self._still else []
-        people += [None] * (1 + len(portrait.references) - len(people))
+        # one mask per shot (crop, then references); none before version 6 or when turned off
+        people = (list(portrait.person_masks) if self._still and len(portrait.person_masks)
+                  else [None] * (1 + len(portrait.references)))
         self._shots = [self._source(portrait.crop, portrait.crop_landmarks, portrait.mouth_mask,
                                     people[0])]
         self._shots += [self._source(crop, lm, own_mouth_mask(self._size, lm), person)
