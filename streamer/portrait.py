@@ -359,6 +359,9 @@ def load_portrait(path: str | Path) -> Portrait:
             if _PERSON_BITS in data.files:
                 size = arrays["crop"].shape[1]
                 bits = np.unpackbits(data[_PERSON_BITS], axis=-1, count=size)
+                shots = 1 + len(arrays.get("references", ()))
+                if bits.size and bits.shape != (shots, size, size):
+                    raise ValueError(f"person masks {bits.shape} for {shots} shots of {size}²")
                 arrays["person_masks"] = bits * np.uint8(255)
     except PortraitFileError:
         raise

@@ -166,6 +166,16 @@ def test_shots_of_one_camera_become_references(astronaut_bgr, tmp_path):
     assert single.references.shape == (0, 256, 256, 3)
 
 
+def test_person_masks_that_do_not_fit_the_shots_are_a_named_error(astronaut_portrait, tmp_path):
+    from dataclasses import replace
+
+    path = tmp_path / "m.headcast"
+    two = np.concatenate([astronaut_portrait.person_masks] * 2)  # two masks for one shot
+    save_portrait(replace(astronaut_portrait, person_masks=two), path)
+    with pytest.raises(PortraitFileError, match="person masks"):
+        load_portrait(path)
+
+
 def test_files_before_references_load_without_them(astronaut_portrait, tmp_path):
     path = tmp_path / "v3.headcast"
     arrays = {n: getattr(astronaut_portrait, n) for n in
