@@ -51,6 +51,7 @@ class TrainConfig:
     val_episodes: int = 16
     checkpoint_every: int = 200
     threads: int = 0  # torch CPU threads; 0: torch's default
+    minutes: float = 0.0  # stop (validated and saved) after this much training; 0 = no limit
     extra: dict = field(default_factory=dict)  # free-form notes copied into the checkpoint
 
     @property

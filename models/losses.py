@@ -38,7 +38,14 @@ def _ssim_terms(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.T
 
 
 def ms_ssim(a: torch.Tensor, b: torch.Tensor, scales: int = 3) -> torch.Tensor:
-    """Multi-scale SSIM of images in [0, 1], (N, C, H, W) → (N,); equal weights per scale."""
+    """Multi-scale SSIM of images in [0, 1], (N, C, H, W) → (N,); equal weights per scale.
+    Always in float32, also inside a bf16 autocast region: the variances are differences of
+    near-equal blurred moments, which bf16's 8-bit mantissa turns negative (then NaN)."""
+    with torch.autocast(a.device.type, enabled=False):
+        return _ms_ssim(a.float(), b.float(), scales)
+
+
+def _ms_ssim(a: torch.Tensor, b: torch.Tensor, scales: int) -> torch.Tensor:
     values = []
     for s in range(scales):
         full, cs = _ssim_terms(a, b)

@@ -37,6 +37,7 @@ class Trainer:
         self.device = torch.device(f"cuda:{local}" if cuda else "cpu")
         if config.threads and not cuda:
             torch.set_num_threads(config.threads)
+        torch.backends.cudnn.benchmark = cuda  # one input size throughout: pick the fastest kernels
         torch.manual_seed(config.seed + self.rank)
         self.videos = load_prepared([Path(d) for d in config.data], config.val_identities)
         dims = config.dims
@@ -49,6 +50,7 @@ class Trainer:
         self.out = Path(config.out)
         self.step = 0
         self.best_gain = float("-inf")  # held-out PSNR gain over the warp of best.pt
+        self.history: list[dict] = []  # the metrics records of fit()
         self._val_samples: list[dict[str, torch.Tensor]] | None = None
         self._load()
         if self.world > 1:
@@ -114,29 +116,50 @@ class Trainer:
         order = range(self.step * c.batch, c.steps * c.batch)  # resumes where it stopped
         loader = torch.utils.data.DataLoader(
             data, batch_size=c.batch, sampler=order, num_workers=c.workers,
-            persistent_workers=c.workers > 0, drop_last=True,
+            persistent_workers=c.workers > 0, drop_last=True, pin_memory=self.device.type == "cuda",
+            worker_init_fn=_one_thread,
         )
-        history: list[dict] = []
+        self.history = []
         started = time.perf_counter()
         for batch in loader:
             log = self.train_step(batch)
             self.step += 1
-            if self.rank != 0:
-                continue
-            if self.step % c.log_every == 0 or self.step == c.steps:
-                elapsed = time.perf_counter() - started
-                record = {"step": self.step, "time_s": round(elapsed, 1), **_round(log)}
-                history.append(record)
-                self._append_metrics(record)
-            if self.step % c.sample_every == 0 or self.step == c.steps:
-                self._save_grid(batch)
-            if (self.step % c.val_every == 0 or self.step == c.steps) and c.val_identities:
-                scores = self.validate()
-                self._append_metrics({"step": self.step, **scores})
-                self._keep_best(scores)
-            if self.step % c.checkpoint_every == 0 or self.step == c.steps:
-                self._save()
-        return history
+            last = self.step == c.steps or self._out_of_time(started)
+            if self.rank == 0:
+                self._after_step(log, batch, started, last)
+            if last:
+                break
+        return self.history
+
+    def _after_step(self, log: dict[str, float], batch: dict[str, torch.Tensor], started: float,
+                    last: bool) -> None:
+        """Rank 0's bookkeeping after a step: metrics, sample grid, validation, checkpoint
+        (all of them on the last step)."""
+        c = self.config
+        if self.step % c.log_every == 0 or last:
+            elapsed = time.perf_counter() - started
+            record = {"step": self.step, "time_s": round(elapsed, 1), **_round(log)}
+            self.history.append(record)
+            self._append_metrics(record)
+        if self.step % c.sample_every == 0 or last:
+            self._save_grid(batch)
+        if (self.step % c.val_every == 0 or last) and c.val_identities:
+            scores = self.validate()
+            self._append_metrics({"step": self.step, **scores})
+            self._keep_best(scores)
+        if self.step % c.checkpoint_every == 0 or last:
+            self._save()
+
+    def _out_of_time(self, started: float) -> bool:
+        """Past the config's minutes? Decided by rank 0 and shared, so every process of a
+        DistributedDataParallel run stops after the same step."""
+        if not self.config.minutes:
+            return False
+        late = torch.tensor(float(time.perf_counter() - started > 60 * self.config.minutes),
+                            device=self.device)
+        if self.world > 1:
+            dist.broadcast(late, src=0)
+        return bool(late.item())
 
     def _generate(self, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
         """E then G on a batch already on the device → (G's own blend, drawn, mask)."""
@@ -268,6 +291,13 @@ def _init_weights(trainer: Trainer, path: Path) -> None:
     trainer.D.load_state_dict(d_state)
 
 
+def _one_thread(_worker: int) -> None:
+    """A DataLoader worker computes one episode at a time: OpenCV's and torch's thread pools
+    (as many threads as cores, in every worker) would only compete with the other workers."""
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
 def _inner(module: torch.nn.Module) -> torch.nn.Module:
     return module.module if isinstance(module, DistributedDataParallel) else module
 
@@ -297,8 +327,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("config", type=Path, help="JSON file of TrainConfig fields")
     parser.add_argument("--steps", type=int, default=None, help="override the config's steps")
     parser.add_argument("--out", default=None, help="override the config's output folder")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="stop after this much training (validated and saved first)")
     args = parser.parse_args(argv)
-    config = load_config(args.config, steps=args.steps, out=args.out)
+    config = load_config(args.config, steps=args.steps, out=args.out, minutes=args.minutes)
     trainer = Trainer(config)
     print(f"training {config.model} on {len(trainer.videos)} videos from step {trainer.step} "
           f"to {config.steps} on {trainer.device} ×{trainer.world}")

@@ -101,7 +101,27 @@ def solve_tps(targets: np.ndarray, sources: np.ndarray) -> np.ndarray:
     lhs[n + 3 :, :n] = poly[CTRL_INDEX].T
     rhs = np.zeros((n + 6, 2))
     rhs[: n + 3] = weighted.T @ sources
-    return np.linalg.solve(lhs, rhs)[: n + 3].astype(np.float32)
+    return _solve(lhs, rhs, _coincide(c))[: n + 3].astype(np.float32)
+
+
+def _coincide(points: np.ndarray, eps: float = 1e-6) -> bool:
+    """Do two of the points (normalized) lie on one spot (within eps, and next to each other
+    in (x, y) order, as equal points always are)? Rounded landmarks (a stored track, a coarse
+    tracker) can put two spline centres there; the system is then singular, and some LAPACK
+    builds return a solution of 1e14 instead of raising."""
+    ordered = points[np.lexsort((points[:, 1], points[:, 0]))]
+    return bool(np.abs(np.diff(ordered, axis=0)).max(axis=1).min() < eps)
+
+
+def _solve(lhs: np.ndarray, rhs: np.ndarray, singular: bool) -> np.ndarray:
+    """lhs⁻¹·rhs; the least-squares (minimum norm) solution when the system is singular,
+    whether known beforehand or found by LAPACK (which finds it on some builds, not others)."""
+    if not singular:
+        try:
+            return np.linalg.solve(lhs, rhs)
+        except np.linalg.LinAlgError:
+            pass
+    return np.linalg.lstsq(lhs, rhs, rcond=None)[0]
 
 
 def _tps_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:

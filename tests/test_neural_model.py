@@ -82,6 +82,22 @@ def test_ms_ssim_and_hinge_losses():
     assert float(losses.hinge_g(fake)) == pytest.approx(1.0)
 
 
+def test_ms_ssim_is_float32_inside_bf16_autocast():
+    """bf16 autocast (the trainer's on GPU) ran MS-SSIM's blurs in bf16: variances of a real
+    face came out negative, the loss NaN on CPU and the first GPU run diverged."""
+    from skimage.data import astronaut
+
+    face = torch.from_numpy(astronaut()[:256, 128:384].copy()).permute(2, 0, 1).float() / 255
+    a = face[None]
+    b = torch.roll(a, shifts=(1, 2), dims=(2, 3)) * 0.97 + 0.01
+    plain = losses.ms_ssim(a, b)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = losses.ms_ssim(a, b)
+        unguarded = losses._ms_ssim(a, b, 3)  # what it computed before
+    assert mixed.dtype == torch.float32 and torch.allclose(mixed, plain, atol=1e-6)
+    assert not torch.allclose(unguarded.float(), plain, atol=1e-3)  # the test can see the bug
+
+
 def test_config_file_round_trip_and_unknown_keys(tmp_path):
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"model": "tiny", "data": ["x"], "steps": 3}))
@@ -198,6 +214,22 @@ def test_training_smoke_loss_falls_and_resumes(prepared, tmp_path):
     resumed = Trainer(TrainConfig(**{**config.__dict__, "steps": 42}))
     assert resumed.step == 40
     assert len(resumed.fit()) == 2
+
+
+def test_training_stops_at_its_time_limit_validated_and_saved(prepared, tmp_path):
+    from models.train import Trainer
+
+    config = TrainConfig(model="tiny", data=(str(prepared),), out=str(tmp_path / "run"),
+                         val_identities=("man_glasses_orange_wall",), steps=1000, batch=2, k=2,
+                         workers=0, log_every=100, sample_every=100, val_every=100,
+                         val_episodes=2, checkpoint_every=100, minutes=1e-6)
+    trainer = Trainer(config)
+    history = trainer.fit()
+    assert trainer.step == 1 and [r["step"] for r in history] == [1]  # the first step is late
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 1
+    assert (tmp_path / "run" / "best.pt").is_file()  # validated before it stopped
+    assert (tmp_path / "run" / "samples" / "step_000001.png").is_file()
 
 
 def test_region_training_trains_the_image_the_runtime_shows(prepared, tmp_path):

@@ -476,3 +476,28 @@ def test_the_background_stays_still_when_the_head_moves(astronaut_portrait):
     x0, y0, x1, y1 = L.face_box(p.crop_landmarks)
     face = slice(int(y0) + 10, int(y1) - 10), slice(int(x0) + 22, int(x1) - 2)
     assert _psnr(still[face], dragged[face]) > 40  # the face itself: the same warp
+
+
+
+def test_the_spline_survives_landmarks_that_coincide(astronaut_portrait):
+    """Landmarks rounded to a grid (a stored track, a coarse tracker) can put two of the
+    spline's centres on one spot; its system is then singular (numpy 2's LAPACK raised
+    LinAlgError on such frames in training), and the warp takes the least-squares solution."""
+    from streamer import warp_inputs as W
+
+    size = astronaut_portrait.crop.shape[0]
+    source = W.normalize(W.fit_points(astronaut_portrait.crop_landmarks, size), size)
+    target = open_mouth(astronaut_portrait.crop_landmarks, 0.3)
+    fit = W.normalize(W.target_fit_points(astronaut_portrait.crop_landmarks, target, size), size)
+    assert not W._coincide(fit[W.CTRL_INDEX])
+    fit[W.CTRL_INDEX[1]] = fit[W.CTRL_INDEX[0]]  # two centres on one spot
+    assert W._coincide(fit[W.CTRL_INDEX])
+    coef = W.solve_tps(fit, source)
+    n = W.NUM_CTRL
+    mapped = W._tps_kernel(fit.astype(float), fit[W.CTRL_INDEX].astype(float)) @ coef[:n]
+    mapped += np.concatenate([np.ones((len(fit), 1)), fit], 1) @ coef[n:]
+    assert np.all(np.isfinite(coef)) and np.abs(coef).max() < 100
+    assert np.median(np.linalg.norm(mapped - source, axis=1)) * size / 2 < 1.0  # pixels
+    singular = np.zeros((4, 4))
+    singular[:2, :2] = np.eye(2)
+    assert np.allclose(W._solve(singular, np.ones((4, 1)), singular=False)[:2], 1.0)
