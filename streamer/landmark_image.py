@@ -34,7 +34,6 @@ def landmark_image(landmarks: np.ndarray, size: int) -> np.ndarray:
     image = np.zeros((size, size, 3), np.uint8)
     thickness = max(1, round(size / 256))
     pts = np.round((landmarks[:, :2] - 0.5) * (1 << _SHIFT)).astype(np.int32)
-    for edges, colour in _SEGMENTS:
-        lines = [np.stack([pts[a], pts[b]]) for a, b in edges]
-        cv2.polylines(image, lines, False, colour, thickness, cv2.LINE_AA, _SHIFT)
+    for edges, colour in _SEGMENTS:  # (E, 2) index pairs → E two-point polylines in one call
+        cv2.polylines(image, pts[edges], False, colour, thickness, cv2.LINE_AA, _SHIFT)
     return image
