@@ -413,3 +413,34 @@ def _asdict(dims: NeuralDims) -> dict:
     from dataclasses import asdict
 
     return asdict(dims)
+
+
+def test_pack_and_unpack_carry_prepared_data(prepared, tmp_path):
+    """Packed for the trip to a training machine: far smaller, and unpacked it trains."""
+    from models.data import Episodes, load_prepared
+    from models.pack import PackError, pack, unpack
+
+    packed, back = tmp_path / "packed", tmp_path / "back"
+    count = pack(prepared, packed)
+    raw = sum(f.stat().st_size for f in prepared.rglob("frames.npy"))
+    assert sum(f.stat().st_size for f in packed.iterdir()) < raw / 20
+    assert unpack(packed, back, workers=2) == count
+    index = json.loads((prepared / "index.json").read_text())
+    assert json.loads((back / "index.json").read_text()) == index
+    for entry in index["videos"]:
+        a, b = prepared / entry["name"], back / entry["name"]
+        assert (a / "meta.json").read_text() == (b / "meta.json").read_text()
+        lm_a, lm_b = np.load(a / "landmarks.npy"), np.load(b / "landmarks.npy")
+        assert lm_b.dtype == np.float32 and np.abs(lm_a - lm_b).max() <= 1 / 32 + 1e-4
+        fa, fb = np.load(a / "frames.npy"), np.load(b / "frames.npy")
+        assert fa.shape == fb.shape
+        mse = np.mean((fa.astype(float) - fb.astype(float)) ** 2)
+        assert 10 * np.log10(255**2 / mse) > 38  # dB
+    assert Episodes(load_prepared([back]), k=2, length=1)[0]["target"].shape == (3, 256, 256)
+    video = next(packed.glob("*.mp4"))
+    video.write_bytes(video.read_bytes()[: video.stat().st_size // 3])  # cut short
+    with pytest.raises(PackError, match=video.name):
+        unpack(packed, tmp_path / "again", workers=1)
+    (packed / "index.json").write_text("{}")
+    with pytest.raises(PackError, match="not an index"):
+        pack(packed, tmp_path / "x")
