@@ -8,20 +8,21 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from mediapipe.python.solutions import face_mesh_connections as C
+
+from streamer import mesh_contours as C
 
 # Contours and their colours (BGR); each region gets its own so the network can tell a lip
 # line from a lid line where they come close.
-_REGIONS: tuple[tuple[frozenset, tuple[int, int, int]], ...] = (
-    (C.FACEMESH_FACE_OVAL, (255, 255, 255)),
-    (C.FACEMESH_LEFT_EYEBROW, (0, 255, 255)),
-    (C.FACEMESH_RIGHT_EYEBROW, (0, 255, 255)),
-    (C.FACEMESH_NOSE, (255, 0, 255)),
-    (C.FACEMESH_LEFT_EYE, (255, 128, 0)),
-    (C.FACEMESH_RIGHT_EYE, (255, 128, 0)),
-    (C.FACEMESH_LEFT_IRIS, (0, 255, 0)),
-    (C.FACEMESH_RIGHT_IRIS, (0, 255, 0)),
-    (C.FACEMESH_LIPS, (0, 0, 255)),
+_REGIONS: tuple[tuple[tuple[tuple[int, int], ...], tuple[int, int, int]], ...] = (
+    (C.FACE_OVAL, (255, 255, 255)),
+    (C.LEFT_EYEBROW, (0, 255, 255)),
+    (C.RIGHT_EYEBROW, (0, 255, 255)),
+    (C.NOSE, (255, 0, 255)),
+    (C.LEFT_EYE, (255, 128, 0)),
+    (C.RIGHT_EYE, (255, 128, 0)),
+    (C.LEFT_IRIS, (0, 255, 0)),
+    (C.RIGHT_IRIS, (0, 255, 0)),
+    (C.LIPS, (0, 0, 255)),
 )
 _SEGMENTS = [(np.array(sorted(edges), np.int32), colour) for edges, colour in _REGIONS]
 _SHIFT = 4  # fixed-point sub-pixel coordinates for cv2 drawing
