@@ -16,10 +16,11 @@ def test_runtime_never_imports_torch():
 
 def test_training_needs_no_mediapipe():
     """A GPU image with numpy 2 cannot install mediapipe 0.10.21: training and export draw
-    the landmark image from the contour tables kept in streamer.mesh_contours."""
+    the landmark image from the contour tables kept in streamer.mesh_contours, and need no
+    PyAV (only packing encodes video)."""
     code = (
         "import sys\n"
-        "sys.modules['mediapipe'] = None  # any import of it fails\n"
+        "sys.modules['mediapipe'] = sys.modules['av'] = None  # any import of them fails\n"
         "import models.train, models.data, models.finetune, models.pack, export.neural_export\n"
         "from streamer.landmark_image import landmark_image\n"
         "import numpy as np\n"
