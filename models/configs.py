@@ -52,6 +52,9 @@ class TrainConfig:
     checkpoint_every: int = 200
     threads: int = 0  # torch CPU threads; 0: torch's default
     minutes: float = 0.0  # stop (validated and saved) after this much training; 0 = no limit
+    # decay of an exponential moving average of E and G's weights (validated, kept in best.pt
+    # and exported in place of the raw ones); 0 = off
+    ema: float = 0.0
     extra: dict = field(default_factory=dict)  # free-form notes copied into the checkpoint
 
     @property

@@ -14,7 +14,8 @@ NETS = ("E", "G", "D")  # embedder, generator, discriminator
 
 
 def load_states(path: Path | str) -> tuple[dict, dict[str, dict[str, torch.Tensor]]]:
-    """A .pt checkpoint or an exported .npz → (dims as a dict, {net: state dict})."""
+    """A .pt checkpoint or an exported .npz → (dims as a dict, {net: state dict}); of a
+    checkpoint with moving averages (E_ema, G_ema), the averages."""
     path = Path(path)
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as data:
@@ -26,4 +27,6 @@ def load_states(path: Path | str) -> tuple[dict, dict[str, dict[str, torch.Tenso
                     states[net][name] = torch.from_numpy(data[key].copy())
         return dims, states
     state = torch.load(path, map_location="cpu", weights_only=True)
-    return json.loads(json.dumps(state["dims"])), {net: state[net] for net in NETS}
+    # a run that kept moving averages of E and G (TrainConfig.ema) is used through them
+    return json.loads(json.dumps(state["dims"])), {net: state.get(f"{net}_ema", state[net])
+                                                   for net in NETS}

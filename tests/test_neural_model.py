@@ -444,3 +444,24 @@ def test_pack_and_unpack_carry_prepared_data(prepared, tmp_path):
     (packed / "index.json").write_text("{}")
     with pytest.raises(PackError, match="not an index"):
         pack(packed, tmp_path / "x")
+
+
+def test_moving_average_of_weights_is_validated_saved_and_exported(prepared, tmp_path):
+    from models.train import Trainer
+    from models.weights import load_states
+
+    config = TrainConfig(model="tiny", data=(str(prepared),), out=str(tmp_path / "run"),
+                         val_identities=("man_glasses_orange_wall",), steps=6, batch=2, k=2,
+                         lr_g=2e-3, adv_start=3, workers=0, log_every=1, sample_every=100,
+                         val_every=6, val_episodes=2, checkpoint_every=6, ema=0.5)
+    trainer = Trainer(config)
+    start = {k: v.clone() for k, v in trainer.G.state_dict().items()}
+    assert all(torch.equal(start[k], v) for k, v in trainer.ema["G"].state_dict().items())
+    trainer.fit()
+    key = next(k for k, v in start.items() if v.is_floating_point() and v.numel() > 1)
+    live, averaged = trainer.G.state_dict()[key], trainer.ema["G"].state_dict()[key]
+    assert not torch.equal(averaged, live) and not torch.equal(averaged, start[key])
+    _, states = load_states(tmp_path / "run" / "best.pt")
+    assert torch.equal(states["G"][key], averaged)  # exported and fine-tuned from: the average
+    resumed = Trainer(TrainConfig(**{**config.__dict__, "steps": 7}))
+    assert torch.equal(resumed.ema["G"].state_dict()[key], averaged)
