@@ -115,20 +115,19 @@ def _unpack_video(packed: Path, prepared: Path, name: str) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     crops = None
     count = 0
-    while True:
+    while count <= len(landmarks):  # one frame more than the rows is already a mismatch
         ok, frame = capture.read()
         if not ok:
             break
-        if crops is None:
-            crops = np.lib.format.open_memmap(folder / "frames.npy", mode="w+", dtype=np.uint8,
-                                              shape=(len(landmarks), *frame.shape))
-        if count == len(landmarks):
-            count += 1
-            break
-        crops[count] = frame
+        if count < len(landmarks):
+            if crops is None:
+                crops = np.lib.format.open_memmap(folder / "frames.npy", mode="w+",
+                                                  dtype=np.uint8,
+                                                  shape=(len(landmarks), *frame.shape))
+            crops[count] = frame
         count += 1
     capture.release()
-    if count != len(landmarks):
+    if crops is None or count != len(landmarks):
         raise PackError(f"{packed / name}.mp4: {count} frames decoded for {len(landmarks)} "
                         f"landmark rows")
     crops.flush()

@@ -160,11 +160,12 @@ class Trainer:
         DistributedDataParallel run stops after the same step."""
         if not self.config.minutes:
             return False
-        late = torch.tensor(float(time.perf_counter() - started > 60 * self.config.minutes),
-                            device=self.device)
-        if self.world > 1:
-            dist.broadcast(late, src=0)
-        return bool(late.item())
+        late = time.perf_counter() - started > 60 * self.config.minutes
+        if self.world == 1:
+            return late
+        flag = torch.tensor(float(late), device=self.device)
+        dist.broadcast(flag, src=0)
+        return bool(flag.item())
 
     def _generate(self, b: dict[str, torch.Tensor], averaged: bool = False
                   ) -> tuple[torch.Tensor, ...]:

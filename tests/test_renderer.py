@@ -478,7 +478,6 @@ def test_the_background_stays_still_when_the_head_moves(astronaut_portrait):
     assert _psnr(still[face], dragged[face]) > 40  # the face itself: the same warp
 
 
-
 def test_the_spline_survives_landmarks_that_coincide(astronaut_portrait):
     """Landmarks rounded to a grid (a stored track, a coarse tracker) can put two of the
     spline's centres on one spot; its system is then singular (numpy 2's LAPACK raised
