@@ -43,6 +43,7 @@ class KShotConfig:
     finetune_steps: int = 100  # 0: skip the fine-tuned rows
     precision: str = "fp32"  # shipped neural generator: fp32 or int8 (fine-tuned ones are fp32)
     generator_region: str = "mouth"  # where G may replace the warp (RendererConfig)
+    feature_shots: bool = True  # mouth and eyes from their own nearest shots (RendererConfig)
     eval_frames: int = 40  # driver frames per clip, spread over its last 30%
     crop_size: int = 512  # the product's default crop
     out: Path = Path("out/kshot")
@@ -100,7 +101,8 @@ def make_portrait(frames: list[np.ndarray], lms: list[np.ndarray | None], k: int
 
 def evaluate(portrait, renderer_name: str, frames: list[np.ndarray],
              lms: list[np.ndarray | None], eval_idx: np.ndarray, precision: str = "fp32",
-             generator_region: str = "mouth") -> tuple[Scores, dict]:
+             generator_region: str = "mouth", feature_shots: bool = True
+             ) -> tuple[Scores, dict]:
     """Render the driver frames through one renderer; score them. Returns the scores and
     the outputs of every evaluated frame by index."""
     from streamer.paste import PasteBack
@@ -110,7 +112,8 @@ def evaluate(portrait, renderer_name: str, frames: list[np.ndarray],
     scores = Scores()
     outputs = {}
     renderer = create_renderer(portrait, RendererConfig(name=renderer_name, precision=precision,
-                                                        generator_region=generator_region))
+                                                        generator_region=generator_region,
+                                                        feature_shots=feature_shots))
     # The renderers are compared at their crop: full detail (streamer.paste) is a paste-back
     # choice that applies to every renderer alike; left out, the table stays comparable.
     paste = PasteBack(portrait, "crop")
@@ -160,7 +163,8 @@ def run(cfg: KShotConfig) -> dict:
                     methods.append(("warp", f"training-free K={k}"))
                 for renderer, name in methods:
                     scores, outputs = evaluate(portrait, renderer, frames, lms, eval_idx,
-                                               cfg.precision, cfg.generator_region)
+                                               cfg.precision, cfg.generator_region,
+                                               cfg.feature_shots)
                     rows[name] = scores
                     if clip == cfg.clips[0] or clip == "woman_long_expressive":
                         sheet.setdefault(clip, {"frames": frames, "lms": lms})[name] = outputs
@@ -214,23 +218,30 @@ def _pick_frames(lms: list[np.ndarray | None], indices: list[int]) -> tuple[int,
     return mouth, blink
 
 
+SHEET_COLUMNS = ("training-free K=1", "K=1", "training-free K=8", "K=8", "K=8 fine-tuned",
+                 "training-free K=32", "K=32 fine-tuned")
+
+
+def sheet_columns(sheet: dict) -> list[str]:
+    """The sheet's columns after the driver: those of SHEET_COLUMNS that ran for every clip."""
+    return [c for c in SHEET_COLUMNS if all(c in entry for entry in sheet.values())]
+
+
 def write_sheet(sheet: dict, path: Path) -> None:
-    """Rows: an open mouth and a blink per clip; columns: driver, then each of `columns`
-    that ran (the face box, 192 px)."""
+    """Rows: an open mouth and a blink per clip; columns: driver, then sheet_columns (the face
+    box, 192 px)."""
     from benchmarks.quality import face_crop
 
-    columns = ["training-free K=1", "K=1", "training-free K=8", "K=8", "K=8 fine-tuned",
-               "K=32 fine-tuned"]
+    cols = sheet_columns(sheet)
     rows = []
     for entry in sheet.values():
         frames, lms = entry["frames"], entry["lms"]
-        cols = [c for c in columns if c in entry]
         indices = sorted(set.intersection(*(set(entry[c]) for c in cols)))
         for i in _pick_frames(lms, indices):
             tiles = [face_crop(frames[i], lms[i])] + [face_crop(entry[c][i], lms[i]) for c in cols]
             rows.append(np.concatenate([cv2.resize(t, (192, 192)) for t in tiles], axis=1))
     header = np.full((28, rows[0].shape[1], 3), 255, np.uint8)
-    for j, name in enumerate(["driver", *columns]):
+    for j, name in enumerate(["driver", *cols]):
         cv2.putText(header, name, (j * 192 + 4, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1,
                     cv2.LINE_AA)
     cv2.imwrite(str(path), np.concatenate([header, *rows], axis=0),
@@ -253,12 +264,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--generator-region", choices=GENERATOR_REGIONS, default="mouth",
                         help="where G may replace the warp: around the mouth and where the "
                              "warp has no texture, or wherever G's mask says")
+    parser.add_argument("--no-feature-shots", action="store_true",
+                        help="warp the mouth and eyes from the shot nearest in the whole face, "
+                             "as the rest (by default: each from its own nearest shot)")
     parser.add_argument("--out", type=Path, default=Path("out/kshot"))
     args = parser.parse_args(argv)
     cfg = KShotConfig(data=args.data or default_data_dir(), clips=tuple(args.clips),
                       ks=tuple(args.ks), finetune_steps=args.finetune_steps,
                       eval_frames=args.eval_frames, precision=args.precision,
-                      generator_region=args.generator_region, out=args.out)
+                      generator_region=args.generator_region,
+                      feature_shots=not args.no_feature_shots, out=args.out)
     print_table(run(cfg))
     return 0
 

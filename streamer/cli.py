@@ -22,8 +22,8 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def add_renderer_option(p: argparse.ArgumentParser, precision: str = "fp32") -> None:
-    """--renderer and --precision (whose default differs: live commands run int8), --detail
-    and --moving-background."""
+    """--renderer and --precision (whose default differs: live commands run int8), --detail,
+    --moving-background and --one-shot-per-frame."""
     p.add_argument(
         "--renderer",
         choices=("auto", "neural", "warp"),
@@ -52,6 +52,13 @@ def add_renderer_option(p: argparse.ArgumentParser, precision: str = "fp32") -> 
         help="let the background near the head move with it, as the warp's spline says (by "
         "default it stays still where the portrait file marks the person)",
     )
+    p.add_argument(
+        "--one-shot-per-frame",
+        action="store_true",
+        help="a portrait of several shots: warp each frame's mouth and eyes from the shot "
+        "nearest in the whole face, as the rest (by default each from the shot where it is "
+        "nearest in shape, which costs a second or third warp on the frames that need one)",
+    )
 
 
 def add_overlap_option(p: argparse.ArgumentParser, where: str = "") -> None:
@@ -68,7 +75,8 @@ def renderer_config(args: argparse.Namespace):  # -> streamer.renderer.RendererC
     from streamer.renderer import RendererConfig
 
     return RendererConfig(name=args.renderer, precision=args.precision,
-                          still_background=not args.moving_background)
+                          still_background=not args.moving_background,
+                          feature_shots=not args.one_shot_per_frame)
 
 
 def _add_enroll(sub: argparse._SubParsersAction) -> None:

@@ -27,6 +27,7 @@ from streamer import landmarks as L
 from streamer.errors import ModelFileError
 from streamer.landmark_image import landmark_image
 from streamer.portrait import CropBox, EnrollConfig, Portrait, crop_box, cut_crop, image_hash
+from streamer.references import lips_patch
 from streamer.renderer import (
     RendererConfig,
     WarpRenderer,
@@ -136,22 +137,11 @@ def generator_region(landmarks: np.ndarray, valid: np.ndarray) -> np.ndarray:
     draw a mouth's inside as it should) and wherever the warp has no texture; elsewhere the
     warp is the portrait itself, which G, meta-learned on other faces, can only blur.
     landmarks: (478, ≥2) window pixels; valid: (n, n) 0–1 → (n, n) float32 0–1."""
-    n = valid.shape[0]
-    unit = L.iod(landmarks)
     region = 1.0 - valid.astype(np.float32)
-    grow = int(round(MOUTH_MARGIN * unit))
-    sigma = max(MOUTH_FEATHER * unit, 0.5)
-    # Only the lips' box, grown by the margin and the blur's reach, is drawn and blurred.
-    lips = np.round(landmarks[L.LIPS_OUTER, :2]).astype(np.int32)
-    reach = grow + int(np.ceil(4 * sigma)) + 1
-    x0, y0 = np.maximum(lips.min(axis=0) - reach, 0)
-    x1, y1 = np.minimum(lips.max(axis=0) + reach + 1, n)
-    if x1 <= x0 or y1 <= y0:  # the mouth is outside the window
+    patch = lips_patch(landmarks, valid.shape[0], MOUTH_MARGIN, MOUTH_FEATHER)
+    if patch is None:  # the mouth is outside the window
         return region
-    mouth = np.zeros((y1 - y0, x1 - x0), np.uint8)
-    cv2.fillPoly(mouth, [lips - [x0, y0]], 255)
-    mouth = cv2.dilate(mouth, np.ones((2 * grow + 1,) * 2, np.uint8)).astype(np.float32)
-    mouth = cv2.GaussianBlur(mouth / 255.0, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
+    (x0, y0, x1, y1), mouth = patch
     np.maximum(region[y0:y1, x0:x1], mouth, out=region[y0:y1, x0:x1])
     return region
 

@@ -22,7 +22,14 @@ from streamer import landmarks as L
 from streamer import warp_inputs as W
 from streamer.errors import ModelFileError
 from streamer.portrait import Portrait, eye_white_colour, own_mouth_mask
-from streamer.references import ReferencePicker
+from streamer.references import (
+    FEATURE_SWITCH,
+    FEATURES,
+    Distance,
+    Feature,
+    Patch,
+    ReferencePicker,
+)
 from streamer.texture import Box, Rendered, Texture
 
 # Where the target opens the mouth wider than the shot it is warped from, the composite keeps
@@ -57,6 +64,10 @@ class RendererConfig:
     # warp: the background stays still where the portrait file has its person masks
     # (StillBackground); False: the background near the head moves with it, as the spline says
     still_background: bool = True
+    # warp, K > 1 shots: the mouth and the eyes each from the shot where they are nearest in
+    # shape, laid over the frame warped from the shot nearest in the whole face
+    # (streamer.references.FEATURES)
+    feature_shots: bool = True
 
 
 class Renderer(Protocol):
@@ -262,6 +273,7 @@ class WarpRenderer:
         self._as_trained = as_trained
         self._stretch = (np.inf, np.inf) if as_trained else config.own_mouth_stretch
         self._still = config.still_background
+        self._feature_shots = config.feature_shots
         self._session, entry = open_session(asset_dir(config), f"warp_{size}", config)
         if entry["dims"]["num_ctrl"] != W.NUM_CTRL:
             raise ModelFileError("warp model was exported for another control-point layout")
@@ -283,7 +295,24 @@ class WarpRenderer:
                                     people[0])]
         self._shots += [self._source(crop, lm, own_mouth_mask(self._size, lm), person)
                         for (crop, lm), person in zip(refs, people[1:], strict=True)]
-        self._picker = ReferencePicker(np.stack([s.landmarks for s in self._shots]))
+        shots = np.stack([s.landmarks for s in self._shots])
+        self._picker = ReferencePicker(shots)
+        features = FEATURES if self._feature_shots and len(shots) > 1 else ()
+        self._features = [(f, ReferencePicker(shots, self._favouring_the_face(f)))
+                          for f in features]
+
+    def _favouring_the_face(self, feature: Feature) -> Distance:
+        """The feature's distances, the whole face's shot counted FEATURE_SWITCH IOD nearer:
+        a feature leaves it (for a seam between two shots) only for one nearer by more than
+        the warp's own error."""
+
+        def distance(target: np.ndarray, shots: np.ndarray) -> np.ndarray:
+            dist = feature.distance(target, shots)
+            face = self._picker.current
+            dist[face] = max(dist[face] - FEATURE_SWITCH, 0.0)
+            return dist
+
+        return distance
 
     def _source(self, crop: np.ndarray, landmarks: np.ndarray, mouth: np.ndarray,
                 person: np.ndarray | None) -> _Source:
@@ -318,25 +347,20 @@ class WarpRenderer:
         }
 
     def render(self, target: np.ndarray) -> np.ndarray:
-        parts = self._parts(target)
-        return _blend([p.out for p, _ in parts], [w for _, w in parts])
+        return self._frame(target).crop()
 
     def render_textured(self, target: np.ndarray) -> Rendered:
         """The rendered crop and where it is the portrait's own texture (streamer.texture),
         so the paste-back can take those pixels from the full-resolution portrait."""
-        parts = self._parts(target)
-        return Rendered(_blend([p.out for p, _ in parts], [w for _, w in parts]),
-                        _texture(parts))
+        frame = self._frame(target)
+        return Rendered(frame.crop(), frame.texture())
 
     def render_with_validity(self, target: np.ndarray) -> tuple[Rendered, np.ndarray]:
         """render_textured() and where the crop is the portrait's own texture: (S, S) float32,
         1 where pixels were resampled from inside the crop, 0 where the synthesized mouth
         covers them or the map reached past the crop's edge."""
-        parts = self._parts(target)
-        weights = [w for _, w in parts]
-        crop = _blend([p.out for p, _ in parts], weights)
-        valid = _blend([self._validity(p) for p, _ in parts], weights)
-        return Rendered(crop, _texture(parts)), valid
+        frame = self._frame(target)
+        return Rendered(frame.crop(), frame.texture()), frame.combine(self._validity)
 
     def _validity(self, part: _Part) -> np.ndarray:
         edge = self._size - 0.5
@@ -349,8 +373,25 @@ class WarpRenderer:
             valid[y0:y1, x0:x1] *= 1.0 - alpha
         return valid
 
-    def _parts(self, target: np.ndarray) -> list[tuple[_Part, float]]:
-        return [(self._part(target, src, i), w) for (i, src), w in self._pick(target)]
+    def _frame(self, target: np.ndarray) -> _Frame:
+        """The shots of this frame, warped: the whole face's, and each feature's where it
+        picks other shots (or weights) than the face does."""
+        picks = self._picker.pick(target)
+        parts: dict[int, _Part] = {}
+
+        def warped(chosen: list[tuple[int, float]]) -> list[tuple[_Part, float]]:
+            for i, _ in chosen:
+                if i not in parts:
+                    parts[i] = self._part(target, self._shots[i], i)
+            return [(parts[i], w) for i, w in chosen]
+
+        overlays = []
+        for feature, picker in self._features:
+            chosen = picker.pick(target)
+            patch = feature.patch(target, self._size) if chosen != picks else None
+            if patch is not None:
+                overlays.append((warped(chosen), patch))
+        return _Frame(warped(picks), tuple(overlays))
 
     def _part(self, target: np.ndarray, src: _Source, shot: int) -> _Part:
         grid, mouth, box, white = self._run(target, src)
@@ -362,9 +403,6 @@ class WarpRenderer:
             out = out.copy() if out is warped else out  # warped stays the texture
             eyes = lay_eye_white(out, white, W.fine_boxes(target, self._size)[:2], src.white)
         return _Part(shot, out, warped, grid, mouth_layer, tuple(eyes))  # type: ignore[arg-type]
-
-    def _pick(self, target: np.ndarray) -> list[tuple[tuple[int, _Source], float]]:
-        return [((i, self._shots[i]), w) for i, w in self._picker.pick(target)]
 
     def sampling(self, target: np.ndarray, source: _Source | None = None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -537,6 +575,38 @@ def _texture(parts: list[tuple[_Part, float]]) -> Texture | None:
             texture = texture.covered(box, alpha)
         return texture if weight >= 1.0 else texture.scaled(weight)
     return None
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """One frame's warped shots: the whole face's (with cross-fade weights), and the shots
+    of the features that pick others, each laid over its patch."""
+
+    face: list[tuple[_Part, float]]
+    overlays: tuple[tuple[list[tuple[_Part, float]], Patch], ...] = ()
+
+    def combine(self, of: Callable[[_Part], np.ndarray]) -> np.ndarray:
+        """A per-part image (the output, validity) blended over the frame's shots."""
+        out = _blend([of(p) for p, _ in self.face], [w for _, w in self.face])
+        if self.overlays and any(out is p.out for p, _ in self.face):
+            out = out.copy()
+        for parts, ((x0, y0, x1, y1), alpha) in self.overlays:
+            over = _blend([of(p)[y0:y1, x0:x1] for p, _ in parts], [w for _, w in parts])
+            a = alpha if out.ndim == 2 else alpha[:, :, None]
+            under = out[y0:y1, x0:x1].astype(np.float32)
+            laid = under + a * (over.astype(np.float32) - under)
+            out[y0:y1, x0:x1] = np.clip(laid + 0.5, 0, 255) if out.dtype == np.uint8 else laid
+        return out
+
+    def crop(self) -> np.ndarray:
+        return self.combine(lambda p: p.out)
+
+    def texture(self) -> Texture | None:
+        """The rendered shot's texture, but where features take other shots."""
+        texture = _texture(self.face)
+        for _, patch in self.overlays:
+            texture = None if texture is None else texture.covered(*patch)
+        return texture
 
 
 def _blend(images: list[np.ndarray], weights: list[float]) -> np.ndarray:

@@ -37,10 +37,14 @@ def test_animate_detail_flag_reaches_the_paste_back(monkeypatch, flags, detail):
     assert seen[0].detail == detail
 
 
-@pytest.mark.parametrize("flags, still", [([], True), (["--moving-background"], False)])
-def test_animate_background_flag_reaches_the_renderer(monkeypatch, flags, still):
-    """`--moving-background` turns the still background off (streamer.renderer; tested in
-    test_renderer)."""
+@pytest.mark.parametrize("flags, still, features", [
+    ([], True, True),
+    (["--moving-background"], False, True),
+    (["--one-shot-per-frame"], True, False),
+])
+def test_animate_renderer_flags_reach_the_renderer(monkeypatch, flags, still, features):
+    """`--moving-background` turns the still background off, `--one-shot-per-frame` the
+    mouth's and eyes' own shots (streamer.renderer; tested in test_renderer)."""
     import streamer.offline
 
     seen = []
@@ -48,6 +52,7 @@ def test_animate_background_flag_reaches_the_renderer(monkeypatch, flags, still)
                         lambda job, progress=True: seen.append(job.options) or 0)
     assert main(["animate", "-o", "x.mp4", "--quiet", *flags]) == 0
     assert seen[0].renderer.still_background is still
+    assert seen[0].renderer.feature_shots is features
 
 
 def test_animate_without_the_second_look_renders_the_targets_as_transferred(tmp_path):

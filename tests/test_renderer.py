@@ -434,6 +434,42 @@ def test_the_warp_starts_from_the_nearest_shot(open_mouth_shots):
     assert double.shot == 0
 
 
+def test_the_mouth_starts_from_the_shot_with_the_nearest_mouth(open_mouth_shots):
+    """The face in place as in the closed first shot, the mouth open as in the second: the
+    face is warped from the first, the mouth (its real teeth, not a drawn cavity) from the
+    second, laid over the lips only."""
+    from streamer.portrait import EnrollConfig, enroll_images
+    from streamer.references import FEATURES
+
+    first, wide, wide_lm = open_mouth_shots
+    two = enroll_images([first, wide], EnrollConfig(crop_size=256), render_first=True)
+    target = two.crop_landmarks.copy()
+    mouth = np.array(L.MOUTH_REGION)
+    wide_crop = two.reference_landmarks[0]
+    target[mouth, :2] = (wide_crop[mouth, :2] - wide_crop[mouth, :2].mean(axis=0)
+                         + target[mouth, :2].mean(axis=0))
+    renders = {}
+    for on in (False, True):
+        renderer = WarpRenderer(two, RendererConfig(feature_shots=on))
+        for _ in range(FADE_FRAMES):
+            rendered, valid = renderer.render_with_validity(target)
+        assert renderer.shot == 0  # the whole face stays with the first shot
+        renders[on] = rendered.crop, valid, rendered.texture
+    mouth_feature = next(f for f in FEATURES if f.name == "mouth")
+    (x0, y0, x1, y1), alpha = mouth_feature.patch(target, 256)
+    outside = np.ones((256, 256), bool)
+    outside[y0:y1, x0:x1] = alpha < 1e-3
+    assert np.array_equal(renders[False][0][outside], renders[True][0][outside])
+    inner = np.zeros((256, 256), np.uint8)
+    cv2.fillPoly(inner, [np.round(target[L.LIPS_INNER, :2]).astype(np.int32)], 1)
+    inner = inner > 0
+    # Without: a drawn cavity (no texture there); with: the second shot's own open mouth.
+    assert renders[False][1][inner].mean() < 0.2 and renders[True][1][inner].mean() > 0.9
+    assert not np.array_equal(renders[False][0][inner], renders[True][0][inner])
+    texture = renders[True][2]
+    assert texture is not None and texture.weight.min() < 1e-3  # not the first shot's there
+
+
 def test_the_background_stays_still_where_the_head_does_not_cover_it():
     """The head (a disc) moved 8 px right: background it did not cover keeps its own pixel,
     the head is sampled where the map says, and over the strip it uncovered (and the soft
