@@ -122,6 +122,7 @@ class BenchConfig:
     precision: str = "int8"  # neural generator precision (int8, as `headcast stream` runs it)
     overlap: bool = True  # prepare and finish frames on two threads
     detail: str = "auto"  # texture from the full-resolution portrait (animate's --detail)
+    feature_shots: bool = True  # K-shot portraits: mouth and eyes from their own shots
 
 
 def make_processor(config: BenchConfig, fps: float) -> AvatarProcessor:
@@ -129,16 +130,20 @@ def make_processor(config: BenchConfig, fps: float) -> AvatarProcessor:
         return FakeAnimator(config.crop_size, config.fake_ms / 1000.0)
     from streamer.animate import AnimateOptions, Animator
     from streamer.offline import enroll_shots
-    from streamer.portrait import EnrollConfig
+    from streamer.portrait import EnrollConfig, load_portrait
     from streamer.renderer import RendererConfig
     from streamer.video_io import read_image
 
-    image = read_image(config.portrait)
-    portrait = enroll_shots([image], EnrollConfig(crop_size=config.crop_size))
+    if config.portrait.suffix == ".headcast":  # enrolled already (K shots, its own crop size)
+        portrait = load_portrait(config.portrait)
+    else:
+        image = read_image(config.portrait)
+        portrait = enroll_shots([image], EnrollConfig(crop_size=config.crop_size))
     options = AnimateOptions(fps=fps, full_frame=config.full_frame,
                              renderer=RendererConfig(name=config.renderer,
                                                      threads=config.threads,
-                                                     precision=config.precision),
+                                                     precision=config.precision,
+                                                     feature_shots=config.feature_shots),
                              detail=config.detail)  # type: ignore[arg-type]
     return Animator(portrait, options)
 
@@ -159,6 +164,16 @@ def run(config: BenchConfig) -> None:
         pipeline.run(duration=config.seconds)
         elapsed = time.monotonic() - start
     print_report(config, source.fps, source.captured, elapsed, start, sink, pipeline.stats())
+
+
+def portrait_crop(config: BenchConfig) -> str:
+    """The crop the run renders: --crop-size, or an enrolled portrait's own with its shots."""
+    if config.processor == "fake" or config.portrait.suffix != ".headcast":
+        return str(config.crop_size)
+    from streamer.portrait import load_portrait
+
+    portrait = load_portrait(config.portrait)
+    return f"{portrait.crop_size}, {len(portrait.sources)} shots"
 
 
 def _ms(values: np.ndarray, q: float) -> str:
@@ -184,7 +199,7 @@ def print_report(
     rows = [
         (
             "processor",
-            f"{config.processor} (crop {config.crop_size}"
+            f"{config.processor} (crop {portrait_crop(config)}"
             f"{', full frame' if config.full_frame else ''}, renderer {config.renderer} "
             f"{config.precision}, "
             f"threads {config.threads or 'auto'}, "
@@ -230,7 +245,8 @@ def parse_args(argv: Sequence[str] | None) -> BenchConfig:
     parser.add_argument(
         "--portrait",
         default="portraits/mona_lisa.jpg",
-        help="portrait image, relative to the data folder",
+        help="portrait image, relative to the data folder (or an absolute path), or an "
+        "enrolled .headcast file (K shots, its own crop size)",
     )
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--processor", choices=("animator", "fake"), default="animator")
@@ -249,6 +265,9 @@ def parse_args(argv: Sequence[str] | None) -> BenchConfig:
     )
     parser.add_argument("--detail", choices=DETAILS, default="auto",
                         help="texture from the full-resolution portrait, as `stream --detail`")
+    parser.add_argument("--one-shot-per-frame", action="store_true",
+                        help="a .headcast portrait of K shots: mouth and eyes from the whole "
+                             "face's shot, as `stream --one-shot-per-frame`")
     parser.add_argument(
         "--fake-ms", type=float, default=15.0, help="per-frame cost of --processor fake"
     )
@@ -278,6 +297,7 @@ def parse_args(argv: Sequence[str] | None) -> BenchConfig:
         precision=args.precision,
         overlap=not args.no_overlap,
         detail=args.detail,
+        feature_shots=not args.one_shot_per_frame,
     )
 
 
