@@ -163,17 +163,18 @@ def run(config: BenchConfig) -> None:
     with pipeline:
         pipeline.run(duration=config.seconds)
         elapsed = time.monotonic() - start
-    print_report(config, source.fps, source.captured, elapsed, start, sink, pipeline.stats())
+    print_report(config, crop_label(processor, config), source.fps, source.captured, elapsed,
+                 start, sink, pipeline.stats())
 
 
-def portrait_crop(config: BenchConfig) -> str:
-    """The crop the run renders: --crop-size, or an enrolled portrait's own with its shots."""
-    if config.processor == "fake" or config.portrait.suffix != ".headcast":
+def crop_label(processor: AvatarProcessor, config: BenchConfig) -> str:
+    """The crop the run renders: the processor's portrait's (an enrolled file keeps its own),
+    with its shots when it has several; the fake processor's --crop-size."""
+    portrait = getattr(processor, "portrait", None)
+    if portrait is None:
         return str(config.crop_size)
-    from streamer.portrait import load_portrait
-
-    portrait = load_portrait(config.portrait)
-    return f"{portrait.crop_size}, {len(portrait.sources)} shots"
+    shots = len(portrait.sources)
+    return f"{portrait.crop_size}" + (f", {shots} shots" if shots > 1 else "")
 
 
 def _ms(values: np.ndarray, q: float) -> str:
@@ -182,6 +183,7 @@ def _ms(values: np.ndarray, q: float) -> str:
 
 def print_report(
     config: BenchConfig,
+    crop: str,
     fps: float,
     offered: int,
     elapsed: float,
@@ -199,7 +201,7 @@ def print_report(
     rows = [
         (
             "processor",
-            f"{config.processor} (crop {portrait_crop(config)}"
+            f"{config.processor} (crop {crop}"
             f"{', full frame' if config.full_frame else ''}, renderer {config.renderer} "
             f"{config.precision}, "
             f"threads {config.threads or 'auto'}, "

@@ -590,12 +590,13 @@ class _Frame:
         out = _blend([of(p) for p, _ in self.face], [w for _, w in self.face])
         if self.overlays and any(out is p.out for p, _ in self.face):
             out = out.copy()
-        for parts, ((x0, y0, x1, y1), alpha) in self.overlays:
+        for parts, (box, alpha) in self.overlays:
+            x0, y0, x1, y1 = box
             over = _blend([of(p)[y0:y1, x0:x1] for p, _ in parts], [w for _, w in parts])
-            a = alpha if out.ndim == 2 else alpha[:, :, None]
-            under = out[y0:y1, x0:x1].astype(np.float32)
-            laid = under + a * (over.astype(np.float32) - under)
-            out[y0:y1, x0:x1] = np.clip(laid + 0.5, 0, 255) if out.dtype == np.uint8 else laid
+            if out.dtype == np.uint8:  # a (S, S, 3) image
+                _lay_over(out, box, alpha, over)
+            else:  # a float (S, S) map
+                out[y0:y1, x0:x1] += alpha * (over - out[y0:y1, x0:x1])
         return out
 
     def crop(self) -> np.ndarray:

@@ -1,6 +1,8 @@
 from pathlib import Path
 
-from benchmarks.latency import BenchConfig, make_processor, portrait_crop
+import numpy as np
+
+from benchmarks.latency import BenchConfig, FakeAnimator, crop_label, make_processor
 
 
 def _config(portrait: Path, **kw) -> BenchConfig:
@@ -11,8 +13,6 @@ def _config(portrait: Path, **kw) -> BenchConfig:
 def test_an_enrolled_portrait_runs_with_its_own_shots_and_crop(tmp_path, astronaut_bgr):
     """`--portrait X.headcast` takes the file as enrolled (its K shots, its 256 crop, though
     the run's --crop-size says 512), and `--one-shot-per-frame` reaches the renderer."""
-    import numpy as np
-
     from streamer.portrait import EnrollConfig, enroll_images, save_portrait
 
     shifted = np.roll(astronaut_bgr, 6, axis=1)
@@ -23,5 +23,5 @@ def test_an_enrolled_portrait_runs_with_its_own_shots_and_crop(tmp_path, astrona
         animator = make_processor(_config(path, feature_shots=features), 30.0)
         assert animator.portrait.crop_size == 256 and len(animator.portrait.references) == 1
         assert animator.options.renderer.feature_shots is features
-    assert portrait_crop(_config(path)) == "256, 2 shots"
-    assert portrait_crop(_config(tmp_path / "mona_lisa.jpg")) == "512"
+    assert crop_label(animator, _config(path)) == "256, 2 shots"
+    assert crop_label(FakeAnimator(512, 0.0), _config(tmp_path / "mona_lisa.jpg")) == "512"
