@@ -254,32 +254,46 @@ def test_eyes_follow_the_gaze(astronaut_portrait):
         assert np.linalg.norm(_source_at(grid, skin) - skin) < 0.25
 
 
-def test_a_widened_eye_shows_its_white_above_a_round_iris(astronaut_portrait):
+def test_a_widened_eye_lifts_its_lashes_and_shows_its_white_below_them(astronaut_portrait):
     """Eyes opened wide (upper lids raised by a quarter of the eye's width): between the lids
     the portrait's eye keeps its scale, hung from the lower lid, so the iris stays round
-    (stretched lid to lid, it grew into a tall oval), and above it lies the portrait's own
-    white. Head turns up to ±20° show none (test_head_turns_..._do_not_fold: the map
-    under the white is not one-to-one)."""
+    (stretched lid to lid, it grew into a tall oval); the upper lid takes its margin, the
+    lash line, up with it, and below the lashes lies the portrait's own white (left behind,
+    the lash line crossed the eye as a second lid, and MediaPipe read the eye as half shut).
+    Head turns up to ±20° show none (test_head_turns_..._do_not_fold: the map under the white
+    is not one-to-one)."""
     import cv2
 
+    from models.warp_generator import LID_MARGIN
     from streamer.portrait import eye_white_colour
     from tests.helpers import widen_eyes
 
-    src = astronaut_portrait.crop_landmarks
-    r = WarpRenderer(astronaut_portrait)
+    portrait = astronaut_portrait  # the 256 crop: eyes 17 px wide, lash lines 1–2 px high
+    src = portrait.crop_landmarks
+    r = WarpRenderer(portrait)
     target = widen_eyes(src, 0.25)
     grey = [cv2.cvtColor(im, cv2.COLOR_BGR2GRAY).astype(np.float32)
             for im in (r.render(src), r.render(target))]
-    white = float(np.mean(eye_white_colour(astronaut_portrait.crop, src)))
-    for centre, upper, lower in ((468, 159, 145), (473, 386, 374)):
+    white = float(np.mean(eye_white_colour(portrait.crop, src)))
+    for centre, upper, lower, (a, b) in ((468, 159, 145, (33, 133)), (473, 386, 374, (362, 263))):
         x = int(src[centre, 0])
         iris = grey[0][int(src[centre, 1]), x]
         dark = 0.5 * (iris + white)  # darker than this: iris
-        heights = [int((g[int(upper_y):int(np.ceil(src[lower, 1])), x] < dark).sum())
-                   for g, upper_y in ((grey[0], src[upper, 1]), (grey[1], target[upper, 1]))]
+        width = float(np.linalg.norm(src[b, :2] - src[a, :2]))
+        lashes = (0.0, LID_MARGIN * width)  # the target's lashes are above the iris's top
+        heights = [int((g[int(upper_y + m):int(np.ceil(src[lower, 1])), x] < dark).sum())
+                   for g, upper_y, m in zip(grey, (src[upper, 1], target[upper, 1]), lashes,
+                                            strict=True)]
         assert heights[0] >= 4 and heights[1] <= 1.2 * heights[0]  # the iris is as high
-        band = grey[1][int(np.ceil(target[upper, 1])) + 1:int(src[upper, 1]), x]
-        assert band.size >= 2 and band.mean() > iris + 0.6 * (white - iris)  # white over it
+        rows = slice(int(target[upper, 1]) - 2, int(np.ceil(src[lower, 1])))
+        for side in (-0.3, 0.3):  # beside the iris
+            col = int(src[centre, 0] + side * width)
+            lash = [rows.start + int(np.argmin(g[rows, col])) for g in grey]  # the darkest row
+            assert lash[1] <= lash[0] - 2  # the lash line rose with the lid, as dark as it was
+            shade = [float(g[row, col]) for g, row in zip(grey, lash, strict=True)]
+            assert shade[1] <= shade[0] + 0.25 * (white - shade[0])
+            below = grey[1][lash[1] + 2:lash[0] + 2, col]
+            assert below.size >= 2 and below.mean() > iris + 0.6 * (white - iris)  # white
 
 
 @pytest.mark.parametrize("name", ["mona_lisa.jpg", "einstein.jpg", "EAMM_jake4.png"])
