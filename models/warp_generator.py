@@ -63,6 +63,8 @@ WHITE_MIN = 0.02  # how much wider than the portrait's (eye widths) an eye opens
 LID_MARGIN = 0.08  # the upper lid's margin (lashes, liner) under its landmarks, eye widths:
 # a widened eye lifts it with the lid, and the white shows below it
 WHITE_SHADE = 0.06  # most of the eye under the margin (the lid's shade) the white covers
+LOWER_MARGIN = 0.05  # the lower lid's margin (waterline, lashes), eye widths: it drops with
+# the lid, and the white shows above it
 WHITE_EDGE = 0.02  # the white's soft lower edge, eye widths
 IRIS_RADIUS = 0.21  # the iris's radius, eye widths (MediaPipe's: 0.20–0.23 on 15 of 16 shared eyes)
 IRIS_EDGE = 0.15  # the iris's soft edge against the white, × its radius
@@ -295,9 +297,9 @@ class WarpGenerator(nn.Module):
         same height on the target down to the target's upper lid (stretched as the lid comes
         down); between the lids the portrait's eye slides under the upper lid unsqueezed,
         turned sideways with the target's gaze (an eye opened up to WHITE_MIN wider than the
-        portrait's is stretched; wider still, it keeps its scale, the upper lid takes its
-        margin up with it and the white shows between them); under the lower lid the skin
-        band LID_SKIN / 2 eye widths deep runs the same way.
+        portrait's is stretched; wider still, it keeps its scale and stays where the target's
+        iris is, each lid takes its margin with it and the white shows between); under the
+        lower lid the skin band LID_SKIN / 2 eye widths deep runs the same way.
         A spline cannot do this: a shut eye puts its two lids a pixel apart, and a smooth map
         cannot take them 10 pixels apart."""
         tgt, src = _eye_frame(lids[:, 0]), _eye_frame(lids[:, 1])
@@ -345,8 +347,9 @@ class WarpGenerator(nn.Module):
         lid_up, lid_down = src.point(us, s_top), src.point(us, s_bottom)
         # Between the lids: slide (portrait's eye under a lower lid) or stretch, whichever
         # reaches further down the portrait's eye; but an eye opened wider than the
-        # portrait's keeps its scale too, hung from the lower lid (stretched, the iris grew
-        # into a tall oval and no white showed).
+        # portrait's keeps its scale too, held where the target's iris is (stretched, the
+        # iris grew into a tall oval and no white showed; hung from the lower lid, it
+        # dropped with the lid).
         scale = self._across_scale(tgt, ctrl, tps)
         gap = (bottom - top).clamp_min(1e-6)
         slide = s_bottom - (bottom - v) * scale
@@ -354,23 +357,33 @@ class WarpGenerator(nn.Module):
                    - (src.v_lower - src.v_upper).amax(1, keepdim=True))
         wide = opening > WHITE_MIN * src.width
         # The upper lid lifts its margin (lashes, liner: LID_MARGIN under its landmarks) with
-        # it; the white covers what the target shows between that margin and the eye hung
-        # below (left behind, the margin read as a second lid line across the iris, and the
-        # tracker took it for the lid), and the lid's shade under the margin, WHITE_SHADE at
-        # most (a widened eye shows it lit); under the white the map takes the row below that.
-        margin = LID_MARGIN * src.width
+        # it, the lower lid takes its own (LOWER_MARGIN) down; the white covers what the
+        # target shows between the margins and the eye (left behind, the upper margin read
+        # as a second lid line across the iris, and the tracker took it for the lid), and
+        # the lid's shade under the upper margin, WHITE_SHADE at most (a widened eye shows
+        # it lit); under the white the map takes the eye's nearest row.
+        margin, low = LID_MARGIN * src.width, LOWER_MARGIN * src.width
         in_margin = v < top + margin / scale
+        in_low = v > bottom - low / scale
         extra = gap * scale - (s_bottom - s_top)
         edge = s_top + margin + torch.minimum(extra.clamp_min(0.0), WHITE_SHADE * src.width)
-        white = ((edge - slide) / (WHITE_EDGE * src.width) + 0.5).clamp(0.0, 1.0)
-        below_margin = ((v - top) * scale - margin) / (WHITE_EDGE * src.width) + 0.5
-        white = white * wide.float() * below_margin.clamp(0.0, 1.0)
-        lifted = torch.where(in_margin, s_top + (v - top) * scale, torch.maximum(slide, edge))
+        edge_low = s_bottom - low
+        iris_u, iris_v = tgt.local(irises[:, 0, 0:1], irises[:, 0, 1:2])
+        iris_sv = src.local(irises[:, 1, 0:1], irises[:, 1, 1:2])[1]
+        held = iris_sv + (v - iris_v) * scale  # the eyeball stays where the iris is
+        soft = WHITE_EDGE * src.width
+        below_margin = (((v - top) * scale - margin) / soft + 0.5).clamp(0.0, 1.0)
+        above_low = (((bottom - v) * scale - low) / soft + 0.5).clamp(0.0, 1.0)
+        white = (((edge - held) / soft + 0.5).clamp(0.0, 1.0) * below_margin
+                 + ((held - edge_low) / soft + 0.5).clamp(0.0, 1.0) * above_low)
+        white = white.clamp(max=1.0) * wide.float()
+        lifted = torch.where(in_margin, s_top + (v - top) * scale,
+                             torch.where(in_low, slide,
+                                         torch.maximum(torch.minimum(held, edge_low), edge)))
         vs = torch.where(wide, lifted,
                          torch.maximum(slide, s_top + (v - top) / gap * (s_bottom - s_top)))
         # Gaze: the eyeball turns under the lids by the iris's sideways offset (none at the
         # corners, at most GAZE_MAX eye widths).
-        iris_u, iris_v = tgt.local(irises[:, 0, 0:1], irises[:, 0, 1:2])
         iris_t = iris_u / tgt.width
         # Not over the iris: there the eye's top row, drawn up, stands for the top of the
         # iris the portrait's lid hid (the white over it left the iris a half-disc).

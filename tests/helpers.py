@@ -37,14 +37,16 @@ def close_eyes(lm: np.ndarray) -> np.ndarray:
     return out
 
 
-def widen_eyes(lm: np.ndarray, amount: float) -> np.ndarray:
-    """Upper lids raised by `amount` of each eye's width at mid-lid, less towards the corners
-    (eyes opened wide in surprise)."""
+def widen_eyes(lm: np.ndarray, amount: float, lower: float = 0.0) -> np.ndarray:
+    """Upper lids raised by `amount` of each eye's width at mid-lid (lower lids dropped by
+    `lower`), less towards the corners (eyes opened wide in surprise); irises where they were."""
     out = lm.copy()
     for pairs, (a, b) in ((L.RIGHT_LID_PAIRS, (33, 133)), (L.LEFT_LID_PAIRS, (362, 263))):
         width = float(np.linalg.norm(lm[b, :2] - lm[a, :2]))
-        for i, (up, _) in enumerate(pairs):
-            out[up, 1] -= amount * width * np.sin(np.pi * (i + 1) / (len(pairs) + 1))
+        for i, (up, down) in enumerate(pairs):
+            arch = width * np.sin(np.pi * (i + 1) / (len(pairs) + 1))
+            out[up, 1] -= amount * arch
+            out[down, 1] += lower * arch
     return out
 
 

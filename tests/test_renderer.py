@@ -256,7 +256,7 @@ def test_eyes_follow_the_gaze(astronaut_portrait):
 
 def test_a_widened_eye_lifts_its_lashes_and_shows_its_white_below_them(astronaut_portrait):
     """Eyes opened wide (upper lids raised by a quarter of the eye's width): between the lids
-    the portrait's eye keeps its scale, hung from the lower lid, so the iris stays round
+    the portrait's eye keeps its scale, so the iris stays round
     (stretched lid to lid, it grew into a tall oval); the upper lid takes its margin, the
     lash line, up with it, and below the lashes lies the portrait's own white (left behind,
     the lash line crossed the eye as a second lid, and MediaPipe read the eye as half shut).
@@ -294,6 +294,37 @@ def test_a_widened_eye_lifts_its_lashes_and_shows_its_white_below_them(astronaut
             assert shade[1] <= shade[0] + 0.25 * (white - shade[0])
             below = grey[1][lash[1] + 2:lash[0] + 2, col]
             assert below.size >= 2 and below.mean() > iris + 0.6 * (white - iris)  # white
+
+
+def test_a_widened_eye_keeps_its_iris_in_place_and_shows_white_below_it(astronaut_bgr):
+    """Lids opened both ways (upper raised by 0.25, lower dropped by 0.15 of the eye's width,
+    irises where they were): the eyeball stays where the iris is, so the iris is drawn from
+    the portrait's iris (hung from the lower lid, it dropped with the lid), and between the
+    eye and the dropped lower lid the white shows."""
+    import cv2
+
+    from models.warp_generator import LOWER_MARGIN
+    from streamer.portrait import EnrollConfig, enroll_images
+    from tests.helpers import widen_eyes
+
+    portrait = enroll_images([astronaut_bgr], EnrollConfig(crop_size=512))  # eyes 34 px wide
+    src = portrait.crop_landmarks
+    target = widen_eyes(src, 0.25, lower=0.15)
+    grid, _, _, white = WarpRenderer(portrait)._run(target)
+    boxes = fine_boxes(target, 512)[:2]
+    eyes = ((468, L.RIGHT_LID_PAIRS, (33, 133)), (473, L.LEFT_LID_PAIRS, (362, 263)))
+    for e, (centre, pairs, (a, b)) in enumerate(eyes):
+        width = float(np.linalg.norm(src[b, :2] - src[a, :2]))
+        assert np.linalg.norm(_source_at(grid, target[centre, :2]) - src[centre, :2]) < 0.03 * width
+        x0, y0, x1, y1 = boxes[e]
+        cover = cv2.resize(white[e], (int(x1 - x0), int(y1 - y0)), interpolation=cv2.INTER_LINEAR)
+        lower = [down for _, down in pairs]
+        order = np.argsort(src[lower, 0])
+        for side in (-0.2, 0.2):  # beside the iris, between the portrait's and the target's
+            x = src[centre, 0] + side * width  # lower lid (its margin taken off)
+            lids = [np.interp(x, lm[lower, 0][order], lm[lower, 1][order]) for lm in (src, target)]
+            y = int(0.5 * (lids[0] + lids[1] - LOWER_MARGIN * width))
+            assert cover[y - y0, int(x) - x0] > 0.5  # the white
 
 
 @pytest.mark.parametrize("name", ["mona_lisa.jpg", "einstein.jpg", "EAMM_jake4.png"])
