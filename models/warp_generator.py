@@ -369,7 +369,7 @@ class WarpGenerator(nn.Module):
         edge = s_top + margin + torch.minimum(extra.clamp_min(0.0), WHITE_SHADE * src.width)
         edge_low = s_bottom - low
         iris_u, iris_v = tgt.local(irises[:, 0, 0:1], irises[:, 0, 1:2])
-        iris_sv = src.local(irises[:, 1, 0:1], irises[:, 1, 1:2])[1]
+        iris_su, iris_sv = src.local(irises[:, 1, 0:1], irises[:, 1, 1:2])
         held = iris_sv + (v - iris_v) * scale  # the eyeball stays where the iris is
         soft = WHITE_EDGE * src.width
         below_margin = (((v - top) * scale - margin) / soft + 0.5).clamp(0.0, 1.0)
@@ -389,8 +389,7 @@ class WarpGenerator(nn.Module):
         # iris the portrait's lid hid (the white over it left the iris a half-disc).
         reach = torch.sqrt((u - iris_u) ** 2 + (v - iris_v) ** 2) / (IRIS_RADIUS * tgt.width)
         white = white * ((reach - 1.0) / IRIS_EDGE + 0.5).clamp(0.0, 1.0)
-        iris_s = src.local(irises[:, 1, 0:1], irises[:, 1, 1:2])[0] / src.width
-        gaze = (iris_s - iris_t).clamp(-GAZE_MAX, GAZE_MAX) * src.width
+        gaze = (iris_su / src.width - iris_t).clamp(-GAZE_MAX, GAZE_MAX) * src.width
         bump = 4.0 * frac * (1.0 - frac)  # 0 at the corners, 1 mid-eye
         eye = src.point(us + gaze * bump.clamp(0.0, 1.0), vs)
         w_up = ((v - band_top) / (top - band_top)).clamp(0.0, 1.0)

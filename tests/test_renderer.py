@@ -268,13 +268,12 @@ def test_a_widened_eye_lifts_its_lashes_and_shows_its_white_below_them(astronaut
     from streamer.portrait import eye_white_colour
     from tests.helpers import widen_eyes
 
-    portrait = astronaut_portrait  # the 256 crop: eyes 17 px wide, lash lines 1–2 px high
-    src = portrait.crop_landmarks
-    r = WarpRenderer(portrait)
+    src = astronaut_portrait.crop_landmarks  # the 256 crop: eyes 17 px wide, lashes 1–2 px
+    r = WarpRenderer(astronaut_portrait)
     target = widen_eyes(src, 0.25)
     grey = [cv2.cvtColor(im, cv2.COLOR_BGR2GRAY).astype(np.float32)
             for im in (r.render(src), r.render(target))]
-    white = float(np.mean(eye_white_colour(portrait.crop, src)))
+    white = float(np.mean(eye_white_colour(astronaut_portrait.crop, src)))
     for centre, upper, lower, (a, b) in ((468, 159, 145, (33, 133)), (473, 386, 374, (362, 263))):
         x = int(src[centre, 0])
         iris = grey[0][int(src[centre, 1]), x]
