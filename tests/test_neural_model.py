@@ -314,29 +314,34 @@ def test_anchor_targets_open_the_shot_mouth(prepared):
 
 def test_anchors_hold_the_mouth_the_shots_do_not_show(prepared):
     """Fine-tuned on closed-mouth shots, G keeps drawing the anchors' mouths as the
-    meta-learned G drew them when the anchors weigh in, and drifts without them."""
+    meta-learned G drew them when the anchors weigh in, and drifts without them. Over three
+    random tiny models: one alone moved held / free between 0.58 and 0.83 with the seed."""
     from models.data import load_prepared
     from models.finetune import FinetuneOptions, anchor_set, finetune
 
     video = load_prepared([prepared])[0]
     shots = [video.shot(0)]
-    torch.manual_seed(0)
-    G, D = Generator(TINY), Discriminator(TINY, 1)
-    psi = np.random.default_rng(0).normal(0, 0.5, TINY.psi_dim).astype(np.float32)
+    base = dict(steps=12, augmented=4, lr_g=2e-3, batch=2, anchors=4, anchor_batch=2)
     embedding = np.zeros(TINY.embed_dim, np.float32)
-    probe = anchor_set(G.eval(), shots[0], psi, FinetuneOptions(anchors=4), TINY.size)
 
-    def drift(tuned: Generator, psi_t: np.ndarray) -> float:
+    def drift(probe: list[dict], tuned: Generator, psi_t: np.ndarray) -> float:
         with torch.no_grad():
             return float(np.mean([losses.region_l1(
                 tuned(a["landmarks"][None], a["warp"][None], a["valid"][None],
                       torch.from_numpy(psi_t)[None])[0], a["target"][None], a["mouth"][None])
                 for a in probe]))
 
-    base = dict(steps=12, augmented=4, lr_g=2e-3, batch=2, anchors=4, anchor_batch=2)
-    held = drift(*finetune(G, D, shots, embedding, psi, FinetuneOptions(**base)))
-    free = drift(*finetune(G, D, shots, embedding, psi, FinetuneOptions(**base, w_anchor=0.0)))
-    assert held < 0.8 * free
+    held, free = [], []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        G, D = Generator(TINY), Discriminator(TINY, 1)
+        psi = np.random.default_rng(seed).normal(0, 0.5, TINY.psi_dim).astype(np.float32)
+        probe = anchor_set(G.eval(), shots[0], psi, FinetuneOptions(anchors=4), TINY.size)
+        held.append(drift(probe, *finetune(G, D, shots, embedding, psi,
+                                           FinetuneOptions(**base))))
+        free.append(drift(probe, *finetune(G, D, shots, embedding, psi,
+                                           FinetuneOptions(**base, w_anchor=0.0))))
+    assert np.mean(held) < 0.8 * np.mean(free)
 
 
 def test_finetune_warps_each_shot_from_its_nearest_other_shot(prepared):
