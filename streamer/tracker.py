@@ -21,9 +21,9 @@ class TrackerConfig:
     # Video mode: a face just found (the first frame, or the first after frames without one)
     # is read this many more times from the same frame, and the last read kept. Its first
     # read is made from the face detector's box, the reads after it from the mesh's own, and
-    # the two disagree: on one still frame the first read's head rotation stood 0.5–0.9°
-    # from the tracker's settled read on the shared clips, 1.8–2.8° on three renders of
-    # shared portraits, and came within 0.3° of it after three to five reads. Every head
+    # the two disagree: on one still frame read ten times, the first read's head rotation
+    # stood 0.5–0.7° from the tenth on two shared clips and 1.8–2.8° on three renders of
+    # shared portraits, the reads from the fourth on 0.0–0.7° (mostly under 0.3°). Every head
     # rotation a clip is measured by is taken against its first frame (benchmarks), and the
     # second look's rest offset is the first read of a still render (streamer/refine.py).
     lock_on: int = 4
