@@ -48,11 +48,10 @@ class FaceTracker:
                 min_detection_confidence=config.min_detection_confidence,
                 min_tracking_confidence=config.min_tracking_confidence,
             )
-        self._video = video
-        self._lock_on = config.lock_on if video else 0
+        self._lock_on = config.lock_on if video else 0  # image mode: every read is a first
         self._closed = False
         self._started = False
-        self._tracking = False  # video mode: the last frame had a face
+        self._tracking = False  # the last frame had a face
 
     def detect(self, image: np.ndarray) -> np.ndarray | None:
         """image: (H, W, 3) uint8 BGR → (478, 3) float32 pixels (z scaled like x), or None."""
@@ -74,7 +73,7 @@ class FaceTracker:
         if faces and not self._tracking:  # just found: read again until the mesh settles
             for _ in range(self._lock_on):
                 faces = self._read(rgb) or faces
-        self._tracking = self._video and bool(faces)
+        self._tracking = bool(faces)
         return faces
 
     def _read(self, rgb: np.ndarray) -> list[np.ndarray]:
