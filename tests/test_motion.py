@@ -43,6 +43,27 @@ def test_blink_closes_wider_portrait_eyes_fully(astronaut_landmarks):
     assert (gaps > 0).all()
 
 
+def test_narrow_eyes_widen_as_far_as_the_drivers(astronaut_landmarks):
+    """Lids rise by the driver's own travel: a portrait whose eyes are half as open as the
+    driver's widens them by as much (in IOD), not by half as much."""
+    narrow = astronaut_landmarks.copy()
+    for up, low in L.RIGHT_LID_PAIRS + L.LEFT_LID_PAIRS:
+        narrow[up, 1] += 0.5 * (astronaut_landmarks[low, 1] - astronaut_landmarks[up, 1])
+    wide = astronaut_landmarks.copy()
+    for up, low in L.RIGHT_LID_PAIRS + L.LEFT_LID_PAIRS:
+        wide[up, 1] -= 0.3 * (astronaut_landmarks[low, 1] - astronaut_landmarks[up, 1])
+    t = MotionTransfer(narrow)
+    t.calibrate(astronaut_landmarks)
+    out = t.transfer(wide)
+    p_frame, d_frame = face_frame(narrow), face_frame(astronaut_landmarks)
+    rise = lid_gaps(p_frame.to_face(out)) - lid_gaps(p_frame.to_face(narrow))
+    driver_rise = lid_gaps(d_frame.to_face(wide)) - lid_gaps(d_frame.to_face(astronaut_landmarks))
+    ratio = rise / driver_rise
+    assert ratio.min() > 0.95 and ratio.max() < 1.3  # the blink floor's remap adds up to 1/0.85
+    closed = t.transfer(close_eyes(astronaut_landmarks))  # and they still shut
+    assert lid_gaps(p_frame.to_face(closed)).max() <= MotionConfig().min_gap + 1e-4
+
+
 def test_lids_and_lips_never_cross(astronaut_landmarks, transfer):
     driver = astronaut_landmarks.copy()
     for up, low in L.RIGHT_LID_PAIRS + L.LEFT_LID_PAIRS + L.LIP_PAIRS:
