@@ -44,6 +44,7 @@ OWN_MOUTH_STRETCH = (3.0, 5.0)
 # K-shot K = 1 face PSNR, man_glasses_office 21.07 / 20.92 / 20.42 dB for 1 / 3 / 8 px)
 STILL_FRINGE = 3.0
 STILL_MOVE = 2.0  # px at the 512 crop: a pixel moved this far is uncovered in full
+STILL_BEND = 2.0  # beyond an uncovered strip, still at this × the shift (over 1: no fold)
 
 
 @dataclass(frozen=True)
@@ -436,9 +437,10 @@ class StillBackground:
     background it covered, the pixel itself would show the person left behind (that pixel of
     the shot is the person, or within STILL_FRINGE of it: a segmentation's soft edge reads
     the hair's fringe as background); there the map keeps the spline's (the background beside
-    the head, stretched), fully once the pixel moved STILL_MOVE. Where that strip meets the
-    still background the map steps back (the strip shows background from beside the head,
-    the still part its own), as it steps at the head's edge, the head in front."""
+    the head, stretched), fully once the pixel moved STILL_MOVE. Beyond that strip the
+    background bends back to still over STILL_BEND × the distance the head moved (a step
+    there, from the strip's shift to none, broke every stripe of a flag behind a turning head
+    in two); at the head's own edge the map steps, the head in front."""
 
     def __init__(self, person: np.ndarray) -> None:
         """person: (S, S) uint8 where the shot shows the person (streamer.segment)."""
@@ -460,9 +462,21 @@ class StillBackground:
         if uncovered.any():
             # how far each pixel moved (smooth: worked out on every 4th pixel)
             moved = pixels[::4, ::4] - grid[::4, ::4]
-            gone = np.minimum(cv2.magnitude(moved[:, :, 0], moved[:, :, 1]) / self._move, 1.0)
-            gone = cv2.resize(gone, grid.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+            shift = cv2.magnitude(moved[:, :, 0], moved[:, :, 1])
+            full = grid.shape[1::-1]
+            gone = cv2.resize(np.minimum(shift / self._move, 1.0), full,
+                              interpolation=cv2.INTER_LINEAR)
             weight -= uncovered * gone  # at rest the shot's own fringe stays
+            # Beyond the strip the map bends back to still instead of stepping there (a step
+            # breaks every stripe of a flag behind the head): still at STILL_BEND × the shift
+            # from the strip (distances on every 2nd pixel, less the one cell they round up).
+            half = uncovered[::2, ::2]
+            away = cv2.distanceTransform(1 - half, cv2.DIST_L2, 3) * 2.0 - 2.0
+            shift = cv2.resize(shift, half.shape[::-1], interpolation=cv2.INTER_LINEAR)
+            bend = np.clip(away / np.maximum(STILL_BEND * shift, 1.0), 0.0, 1.0)
+            bend = cv2.resize(bend, full, interpolation=cv2.INTER_LINEAR)
+            # (the strip keeps its own weight; the head's is 0 whatever the bend)
+            weight = cv2.min(weight, cv2.max(bend, uncovered.astype(np.float32)))
         return cv2.blendLinear(grid, pixels, 1.0 - weight, weight)
 
 

@@ -418,9 +418,9 @@ def test_head_turns_up_to_20_degrees_do_not_fold(astronaut_portrait, yaw):
     grid, _, _ = spline.sampling(target)
     assert det(grid).min() > 0.1  # no fold: every output pixel samples a distinct, unflipped place
     # With the background still, the map steps from the head's motion to the pixel itself at
-    # the head's edge (the head in front of the background) and where the strip the head
-    # uncovered, which keeps the spline's map, meets the still background: steps, not folds.
-    # Off those steps every pixel shown from the portrait's texture is unfolded.
+    # the head's edge (the head in front of the background), a step, not a fold; beyond the
+    # strip the head uncovered it bends back to still, and the bend folds nothing either
+    # (STILL_BEND > 1). Off the steps every pixel shown from the portrait's texture is unfolded.
     texture = WarpRenderer(astronaut_portrait).render_textured(target).texture
     assert texture is not None
     shown = np.ones(texture.grid.shape[:2], np.float32)  # the texture's share of each pixel
@@ -536,6 +536,25 @@ def test_the_background_stays_still_where_the_head_does_not_cover_it():
     assert close(held[64, 43], grid[64, 43])  # the edge's pixel beside the strip moves too
     # At rest nothing moves.
     assert close(StillBackground(person).hold(pixels.copy(), pixels), pixels)
+
+
+def test_the_uncovered_strip_meets_the_still_background_without_a_step():
+    """Beyond the strip a moving head uncovered, the background bends back to still over
+    twice the distance the head moved: a striped wall behind a head that moves stays whole,
+    where a map that stepped from the strip's shift to none broke every stripe in two."""
+    from streamer.renderer import StillBackground
+
+    s = 128
+    ys, xs = np.mgrid[0:s, 0:s].astype(np.float32)
+    pixels = np.dstack([xs, ys])
+    person = np.where((xs - 64) ** 2 + (ys - 64) ** 2 <= 400, 255, 0).astype(np.uint8)
+    grid = pixels - np.float32([8, 0])
+    held = StillBackground(person).hold(grid, pixels)
+    shift = pixels[64, :52, 0] - held[64, :52, 0]  # left of the head, strip included
+    assert shift[44:].min() > 7.9  # the strip keeps the spline's
+    assert np.abs(np.diff(shift)).max() < 1.5  # no step: the whole 8 px at once before
+    assert np.allclose(held[64, :20], pixels[64, :20], atol=0.01)  # two shifts away: still
+    assert np.allclose(held[64, 100:], pixels[64, 100:], atol=0.01)  # the side it moved to
 
 
 def test_the_background_stays_still_when_the_head_moves(astronaut_portrait):
