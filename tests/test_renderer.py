@@ -514,6 +514,15 @@ def test_the_mouth_starts_from_the_shot_with_the_nearest_mouth(open_mouth_shots)
     assert texture is not None and texture.weight.min() < 1e-3  # not the first shot's there
 
 
+def _disc_head_moved(shift: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A 128² shot whose person is a disc of radius 20 at the centre, the identity map, and
+    a spline's map that moved everything `shift` px right → (person, pixels, grid)."""
+    ys, xs = np.mgrid[0:128, 0:128].astype(np.float32)
+    pixels = np.dstack([xs, ys])
+    person = np.where((xs - 64) ** 2 + (ys - 64) ** 2 <= 400, 255, 0).astype(np.uint8)
+    return person, pixels, pixels - np.float32([shift, 0])
+
+
 def test_the_background_stays_still_where_the_head_does_not_cover_it():
     """The head (a disc) moved 8 px right: background it did not cover keeps its own pixel,
     the head is sampled where the map says, and over the strip it uncovered (and the soft
@@ -521,11 +530,7 @@ def test_the_background_stays_still_where_the_head_does_not_cover_it():
     left behind."""
     from streamer.renderer import StillBackground
 
-    s = 128
-    ys, xs = np.mgrid[0:s, 0:s].astype(np.float32)
-    pixels = np.dstack([xs, ys])
-    person = np.where((xs - 64) ** 2 + (ys - 64) ** 2 <= 400, 255, 0).astype(np.uint8)
-    grid = pixels - np.float32([8, 0])
+    person, pixels, grid = _disc_head_moved(8.0)
     held = StillBackground(person).hold(grid, pixels)
     close = lambda a, b: np.allclose(a, b, atol=0.01)  # noqa: E731
     assert close(held[64, 120], pixels[64, 120])  # background: still
@@ -544,11 +549,7 @@ def test_the_uncovered_strip_meets_the_still_background_without_a_step():
     where a map that stepped from the strip's shift to none broke every stripe in two."""
     from streamer.renderer import StillBackground
 
-    s = 128
-    ys, xs = np.mgrid[0:s, 0:s].astype(np.float32)
-    pixels = np.dstack([xs, ys])
-    person = np.where((xs - 64) ** 2 + (ys - 64) ** 2 <= 400, 255, 0).astype(np.uint8)
-    grid = pixels - np.float32([8, 0])
+    person, pixels, grid = _disc_head_moved(8.0)
     held = StillBackground(person).hold(grid, pixels)
     shift = pixels[64, :52, 0] - held[64, :52, 0]  # left of the head, strip included
     assert shift[44:].min() > 7.9  # the strip keeps the spline's
