@@ -472,8 +472,8 @@ class StillBackground:
             # from the strip (distances on every 2nd pixel, less the one cell they round up).
             half = uncovered[::2, ::2]
             away = cv2.distanceTransform(1 - half, cv2.DIST_L2, 3) * 2.0 - 2.0
-            shift = cv2.resize(shift, half.shape[::-1], interpolation=cv2.INTER_LINEAR)
-            bend = np.clip(away / np.maximum(STILL_BEND * shift, 1.0), 0.0, 1.0)
+            reach = STILL_BEND * cv2.resize(shift, half.shape[::-1], interpolation=cv2.INTER_LINEAR)
+            bend = np.clip(away / np.maximum(reach, 1.0), 0.0, 1.0)
             bend = cv2.resize(bend, full, interpolation=cv2.INTER_LINEAR)
             # (the strip keeps its own weight; the head's is 0 whatever the bend)
             weight = cv2.min(weight, cv2.max(bend, uncovered.astype(np.float32)))

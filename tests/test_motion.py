@@ -46,12 +46,11 @@ def test_blink_closes_wider_portrait_eyes_fully(astronaut_landmarks):
 def test_narrow_eyes_widen_as_far_as_the_drivers(astronaut_landmarks):
     """Lids rise by the driver's own travel: a portrait whose eyes are half as open as the
     driver's widens them by as much (in IOD), not by half as much."""
-    narrow = astronaut_landmarks.copy()
+    narrow, wide = astronaut_landmarks.copy(), astronaut_landmarks.copy()
     for up, low in L.RIGHT_LID_PAIRS + L.LEFT_LID_PAIRS:
-        narrow[up, 1] += 0.5 * (astronaut_landmarks[low, 1] - astronaut_landmarks[up, 1])
-    wide = astronaut_landmarks.copy()
-    for up, low in L.RIGHT_LID_PAIRS + L.LEFT_LID_PAIRS:
-        wide[up, 1] -= 0.3 * (astronaut_landmarks[low, 1] - astronaut_landmarks[up, 1])
+        gap = astronaut_landmarks[low, 1] - astronaut_landmarks[up, 1]
+        narrow[up, 1] += 0.5 * gap
+        wide[up, 1] -= 0.3 * gap
     t = MotionTransfer(narrow)
     t.calibrate(astronaut_landmarks)
     out = t.transfer(wide)
