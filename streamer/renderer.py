@@ -30,6 +30,7 @@ from streamer.references import (
     Patch,
     ReferencePicker,
 )
+from streamer.still_background import StillBackground
 from streamer.texture import Box, Rendered, Texture
 
 # Where the target opens the mouth wider than the shot it is warped from, the composite keeps
@@ -39,12 +40,6 @@ from streamer.texture import Box, Rendered, Texture
 # teeth smeared into vertical streaks; dropping the whole own mouth from 1.5 × its opening
 # replaced smiling teeth (dreamtalk_menglu2) with a dark smear.
 OWN_MOUTH_STRETCH = (3.0, 5.0)
-# px at the 512 crop: the segmentation's soft edge, moved with the head where it left it (with 1
-# px a dotted trace of the hair's outline stayed behind; 8 px moved more background than needed:
-# K-shot K = 1 face PSNR, man_glasses_office 21.07 / 20.92 / 20.42 dB for 1 / 3 / 8 px)
-STILL_FRINGE = 3.0
-STILL_MOVE = 2.0  # px at the 512 crop: a pixel moved this far is uncovered in full
-STILL_BEND = 2.0  # beyond an uncovered strip, still at this × the shift (over 1: no fold)
 
 
 @dataclass(frozen=True)
@@ -428,56 +423,6 @@ class WarpRenderer:
 
     def close(self) -> None:
         self._session = None
-
-
-class StillBackground:
-    """Leaves a shot's background still (RendererConfig.still_background): wherever the
-    output shows background (the map samples the shot's background there) the map takes the
-    pixel itself, so the background does not move with the head. Where the head moved off
-    background it covered, the pixel itself would show the person left behind (that pixel of
-    the shot is the person, or within STILL_FRINGE of it: a segmentation's soft edge reads
-    the hair's fringe as background); there the map keeps the spline's (the background beside
-    the head, stretched), fully once the pixel moved STILL_MOVE. Beyond that strip the
-    background bends back to still over STILL_BEND × the distance the head moved (a step
-    there, from the strip's shift to none, broke every stripe of a flag behind a turning head
-    in two); at the head's own edge the map steps, the head in front."""
-
-    def __init__(self, person: np.ndarray) -> None:
-        """person: (S, S) uint8 where the shot shows the person (streamer.segment)."""
-        size = person.shape[0]
-        grow = max(1, round(STILL_FRINGE * size / 512))
-        near = cv2.dilate(person, np.ones((2 * grow + 1,) * 2, np.uint8))
-        self._person = (person >= 128).astype(np.uint8)
-        self._near = (near >= 128).astype(np.uint8)
-        self._move = np.float32(STILL_MOVE * size / 512)
-
-    def hold(self, grid: np.ndarray, pixels: np.ndarray) -> np.ndarray:
-        """The sampling map grid (S, S, 2) float32 with the background still: blended to the
-        identity map `pixels` where it stays."""
-        shown = cv2.remap(self._person, grid, None, cv2.INTER_NEAREST,
-                          borderMode=cv2.BORDER_REPLICATE)
-        background = 1 - shown  # uint8 0/1
-        weight = background.astype(np.float32)
-        uncovered = background & self._near
-        if uncovered.any():
-            # how far each pixel moved (smooth: worked out on every 4th pixel)
-            moved = pixels[::4, ::4] - grid[::4, ::4]
-            shift = cv2.magnitude(moved[:, :, 0], moved[:, :, 1])
-            full = grid.shape[1::-1]
-            gone = cv2.resize(np.minimum(shift / self._move, 1.0), full,
-                              interpolation=cv2.INTER_LINEAR)
-            weight -= uncovered * gone  # at rest the shot's own fringe stays
-            # Beyond the strip the map bends back to still instead of stepping there (a step
-            # breaks every stripe of a flag behind the head): still at STILL_BEND × the shift
-            # from the strip (distances on every 2nd pixel, less the one cell they round up).
-            half = uncovered[::2, ::2]
-            away = cv2.distanceTransform(1 - half, cv2.DIST_L2, 3) * 2.0 - 2.0
-            reach = STILL_BEND * cv2.resize(shift, half.shape[::-1], interpolation=cv2.INTER_LINEAR)
-            bend = np.clip(away / np.maximum(reach, 1.0), 0.0, 1.0)
-            bend = cv2.resize(bend, full, interpolation=cv2.INTER_LINEAR)
-            # (the strip keeps its own weight; the head's is 0 whatever the bend)
-            weight = cv2.min(weight, cv2.max(bend, uncovered.astype(np.float32)))
-        return cv2.blendLinear(grid, pixels, 1.0 - weight, weight)
 
 
 def own_mouth_kept(grid: np.ndarray, stretch: tuple[float, float] = OWN_MOUTH_STRETCH
