@@ -36,18 +36,21 @@ STILL_BEND = 2.0  # beyond an uncovered strip, still at this × the shift (over 
 STILL_EDGE = 2.0
 
 
+def _grown(mask: np.ndarray, px: float) -> np.ndarray:
+    """A 0/1 (S, S) uint8 mask grown by px at the 512 crop (at least one pixel)."""
+    grow = max(1, round(px * mask.shape[0] / 512))
+    return cv2.dilate(mask, np.ones((2 * grow + 1,) * 2, np.uint8))
+
+
 class StillBackground:
     """Leaves one shot's background still (see the module docstring)."""
 
     def __init__(self, person: np.ndarray) -> None:
         """person: (S, S) uint8 where the shot shows the person (streamer.segment)."""
         size = person.shape[0]
-        grow = max(1, round(STILL_FRINGE * size / 512))
-        near = cv2.dilate(person, np.ones((2 * grow + 1,) * 2, np.uint8))
-        self._near = (near >= 128).astype(np.uint8)
-        edge = max(1, round(STILL_EDGE * size / 512))
-        self._head = cv2.dilate((person >= 128).astype(np.uint8),
-                                np.ones((2 * edge + 1,) * 2, np.uint8))
+        shown = (person >= 128).astype(np.uint8)
+        self._near = _grown(shown, STILL_FRINGE)
+        self._head = _grown(shown, STILL_EDGE)
         self._move = np.float32(STILL_MOVE * size / 512)
 
     def hold(self, grid: np.ndarray, pixels: np.ndarray) -> np.ndarray:

@@ -568,11 +568,11 @@ def test_the_heads_outline_over_the_still_background_is_smooth():
 
     person, pixels, _ = _disc_head_moved(0.0)
     shift = np.float32([6.3, 2.6])
-    crop = np.repeat(np.where(person > 0, 200, 50).astype(np.uint8)[:, :, None], 3, axis=2)
+    crop = np.where(person > 0, 200, 50).astype(np.uint8)
     held = StillBackground(person).hold(pixels - shift, pixels)
-    out = cv2.remap(crop, held, None, cv2.INTER_LINEAR)[:, :, 0].astype(float)
+    out = cv2.remap(crop, held, None, cv2.INTER_LINEAR).astype(float)
     sub = (np.arange(8) + 0.5) / 8.0  # the moved head's share of each pixel
-    ys, xs = np.mgrid[0:128, 0:128].astype(np.float32)
+    xs, ys = pixels[:, :, 0], pixels[:, :, 1]
     share = np.zeros((128, 128))
     for dy in sub:
         for dx in sub:
