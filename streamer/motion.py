@@ -17,6 +17,7 @@ from streamer.geometry import FaceFrame, face_frame, fit_head_pose, orthonormali
 
 _LID_PAIRS = np.array(L.RIGHT_LID_PAIRS + L.LEFT_LID_PAIRS)  # (14, 2) upper, lower
 _LIP_PAIRS = np.array(L.LIP_PAIRS)  # (9, 2)
+_LIPS_OUTER, _LIPS_INNER = np.array(L.LIPS_OUTER), np.array(L.LIPS_INNER)  # point for point
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,17 @@ class MotionConfig:
     # (SadTalker_sad1 0.902 → 0.957, EAMM_scarlett 0.912 → 0.970; SadTalker_art_11 0.812 → 0.762)
     closed_lip_gap: float = 0.002
     max_ratio_scale: float = 1.6  # portrait/driver proportion ratios are clipped to [1/x, x]
+    # How much of the driver's lip thickness change the portrait takes (0: its lips keep
+    # their own thickness and move with the inner lip line; 1: the driver's change in his
+    # own face units). A 2D warp draws lips pressed thin or pushed forward as the portrait's
+    # lips squeezed or stretched over whatever they part: a dark upper lip stretched over a
+    # red lower one, teeth under a grey band. Cross-reenactment by man_glasses_office, who
+    # talks with his lips nearly closed and presses and purses them, 24 pairs, 1 → 0: mouth
+    # r ≥ 0.9 on 18 → 19 (worst 0.636 → 0.771, SadTalker_art_11; EAMM_60 0.875 → 0.904),
+    # amplitude ratio in range on 17 → 18 (EAMM_14 1.53 → 1.42, einstein 1.49 → 1.36);
+    # self-reenactment AKD 0.89 → 0.91, face PSNR +3.07 → +3.04 dB, mouth SSIM +0.115 →
+    # +0.113 over static (lab notes, "The lips keep their own thickness").
+    lip_thickness: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -127,6 +139,8 @@ class MotionTransfer:
         posefree = pose.invert(driver)  # driver's face with head motion removed
         face = self._dframe.to_face(posefree)
         delta = (face - self._dface) * self._scales * self.config.expression_gain
+        thick = delta[_LIPS_OUTER, :2] - delta[_LIPS_INNER, :2]  # the lips' own change
+        delta[_LIPS_OUTER, :2] = delta[_LIPS_INNER, :2] + self.config.lip_thickness * thick
         gaps = _pair_gaps(face, _LID_PAIRS) / self._d_lid_gap
         floor = self.config.blink_floor
         lid_ratio = np.clip((gaps - floor) / (1.0 - floor), 0.0, 1.6)

@@ -132,6 +132,41 @@ def test_a_leaning_portrait_turns_as_the_camera_sees_the_driver_turn(astronaut_l
     assert abs(yaw - 12) < 0.3 and abs(pitch) < 0.3 and abs(roll) < 0.3
 
 
+def test_the_portraits_lips_keep_their_own_thickness(astronaut_landmarks):
+    """The driver presses his closed lips thin (each outer lip point 40 % of the way to the
+    inner line): the portrait's lips keep their thickness; with lip_thickness=1 they thin
+    as his did."""
+    outer, inner = np.array(L.LIPS_OUTER), np.array(L.LIPS_INNER)
+    pressed = astronaut_landmarks.copy()
+    pressed[outer, :2] += 0.4 * (pressed[inner, :2] - pressed[outer, :2])
+
+    def thickness(lm: np.ndarray) -> float:
+        return float(np.linalg.norm(lm[outer, :2] - lm[inner, :2], axis=1).sum())
+
+    kept = {}
+    for k in (0.0, 1.0):
+        t = MotionTransfer(astronaut_landmarks, MotionConfig(lip_thickness=k))
+        t.calibrate(astronaut_landmarks)
+        kept[k] = thickness(t.transfer(pressed)) / thickness(astronaut_landmarks)
+    assert abs(kept[0.0] - 1.0) < 0.03
+    assert abs(kept[1.0] - 0.6) < 0.05
+
+
+def test_opening_lips_carry_their_outline_with_them(astronaut_landmarks):
+    """The driver's mouth opens: the portrait's upper lip's outline rises with its inner
+    edge and the lower one's drops with it, so the lips open without thinning."""
+    t = MotionTransfer(astronaut_landmarks)
+    t.calibrate(astronaut_landmarks)
+    out = t.transfer(open_mouth(astronaut_landmarks, 0.3))
+    rise_outer = astronaut_landmarks[0, 1] - out[0, 1]  # upper lip, outer edge
+    rise_inner = astronaut_landmarks[13, 1] - out[13, 1]
+    drop_outer = out[17, 1] - astronaut_landmarks[17, 1]  # lower lip, outer edge
+    drop_inner = out[14, 1] - astronaut_landmarks[14, 1]
+    assert drop_inner > 0.1 * L.iod(astronaut_landmarks)
+    assert abs(rise_outer - rise_inner) < 0.01 * L.iod(astronaut_landmarks)
+    assert abs(drop_outer - drop_inner) < 0.01 * L.iod(astronaut_landmarks)
+
+
 def test_big_jawed_driver_is_scaled_to_the_portrait(astronaut_landmarks):
     """A driver whose lower face is 1.5× longer opens its mouth by 0.3 of its IOD: on the
     portrait the opening is scaled down by the ratio of the faces' proportions."""
