@@ -139,6 +139,11 @@ def _add_animate(sub: argparse._SubParsersAction) -> None:
         "--expression-gain", type=float, default=1.0, help="scale expressions (default 1)"
     )
     p.add_argument(
+        "--lip-thickness", type=float, default=0.0,
+        help="how much of the driver's lips thinning or thickening the portrait takes: 0 keeps "
+        "the portrait's own lips (default), 1 takes the driver's change",
+    )
+    p.add_argument(
         "--no-refine",
         action="store_true",
         help="skip the second look: by default the output is rendered once, tracked, and "
@@ -177,7 +182,8 @@ def _run_animate(args: argparse.Namespace) -> int:
     portrait = open_portrait(args.portrait, EnrollConfig(crop_size=args.crop_size))
     options = AnimateOptions(
         motion=MotionConfig(
-            mode=args.motion, head_pose=not args.no_head_pose, expression_gain=args.expression_gain
+            mode=args.motion, head_pose=not args.no_head_pose,
+            expression_gain=args.expression_gain, lip_thickness=args.lip_thickness,
         ),
         renderer=renderer_config(args),
         refine=RefineConfig(enabled=not args.no_refine),

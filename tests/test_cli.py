@@ -55,6 +55,18 @@ def test_animate_renderer_flags_reach_the_renderer(monkeypatch, flags, still, fe
     assert seen[0].renderer.feature_shots is features
 
 
+@pytest.mark.parametrize("flags, thickness", [([], 0.0), (["--lip-thickness", "1"], 1.0)])
+def test_animate_lip_thickness_flag_reaches_the_motion_transfer(monkeypatch, flags, thickness):
+    """`--lip-thickness` (streamer.motion; tested in test_motion)."""
+    import streamer.offline
+
+    seen = []
+    monkeypatch.setattr(streamer.offline, "run_animate",
+                        lambda job, progress=True: seen.append(job.options) or 0)
+    assert main(["animate", "-o", "x.mp4", "--quiet", *flags]) == 0
+    assert seen[0].motion.lip_thickness == thickness
+
+
 def test_animate_without_the_second_look_renders_the_targets_as_transferred(tmp_path):
     from streamer.video_io import read_video_frames
 
