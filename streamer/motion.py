@@ -168,8 +168,8 @@ class MotionTransfer:
         the camera's axes, as the camera sees the driver turn. Carried over face frame to face
         frame, a driver's yaw became yaw and roll on a portrait whose face frame leans against
         the driver's (the frames take their tilt from each face's own eye line and depth):
-        cross-reenactment by woman_long_expressive, EAMM_brade2's targets turned 0.81° off the
-        driver's rotation and the output read 1.94° off (about the camera's axes: 0.44°, 1.19°)."""
+        cross-reenactment by woman_long_expressive, EAMM_brade2's targets turned 0.82° off the
+        driver's rotation and the output read 1.94° off (about the camera's axes: 0.25°, 1.19°)."""
         if self._dframe is None:
             return state.rotation, state.shift
         turn = self._dframe.axes.T @ self._pframe.axes  # portrait face axes in the driver's frame
