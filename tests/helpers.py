@@ -50,9 +50,22 @@ def widen_eyes(lm: np.ndarray, amount: float, lower: float = 0.0) -> np.ndarray:
     return out
 
 
+def rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    """R = Ry(yaw)·Rx(pitch)·Rz(roll), degrees, image axes (y down): the convention of
+    streamer.geometry.rotation_to_euler and benchmarks.protocol."""
+    y, p, r = np.radians([yaw, pitch, roll])
+    ry = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
+    rx = np.array([[1, 0, 0], [0, np.cos(p), -np.sin(p)], [0, np.sin(p), np.cos(p)]])
+    rz = np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
+    return ry @ rx @ rz
+
+
+def turn_head(lm: np.ndarray, yaw: float, pitch: float = 0.0, roll: float = 0.0) -> np.ndarray:
+    """The head turned by rotation(yaw, pitch, roll) about its skull-rigid centre."""
+    c = lm[L.RIGID].mean(axis=0)
+    return ((lm - c) @ rotation(yaw, pitch, roll).T + c).astype(np.float32)
+
+
 def rotate_yaw(lm: np.ndarray, degrees: float) -> np.ndarray:
     """Turn the head about the vertical axis through the face centre."""
-    a = np.radians(degrees)
-    r = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
-    c = lm[L.RIGID].mean(axis=0)
-    return ((lm - c) @ r.T + c).astype(np.float32)
+    return turn_head(lm, degrees)

@@ -1,20 +1,13 @@
 import numpy as np
 
 from streamer.geometry import face_frame, fit_similarity, orthonormalize, rotation_to_euler
-
-
-def _rot(yaw, pitch, roll):
-    y, p, r = np.radians([yaw, pitch, roll])
-    ry = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
-    rx = np.array([[1, 0, 0], [0, np.cos(p), -np.sin(p)], [0, np.sin(p), np.cos(p)]])
-    rz = np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
-    return ry @ rx @ rz
+from tests.helpers import rotation
 
 
 def test_similarity_fit_recovers_a_known_transform():
     rng = np.random.default_rng(1)
     src = rng.normal(size=(40, 3))
-    r = _rot(12, -5, 3)
+    r = rotation(12, -5, 3)
     dst = 1.7 * src @ r.T + [3.0, -2.0, 0.5]
     fit = fit_similarity(src, dst)
     assert np.allclose(fit.rotation, r, atol=1e-9)
@@ -25,7 +18,7 @@ def test_similarity_fit_recovers_a_known_transform():
 
 def test_euler_round_trip():
     for angles in [(10, 0, 0), (0, -8, 0), (0, 0, 15), (14, 6, -4)]:
-        assert np.allclose(rotation_to_euler(_rot(*angles)), angles, atol=1e-6)
+        assert np.allclose(rotation_to_euler(rotation(*angles)), angles, atol=1e-6)
 
 
 def test_face_frame_is_orthonormal_and_unit_is_iod(astronaut_landmarks):
@@ -38,6 +31,6 @@ def test_face_frame_is_orthonormal_and_unit_is_iod(astronaut_landmarks):
 
 
 def test_orthonormalize_returns_a_rotation():
-    m = _rot(5, 5, 5) + 0.05
+    m = rotation(5, 5, 5) + 0.05
     r = orthonormalize(m)
     assert np.allclose(r.T @ r, np.eye(3), atol=1e-9) and np.linalg.det(r) > 0

@@ -4,7 +4,7 @@ import pytest
 from streamer import landmarks as L
 from streamer.geometry import face_frame, fit_head_pose, rotation_to_euler
 from streamer.motion import MotionConfig, MotionState, MotionTransfer
-from tests.helpers import close_eyes, lid_gaps, lip_gaps, open_mouth, rotate_yaw
+from tests.helpers import close_eyes, lid_gaps, lip_gaps, open_mouth, rotate_yaw, turn_head
 
 
 @pytest.fixture()
@@ -110,24 +110,14 @@ def test_head_turn_transfers_with_pose_and_not_without(astronaut_landmarks):
     )
 
 
-def _turned(lm: np.ndarray, yaw: float, pitch: float, roll: float) -> np.ndarray:
-    """lm turned about the face centre by R = Ry(yaw)·Rx(pitch)·Rz(roll), image axes."""
-    y, p, r = np.radians([yaw, pitch, roll])
-    ry = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
-    rx = np.array([[1, 0, 0], [0, np.cos(p), -np.sin(p)], [0, np.sin(p), np.cos(p)]])
-    rz = np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
-    c = lm[L.RIGID].mean(axis=0)
-    return ((lm - c) @ (ry @ rx @ rz).T + c).astype(np.float32)
-
-
 def test_a_leaning_portrait_turns_as_the_camera_sees_the_driver_turn(astronaut_landmarks):
     """A portrait whose head leans (roll 20°, pitch 10°) and an upright driver who turns 12°
     about the camera's vertical axis: the portrait turns about the same axis, not its own
     (face frame to face frame, the turn came out as yaw 11.05°, pitch −4.27°, roll 1.55°)."""
-    portrait = _turned(astronaut_landmarks, 0, 10, 20)
+    portrait = turn_head(astronaut_landmarks, 0, 10, 20)
     t = MotionTransfer(portrait)
     t.calibrate(astronaut_landmarks)
-    out = t.transfer(_turned(astronaut_landmarks, 12, 0, 0))
+    out = t.transfer(turn_head(astronaut_landmarks, 12))
     yaw, pitch, roll = rotation_to_euler(fit_head_pose(portrait, out).rotation)
     assert abs(yaw - 12) < 0.3 and abs(pitch) < 0.3 and abs(roll) < 0.3
 

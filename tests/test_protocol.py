@@ -9,15 +9,7 @@ import pytest
 from skimage.metrics import structural_similarity
 
 from benchmarks import protocol as P
-
-
-def _rot(yaw: float, pitch: float, roll: float) -> np.ndarray:
-    """R = Ry(yaw) Rx(pitch) Rz(roll), degrees — the convention protocol documents."""
-    a, b, c = np.radians([yaw, pitch, roll])
-    ry = np.array([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]])
-    rx = np.array([[1, 0, 0], [0, math.cos(b), -math.sin(b)], [0, math.sin(b), math.cos(b)]])
-    rz = np.array([[math.cos(c), -math.sin(c), 0], [math.sin(c), math.cos(c), 0], [0, 0, 1]])
-    return ry @ rx @ rz
+from tests.helpers import rotation
 
 
 def _face(seed: int = 0) -> np.ndarray:
@@ -105,13 +97,13 @@ def test_series_statistics_treat_a_barely_moving_driver_as_still():
 @pytest.mark.parametrize("angles", [(10, 0, 0), (0, -7, 0), (0, 0, 12), (15, -8, 5)])
 def test_head_rotation_recovers_known_angles(angles):
     ref = _face()
-    cur = _rotate(ref, _rot(*angles), scale=1.3, shift=(40, -20, 5))
+    cur = _rotate(ref, rotation(*angles), scale=1.3, shift=(40, -20, 5))
     np.testing.assert_allclose(P.head_rotation(ref, cur), angles, atol=1e-3)
 
 
 def test_yaw_is_about_the_image_y_axis():
     ref = _face()
-    cur = _rotate(ref, _rot(20, 0, 0))
+    cur = _rotate(ref, rotation(20, 0, 0))
     # A turn about the vertical axis leaves y untouched and moves x and z.
     np.testing.assert_allclose(cur[:, 1], ref[:, 1], atol=1e-3)
     assert P.head_rotation(ref, cur)[0] == pytest.approx(20, abs=1e-3)
@@ -127,28 +119,28 @@ def test_kabsch_never_returns_a_reflection():
 def test_pose_error_known_offset_and_missing_frames():
     ref = _face()
     yaws = [0, 5, 10, 15]
-    driver = [_rotate(ref, _rot(y, 0, 0)) for y in yaws]
+    driver = [_rotate(ref, rotation(y, 0, 0)) for y in yaws]
     # The output lags 3° in yaw on every frame after the first: mean over 3 angles = 1°.
-    output = [_rotate(ref, _rot(max(y - 3, 0) if y else 0, 0, 0)) for y in yaws]
+    output = [_rotate(ref, rotation(max(y - 3, 0) if y else 0, 0, 0)) for y in yaws]
     assert P.pose_error(driver, driver) == pytest.approx(0.0, abs=1e-6)
     assert P.pose_error(driver, output) == pytest.approx(1.0, abs=1e-4)
     # A wildly wrong output frame without a face in the driver is ignored.
     driver_gap = [*driver, None]
-    output_gap = [*output, _rotate(ref, _rot(60, 0, 0))]
+    output_gap = [*output, _rotate(ref, rotation(60, 0, 0))]
     assert P.pose_error(driver_gap, output_gap) == pytest.approx(1.0, abs=1e-4)
 
 
 def test_pose_error_is_relative_to_each_sequence_reference():
     ref = _face()
-    driver = [_rotate(ref, _rot(y, 0, 0)) for y in (0, 10)]
+    driver = [_rotate(ref, rotation(y, 0, 0)) for y in (0, 10)]
     # The output starts turned 30° away, then turns by the same 10°: no error.
-    output = [_rotate(ref, _rot(30 + y, 0, 0)) for y in (0, 10)]
+    output = [_rotate(ref, rotation(30 + y, 0, 0)) for y in (0, 10)]
     assert P.pose_error(driver, output) == pytest.approx(0.0, abs=1e-4)
 
 
 def test_pose_error_skips_to_first_frame_with_both_faces():
     ref = _face()
-    driver = [None, ref, _rotate(ref, _rot(6, 0, 0))]
+    driver = [None, ref, _rotate(ref, rotation(6, 0, 0))]
     output = [ref, ref, ref]
     assert P.pose_error(driver, output) == pytest.approx(2.0, abs=1e-4)
     assert math.isnan(P.pose_error([None], [ref]))
