@@ -116,6 +116,7 @@ class MotionTransfer:
         self._dface: np.ndarray | None = None
         self._d_lid_gap: np.ndarray | None = None
         self._scales = np.ones((478, 3))
+        self._turn = np.eye(3)  # the portrait's face axes in the driver's face frame
 
     @property
     def calibrated(self) -> bool:
@@ -128,6 +129,7 @@ class MotionTransfer:
         self._dface = self._dframe.to_face(self._neutral)
         self._d_lid_gap = np.maximum(_pair_gaps(self._dface, _LID_PAIRS), 1e-3)
         self._scales = _proportion_scales(self._dface, self._pface, self.config.max_ratio_scale)
+        self._turn = self._dframe.axes.T @ self._pframe.axes
 
     def measure(self, driver: np.ndarray) -> MotionState:
         """driver: (478, 3) pixels → the motion since neutral (calibrate first)."""
@@ -170,9 +172,7 @@ class MotionTransfer:
         the driver's (the frames take their tilt from each face's own eye line and depth):
         cross-reenactment by woman_long_expressive, EAMM_brade2's targets turned 0.82° off the
         driver's rotation and the output read 1.94° off (about the camera's axes: 0.25°, 1.19°)."""
-        if self._dframe is None:
-            return state.rotation, state.shift
-        turn = self._dframe.axes.T @ self._pframe.axes  # portrait face axes in the driver's frame
+        turn = self._turn
         return turn.T @ state.rotation @ turn, state.shift @ turn
 
     def _lid_gaps(self, lid_ratio: np.ndarray) -> np.ndarray:
