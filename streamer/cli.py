@@ -179,6 +179,9 @@ def _run_animate(args: argparse.Namespace) -> int:
     from streamer.portrait import EnrollConfig
     from streamer.refine import RefineConfig
 
+    if args.lip_thickness < 0:
+        raise HeadcastError(f"--lip-thickness must be 0 or more, got {args.lip_thickness}: 0 keeps "
+                            "the portrait's own lips, 1 takes the driver's thinning and thickening")
     portrait = open_portrait(args.portrait, EnrollConfig(crop_size=args.crop_size))
     options = AnimateOptions(
         motion=MotionConfig(

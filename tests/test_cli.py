@@ -67,6 +67,12 @@ def test_animate_lip_thickness_flag_reaches_the_motion_transfer(monkeypatch, fla
     assert seen[0].motion.lip_thickness == thickness
 
 
+def test_animate_refuses_a_negative_lip_thickness(capsys):
+    assert main(["animate", "-o", "x.mp4", "--quiet", "--lip-thickness", "-0.5"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("headcast: error: --lip-thickness must be 0 or more")
+
+
 def test_animate_without_the_second_look_renders_the_targets_as_transferred(tmp_path):
     from streamer.video_io import read_video_frames
 
