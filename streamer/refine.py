@@ -38,6 +38,26 @@ heights are corrected point by point and the mouth moves across as one, keeping 
 asked (corrected freely, a round "O" came out a slit); elsewhere mouth and jaw stay held.
 Six clips: 0.87 / +2.85 dB / +0.111; cross-reenactment mouth r ≥ 0.9 on 42 of 48 pairs as
 held (README, "Quality").
+
+The tracker misplaces mouths sideways too (a closed mouth pushed to one side, read short of
+where it was drawn), so the mouth's points do not slide across against each other: across,
+the mouth takes its points' mean correction in every frame, open or closed (holds "drawn"
+and "width", one of which "auto" takes).
+
+Where the mouth stays held, the first render still says how wide the tracker reads this
+portrait's drawn openings, as one number over the clip (opening_gain: the slope of seen
+over asked opening past the rest), which its frame-to-frame flips do not move much. Read
+outside 1 ± 0.15, the opening takes one factor (0.71–1.4) that brings the read to the
+band's edge.
+
+Cross-reenactment by man_glasses_office (he talks with his lips nearly closed), 24 pairs,
+before → with both: mouth r ≥ 0.9 on 19 → 22 (Thin-Plate-Spline-Motion-Model_source 0.831 →
+0.905 and dreamtalk_menglu2 0.881 → 0.923 from the mouth held across; terracotta_warrior
+0.881 → 0.931 and the Mona Lisa 0.920 → 0.971 from the gain), amplitude ratio in range on
+18 → 21 (photo_bw_young_man 1.53 → 1.24, EAMM_brade2 1.31 → 1.13, the Mona Lisa 0.69 →
+1.12); by woman_long_expressive all 24 pairs stay in range (einstein's mouth r 0.926 →
+0.915); self-reenactment within 0.03 dB a clip (lab notes, "The mouth across as one, and
+its opening as the tracker reads it").
 """
 
 from __future__ import annotations
@@ -49,6 +69,7 @@ from typing import Literal
 import numpy as np
 
 from streamer import landmarks as L
+from streamer.geometry import face_frame, fit_head_pose
 from streamer.tracker import FaceTracker, TrackerConfig
 
 _LID_PAIRS = np.array(L.RIGHT_LID_PAIRS + L.LEFT_LID_PAIRS)
@@ -72,8 +93,9 @@ class RefineConfig:
     max_shift: float = 0.1  # largest correction of one point, in IODs of the target
     min_gap: float = 0.012  # smallest lid/lip gap a correction may leave, in IODs
     # "drawn": mouth and jaw shift as one where the mouth is drawn (see above); "width":
-    # there the mouth's points move up and down each by its own, across by one common
-    # shift (the drawn mouth keeps the width asked: "none" narrowed a round "O" to a slit);
+    # there the mouth's points move up and down each by its own. With both, the mouth moves
+    # across by one common shift in every frame (a drawn mouth keeps the width asked:
+    # "none" narrowed a round "O" to a slit; a closed one pushed aside does not fold);
     # "lips": lip gaps kept, everything else per point; "none": per point (a gap still
     # never closes). Six cross pairs whose mouth the tracker misreads most, mouth r: none
     # 0.48–0.83, lips 0.45–0.91, drawn 0.61–0.96. "auto": "width" where the first render
@@ -92,6 +114,20 @@ class RefineConfig:
     # IOD past the portrait's opening from which the hold is whole (0.15: self-reenactment
     # mouth SSIM +0.1095 instead of +0.109, the six cross pairs within 0.006)
     drawn_ramp: float = 0.05
+    # Where the mouth is held ("drawn"), the first render still says how wide the tracker
+    # reads this portrait's drawn openings: the slope of seen over asked opening past the
+    # rest (frames past opening_from IOD, at least opening_frames of them: man_glasses_office
+    # opens that far in 12 of 300). Read outside 1 ± opening_band, the mouth opens by one
+    # factor over the clip (the lower face's motion scaled, at most opening_limit either
+    # way; 1 turns it off) so that it reads at the band's edge. Slopes seen with
+    # man_glasses_office: 0.65 (the Mona Lisa's olive cavity read as lip) to 1.57
+    # (photo_bw_young_man's grey tongue read as mouth). Band 0.1 instead: einstein ×
+    # woman_long_expressive, read 0.75× as wide under the moustache and opened 1.2×, went to
+    # mouth r 0.897 (0.915 at 0.15); terracotta_warrior × man_glasses_office ratio 1.31.
+    opening_band: float = 0.15
+    opening_limit: float = 1.4
+    opening_from: float = 0.03
+    opening_frames: int = 8
 
 
 def smooth_residuals(residuals: Sequence[np.ndarray | None], sigma: float
@@ -136,6 +172,43 @@ def misread_gap(asked: Sequence[np.ndarray], residuals: Sequence[np.ndarray | No
     return (float(np.mean(errors)) if errors else float("nan")), len(errors)
 
 
+def opening_gain(asked: Sequence[np.ndarray], residuals: Sequence[np.ndarray | None],
+                 rest: np.ndarray, config: RefineConfig) -> float:
+    """The factor on the mouth's opening past the rest that brings the tracker's read of it
+    into 1 ± opening_band of what is asked (1: it reads so already, or too few frames open)."""
+    rest_gap = L.mouth_gap(rest)
+    pairs = [(L.mouth_gap(a) - rest_gap, L.mouth_gap(a + r) - rest_gap)
+             for a, r in zip(asked, residuals, strict=True) if r is not None]
+    wide = np.array([(a, s) for a, s in pairs if a > config.opening_from]).reshape(-1, 2)
+    if len(wide) < config.opening_frames:
+        return 1.0
+    slope = float(wide[:, 0] @ wide[:, 1] / (wide[:, 0] @ wide[:, 0]))
+    band = config.opening_band
+    gain = float(np.clip(slope, 1.0 - band, 1.0 + band)) / max(slope, 1e-6)
+    return float(np.clip(gain, 1.0 / config.opening_limit, config.opening_limit))
+
+
+def scale_opening(target: np.ndarray, rest: np.ndarray, gain: float, ramp: float
+                  ) -> np.ndarray:
+    """target with the lower face's motion from the rest scaled by gain along the face, head
+    pose taken out first and put back after: points from the upper lip down take all of it,
+    fading to none at the nose; only where the mouth opens past the rest (fully from ramp IOD
+    past it), so a closed mouth stays as asked."""
+    past = L.mouth_gap(target) - L.mouth_gap(rest)
+    weight = float(np.clip(past / max(ramp, 1e-6), 0.0, 1.0))
+    if gain == 1.0 or weight == 0.0:
+        return target
+    pose = fit_head_pose(rest, target)
+    frame = face_frame(rest)
+    still, moved = frame.to_face(rest.astype(np.float64)), frame.to_face(pose.invert(target))
+    nose, lip = still[2, 1], still[13, 1]
+    lower = np.clip((still[:, 1] - nose) / max(lip - nose, 1e-6), 0.0, 1.0)
+    moved[:, 1] += (gain - 1.0) * weight * lower * (moved[:, 1] - still[:, 1])
+    out = target.astype(np.float64).copy()
+    out[:, :2] = pose.apply(frame.to_image(moved))[:, :2]
+    return out.astype(np.float32)
+
+
 def resolve_hold(config: RefineConfig, misread: tuple[float, int]) -> RefineConfig:
     """hold="auto" → "width" when the drawn mouths read true (misread_gap ≤ trust_gap over
     at least trust_frames frames), else "drawn"; other holds stay."""
@@ -160,18 +233,16 @@ def correct(target: np.ndarray, residual: np.ndarray | None, config: RefineConfi
     before = target.astype(np.float64)
     down = before[152, :2] - before[10, :2]  # chin − forehead: the face's downward axis
     down /= max(float(np.linalg.norm(down)), 1e-9)
+    if config.hold in ("drawn", "auto", "width"):  # the mouth moves across as one
+        across = np.array([-down[1], down[0]])
+        sideways = shift[_MOUTH] @ across
+        shift[_MOUTH] -= (sideways - sideways.mean())[:, None] * across
     if config.hold in ("drawn", "auto"):  # where the mouth is drawn, mouth and jaw move as one
         drawn = _drawn_mouth(before, rest, config.drawn_ramp)
         if drawn > 0.0:
             corners = before[[61, 291], :2].mean(axis=0) @ down
             group = np.union1d(_MOUTH, _OVAL[before[_OVAL, :2] @ down > corners])
             shift[group] += drawn * (shift[group].mean(axis=0) - shift[group])
-    elif config.hold == "width":  # where the mouth is drawn, one common shift across it
-        drawn = _drawn_mouth(before, rest, config.drawn_ramp)
-        if drawn > 0.0:
-            across = np.array([-down[1], down[0]])
-            sideways = shift[_MOUTH] @ across
-            shift[_MOUTH] -= drawn * (sideways - sideways.mean())[:, None] * across
     elif config.hold == "lips":  # a lip pair moves, its gap does not
         up, lo = _LIP_PAIRS[:, 0], _LIP_PAIRS[:, 1]
         opening = ((shift[lo] - shift[up]) @ down)[:, None] * down
@@ -225,5 +296,7 @@ def refine_targets(
                 residuals.append(None if seen is None else to_crop(seen) - asked - offset)
         smoothed = smooth_residuals(residuals, config.sigma_frames)
         used = resolve_hold(config, misread_gap(targets, residuals, rest, config.drawn_ramp))
-        current = [correct(c, r, used, rest) for c, r in zip(current, smoothed, strict=True)]
+        gain = opening_gain(targets, residuals, rest, config) if used.hold == "drawn" else 1.0
+        current = [correct(scale_opening(c, rest, gain, config.drawn_ramp), r, used, rest)
+                   for c, r in zip(current, smoothed, strict=True)]
     return current

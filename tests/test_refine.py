@@ -10,10 +10,13 @@ from streamer.refine import (
     RefineConfig,
     correct,
     misread_gap,
+    opening_gain,
     refine_targets,
     resolve_hold,
+    scale_opening,
     smooth_residuals,
 )
+from tests.helpers import open_mouth, turn_head
 
 
 def _gap(points: np.ndarray, upper: int, lower: int) -> float:
@@ -100,7 +103,7 @@ def test_where_the_mouth_is_drawn_mouth_and_jaw_move_as_one(astronaut_portrait):
     """The tracker misreads drawn mouths (a dark cavity read as closed lips), so where the
     target opens the mouth past the portrait's own, the mouth and the jaw below its corners
     take one common shift: their shape stays the transfer's. A mouth no wider than the
-    portrait's is corrected point by point."""
+    portrait's is corrected up and down point by point, across as one."""
     rest = astronaut_portrait.crop_landmarks
     unit = L.iod(rest)
     down = rest[152, :2] - rest[10, :2]
@@ -118,6 +121,8 @@ def test_where_the_mouth_is_drawn_mouth_and_jaw_move_as_one(astronaut_portrait):
     assert np.abs(moved[L.NOSE] - moved[mouth].mean(0)).max() > 0.1  # the rest moves freely
     free = correct(rest, residual, RefineConfig(), rest)[:, :2] - rest[:, :2]
     assert np.abs(free[mouth] - free[mouth].mean(0)).max() > 0.1
+    across = np.array([-down[1], down[0]])
+    np.testing.assert_allclose(free[mouth] @ across, (free[mouth] @ across).mean(), atol=1e-3)
 
 
 def test_drawn_mouths_are_corrected_point_by_point_only_where_the_tracker_reads_them_true(
@@ -161,9 +166,10 @@ def test_drawn_mouths_are_corrected_point_by_point_only_where_the_tracker_reads_
 
 
 def test_a_trusted_drawn_mouth_keeps_the_width_asked(astronaut_portrait):
-    """hold="width" (what "auto" takes where the tracker reads drawn mouths true): the drawn
+    """hold="width" (what "auto" takes where the tracker reads drawn mouths true): the
     mouth's points move up and down each by its own, across by one common shift, so the
-    correction cannot squeeze a round open mouth into a slit."""
+    correction cannot squeeze a round open mouth into a slit, nor fold a closed one pushed
+    to one side at its corner."""
     rest = astronaut_portrait.crop_landmarks
     unit = L.iod(rest)
     down = rest[152, :2] - rest[10, :2]
@@ -179,3 +185,41 @@ def test_a_trusted_drawn_mouth_keeps_the_width_asked(astronaut_portrait):
     assert vertical.std() > 0.3  # heights corrected point by point
     free = correct(opened, residual, RefineConfig(hold="none"), rest)[:, :2] - opened[:, :2]
     assert (free[mouth] @ across).std() > 0.3
+    closed = correct(rest, residual, RefineConfig(hold="width"), rest)[:, :2] - rest[:, :2]
+    np.testing.assert_allclose(closed[mouth] @ across, (closed[mouth] @ across).mean(), atol=1e-3)
+
+
+def test_a_portrait_whose_drawn_mouths_read_too_wide_opens_less(astronaut_portrait):
+    """The first render says how wide the tracker reads the drawn openings against what was
+    asked (one slope over the clip); read outside 1 ± opening_band, the mouth's opening
+    takes the factor that brings the read to the band's edge, within opening_limit."""
+    rest = astronaut_portrait.crop_landmarks.astype(np.float64)
+    config = RefineConfig()
+    asked = [open_mouth(rest, a) for a in np.linspace(0.0, 0.25, 12)]
+
+    def gain(read: float, frames: int = 12) -> float:
+        residuals = [(read - 1.0) * (a - rest) for a in asked[:frames]]
+        return opening_gain(asked[:frames], residuals, rest, config)
+
+    assert config.opening_band == 0.15
+    assert np.isclose(gain(1.5), 1.15 / 1.5, rtol=0.02)  # read 1.5× as wide: opens 0.77×
+    assert np.isclose(gain(0.7), 0.85 / 0.7, rtol=0.02)  # read short: opens wider
+    assert np.isclose(gain(0.5), config.opening_limit)  # ... at most 1.4×
+    assert gain(1.1) == 1.0 and gain(0.9) == 1.0  # read true enough: as asked
+    assert gain(1.5, frames=6) == 1.0  # too few open frames to judge by
+
+
+def test_the_opening_scales_from_the_rest_on_a_turned_head_and_nothing_else_moves(
+        astronaut_portrait):
+    rest = astronaut_portrait.crop_landmarks.astype(np.float64)
+    past = lambda points: L.mouth_gap(points) - L.mouth_gap(rest)  # noqa: E731
+    opened = turn_head(open_mouth(rest, 0.2), 15.0, 5.0, 3.0)
+    out = scale_opening(opened, rest, 0.7, ramp=0.05)
+    assert np.isclose(past(out) / past(opened), 0.7, atol=0.02)
+    upper_face = L.RIGID + L.NOSE + [0, 37, 267]  # skull, nose, upper lip: where they were
+    np.testing.assert_allclose(out[upper_face], opened[upper_face], atol=1e-3)
+    assert out[152, 1] < opened[152, 1] - 0.03 * L.iod(rest)  # the chin comes up with the lip
+    np.testing.assert_array_equal(out[:, 2], opened[:, 2])
+    shut = turn_head(rest, 15.0, 5.0, 3.0)  # a mouth no wider than the rest is left alone
+    np.testing.assert_array_equal(scale_opening(shut, rest, 0.7, ramp=0.05), shut)
+    assert scale_opening(opened, rest, 1.0, ramp=0.05) is opened
