@@ -119,7 +119,7 @@ class RefineConfig:
     # rest (frames past opening_from IOD, at least opening_frames of them: man_glasses_office
     # opens that far in 12 of 300). Read outside 1 ± opening_band, the mouth opens by one
     # factor over the clip (the lower face's motion scaled, at most opening_limit either
-    # way; 1 turns it off) so that it reads at the band's edge. Slopes seen with
+    # way in a pass; 1 turns it off) so that it reads at the band's edge. Slopes seen with
     # man_glasses_office: 0.65 (the Mona Lisa's olive cavity read as lip) to 1.57
     # (photo_bw_young_man's grey tongue read as mouth). Band 0.1 instead: einstein ×
     # woman_long_expressive, read 0.75× as wide under the moustache and opened 1.2×, went to
