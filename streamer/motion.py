@@ -34,6 +34,14 @@ class MotionConfig:
     # (SadTalker_sad1 0.902 → 0.957, EAMM_scarlett 0.912 → 0.970; SadTalker_art_11 0.812 → 0.762)
     closed_lip_gap: float = 0.002
     max_ratio_scale: float = 1.6  # portrait/driver proportion ratios are clipped to [1/x, x]
+    # The mouth's up-and-down motion follows a longer lower face at most this much: a jaw
+    # 1.2× as long (against the eyes) does not open the lips 1.2× as wide, beyond what reads
+    # as the driver's speech. A shorter face still opens less by its full ratio, so a
+    # big-jawed driver never stretches a small face. Cross-reenactment by man_glasses_office
+    # (his lower face short against his eyes: most portraits' ratios are 1.0-1.2), 1.6 → 1.1:
+    # amplitude ratio MuseTalk_musk 1.41 → 1.28, einstein 1.31 → 1.26 (lab notes, "The
+    # mouth opens no wider for a longer chin").
+    max_opening_scale: float = 1.1
     # How much of the driver's lip thickness change the portrait takes (0: its lips keep
     # their own thickness and move with the inner lip line; 1: the driver's change in his
     # own face units). A 2D warp draws lips pressed thin or pushed forward as the portrait's
@@ -85,9 +93,11 @@ def _length(points: np.ndarray, a: int, b: int, axis: int) -> float:
     return float(abs(points[a, axis] - points[b, axis]))
 
 
-def _proportion_scales(driver: np.ndarray, portrait: np.ndarray, clip: float) -> np.ndarray:
+def _proportion_scales(driver: np.ndarray, portrait: np.ndarray, clip: float,
+                       opening_clip: float) -> np.ndarray:
     """Per-landmark (x, y, z) multipliers mapping driver face-unit deltas onto the portrait,
-    so a long-jawed driver does not stretch a short face. driver, portrait: face-aligned."""
+    so a long-jawed driver does not stretch a short face; the mouth's vertical one is at most
+    opening_clip. driver, portrait: face-aligned."""
 
     def ratio(a: int, b: int, axis: int) -> float:
         r = _length(portrait, a, b, axis) / max(_length(driver, a, b, axis), 1e-6)
@@ -95,7 +105,8 @@ def _proportion_scales(driver: np.ndarray, portrait: np.ndarray, clip: float) ->
 
     face_x, face_y = ratio(234, 454, 0), ratio(10, 152, 1)
     scales = np.tile([face_x, face_y, face_x], (478, 1))
-    scales[L.MOUTH_REGION] = [ratio(61, 291, 0), ratio(2, 152, 1), face_x]
+    opening = min(ratio(2, 152, 1), opening_clip)
+    scales[L.MOUTH_REGION] = [ratio(61, 291, 0), opening, face_x]
     return scales
 
 
@@ -128,7 +139,9 @@ class MotionTransfer:
         self._dframe = face_frame(self._neutral)
         self._dface = self._dframe.to_face(self._neutral)
         self._d_lid_gap = np.maximum(_pair_gaps(self._dface, _LID_PAIRS), 1e-3)
-        self._scales = _proportion_scales(self._dface, self._pface, self.config.max_ratio_scale)
+        cfg = self.config
+        self._scales = _proportion_scales(self._dface, self._pface, cfg.max_ratio_scale,
+                                          cfg.max_opening_scale)
         self._turn = self._dframe.axes.T @ self._pframe.axes
 
     def measure(self, driver: np.ndarray) -> MotionState:

@@ -171,6 +171,22 @@ def test_big_jawed_driver_is_scaled_to_the_portrait(astronaut_landmarks):
     assert 0.15 < opened < 0.25  # ≈ 0.3 / 1.5, not 0.3
 
 
+def test_a_longer_chin_opens_the_mouth_at_most_a_little_wider(astronaut_landmarks):
+    """A portrait whose lower face is 1.5× as long as the driver's: its mouth opens by
+    max_opening_scale × the driver's opening (in IODs), not 1.5×; its chin still drops
+    with the opening."""
+    portrait = astronaut_landmarks.copy()
+    below_nose = portrait[:, 1] > portrait[2, 1]
+    portrait[below_nose, 1] = portrait[2, 1] + 1.5 * (portrait[below_nose, 1] - portrait[2, 1])
+    t = MotionTransfer(portrait)
+    t.calibrate(astronaut_landmarks)
+    out = t.transfer(open_mouth(astronaut_landmarks, 0.3))
+    unit = L.iod(portrait)
+    opened = (out[14, 1] - out[13, 1] - (portrait[14, 1] - portrait[13, 1])) / unit
+    assert opened == pytest.approx(0.3 * t.config.max_opening_scale, abs=0.03)
+    assert (out[152, 1] - portrait[152, 1]) / unit > 0.15
+
+
 def test_states_blend_towards_neutral(transfer, astronaut_landmarks):
     state = transfer.measure(open_mouth(rotate_yaw(astronaut_landmarks, 10), 0.3))
     half = state.blend(MotionState.neutral(), 0.5)
