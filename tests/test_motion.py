@@ -157,17 +157,26 @@ def test_opening_lips_carry_their_outline_with_them(astronaut_landmarks):
     assert abs(drop_outer - drop_inner) < 0.01 * L.iod(astronaut_landmarks)
 
 
+def _lower_face_stretched(lm: np.ndarray, factor: float) -> np.ndarray:
+    """lm with everything below the nose factor × as far from it."""
+    out = lm.copy()
+    below_nose = out[:, 1] > out[2, 1]
+    out[below_nose, 1] = out[2, 1] + factor * (out[below_nose, 1] - out[2, 1])
+    return out
+
+
+def _opened(out: np.ndarray, face: np.ndarray) -> float:
+    """How much wider out's mouth is than face's, in face's IODs."""
+    return float((out[14, 1] - out[13, 1] - (face[14, 1] - face[13, 1])) / L.iod(face))
+
+
 def test_big_jawed_driver_is_scaled_to_the_portrait(astronaut_landmarks):
     """A driver whose lower face is 1.5× longer opens its mouth by 0.3 of its IOD: on the
     portrait the opening is scaled down by the ratio of the faces' proportions."""
-    driver = astronaut_landmarks.copy()
-    below_nose = driver[:, 1] > driver[2, 1]
-    driver[below_nose, 1] = driver[2, 1] + 1.5 * (driver[below_nose, 1] - driver[2, 1])
+    driver = _lower_face_stretched(astronaut_landmarks, 1.5)
     t = MotionTransfer(astronaut_landmarks)
     t.calibrate(driver)
-    out = t.transfer(open_mouth(driver, 0.3))
-    before = astronaut_landmarks[14, 1] - astronaut_landmarks[13, 1]
-    opened = (out[14, 1] - out[13, 1] - before) / L.iod(astronaut_landmarks)
+    opened = _opened(t.transfer(open_mouth(driver, 0.3)), astronaut_landmarks)
     assert 0.15 < opened < 0.25  # ≈ 0.3 / 1.5, not 0.3
 
 
@@ -175,16 +184,12 @@ def test_a_longer_chin_opens_the_mouth_at_most_a_little_wider(astronaut_landmark
     """A portrait whose lower face is 1.5× as long as the driver's: its mouth opens by
     max_opening_scale × the driver's opening (in IODs), not 1.5×; its chin still drops
     with the opening."""
-    portrait = astronaut_landmarks.copy()
-    below_nose = portrait[:, 1] > portrait[2, 1]
-    portrait[below_nose, 1] = portrait[2, 1] + 1.5 * (portrait[below_nose, 1] - portrait[2, 1])
+    portrait = _lower_face_stretched(astronaut_landmarks, 1.5)
     t = MotionTransfer(portrait)
     t.calibrate(astronaut_landmarks)
     out = t.transfer(open_mouth(astronaut_landmarks, 0.3))
-    unit = L.iod(portrait)
-    opened = (out[14, 1] - out[13, 1] - (portrait[14, 1] - portrait[13, 1])) / unit
-    assert opened == pytest.approx(0.3 * t.config.max_opening_scale, abs=0.03)
-    assert (out[152, 1] - portrait[152, 1]) / unit > 0.15
+    assert _opened(out, portrait) == pytest.approx(0.3 * t.config.max_opening_scale, abs=0.03)
+    assert (out[152, 1] - portrait[152, 1]) / L.iod(portrait) > 0.15
 
 
 def test_states_blend_towards_neutral(transfer, astronaut_landmarks):
