@@ -194,8 +194,7 @@ def scale_opening(target: np.ndarray, rest: np.ndarray, gain: float, ramp: float
     pose taken out first and put back after: points from the upper lip down take all of it,
     fading to none at the nose; only where the mouth opens past the rest (fully from ramp IOD
     past it), so a closed mouth stays as asked."""
-    past = L.mouth_gap(target) - L.mouth_gap(rest)
-    weight = float(np.clip(past / max(ramp, 1e-6), 0.0, 1.0))
+    weight = _drawn_mouth(target, rest, ramp)
     if gain == 1.0 or weight == 0.0:
         return target
     pose = fit_head_pose(rest, target)
