@@ -79,6 +79,24 @@ def renderer_config(args: argparse.Namespace):  # -> streamer.renderer.RendererC
                           feature_shots=not args.one_shot_per_frame)
 
 
+def _face_number(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a face number, got {text!r}") from exc
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"faces are numbered from 1 (the leftmost), got {n}")
+    return n
+
+
+def add_face_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--face", type=_face_number, default=None, metavar="N",
+        help="a picture with several faces: animate the N-th from the left (1 = the leftmost; "
+        "by default the only face, or the largest where the others are much smaller)",
+    )
+
+
 def _add_enroll(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("enroll", help="compute a portrait's cache file once (.headcast)")
     p.add_argument("images", nargs="*", type=Path, help="1..K pictures of one face")
@@ -99,6 +117,7 @@ def _add_enroll(sub: argparse._SubParsersAction) -> None:
         default=512,
         help="rendered crop side in pixels (default 512)",
     )
+    add_face_option(p)
     p.set_defaults(func=_run_enroll)
 
 
@@ -127,6 +146,7 @@ def _add_animate(sub: argparse._SubParsersAction) -> None:
         default=512,
         help="rendered crop side when enrolling an image on the fly (default 512)",
     )
+    add_face_option(p)
     p.add_argument(
         "--motion",
         choices=("relative", "absolute"),
@@ -163,8 +183,9 @@ def _run_enroll(args: argparse.Namespace) -> int:
         raise HeadcastError("give portrait images or --from-video CLIP")
     if args.shots is not None and args.shots < 1:
         raise HeadcastError("--shots must be at least 1")
-    job = EnrollJob(args.images, args.output, EnrollConfig(crop_size=args.crop_size),
-                    args.shots, args.from_video, args.finetune, not args.no_anchors)
+    config = EnrollConfig(crop_size=args.crop_size, face=args.face)
+    job = EnrollJob(args.images, args.output, config, args.shots, args.from_video, args.finetune,
+                    not args.no_anchors)
     portrait = run_enroll(job)
     extra = ", embedded" if portrait.psi.size else ""
     extra += ", fine-tuned" if portrait.generator.size else ""
@@ -182,7 +203,7 @@ def _run_animate(args: argparse.Namespace) -> int:
     if args.lip_thickness < 0:
         raise HeadcastError(f"--lip-thickness must be 0 or more, got {args.lip_thickness}: 0 keeps "
                             "the portrait's own lips, 1 takes the driver's thinning and thickening")
-    portrait = open_portrait(args.portrait, EnrollConfig(crop_size=args.crop_size))
+    portrait = open_portrait(args.portrait, EnrollConfig(crop_size=args.crop_size, face=args.face))
     options = AnimateOptions(
         motion=MotionConfig(
             mode=args.motion, head_pose=not args.no_head_pose,

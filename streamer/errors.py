@@ -19,6 +19,11 @@ class NoFaceError(HeadcastError):
     """No human face was found where one is required (e.g. in a portrait)."""
 
 
+class FaceChoiceError(HeadcastError):
+    """Which face to animate is unclear: a picture shows several of about one size, or the
+    face asked for (--face N) is not in it."""
+
+
 class FaceTooSmallError(HeadcastError):
     """A face was found but is too small to animate well."""
 

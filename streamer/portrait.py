@@ -16,6 +16,7 @@ import numpy as np
 
 from streamer import landmarks as L
 from streamer.errors import FaceTooSmallError, NoFaceError, PortraitFileError
+from streamer.faces import choose_face
 from streamer.geometry import face_frame
 from streamer.segment import person_masks
 from streamer.tracker import FaceTracker, TrackerConfig
@@ -33,6 +34,7 @@ class EnrollConfig:
     crop_size: int = 512  # rendered crop side: 256 or 512
     crop_scale: float = 2.6  # crop side / face size, leaves room for hair and head motion
     crop_lift: float = 0.12  # crop centre above the face centre, × face size (hair > neck)
+    face: int | None = None  # pictures with several faces: the N-th from the left (1-based)
 
 
 @dataclass(frozen=True)
@@ -232,9 +234,11 @@ def enroll_images(
     (frames of a video) instead of failing. landmarks: one (478, 3) array (or None: no face)
     per image, tracked by the caller (frames of a video, tracked in video mode as the driver
     is, so a shot and a driver frame showing the same face get the same landmarks); None:
-    each image is tracked here on its own.
+    each image is tracked here on its own, and where it shows several faces config.face
+    chooses (streamer.faces.choose_face).
 
-    Raises NoFaceError (no face in an image) and FaceTooSmallError."""
+    Raises NoFaceError (no face in an image), FaceChoiceError (several faces of about one
+    size, none chosen) and FaceTooSmallError."""
     if not images:
         raise NoFaceError("no portrait image given")
     if config.crop_size not in (256, 512):
@@ -243,7 +247,8 @@ def enroll_images(
     kept: list[np.ndarray] = []
     if landmarks is None:
         with FaceTracker(tracker_config, video=False) as tracker:
-            landmarks = [tracker.detect(image) for image in images]
+            landmarks = [choose_face(tracker.detect_all(image), i, config.face)
+                         for i, image in enumerate(images, 1)]
     elif len(landmarks) != len(images):
         raise ValueError("one landmark array (or None) per image is needed")
     for i, (image, lm) in enumerate(zip(images, landmarks, strict=True)):

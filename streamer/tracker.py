@@ -15,7 +15,7 @@ NUM_LANDMARKS = 478
 
 @dataclass(frozen=True)
 class TrackerConfig:
-    max_faces: int = 4  # faces looked for; the largest one is returned
+    max_faces: int = 4  # faces looked for; the largest one is returned (video: followed)
     min_detection_confidence: float = 0.5  # face detector threshold
     min_tracking_confidence: float = 0.5  # below this, video mode re-runs the detector
     # Video mode: a face just found (the first frame, or the first after frames without one)
@@ -27,13 +27,23 @@ class TrackerConfig:
     # rotation a clip is measured by is taken against its first frame (benchmarks), and the
     # second look's rest offset is the first read of a still render (streamer/refine.py).
     lock_on: int = 4
+    # Video mode: the face found first (the largest) is followed from frame to frame: in each
+    # frame the face whose box overlaps the last one's most (intersection over union at least
+    # follow_iou). Where it is gone while other faces are in view, another is taken up only
+    # after switch_after frames (until then: no face, and the avatar eases to neutral); where
+    # no face is in view at all, the next one found is taken. Taking the largest face in
+    # every frame let a second person behind the user, or two faces of about one size, take
+    # the avatar over from one frame to the next.
+    follow_iou: float = 0.2
+    switch_after: int = 15
 
 
 class FaceTracker:
     """Finds the largest face in BGR images.
 
     video=False: every image is independent (portraits). video=True: frames of one stream,
-    the mesh is tracked from frame to frame (faster, steadier); use one tracker per stream.
+    the mesh is tracked from frame to frame (faster, steadier), and the face found first is
+    followed while it stays (TrackerConfig.follow_iou); use one tracker per stream.
     """
 
     def __init__(self, config: TrackerConfig = TrackerConfig(), *, video: bool) -> None:
@@ -48,17 +58,42 @@ class FaceTracker:
                 min_detection_confidence=config.min_detection_confidence,
                 min_tracking_confidence=config.min_tracking_confidence,
             )
+        self._config = config
+        self._video = video
         self._lock_on = config.lock_on if video else 0  # image mode: every read is a first
         self._closed = False
         self._started = False
         self._tracking = False  # the last frame had a face
+        self._followed: np.ndarray | None = None  # video: box of the face followed
+        self._missed = 0  # video: frames since the followed face was last seen
 
     def detect(self, image: np.ndarray) -> np.ndarray | None:
-        """image: (H, W, 3) uint8 BGR → (478, 3) float32 pixels (z scaled like x), or None."""
+        """image: (H, W, 3) uint8 BGR → (478, 3) float32 pixels (z scaled like x), or None.
+        Image mode: the largest face. Video mode: the face followed (see TrackerConfig)."""
         faces = self.detect_all(image)
+        if not self._video:
+            return max(faces, key=box_area) if faces else None
+        return self._follow(faces)
+
+    def _follow(self, faces: list[np.ndarray]) -> np.ndarray | None:
+        """The face of this frame that continues the followed one. While it is gone and other
+        faces are in view: None, for switch_after frames; then the largest of them. A frame
+        with no face at all ends the following (the next face found is taken, as at first)."""
         if not faces:
+            self._followed, self._missed = None, 0
             return None
-        return max(faces, key=_box_area)
+        if self._followed is not None:
+            overlaps = [_iou(_box(face), self._followed) for face in faces]
+            if max(overlaps) >= self._config.follow_iou:
+                face = faces[int(np.argmax(overlaps))]
+                self._followed, self._missed = _box(face), 0
+                return face
+            self._missed += 1
+            if self._missed <= self._config.switch_after:
+                return None
+        face = max(faces, key=box_area)
+        self._followed, self._missed = _box(face), 0
+        return face
 
     def detect_all(self, image: np.ndarray) -> list[np.ndarray]:
         """Every face found: a list of (478, 3) float32 arrays in pixels."""
@@ -105,9 +140,24 @@ class FaceTracker:
         self.close()
 
 
-def _box_area(landmarks: np.ndarray) -> float:
-    span = landmarks[:, :2].max(axis=0) - landmarks[:, :2].min(axis=0)
-    return float(span[0] * span[1])
+def _box(landmarks: np.ndarray) -> np.ndarray:
+    """(x0, y0, x1, y1) around the landmarks, pixels."""
+    return np.concatenate([landmarks[:, :2].min(axis=0), landmarks[:, :2].max(axis=0)])
+
+
+def box_area(landmarks: np.ndarray) -> float:
+    """Area of the box around a face's landmarks, pixels² (what "largest face" compares)."""
+    x0, y0, x1, y1 = _box(landmarks)
+    return float((x1 - x0) * (y1 - y0))
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(w, 0.0) * max(h, 0.0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
 
 
 @contextmanager

@@ -33,6 +33,11 @@ class AnimatorFactory:
         self._renderer = renderer
         self._detail: Detail = detail
 
+    @property
+    def portrait(self) -> object:
+        """The portrait new sessions get (the last one enrolled)."""
+        return self._portrait
+
     def create(self) -> FrameProcessor:
         from streamer.animate import AnimateOptions, Animator
 
@@ -40,10 +45,11 @@ class AnimatorFactory:
                                  detail=self._detail)
         return Animator(self._portrait, options)
 
-    def enroll(self, image: np.ndarray) -> object:
+    def enroll(self, image: np.ndarray, face: int | None = None) -> object:
         from streamer.offline import enroll_shots
+        from streamer.portrait import EnrollConfig
 
-        portrait = enroll_shots([image])  # ψ embedded once, not per session
+        portrait = enroll_shots([image], EnrollConfig(face=face))  # ψ embedded once
         self._portrait = portrait
         return portrait
 

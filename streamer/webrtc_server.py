@@ -10,7 +10,8 @@ Routes (all but /static/ need the token when one is set: `Authorization: Bearer 
                         (serve mode only). A sendrecv offer gets the avatar back on the same
                         connection; every result also goes to the WHEP viewers.
     DELETE /whip/{id}, /whep/{id}   end a session (404 when unknown)
-    POST /portrait      image body (or multipart field "portrait") → enrolled for all sessions
+    POST /portrait      image body (or multipart field "portrait") → enrolled for all sessions;
+                        `?face=N`: a picture of several people, the N-th face from the left
     GET  /sessions      {"whip": n, "whep": n}
 
 ICE gathering completes inside setLocalDescription, so answers carry every candidate and no
@@ -120,9 +121,11 @@ class ProcessorFactory(Protocol):
         """A new processor animating the current portrait."""
         ...
 
-    def enroll(self, image: np.ndarray) -> object:
+    def enroll(self, image: np.ndarray, face: int | None = None) -> object:
         """image: (H, W, 3) uint8 BGR → a portrait; it becomes the one new sessions get.
-        Must raise NoFaceError (or another HeadcastError) with a message when unusable."""
+        face: the N-th face from the left where the picture shows several (None: the only
+        or clearly largest one). Must raise NoFaceError, FaceChoiceError (or another
+        HeadcastError) with a message when unusable."""
         ...
 
     def apply(self, processor: FrameProcessor, portrait: object) -> None:
@@ -421,6 +424,9 @@ class AvatarServer:
     async def _portrait(self, request: web.Request) -> web.Response:
         if self.processors is None:
             return _error(404, "this server has no portrait to change (run `headcast serve`)")
+        face = request.query.get("face", "")
+        if face and not (face.isdigit() and int(face) >= 1):
+            return _error(400, f"face must be a face's number, 1 for the leftmost, got {face!r}")
         if (request.content_length or 0) > self.config.max_upload_bytes:
             return _upload_too_large(self.config.max_upload_bytes)
         try:
@@ -433,7 +439,7 @@ class AvatarServer:
         loop = asyncio.get_running_loop()
         try:
             portrait = await loop.run_in_executor(
-                self._enroll_executor, self.processors.enroll, image
+                self._enroll_executor, self.processors.enroll, image, int(face) if face else None
             )
         except HeadcastError as exc:
             return _error(422, str(exc))

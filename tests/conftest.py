@@ -41,6 +41,24 @@ def astronaut_bgr() -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
+def two_faces(astronaut_bgr: np.ndarray):
+    """(left_px, right_px) → a (320, 640, 3) BGR picture of two faces side by side: the
+    astronaut's face in a left_px square, and mirrored in a right_px square (0: left out)."""
+
+    face = astronaut_bgr[20:300, 110:390]  # (280, 280) around the face
+
+    def draw(left_px: int, right_px: int) -> np.ndarray:
+        canvas = np.full((320, 640, 3), 127, np.uint8)
+        for px, x_mid, image in ((left_px, 160, face), (right_px, 480, face[:, ::-1])):
+            if px:
+                y0, x0 = 160 - px // 2, x_mid - px // 2
+                canvas[y0:y0 + px, x0:x0 + px] = cv2.resize(image, (px, px))
+        return canvas
+
+    return draw
+
+
+@pytest.fixture(scope="session")
 def astronaut_landmarks(astronaut_bgr: np.ndarray) -> np.ndarray:
     """(478, 3) float32 landmarks of the astronaut photo, pixels."""
     from streamer.tracker import FaceTracker

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import cv2
 import numpy as np
 
 from streamer import landmarks as L
@@ -69,3 +72,20 @@ def turn_head(lm: np.ndarray, yaw: float, pitch: float = 0.0, roll: float = 0.0)
 def rotate_yaw(lm: np.ndarray, degrees: float) -> np.ndarray:
     """Turn the head about the vertical axis through the face centre."""
     return turn_head(lm, degrees)
+
+
+def two_people(data_dir: Path, side: int = 400) -> np.ndarray:
+    """A picture of two real people side by side, faces of about one size: Anne Hathaway
+    (SadTalker_people_0, face ≈ 140 px) on the left, Einstein (≈ 116 px) on the right, each
+    scaled into a side × side square on grey."""
+    squares = []
+    for name in ("SadTalker_people_0.png", "einstein.jpg"):
+        image = cv2.imread(str(data_dir / "portraits" / name))
+        h, w = image.shape[:2]
+        s = side / max(h, w)
+        small = cv2.resize(image, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+        square = np.full((side, side, 3), 127, np.uint8)
+        y0, x0 = (side - small.shape[0]) // 2, (side - small.shape[1]) // 2
+        square[y0:y0 + small.shape[0], x0:x0 + small.shape[1]] = small
+        squares.append(square)
+    return np.hstack(squares)

@@ -87,8 +87,8 @@ class RecordingFactory:
         self.processors.append(processor)
         return processor
 
-    def enroll(self, image: np.ndarray) -> object:
-        return self.inner.enroll(image)
+    def enroll(self, image: np.ndarray, face: int | None = None) -> object:
+        return self.inner.enroll(image, face)
 
     def apply(self, processor, portrait) -> None:  # type: ignore[no-untyped-def]
         self.inner.apply(processor.inner, portrait)
@@ -204,3 +204,39 @@ def test_player_page_plays_the_webrtc_output(data_dir: Path) -> None:
         assert_moving_picture(frames)
     finally:
         sink.close()
+
+
+def test_serve_page_asks_which_face_then_takes_the_one_chosen(
+    data_dir: Path, fake_camera: Path, tmp_path: Path
+) -> None:
+    """A picture of two people chosen on the page: refused with the faces listed; a number
+    in the Face field sends it again, and the server enrolls that face."""
+    import cv2
+    from selenium.webdriver.common.by import By
+
+    from streamer.portrait import EnrollConfig, enroll_images
+    from streamer.video_io import read_image
+    from streamer.webrtc_cli import AnimatorFactory
+    from tests.helpers import two_people
+
+    picture = tmp_path / "two.png"
+    cv2.imwrite(str(picture), two_people(data_dir, side=400))
+    start = enroll_images([read_image(data_dir / "portraits" / PORTRAIT)], EnrollConfig(256))
+    factory = AnimatorFactory(start, RendererConfig(name="warp"))
+    server = ServerThread(ServerConfig(port=0), processors=factory)
+    server.start()
+    status = "document.getElementById('status').textContent"
+    try:
+        with chromium(fake_camera) as driver:
+            driver.get(f"{server.url}/")
+            driver.find_element(By.ID, "portrait").send_keys(str(picture))
+            refused = wait_for_js(driver, f"{status}.includes('refused') && {status}", 60)
+            assert "2 faces of about one size" in refused and "Face field" in refused
+            assert factory.portrait is start
+            face = driver.find_element(By.ID, "face")
+            face.send_keys("2")
+            driver.execute_script("arguments[0].dispatchEvent(new Event('change'))", face)
+            wait_for_js(driver, f"{status}.includes('Portrait changed')", 60)
+    finally:
+        server.close()
+    assert factory.portrait.landmarks[:468, 0].mean() > 400  # Einstein, on the right

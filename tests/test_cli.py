@@ -2,10 +2,12 @@ import subprocess
 import sys
 
 import av
+import cv2
 import numpy as np
 import pytest
 
 from streamer.cli import main
+from tests.helpers import two_people
 
 
 def _frames_and_audio(path):
@@ -120,6 +122,26 @@ def test_bad_input_is_a_named_error_with_exit_2(case, tmp_path, data_dir, capsys
                  "-o", str(tmp_path / "o.mp4"), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("headcast: error: ") and "Traceback" not in err
+
+
+def test_a_picture_of_two_people_asks_which_face_then_takes_the_one_chosen(tmp_path, data_dir,
+                                                                         capsys):
+    """Two real portraits side by side: enroll names the faces and how to choose; with --face
+    it enrolls the one asked for, and animate takes the same option for an image."""
+    image = tmp_path / "two.png"
+    cv2.imwrite(str(image), two_people(data_dir, side=400))
+    out = tmp_path / "one.headcast"
+    assert main(["enroll", str(image), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "2 faces of about one size" in err and "--face N" in err and not out.exists()
+    assert main(["enroll", str(image), "--face", "2", "-o", str(out)]) == 0
+    from streamer.portrait import load_portrait
+
+    assert load_portrait(out).landmarks[:468, 0].mean() > 400  # Einstein, on the right
+    assert main(["animate", "--portrait", str(image), "--face", "1", "--renderer", "warp",
+                 "--max-frames", "3", "--no-refine", "--quiet", "-o", str(tmp_path / "a.mp4")]) == 0
+    with pytest.raises(SystemExit):
+        main(["enroll", str(image), "--face", "0", "-o", str(out)])
 
 
 def test_truncated_tail_keeps_what_decoded(tmp_path, data_dir):

@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 
 from streamer import landmarks as L
-from streamer.errors import FaceTooSmallError, ImageReadError, NoFaceError, PortraitFileError
+from streamer.errors import (
+    FaceChoiceError,
+    FaceTooSmallError,
+    ImageReadError,
+    NoFaceError,
+    PortraitFileError,
+)
 from streamer.portrait import (
     EnrollConfig,
     cut_crop,
@@ -13,6 +19,7 @@ from streamer.portrait import (
     load_portrait,
     save_portrait,
 )
+from streamer.tracker import FaceTracker
 from streamer.video_io import read_image
 
 
@@ -209,3 +216,24 @@ def test_teeth_take_the_colour_of_the_portraits_light(astronaut_portrait):
     assert b_over_r(teeth_tinted) < 0.85 * b_over_r(teeth_plain)
     grey = cv2.cvtColor(cv2.cvtColor(p.crop, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
     assert np.allclose(light_colour(grey, p.crop_landmarks), 1.0)  # black and white: grey
+
+
+def test_several_faces_of_about_one_size_ask_which(two_faces):
+    """A picture of two people: taking the larger face would be a guess; the error says how
+    to choose, and --face N (left to right) chooses."""
+    image = two_faces(240, 220)
+    with pytest.raises(FaceChoiceError, match=r"2 faces of about one size.*--face N"):
+        enroll_images([image])
+    left = enroll_images([image], EnrollConfig(crop_size=256, face=1))
+    right = enroll_images([image], EnrollConfig(crop_size=256, face=2))
+    assert left.landmarks[:468, 0].mean() < 320 < right.landmarks[:468, 0].mean()
+    with pytest.raises(FaceChoiceError, match="--face 3 is not one of them"):
+        enroll_images([image], EnrollConfig(crop_size=256, face=3))
+
+
+def test_a_much_smaller_face_leaves_the_largest_the_portrait(two_faces):
+    image = two_faces(300, 200)
+    with FaceTracker(video=False) as tracker:
+        assert len(tracker.detect_all(image)) == 2
+    portrait = enroll_images([image], EnrollConfig(crop_size=256))
+    assert portrait.landmarks[:468, 0].mean() < 320

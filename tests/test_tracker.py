@@ -73,3 +73,52 @@ def test_a_face_just_found_is_read_as_the_tracker_settles(astronaut_bgr, gap):
     image = cv2.resize(astronaut_bgr, (256, 256), interpolation=cv2.INTER_AREA)
     assert _first_read_drift(image, lock_on=0, gap=gap) > 1.0
     assert _first_read_drift(image, TrackerConfig().lock_on, gap=gap) < 0.5
+
+
+def _side(face: np.ndarray | None) -> str | None:
+    return None if face is None else ("left" if face[:468, 0].mean() < 320 else "right")
+
+
+def test_video_mode_follows_the_face_it_found_first(two_faces):
+    """A second face that grows past the first (someone stepping closer behind the user)
+    does not take the avatar over: video mode follows the face it found first."""
+    sizes = [(220, 150 + 10 * i) for i in range(14)]  # the right face grows 150 → 280 px
+    with FaceTracker(video=True) as video:
+        sides = [_side(video.detect(two_faces(*s))) for s in sizes]
+        last = video.detect_all(two_faces(*sizes[-1]))
+    assert len(last) == 2 and _side(max(last, key=lambda f: np.ptp(f[:, 0]))) == "right"
+    assert sides == ["left"] * len(sizes)
+
+
+def test_a_face_gone_while_another_stays_is_waited_for_then_replaced(two_faces):
+    """The followed face leaves while another stays: no face for switch_after frames (the
+    avatar eases to neutral), then the other. Back within them, it is followed again."""
+    config = TrackerConfig(switch_after=3)
+    with FaceTracker(config, video=True) as video:
+        assert _side(video.detect(two_faces(240, 220))) == "left"
+        assert [_side(video.detect(two_faces(0, 220))) for _ in range(2)] == [None, None]
+        assert _side(video.detect(two_faces(240, 220))) == "left"  # back in time
+        gone = [_side(video.detect(two_faces(0, 220))) for _ in range(5)]
+    assert gone == [None, None, None, "right", "right"]
+
+
+def test_with_no_face_in_view_the_next_face_found_is_taken(two_faces):
+    with FaceTracker(TrackerConfig(switch_after=30), video=True) as video:
+        assert _side(video.detect(two_faces(240, 0))) == "left"
+        assert video.detect(two_faces(0, 0)) is None
+        assert _side(video.detect(two_faces(0, 240))) == "right"
+
+
+def test_a_phantom_face_in_a_real_background_does_not_take_her_place(data_dir):
+    """few_shot_woman_indoor: from frame 221 MediaPipe also finds a face in the blurred room
+    behind her, its box 0.88-0.94 of hers. The face followed stays hers in every frame."""
+    from streamer.video_io import read_video_frames
+
+    frames = list(read_video_frames(data_dir / "driving" / "few_shot_woman_indoor.mp4"))[200:]
+    both = 0
+    with FaceTracker(video=True) as video:
+        for frame in frames:
+            face = video.detect(frame)
+            assert face is not None and 620 < face[:468, 0].mean() < 820  # hers, mid-frame
+            both += len(video.detect_all(frame)) == 2
+    assert both >= 40

@@ -453,6 +453,23 @@ def test_portrait_upload(serve: tuple[ServerThread, FakeFactory], astronaut_bgr)
     assert status == 422 and "face" in body
 
 
+def test_portrait_upload_takes_the_face_asked_for(serve: tuple[ServerThread, FakeFactory],
+                                                  astronaut_bgr) -> None:  # type: ignore[no-untyped-def]
+    server, factory = serve
+    ok, jpeg = cv2.imencode(".jpg", cv2.resize(astronaut_bgr, (128, 128)))
+    headers = {"Content-Type": "image/jpeg"}
+    for query in ("", "?face=2"):
+        status, _, _ = asyncio.run(http("POST", f"{server.url}/portrait{query}", jpeg.tobytes(),
+                                        headers))
+        assert status == 200
+    assert factory.faces == [None, 2]
+    for bad in ("0", "left", "-1"):
+        status, _, body = asyncio.run(http("POST", f"{server.url}/portrait?face={bad}",
+                                           jpeg.tobytes(), headers))
+        assert status == 400 and "1 for the leftmost" in body
+    assert factory.faces == [None, 2]
+
+
 def test_portrait_multipart_upload_reaches_live_sessions(
     serve: tuple[ServerThread, FakeFactory], astronaut_bgr
 ) -> None:  # type: ignore[no-untyped-def]

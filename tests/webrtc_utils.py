@@ -118,6 +118,7 @@ class FakeFactory:
 
     processors: list[FakeProcessor] = field(default_factory=list)
     enrolled: list[tuple[int, int]] = field(default_factory=list)
+    faces: list[int | None] = field(default_factory=list)  # the face number of each enroll
     staged_s: float | None = None
 
     def create(self) -> FakeProcessor:
@@ -126,10 +127,11 @@ class FakeFactory:
         self.processors.append(processor)
         return processor
 
-    def enroll(self, image: np.ndarray) -> object:
+    def enroll(self, image: np.ndarray, face: int | None = None) -> object:
         if float(image.std()) < 1.0:
             raise NoFaceError("no human face found in the portrait: use a photo of a face")
         self.enrolled.append(image.shape[:2])
+        self.faces.append(face)
         return f"portrait-{len(self.enrolled)}"
 
     def apply(self, processor: FakeProcessor, portrait: object) -> None:

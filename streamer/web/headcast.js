@@ -61,9 +61,11 @@ export async function connect(endpoint, { send = null, receive = true } = {}) {
   return { pc, stream, location, close };
 }
 
-/** Upload a portrait image file; resolves to the server's JSON, throws its error text. */
-export async function uploadPortrait(file) {
-  const response = await fetch("/portrait", {
+/** Upload a portrait image file (face: the N-th face from the left where the picture shows
+ * several; "" or omitted: the only one); resolves to the server's JSON, throws its error text. */
+export async function uploadPortrait(file, face = "") {
+  const query = face ? `?face=${encodeURIComponent(face)}` : "";
+  const response = await fetch(`/portrait${query}`, {
     method: "POST",
     headers: authHeaders({ "Content-Type": file.type || "application/octet-stream" }),
     body: file,
