@@ -94,6 +94,7 @@ class Animator:
         self._waited = 0.0  # seconds spent waiting for a steady face
         self._lost_time = 0.0  # seconds without a face
         self._regain = 1.0
+        self._switches = 0  # the tracker's count of faces taken up in place of another
         self._next_blink = self._blink_interval()
         self.timings: dict[str, float] = {}  # ms spent per stage on the last frame
         self.set_portrait(portrait)
@@ -161,6 +162,9 @@ class Animator:
         """First half of process(): track, transfer, and begin rendering."""
         t0 = time.perf_counter()
         landmarks = self._tracker.detect(image)
+        if self._tracker.switches != self._switches:  # another person: their own neutral
+            self._switches = self._tracker.switches
+            self.recalibrate()
         self.timings["track"] = (time.perf_counter() - t0) * 1000.0
         return self._prepare_landmarks(landmarks)
 

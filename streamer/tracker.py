@@ -66,6 +66,7 @@ class FaceTracker:
         self._tracking = False  # the last frame had a face
         self._followed: np.ndarray | None = None  # video: box of the face followed
         self._missed = 0  # video: frames since the followed face was last seen
+        self.switches = 0  # video: times another face was taken up in place of the followed one
 
     def detect(self, image: np.ndarray) -> np.ndarray | None:
         """image: (H, W, 3) uint8 BGR → (478, 3) float32 pixels (z scaled like x), or None.
@@ -91,6 +92,7 @@ class FaceTracker:
             self._missed += 1
             if self._missed <= self._config.switch_after:
                 return None
+            self.switches += 1
         face = max(faces, key=box_area)
         self._followed, self._missed = _box(face), 0
         return face

@@ -152,3 +152,27 @@ def test_prepared_frames_finish_on_another_thread_as_process_makes_them(data_dir
     assert all(np.array_equal(a, b) for a, b in zip(expected, got, strict=True))
     serial.close()
     staged.close()
+
+
+def test_another_person_taking_over_is_measured_against_their_own_neutral(
+        astronaut_portrait, two_faces):
+    """The followed face leaves and, after the tracker's wait, another face is taken up: the
+    avatar waits for the new face to hold still and takes it as the neutral. Measured against
+    the first person's neutral, the second's resting face moved the avatar off its rest."""
+    from streamer.renderer import RendererConfig
+    from streamer.tracker import TrackerConfig
+
+    options = AnimateOptions(calibration="steady", steady_frames=3, full_frame=False,
+                             tracker=TrackerConfig(switch_after=2),
+                             renderer=RendererConfig(name="warp"))
+    anim = Animator(astronaut_portrait, options)
+    first, second = two_faces(240, 220), two_faces(0, 220)  # left followed; then right alone
+    calibrated, outs = [], []
+    for frame in [first] * 4 + [second] * 6:
+        outs.append(anim.process(frame))
+        calibrated.append(anim.calibrated)
+    anim.close()
+    # 3 still frames to calibrate; 2 frames without the followed face; the switch; 3 still
+    assert calibrated == [False, False, True, True, True, True, False, False, True, True]
+    rest, after = outs[3].astype(int), outs[-1].astype(int)
+    assert np.abs(rest - after).mean() < 0.5  # the second person at rest: the avatar at rest
