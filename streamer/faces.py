@@ -22,8 +22,9 @@ def choose_face(faces: list[np.ndarray], image: int, face: int | None = None
                 ) -> np.ndarray | None:
     """The face of picture number `image` (1-based, for messages) to make the portrait from.
 
-    faces: every face found in it. face=None: the only face, or the largest where every other
-    is smaller than RIVAL_SIZE of it; face=N: the N-th from the left (1 = the leftmost).
+    faces: the faces found in it (on people: streamer.segment.PersonCheck). face=None: the
+    only face, or the largest where every other is smaller than RIVAL_SIZE of it; face=N:
+    the N-th from the left (1 = the leftmost).
     None where no face was found. Raises FaceChoiceError where several faces are of about
     one size and none was chosen, or where face N is not in the picture."""
     if not faces:

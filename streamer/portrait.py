@@ -18,7 +18,7 @@ from streamer import landmarks as L
 from streamer.errors import FaceTooSmallError, NoFaceError, PortraitFileError
 from streamer.faces import choose_face
 from streamer.geometry import face_frame
-from streamer.segment import person_masks
+from streamer.segment import PersonCheck, person_masks
 from streamer.tracker import FaceTracker, TrackerConfig
 
 FORMAT = "headcast-portrait"
@@ -234,8 +234,8 @@ def enroll_images(
     (frames of a video) instead of failing. landmarks: one (478, 3) array (or None: no face)
     per image, tracked by the caller (frames of a video, tracked in video mode as the driver
     is, so a shot and a driver frame showing the same face get the same landmarks); None:
-    each image is tracked here on its own, and where it shows several faces config.face
-    chooses (streamer.faces.choose_face).
+    each image is tracked here on its own, and where it shows several faces on people
+    (streamer.segment.PersonCheck) config.face chooses (streamer.faces.choose_face).
 
     Raises NoFaceError (no face in an image), FaceChoiceError (several faces of about one
     size, none chosen) and FaceTooSmallError."""
@@ -246,9 +246,9 @@ def enroll_images(
     found: list[np.ndarray] = []
     kept: list[np.ndarray] = []
     if landmarks is None:
-        with FaceTracker(tracker_config, video=False) as tracker:
-            landmarks = [choose_face(tracker.detect_all(image), i, config.face)
-                         for i, image in enumerate(images, 1)]
+        with FaceTracker(tracker_config, video=False) as tracker, PersonCheck() as check:
+            landmarks = [choose_face(check.persons(image, tracker.detect_all(image)), i,
+                                     config.face) for i, image in enumerate(images, 1)]
     elif len(landmarks) != len(images):
         raise ValueError("one landmark array (or None) per image is needed")
     for i, (image, lm) in enumerate(zip(images, landmarks, strict=True)):

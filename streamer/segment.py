@@ -17,6 +17,13 @@ import numpy as np
 from streamer import landmarks as L
 
 FACE_GROW = 1.05  # the face outline scaled about its centre by this much is always the person
+# A face MediaPipe's mesh found counts as a person's where the segmentation's probability,
+# averaged inside its outline shrunk to PERSON_CORE about its centre, is at least
+# PERSON_SHARE. Faces of people, photographed, painted or carved (SadTalker_art_11,
+# terracotta_warrior), read 1.0; the "face" it finds in the blurred room behind
+# few_shot_woman_indoor (frames 221-230 in image mode, 0.80-0.88 of her size) 0.11-0.27.
+PERSON_SHARE = 0.5
+PERSON_CORE = 0.8
 
 
 def _segmenter():  # -> mediapipe SelfieSegmentation
@@ -43,9 +50,55 @@ def person_masks(crops: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
 
 def face_region(size: int, lm: np.ndarray) -> np.ndarray:
     """(S, S) uint8, 255 inside the face outline grown by FACE_GROW about its centre."""
+    mask = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(mask, [np.round(_outline(lm, FACE_GROW) - 0.5).astype(np.int32)], 255)
+    return mask
+
+
+def _outline(lm: np.ndarray, scale: float) -> np.ndarray:
+    """The face mesh's outline (pixels) scaled about its centre."""
     oval = lm[L.FACE_OVAL, :2].astype(np.float64)
     centre = oval.mean(axis=0)
-    grown = centre + FACE_GROW * (oval - centre)
-    mask = np.zeros((size, size), np.uint8)
-    cv2.fillPoly(mask, [np.round(grown - 0.5).astype(np.int32)], 255)
-    return mask
+    return centre + scale * (oval - centre)
+
+
+class PersonCheck:
+    """Which of several faces found in a picture are on a person, by the selfie segmentation
+    (opened on first use; close() when done). Only asked where a picture shows several faces:
+    one face is taken as it is."""
+
+    def __init__(self) -> None:
+        self._segmenter = None
+
+    def persons(self, image: np.ndarray, faces: list[np.ndarray]) -> list[np.ndarray]:
+        """The faces (each (478, ≥2) pixels of the BGR image) on a person; all of them where
+        there are fewer than two, or where none is (the check only ever narrows a choice)."""
+        if len(faces) < 2:
+            return faces
+        kept = [f for f, share in zip(faces, self.shares(image, faces), strict=True)
+                if share >= PERSON_SHARE]
+        return kept or faces
+
+    def shares(self, image: np.ndarray, faces: list[np.ndarray]) -> list[float]:
+        """Mean person probability inside each face's outline shrunk to PERSON_CORE."""
+        if self._segmenter is None:
+            self._segmenter = _segmenter()
+        soft = self._segmenter.process(np.ascontiguousarray(image[:, :, ::-1])).segmentation_mask
+        shares = []
+        for face in faces:
+            core = np.zeros(image.shape[:2], np.uint8)
+            cv2.fillPoly(core, [np.round(_outline(face, PERSON_CORE)).astype(np.int32)], 255)
+            inside = soft[core > 0]
+            shares.append(float(inside.mean()) if inside.size else 0.0)
+        return shares
+
+    def close(self) -> None:
+        if self._segmenter is not None:
+            self._segmenter.close()
+            self._segmenter = None
+
+    def __enter__(self) -> PersonCheck:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

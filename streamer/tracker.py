@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from streamer.segment import PersonCheck
+
 NUM_LANDMARKS = 478
 
 
@@ -27,7 +29,7 @@ class TrackerConfig:
     # rotation a clip is measured by is taken against its first frame (benchmarks), and the
     # second look's rest offset is the first read of a still render (streamer/refine.py).
     lock_on: int = 4
-    # Video mode: the face found first (the largest) is followed from frame to frame: in each
+    # Video mode: the face found first (the largest on a person) is followed: in each
     # frame the face whose box overlaps the last one's most (intersection over union at least
     # follow_iou). Where it is gone while other faces are in view, another is taken up only
     # after switch_after frames (until then: no face, and the avatar eases to neutral); where
@@ -67,6 +69,7 @@ class FaceTracker:
         self._followed: np.ndarray | None = None  # video: box of the face followed
         self._missed = 0  # video: frames since the followed face was last seen
         self.switches = 0  # video: times another face was taken up in place of the followed one
+        self._persons = PersonCheck()  # video: which of several faces to take up are people
 
     def detect(self, image: np.ndarray) -> np.ndarray | None:
         """image: (H, W, 3) uint8 BGR → (478, 3) float32 pixels (z scaled like x), or None.
@@ -74,12 +77,13 @@ class FaceTracker:
         faces = self.detect_all(image)
         if not self._video:
             return max(faces, key=box_area) if faces else None
-        return self._follow(faces)
+        return self._follow(image, faces)
 
-    def _follow(self, faces: list[np.ndarray]) -> np.ndarray | None:
+    def _follow(self, image: np.ndarray, faces: list[np.ndarray]) -> np.ndarray | None:
         """The face of this frame that continues the followed one. While it is gone and other
-        faces are in view: None, for switch_after frames; then the largest of them. A frame
-        with no face at all ends the following (the next face found is taken, as at first)."""
+        faces are in view: None, for switch_after frames; then the largest of them that is on
+        a person (streamer.segment.PersonCheck). A frame with no face at all ends the
+        following (the next face found is taken, as at first)."""
         if not faces:
             self._followed, self._missed = None, 0
             return None
@@ -93,7 +97,7 @@ class FaceTracker:
             if self._missed <= self._config.switch_after:
                 return None
             self.switches += 1
-        face = max(faces, key=box_area)
+        face = max(self._persons.persons(image, faces), key=box_area)
         self._followed, self._missed = _box(face), 0
         return face
 
@@ -134,6 +138,7 @@ class FaceTracker:
         if not self._closed:
             self._closed = True
             self._mesh.close()
+            self._persons.close()
 
     def __enter__(self) -> FaceTracker:
         return self

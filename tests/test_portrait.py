@@ -237,3 +237,16 @@ def test_a_much_smaller_face_leaves_the_largest_the_portrait(two_faces):
         assert len(tracker.detect_all(image)) == 2
     portrait = enroll_images([image], EnrollConfig(crop_size=256))
     assert portrait.landmarks[:468, 0].mean() < 320
+
+
+def test_a_face_found_in_the_background_clutter_asks_nothing(data_dir):
+    """few_shot_woman_indoor, frame 224: MediaPipe also finds a "face" in the blurred room
+    behind her, 0.86 of her size. It is on no person (streamer.segment.PersonCheck), so her
+    face is the portrait, with no question asked."""
+    from streamer.video_io import read_video_frames
+
+    frame = list(read_video_frames(data_dir / "driving" / "few_shot_woman_indoor.mp4", 225))[224]
+    with FaceTracker(video=False) as tracker:
+        assert len(tracker.detect_all(frame)) == 2
+    portrait = enroll_images([frame], EnrollConfig(crop_size=256))
+    assert 620 < portrait.landmarks[:468, 0].mean() < 820  # hers, mid-frame

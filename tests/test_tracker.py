@@ -122,3 +122,22 @@ def test_a_phantom_face_in_a_real_background_does_not_take_her_place(data_dir):
             assert face is not None and 620 < face[:468, 0].mean() < 820  # hers, mid-frame
             both += len(video.detect_all(frame)) == 2
     assert both >= 40
+
+
+def test_a_face_on_no_person_is_not_taken_up_though_larger(data_dir):
+    """few_shot_woman_indoor, frame 224, with her side of the frame drawn 0.75 as large: the
+    "face" MediaPipe finds in the room behind her is now the larger. Video mode takes up the
+    largest face on a person: hers."""
+    from streamer.tracker import box_area
+    from streamer.video_io import read_video_frames
+
+    frame = list(read_video_frames(data_dir / "driving" / "few_shot_woman_indoor.mp4", 225))[224]
+    left = frame[:, :880]
+    small = cv2.resize(left, None, fx=0.75, fy=0.75, interpolation=cv2.INTER_AREA)
+    frame[:, :880] = cv2.blur(left, (31, 31))
+    frame[720 - small.shape[0]:, 880 - small.shape[1]:880] = small
+    with FaceTracker(video=True) as video:
+        face = video.detect(frame)
+        faces = video.detect_all(frame)
+    assert len(faces) == 2 and max(faces, key=box_area)[:468, 0].mean() > 880  # the phantom
+    assert face is not None and face[:468, 0].mean() < 880  # hers
