@@ -61,6 +61,17 @@ def add_renderer_option(p: argparse.ArgumentParser, precision: str = "fp32") -> 
     )
 
 
+def add_camera_wait_option(p: argparse.ArgumentParser) -> None:
+    """--camera-wait: how long a camera that stopped delivering is waited for (`stream`,
+    `client`)."""
+    p.add_argument(
+        "--camera-wait", type=float, default=300.0, metavar="SECONDS",
+        help="a camera that stops delivering (unplugged, taken by another app) is reopened "
+        "every second for this long while the avatar rests and the outputs keep going "
+        "(default 300; 0: stop at once)",
+    )
+
+
 def add_overlap_option(p: argparse.ArgumentParser, where: str = "") -> None:
     """--no-overlap: a staged processor's two halves on one thread (`stream`, `serve`)."""
     p.add_argument(

@@ -10,7 +10,12 @@ from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from streamer.cli import add_overlap_option, add_renderer_option, renderer_config
+from streamer.cli import (
+    add_camera_wait_option,
+    add_overlap_option,
+    add_renderer_option,
+    renderer_config,
+)
 from streamer.controls import HELP, Controls
 from streamer.errors import SinkUnavailableError
 from streamer.frames import Sink
@@ -18,7 +23,7 @@ from streamer.paste import Detail
 from streamer.pipeline import AvatarProcessor, Pipeline, PipelineConfig, PipelineStats
 from streamer.renderer import RendererConfig
 from streamer.sinks import FITS, check_sink_name, create_sink
-from streamer.sources import CameraSource, Source, VideoFileSource
+from streamer.sources import CameraSource, CaptureConfig, Source, VideoFileSource
 
 if TYPE_CHECKING:
     from streamer.portrait import Portrait
@@ -47,6 +52,7 @@ def add_stream_command(subparsers: Any) -> argparse.ArgumentParser:
         help="drive from a video file (looped, in real time) instead of a webcam",
     )
     source.add_argument("--camera", default="0", help="webcam index or device path (default: 0)")
+    add_camera_wait_option(parser)
     parser.add_argument(
         "--output",
         nargs="+",
@@ -115,7 +121,7 @@ def run_stream(args: argparse.Namespace) -> int:
     _check_outputs(outputs)
     portraits = load_portraits(args.portrait)
     with ExitStack() as stack:
-        source = open_source(args.driving, args.camera)
+        source = open_source(args.driving, args.camera, args.camera_wait)
         stack.callback(source.close)
         processor = make_processor(portraits[0], source.fps, renderer_config(args), args.detail)
         stack.callback(processor.close)
@@ -154,11 +160,13 @@ def make_processor(
     return Animator(portrait, options)
 
 
-def open_source(driving: str | None, camera: str) -> Source:
-    """A looping real-time VideoFileSource for a clip, else the webcam (index or path)."""
+def open_source(driving: str | None, camera: str, camera_wait_s: float = 300.0) -> Source:
+    """A looping real-time VideoFileSource for a clip, else the webcam (index or path),
+    waited for camera_wait_s when it stops delivering."""
     if driving is not None:
         return VideoFileSource(driving, loop=True, realtime=True)
-    return CameraSource(int(camera) if camera.isdigit() else camera)
+    config = CaptureConfig(camera_wait_s=max(camera_wait_s, 0.0))
+    return CameraSource(int(camera) if camera.isdigit() else camera, config)
 
 
 def make_output(

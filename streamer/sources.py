@@ -79,12 +79,19 @@ class Source(Protocol):
     name: str
     fps: float  # nominal frames per second; sinks are opened at this rate
 
+    @property
+    def waiting(self) -> bool:
+        """True while a camera that stopped delivering is being reopened: no frames come for
+        now, and the pipeline keeps the avatar going without them."""
+        ...
+
     def read(self, timeout: float | None = None) -> Frame | None:
         """The newest frame not read yet, waiting up to `timeout` seconds; None if none came.
 
         Frames captured while the caller was busy are dropped, never queued. Must raise
-        SourceLostError once a camera stopped delivering (instead of returning None forever)
-        and EOFError when a non-looping file has ended or the source was closed.
+        SourceLostError once a camera stopped delivering and did not come back (instead of
+        returning None forever) and EOFError when a non-looping file has ended or the source
+        was closed.
         """
         ...
 
@@ -106,6 +113,11 @@ class FrameReader(Protocol):
         """Go back to the first frame; False where that is impossible (cameras)."""
         ...
 
+    def reopen(self) -> bool:
+        """Release the device and open it again (a camera that stopped delivering); True when
+        it opened."""
+        ...
+
     def close(self) -> None:
         """Release the device or file; safe to call more than once."""
         ...
@@ -113,7 +125,13 @@ class FrameReader(Protocol):
 
 @dataclass(frozen=True)
 class CaptureConfig:
-    lost_after_s: float = 2.0  # a camera whose reads all fail for this long is reported lost
+    lost_after_s: float = 2.0  # a camera whose reads all fail for this long is lost ...
+    # ... and then reopened every reopen_interval_s for up to camera_wait_s (the avatar rests
+    # meanwhile, and the outputs keep going) before SourceLostError; 0: at once. A camera
+    # that stops for a moment (a USB hiccup, another app taking it, a cable pulled and put
+    # back) used to end `stream`, and with it the virtual camera a video call was showing.
+    camera_wait_s: float = 300.0
+    reopen_interval_s: float = 1.0
     retry_interval_s: float = 0.05  # pause after a failed read, so a dead camera never spins
     camera_size: tuple[int, int] | None = None  # (w, h) asked of a camera; None: its default
     camera_fps: float | None = None  # frame rate asked of a camera; None: its default
@@ -125,6 +143,7 @@ class OpenCVReader:
 
     def __init__(self, target: int | str, config: CaptureConfig = CaptureConfig()) -> None:
         self._target = target
+        self._config = config
         self._capture = cv2.VideoCapture(target)
         self._closed = False
         if isinstance(target, int) and self._capture.isOpened():
@@ -147,6 +166,13 @@ class OpenCVReader:
         ok, image = self._capture.read()
         return image if ok and image is not None and image.size else None
 
+    def reopen(self) -> bool:
+        self._capture.release()
+        self._capture = cv2.VideoCapture(self._target)
+        if isinstance(self._target, int) and self._capture.isOpened():
+            self._configure_camera(self._config)
+        return self._capture.isOpened()
+
     def rewind(self) -> bool:
         if self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0):
             return True
@@ -165,8 +191,10 @@ class ThreadedSource:
 
     realtime=True paces reads at the reader's frame rate (a video file played as a camera);
     loop=True rewinds at the end of a file (is_file=True). A camera (is_file=False) whose reads
-    keep failing for config.lost_after_s is reported with SourceLostError; failed reads are
-    retried every config.retry_interval_s, never in a busy loop.
+    keep failing for config.lost_after_s is lost: it is reopened every
+    config.reopen_interval_s (`waiting` is True meanwhile) and reported with SourceLostError
+    when it has not come back within config.camera_wait_s; failed reads are retried every
+    config.retry_interval_s, never in a busy loop.
     """
 
     def __init__(
@@ -191,6 +219,8 @@ class ThreadedSource:
         self._error: BaseException | None = None
         self._closed = False
         self._index = 0  # index of the next captured frame; keeps counting across loops
+        self._waiting = False  # a lost camera is being reopened
+        self._reopened_at = 0.0  # when it was last reopened
         self._thread = threading.Thread(target=self._run, name=f"capture:{name}", daemon=True)
         self._thread.start()
 
@@ -198,6 +228,10 @@ class ThreadedSource:
     def captured(self) -> int:
         """Frames captured so far (read or dropped)."""
         return self._index
+
+    @property
+    def waiting(self) -> bool:
+        return self._waiting
 
     @property
     def dropped(self) -> int:
@@ -248,6 +282,9 @@ class ThreadedSource:
                 failing_since = failing_since or time.monotonic()
                 continue
             failing_since = None
+            if self._waiting:
+                self._waiting = False
+                log.warning("%s is back", self.name)
             if self._realtime:
                 due = self._wait_until(due, period)
             self._slot.put(Frame(image, time.monotonic(), self._index))
@@ -264,13 +301,25 @@ class ThreadedSource:
         if self._is_file:
             self._after_end_of_file(already_rewound=failing_since is not None)
             return
-        failing_for = time.monotonic() - (failing_since or time.monotonic())
-        if failing_for >= self._config.lost_after_s:
+        config = self._config
+        now = time.monotonic()
+        failing_for = now - (failing_since or now)
+        if failing_for >= config.lost_after_s + config.camera_wait_s:
+            waited = f", nor came back within {config.camera_wait_s:g} s" if self._waiting else ""
             raise SourceLostError(
-                f"{self.name} stopped delivering frames ({failing_for:.1f} s without one): "
-                "check that it is plugged in and not in use by another app"
+                f"{self.name} stopped delivering frames ({failing_for:.1f} s without one{waited}):"
+                " check that it is plugged in and not in use by another app"
             )
-        self._stop.wait(self._config.retry_interval_s)
+        if failing_for >= config.lost_after_s:
+            if not self._waiting:
+                self._waiting = True
+                log.warning("%s stopped delivering frames: reopening it every %g s for up to "
+                            "%g s; the avatar rests meanwhile", self.name,
+                            config.reopen_interval_s, config.camera_wait_s)
+            if now - self._reopened_at >= config.reopen_interval_s:
+                self._reopened_at = now
+                self._reader.reopen()
+        self._stop.wait(config.retry_interval_s)
 
     def _after_end_of_file(self, already_rewound: bool) -> None:
         if not self._loop:

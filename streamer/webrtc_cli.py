@@ -14,7 +14,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from streamer.cli import add_overlap_option, add_renderer_option, renderer_config
+from streamer.cli import (
+    add_camera_wait_option,
+    add_overlap_option,
+    add_renderer_option,
+    renderer_config,
+)
 from streamer.errors import PortraitFileError
 from streamer.frames import FrameProcessor, Sink
 from streamer.paste import Detail
@@ -174,6 +179,7 @@ def add_client_command(subparsers: argparse._SubParsersAction) -> argparse.Argum
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--camera", type=int, default=0, help="camera index (default 0)")
     source.add_argument("--driving", help="a video file to send instead of the camera")
+    add_camera_wait_option(parser)
     parser.add_argument("--token", help="the token the server printed")
     parser.add_argument(
         "--record",
@@ -203,9 +209,11 @@ def client_sink(args: argparse.Namespace) -> Sink:
 
 
 def client_source(args: argparse.Namespace) -> Source:
-    from streamer.sources import CameraSource, VideoFileSource
+    from streamer.sources import CameraSource, CaptureConfig, VideoFileSource
 
-    return VideoFileSource(args.driving) if args.driving else CameraSource(args.camera)
+    if args.driving:
+        return VideoFileSource(args.driving)
+    return CameraSource(args.camera, CaptureConfig(camera_wait_s=max(args.camera_wait, 0.0)))
 
 
 def run_client_command(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from urllib.parse import urljoin
 
 import aiohttp
+import numpy as np
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
@@ -208,7 +209,10 @@ class WhipSink:
 class SourceTrack(MediaStreamTrack):
     """Video track of a streamer.sources Source (camera or file): sends each frame it
     captures, newest first, stamped with its capture time. The blocking read() runs in a
-    one-thread executor. When the source fails, the track ends and `error` says why."""
+    one-thread executor. When the source fails, the track ends and `error` says why. While
+    the source reopens a camera that stopped delivering (`waiting`), it sends black frames
+    at the camera's rate: the server's avatar rests, and the session, whose video would
+    otherwise stop, stays open."""
 
     kind = "video"
 
@@ -218,6 +222,7 @@ class SourceTrack(MediaStreamTrack):
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="headcast-source")
         self._first_ts: float | None = None
         self._last_pts = -1
+        self._shape: tuple[int, ...] | None = None  # of the last captured frame
         self.error: BaseException | None = None
 
     async def recv(self) -> VideoFrame:
@@ -226,12 +231,18 @@ class SourceTrack(MediaStreamTrack):
         while frame is None:
             if self.readyState != "live":
                 raise MediaStreamError
+            waiting = self._source.waiting and self._shape is not None
+            timeout = 1.0 / self._source.fps if waiting else 0.5
             try:
-                frame = await loop.run_in_executor(self._executor, self._source.read, 0.5)
+                frame = await loop.run_in_executor(self._executor, self._source.read, timeout)
             except Exception as exc:  # SourceLostError, EOFError, VideoReadError
                 self.error = exc
                 self.stop()
                 raise MediaStreamError from exc
+            if frame is not None:
+                self._shape = frame.image.shape
+            elif waiting and self._shape is not None:
+                frame = Frame(np.zeros(self._shape, np.uint8), time.monotonic(), -1)
         if self._first_ts is None:
             self._first_ts = frame.capture_ts
         pts = max(self._last_pts + 1, round((frame.capture_ts - self._first_ts) * VIDEO_CLOCK_RATE))

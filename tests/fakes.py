@@ -120,16 +120,21 @@ class FakeStagedProcessor(FakeProcessor):
 
 class FakeCameraReader:
     """A FrameReader that behaves like a webcam: paces itself at `fps`, delivers
-    numbered_image(i), and from read number `fail_after` on fails every read (unplugged)."""
+    numbered_image(i), and from read number `fail_after` on fails every read (unplugged);
+    with `back_after_reopens` it delivers again once reopened that many times (plugged back)."""
 
     def __init__(
-        self, fps: float = 60.0, size: tuple[int, int] = (64, 48), fail_after: int | None = None
+        self, fps: float = 60.0, size: tuple[int, int] = (64, 48), fail_after: int | None = None,
+        back_after_reopens: int | None = None, image: np.ndarray | None = None,
     ) -> None:
         self.fps = fps
         self.size = size
         self.fail_after = fail_after
+        self.back_after_reopens = back_after_reopens
+        self.image = image  # delivered instead of numbered images when set
         self.reads = 0
         self.failed_reads = 0
+        self.reopens = 0
         self.closed = 0
         self._next = time.monotonic()
 
@@ -142,9 +147,16 @@ class FakeCameraReader:
         if delay > 0:
             time.sleep(delay)
         self._next = max(self._next + 1 / self.fps, time.monotonic())
-        return numbered_image(self.reads - 1, self.size)
+        return numbered_image(self.reads - 1, self.size) if self.image is None else self.image
 
     def rewind(self) -> bool:
+        return False
+
+    def reopen(self) -> bool:
+        self.reopens += 1
+        if self.back_after_reopens is not None and self.reopens >= self.back_after_reopens:
+            self.fail_after = None
+            return True
         return False
 
     def close(self) -> None:
@@ -152,10 +164,16 @@ class FakeCameraReader:
 
 
 def fake_camera(
-    fps: float = 60.0, fail_after: int | None = None, lost_after_s: float = 0.3
+    fps: float = 60.0, fail_after: int | None = None, lost_after_s: float = 0.3,
+    camera_wait_s: float = 0.0, back_after_reopens: int | None = None,
+    image: np.ndarray | None = None,
 ) -> tuple[ThreadedSource, FakeCameraReader]:
-    reader = FakeCameraReader(fps=fps, fail_after=fail_after)
-    config = CaptureConfig(lost_after_s=lost_after_s, retry_interval_s=0.02)
+    """A ThreadedSource over a FakeCameraReader; a lost camera is reopened every 50 ms for
+    camera_wait_s (0: reported lost at once)."""
+    reader = FakeCameraReader(fps=fps, fail_after=fail_after,
+                              back_after_reopens=back_after_reopens, image=image)
+    config = CaptureConfig(lost_after_s=lost_after_s, retry_interval_s=0.02,
+                           camera_wait_s=camera_wait_s, reopen_interval_s=0.05)
     source = ThreadedSource(
         reader, name="fake camera", loop=False, realtime=False, is_file=False, config=config
     )

@@ -111,6 +111,49 @@ def test_a_camera_that_disappears_ends_the_run_with_source_lost(make):
     assert live_threads() == set()
 
 
+@pytest.mark.parametrize("make", [FakeProcessor, FakeStagedProcessor])
+def test_while_the_camera_is_away_the_outputs_keep_going(make):
+    """The camera stops after 40 frames and comes back on its 10th reopen (50 ms apart): once
+    it counts as lost, the pipeline drives the processor with black (faceless) frames at the
+    camera's rate, so no output waits longer than lost_after_s; then camera frames again."""
+    source, reader = fake_camera(fps=60.0, fail_after=40, lost_after_s=0.2, camera_wait_s=5.0,
+                                 back_after_reopens=10)
+    sink = FakeSink()
+    with Pipeline(source, make(), [sink]) as pipeline:
+        pipeline.run(duration=2.0)
+        assert pipeline.error is None
+    assert reader.reopens == 10
+    numbers = [r.number for r in sink.received]
+    idle = [i for i, r in enumerate(sink.received) if r.index >= 40 and r.number == 0]
+    back = [i for i, r in enumerate(sink.received) if r.number > 40]
+    assert len(idle) >= 15 and back and idle[0] < back[0], numbers
+    arrivals = [r.received_ts for r in sink.received]
+    assert max(b - a for a, b in zip(arrivals, arrivals[1:], strict=False)) < 0.35
+    assert live_threads() == set()
+
+
+def test_while_the_camera_is_away_the_avatar_rests(astronaut_bgr):
+    """The real Animator on the astronaut, who stands in for the camera: while the camera is
+    away its faceless frames rest the avatar, which keeps coming (not black), and follows the
+    face again once the camera is back."""
+    from streamer.animate import AnimateOptions, Animator
+    from streamer.portrait import EnrollConfig, enroll_images
+    from streamer.renderer import RendererConfig
+
+    portrait = enroll_images([astronaut_bgr], EnrollConfig(crop_size=256))
+    options = AnimateOptions(full_frame=False, renderer=RendererConfig(name="warp"))
+    source, reader = fake_camera(fps=30.0, fail_after=15, lost_after_s=0.2, camera_wait_s=5.0,
+                                 back_after_reopens=8, image=astronaut_bgr)
+    sink = FakeSink()
+    with Pipeline(source, Animator(portrait, options), [sink]) as pipeline:
+        pipeline.run(duration=2.0)
+        assert pipeline.error is None
+    assert reader.reopens == 8
+    arrivals = [r.received_ts for r in sink.received]
+    assert max(b - a for a, b in zip(arrivals, arrivals[1:], strict=False)) < 0.4
+    assert len(sink.received) >= 40 and all(image.mean() > 50 for image in sink.images)
+
+
 def test_an_unavailable_sink_is_logged_and_the_others_go_on(caplog):
     source, _ = fake_camera(fps=60.0)
     missing, good = FakeSink("missing", unavailable=True), FakeSink("good")
@@ -364,6 +407,16 @@ def test_stream_arguments_and_defaults():
     assert args.no_overlap and args.mirror and args.no_head_pose
     with pytest.raises(SystemExit):
         stream_args("--portrait", "a.jpg", "--size", "big")
+
+
+def test_stream_waits_for_its_camera_as_long_as_asked(monkeypatch):
+    opened = []
+    monkeypatch.setattr(live_cli, "CameraSource", lambda camera, config: opened.append(
+        (camera, config.camera_wait_s)))
+    for argv, wait in (((), 300.0), (("--camera-wait", "0"), 0.0), (("--camera-wait", "20"), 20.0)):
+        args = stream_args("--portrait", "a.jpg", "--camera", "2", *argv)
+        live_cli.open_source(args.driving, args.camera, args.camera_wait)
+        assert opened[-1] == (2, wait)
 
 
 @pytest.mark.parametrize(("output", "message"), [("nope", "unknown output 'nope'"),

@@ -152,6 +152,38 @@ def test_a_camera_that_disappears_is_reported_not_spun_on():
     assert reader.closed == 1
 
 
+def test_a_camera_that_comes_back_is_reopened_and_delivers_again():
+    """Unplugged and plugged back: lost after lost_after_s, reopened every 50 ms (`waiting`
+    meanwhile), delivering again from the third reopen on; no error."""
+    source, reader = fake_camera(fps=100.0, fail_after=10, lost_after_s=0.2, camera_wait_s=5.0,
+                                 back_after_reopens=3)
+    frames, waited = [], False
+    end = time.monotonic() + 5.0
+    try:
+        while time.monotonic() < end and (not frames or frames[-1].index < 30):
+            frame = source.read(timeout=0.02)
+            waited |= source.waiting
+            if frame is not None:
+                frames.append(frame)
+    finally:
+        source.close()
+    assert waited and not source.waiting and reader.reopens == 3
+    assert frames[-1].index >= 30  # delivering again
+    gaps = [b.capture_ts - a.capture_ts for a, b in zip(frames, frames[1:], strict=False)]
+    assert 0.2 < max(gaps) < 2.0  # one gap: lost, reopened, back
+
+
+def test_a_camera_that_does_not_come_back_is_lost_after_the_wait():
+    source, reader = fake_camera(fps=100.0, fail_after=10, lost_after_s=0.2, camera_wait_s=0.4)
+    start = time.monotonic()
+    with pytest.raises(SourceLostError, match="nor came back within 0.4 s"):
+        while time.monotonic() - start < 5.0:
+            source.read(timeout=0.05)
+    source.close()
+    assert 0.55 < time.monotonic() - start < 2.0
+    assert 4 <= reader.reopens <= 10  # every 50 ms for 0.4 s
+
+
 def test_camera_that_cannot_be_opened_says_what_to_do():
     with pytest.raises(SourceLostError, match="could not be opened.*--driving"):
         CameraSource("/dev/headcast-no-such-camera")

@@ -579,6 +579,32 @@ def test_client_sends_a_clip_and_records_the_avatar(
     assert wait_until(lambda: server.session_count() == 0)
 
 
+def test_client_keeps_its_session_while_the_camera_is_away(
+    serve: tuple[ServerThread, FakeFactory], astronaut_bgr: np.ndarray
+) -> None:
+    """The client's camera stops after 1 s and comes back on its 15th reopen (50 ms apart):
+    meanwhile the client sends black frames, so the server's processor keeps getting frames
+    and the avatar keeps coming back; the session lives through it."""
+    from fakes import FakeSink, fake_camera
+
+    server, factory = serve
+    image = cv2.resize(astronaut_bgr, (128, 128))
+    source, reader = fake_camera(fps=30.0, fail_after=30, lost_after_s=0.2, camera_wait_s=10.0,
+                                 back_after_reopens=15, image=image)
+    sink = FakeSink()
+    try:
+        stats = asyncio.run(run_client(EndpointConfig(f"{server.url}/whip"), source, sink,
+                                       duration_s=3.5))
+    finally:
+        source.close()
+    assert reader.reopens == 15 and stats.state != "failed"
+    arrivals = [r.received_ts for r in sink.received]
+    assert len(arrivals) >= 45
+    assert max(b - a for a, b in zip(arrivals, arrivals[1:], strict=False)) < 0.6
+    below_bar = [image[MARK_ROWS:].mean() for image in sink.images]
+    assert below_bar[-1] > 50  # the camera's picture again, processed by the server
+
+
 def test_client_command_line(
     serve: tuple[ServerThread, FakeFactory], data_dir: Path, tmp_path: Path
 ) -> None:
