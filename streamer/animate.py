@@ -4,6 +4,7 @@ when it returns, motion picks up smoothly."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -22,6 +23,8 @@ from streamer.smoothing import OneEuroFilter, SmoothingConfig
 from streamer.tracker import FaceTracker, TrackerConfig
 
 BLINK_SECONDS = 0.24  # duration of an idle blink
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,8 @@ class Animator:
         landmarks = self._tracker.detect(image)
         if self._tracker.switches != self._switches:  # another person: their own neutral
             self._switches = self._tracker.switches
+            log.info("the face followed left and another is in view: following it, and "
+                     "taking its neutral once it holds still")
             self.recalibrate()
         self.timings["track"] = (time.perf_counter() - t0) * 1000.0
         return self._prepare_landmarks(landmarks)

@@ -155,7 +155,7 @@ def test_prepared_frames_finish_on_another_thread_as_process_makes_them(data_dir
 
 
 def test_another_person_taking_over_is_measured_against_their_own_neutral(
-        astronaut_portrait, two_faces):
+        astronaut_portrait, two_faces, caplog):
     """The followed face leaves and, after the tracker's wait, another face is taken up: the
     avatar waits for the new face to hold still and takes it as the neutral. Measured against
     the first person's neutral, the second's resting face moved the avatar off its rest."""
@@ -168,10 +168,12 @@ def test_another_person_taking_over_is_measured_against_their_own_neutral(
     anim = Animator(astronaut_portrait, options)
     first, second = two_faces(240, 220), two_faces(0, 220)  # left followed; then right alone
     calibrated, outs = [], []
-    for frame in [first] * 4 + [second] * 6:
-        outs.append(anim.process(frame))
-        calibrated.append(anim.calibrated)
+    with caplog.at_level("INFO", logger="streamer.animate"):
+        for frame in [first] * 4 + [second] * 6:
+            outs.append(anim.process(frame))
+            calibrated.append(anim.calibrated)
     anim.close()
+    assert [r.message for r in caplog.records if "another is in view" in r.message]
     # 3 still frames to calibrate; 2 frames without the followed face; the switch; 3 still
     assert calibrated == [False, False, True, True, True, True, False, False, True, True]
     rest, after = outs[3].astype(int), outs[-1].astype(int)
