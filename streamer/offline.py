@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -134,6 +134,7 @@ def run_animate(job: AnimateJob, progress: bool = True) -> int:
     from tqdm import tqdm
 
     template = load_template() if job.driving is None else None
+    switches: list[int] = []  # frames where another person is taken up
     if template is not None:
         fps, track = template.fps, list(template.landmarks[: job.max_frames])
     else:
@@ -143,10 +144,11 @@ def run_animate(job: AnimateJob, progress: bool = True) -> int:
             count = min(count, job.max_frames) if count else job.max_frames
         frames = tqdm(read_video_frames(job.driving, job.max_frames), total=count,
                       unit="frame", disable=not progress, desc="track")
-        track = driver_track(frames, job.options.tracker)
+        track = driver_track(frames, job.options.tracker, switches)
     animator, crop_targets = offline_animation(
         job.portrait, track, replace(job.options, fps=fps),
-        lambda it: tqdm(it, total=len(track), unit="frame", disable=not progress, desc="refine"))
+        lambda it: tqdm(it, total=len(track), unit="frame", disable=not progress, desc="refine"),
+        switches=switches)
     try:
         with VideoWriter(job.output, fps, audio_from=job.driving) as writer:
             for target in tqdm(crop_targets, unit="frame", disable=not progress, desc="animate"):
@@ -159,11 +161,19 @@ def run_animate(job: AnimateJob, progress: bool = True) -> int:
         animator.close()
 
 
-def driver_track(frames: Iterable[np.ndarray], config: TrackerConfig = TrackerConfig()
-                 ) -> list[np.ndarray | None]:
-    """(478, 3) landmarks (or None) of every driving frame, tracked in video mode."""
+def driver_track(frames: Iterable[np.ndarray], config: TrackerConfig = TrackerConfig(),
+                 switches: list[int] | None = None) -> list[np.ndarray | None]:
+    """(478, 3) landmarks (or None) of every driving frame, tracked in video mode. switches:
+    gets the index of every frame where the tracker took up another face in place of the one
+    it followed (another person: offline_animation takes that face's own neutral there)."""
+    track: list[np.ndarray | None] = []
     with FaceTracker(config, video=True) as tracker:
-        return [tracker.detect(frame) for frame in frames]
+        for frame in frames:
+            before = tracker.switches
+            track.append(tracker.detect(frame))
+            if switches is not None and tracker.switches != before:
+                switches.append(len(track) - 1)
+    return track
 
 
 def offline_track(track: list[np.ndarray | None], options: AnimateOptions
@@ -175,14 +185,20 @@ def offline_track(track: list[np.ndarray | None], options: AnimateOptions
 
 
 def animation_targets(animator: Animator, track: list[np.ndarray | None],
-                      progress: Callable[[Iterable], Iterable] = lambda it: it
-                      ) -> list[np.ndarray]:
+                      progress: Callable[[Iterable], Iterable] = lambda it: it,
+                      switches: Sequence[int] = ()) -> list[np.ndarray]:
     """The portrait's target landmarks (crop pixels) animate renders for a (smoothed) driver
     track: the motion transfer of every frame, then refined against a first render of them
-    when options.refine is on. The first render is looked at as it will be delivered (the
-    crop pasted into the portrait; the tracker reads a face at the scale of the frame), by
-    a renderer of its own, so the animator's starts fresh."""
-    targets = [animator.target_landmarks(landmarks) for landmarks in track]
+    when options.refine is on. At each frame in `switches` (another person taken up:
+    driver_track) the neutral is taken anew. The first render is looked at as it will be
+    delivered (the crop pasted into the portrait; the tracker reads a face at the scale of
+    the frame), by a renderer of its own, so the animator's starts fresh."""
+    new_person = set(switches)
+    targets = []
+    for i, landmarks in enumerate(track):
+        if i in new_person:
+            animator.recalibrate()
+        targets.append(animator.target_landmarks(landmarks))
     options = animator.options
     if not options.refine.enabled:
         return targets
@@ -202,15 +218,15 @@ def animation_targets(animator: Animator, track: list[np.ndarray | None],
 
 
 def offline_animation(portrait: Portrait, track: list[np.ndarray | None], options: AnimateOptions,
-                      progress: Callable[[Iterable], Iterable] = lambda it: it
-                      ) -> tuple[Animator, list[np.ndarray]]:
+                      progress: Callable[[Iterable], Iterable] = lambda it: it,
+                      switches: Sequence[int] = ()) -> tuple[Animator, list[np.ndarray]]:
     """What animate renders from a whole driver track: an Animator (the caller closes it)
     and the crop targets to give its render_target, frame by frame, in order (the track
-    smoothed without lag, then animation_targets)."""
+    smoothed without lag, then animation_targets; switches: as driver_track gives them)."""
     smoothed, render_options = offline_track(track, options)
     animator = Animator(portrait, render_options)
     try:
-        return animator, animation_targets(animator, smoothed, progress)
+        return animator, animation_targets(animator, smoothed, progress, switches)
     except BaseException:
         animator.close()
         raise

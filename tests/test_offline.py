@@ -72,3 +72,26 @@ def test_refined_targets_bring_the_output_face_closer_to_the_drivers(data_dir):
             np.linalg.norm(s[:, :2] - d[:, :2], axis=1).mean() / L.iod(d)
             for s, d in zip(seen[1:], track[1:], strict=True)])
     assert errors[True] < 0.85 * errors[False], errors
+
+
+def test_animate_takes_a_new_persons_neutral_where_the_tracker_switched(astronaut_portrait,
+                                                                        two_faces):
+    """A driving clip whose person leaves while another stays: driver_track says where the
+    tracker took up the other face, and from there the targets are measured against that
+    face's own rest (at rest: the portrait's rest), not the first person's."""
+    from streamer.animate import AnimateOptions
+    from streamer.offline import driver_track, offline_animation
+    from streamer.refine import RefineConfig
+    from streamer.tracker import TrackerConfig
+
+    frames = [two_faces(240, 220)] * 4 + [two_faces(0, 220)] * 6
+    switches: list[int] = []
+    track = driver_track(frames, TrackerConfig(switch_after=2), switches)
+    assert switches == [6] and track[4] is None and track[5] is None
+    options = AnimateOptions(refine=RefineConfig(enabled=False))
+    moved = {}
+    for given in ((), switches):
+        animator, targets = offline_animation(astronaut_portrait, track, options, switches=given)
+        animator.close()
+        moved[bool(given)] = float(np.abs(targets[-1] - targets[3])[:, :2].max())
+    assert moved[True] < 2.0 and moved[False] > 50.0, moved  # pixels of the 256 crop

@@ -184,6 +184,24 @@ def test_a_camera_that_does_not_come_back_is_lost_after_the_wait():
     assert 4 <= reader.reopens <= 10  # every 50 ms for 0.4 s
 
 
+def test_the_opencv_reader_opens_its_device_again(clip: Path):
+    """OpenCVReader.reopen, which a lost camera gets every second: released and opened anew
+    (a file starts over), False where the device is gone."""
+    import numpy as np
+
+    from streamer.sources import OpenCVReader
+
+    reader = OpenCVReader(str(clip))
+    first = reader.read()
+    for _ in range(5):
+        reader.read()
+    assert reader.reopen() and np.array_equal(reader.read(), first)
+    reader.close()
+    gone = OpenCVReader("/dev/headcast-no-such-camera")
+    assert not gone.reopen() and gone.read() is None
+    gone.close()
+
+
 def test_camera_that_cannot_be_opened_says_what_to_do():
     with pytest.raises(SourceLostError, match="could not be opened.*--driving"):
         CameraSource("/dev/headcast-no-such-camera")
