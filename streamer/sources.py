@@ -144,20 +144,25 @@ class OpenCVReader:
     def __init__(self, target: int | str, config: CaptureConfig = CaptureConfig()) -> None:
         self._target = target
         self._config = config
-        self._capture = cv2.VideoCapture(target)
+        self._capture = self._open()
         self._closed = False
-        if isinstance(target, int) and self._capture.isOpened():
-            self._configure_camera(config)
         self.fps = float(self._capture.get(cv2.CAP_PROP_FPS) or 0.0)
 
-    def _configure_camera(self, config: CaptureConfig) -> None:
-        # A one-frame driver buffer: older frames would only add latency.
-        self._capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
-        if config.camera_size is not None:
-            self._capture.set(cv2.CAP_PROP_FRAME_WIDTH, config.camera_size[0])
-            self._capture.set(cv2.CAP_PROP_FRAME_HEIGHT, config.camera_size[1])
-        if config.camera_fps is not None:
-            self._capture.set(cv2.CAP_PROP_FPS, config.camera_fps)
+    def _open(self) -> cv2.VideoCapture:
+        capture = cv2.VideoCapture(self._target)
+        if not capture.isOpened():
+            return capture
+        if isinstance(self._target, int):
+            # A one-frame driver buffer: older frames would only add latency.
+            capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+            if self._config.camera_size is not None:
+                capture.set(cv2.CAP_PROP_FRAME_WIDTH, self._config.camera_size[0])
+                capture.set(cv2.CAP_PROP_FRAME_HEIGHT, self._config.camera_size[1])
+            if self._config.camera_fps is not None:
+                capture.set(cv2.CAP_PROP_FPS, self._config.camera_fps)
+        else:  # a file or device path: upright as its display matrix says (as video_io reads)
+            capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
+        return capture
 
     def is_opened(self) -> bool:
         return self._capture.isOpened()
@@ -168,17 +173,13 @@ class OpenCVReader:
 
     def reopen(self) -> bool:
         self._capture.release()
-        self._capture = cv2.VideoCapture(self._target)
-        if isinstance(self._target, int) and self._capture.isOpened():
-            self._configure_camera(self._config)
+        self._capture = self._open()
         return self._capture.isOpened()
 
     def rewind(self) -> bool:
         if self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0):
             return True
-        self._capture.release()  # some containers cannot seek: open the file again
-        self._capture = cv2.VideoCapture(self._target)
-        return self._capture.isOpened()
+        return self.reopen()  # some containers cannot seek: open the file again
 
     def close(self) -> None:
         if not self._closed:

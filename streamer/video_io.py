@@ -41,8 +41,9 @@ def video_fps(path: str | Path) -> float:
 
 
 def read_video_frames(path: str | Path, max_frames: int | None = None) -> Iterator[np.ndarray]:
-    """Decode a video → (H, W, 3) uint8 BGR frames. Raises VideoReadError when the file is
-    not a video, has no video stream or no decodable frame; a truncated tail ends the clip."""
+    """Decode a video → (H, W, 3) uint8 BGR frames, turned upright where the file says how
+    to show them (a phone's display matrix). Raises VideoReadError when the file is not a
+    video, has no video stream or no decodable frame; a truncated tail ends the clip."""
     import av
 
     count = 0
@@ -51,7 +52,7 @@ def read_video_frames(path: str | Path, max_frames: int | None = None) -> Iterat
         stream.thread_type = "AUTO"
         try:
             for frame in container.decode(stream):
-                yield frame.to_ndarray(format="bgr24")
+                yield upright(frame.to_ndarray(format="bgr24"), frame.rotation)
                 count += 1
                 if max_frames is not None and count >= max_frames:
                     return
@@ -61,6 +62,15 @@ def read_video_frames(path: str | Path, max_frames: int | None = None) -> Iterat
             return  # truncated file: keep what decoded
     if count == 0:
         raise VideoReadError(f"{path}: the video has no frames")
+
+
+def upright(image: np.ndarray, rotation: float) -> np.ndarray:
+    """A decoded frame as it is meant to be shown: `rotation` is the display matrix's turn in
+    degrees (PyAV's VideoFrame.rotation; counter-clockwise, as OpenCV's auto-orientation
+    turns it). Phones store portrait video as landscape frames with such a turn: read as
+    stored, the face lies on its side, and a head turning left reads as nodding."""
+    quarters = round(rotation / 90.0) % 4
+    return np.ascontiguousarray(np.rot90(image, k=quarters)) if quarters else image
 
 
 def _open_input(path: str | Path):  # type: ignore[no-untyped-def]
