@@ -41,11 +41,12 @@ class TrackerConfig:
 
 
 class FaceTracker:
-    """Finds the largest face in BGR images.
+    """Finds faces in BGR images; detect() returns one.
 
-    video=False: every image is independent (portraits). video=True: frames of one stream,
-    the mesh is tracked from frame to frame (faster, steadier), and the face found first is
-    followed while it stays (TrackerConfig.follow_iou); use one tracker per stream.
+    video=False: every image is independent (portraits), and detect() gives the largest face.
+    video=True: frames of one stream, the mesh is tracked from frame to frame (faster,
+    steadier), and detect() gives the face found first for as long as it stays
+    (TrackerConfig.follow_iou); use one tracker per stream.
     """
 
     def __init__(self, config: TrackerConfig = TrackerConfig(), *, video: bool) -> None:
