@@ -98,6 +98,7 @@ class Animator:
         self._lost_time = 0.0  # seconds without a face
         self._regain = 1.0
         self._switches = 0  # the tracker's count of faces taken up in place of another
+        self._face_in_view = False  # the last frame had a face
         self._next_blink = self._blink_interval()
         self.timings: dict[str, float] = {}  # ms spent per stage on the last frame
         self.set_portrait(portrait)
@@ -120,6 +121,15 @@ class Animator:
     def set_pose_transfer(self, enabled: bool) -> None:
         self.options = replace(self.options, motion=replace(self.options.motion, head_pose=enabled))
         self._transfer.config = self.options.motion
+
+    def status(self) -> str | None:
+        """What the avatar waits for, for the person in front of the camera (the preview
+        window shows it); None while it follows the face."""
+        if not self._face_in_view:
+            return "no face in view"
+        if self._neutral is None:
+            return "hold still: taking your resting face"
+        return None
 
     @property
     def calibrated(self) -> bool:
@@ -208,6 +218,7 @@ class Animator:
     def target_landmarks(self, driver: np.ndarray | None) -> np.ndarray:
         """The portrait's target landmarks (crop pixels) for this frame."""
         dt = self._frame_dt()
+        self._face_in_view = driver is not None
         if driver is None:
             self._state = self._idle_state(dt)
             return self._transfer.compose(self._state)

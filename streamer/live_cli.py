@@ -190,7 +190,9 @@ def _virtualcam_options(
 def _preview_options(
     arg: str, args: argparse.Namespace, pipeline: Pipeline, controls: Controls
 ) -> dict[str, Any]:
-    overlay = (lambda: pipeline.stats().lines()) if args.stats else None
+    def overlay() -> list[str]:  # what the person should know, then the numbers (--stats)
+        return pipeline.status_lines() + (pipeline.stats().lines() if args.stats else [])
+
     return {"on_key": controls.handle_key, "on_close": controls.quit, "overlay": overlay}
 
 

@@ -51,6 +51,11 @@ class AvatarProcessor(FrameProcessor, Protocol):
         """Animate `portrait` from the next frame on."""
         ...
 
+    def status(self) -> str | None:
+        """What the avatar waits for (no face, the resting face being taken), in a few words
+        for the person in front of the camera; None while it follows the face."""
+        ...
+
 
 @dataclass(frozen=True)
 class PipelineConfig:
@@ -314,6 +319,15 @@ class Pipeline:
     @property
     def portrait_index(self) -> int:
         return self._portrait_index
+
+    def status_lines(self) -> list[str]:
+        """What the person in front of the camera should know now, for the preview window:
+        the camera gone, no face in view, the resting face being taken; none while the avatar
+        follows the face."""
+        if self._source.waiting:
+            return [f"{self._source.name} stopped: reopening it"]
+        status = self._processor.status()
+        return [status] if status else []
 
     def stats(self) -> PipelineStats:
         """A snapshot of the counters and of p50/p95 timings over the sliding window."""

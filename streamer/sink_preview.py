@@ -68,8 +68,9 @@ class PreviewSink:
 
     def send(self, frame: Frame) -> None:
         image = frame.image
-        if self._overlay is not None:
-            image = draw_lines(image.copy(), self._overlay_lines())
+        lines = self._overlay_lines()
+        if lines:
+            image = draw_lines(image.copy(), lines)
         cv2.imshow(self._config.title, image)
         self._shown = True
         self.poll()
@@ -106,11 +107,15 @@ class PreviewSink:
 
 
 def draw_lines(image: np.ndarray, lines: Sequence[str]) -> np.ndarray:
-    """Draw text lines top-left on `image` (in place), white on a dark outline; returns it."""
-    scale = max(0.4, image.shape[0] / 1000)
+    """Draw text lines top-left on `image` (in place), white on a dark outline; returns it.
+    The text grows with the image's height and shrinks to fit its width (a portrait-shaped
+    avatar is narrow)."""
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    widest = max((cv2.getTextSize(line, font, 1.0, 1)[0][0] for line in lines), default=1)
+    scale = min(max(0.4, image.shape[0] / 1000), (image.shape[1] - 16) / max(widest, 1))
     step = int(22 * scale / 0.5)
     for i, line in enumerate(lines):
         org = (8, step * (i + 1))
-        cv2.putText(image, line, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(image, line, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1)
+        cv2.putText(image, line, org, font, scale, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(image, line, org, font, scale, (255, 255, 255), 1)
     return image

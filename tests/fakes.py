@@ -45,6 +45,9 @@ class FakeProcessor:
         self.inputs: list[np.ndarray] = []  # last few driving frames
         self.closed = 0
 
+    def status(self) -> str | None:
+        return None
+
     def process(self, image: np.ndarray) -> np.ndarray:
         self.threads.add(threading.get_ident())
         self.calls += 1

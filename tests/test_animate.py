@@ -178,3 +178,19 @@ def test_another_person_taking_over_is_measured_against_their_own_neutral(
     assert calibrated == [False, False, True, True, True, True, False, False, True, True]
     rest, after = outs[3].astype(int), outs[-1].astype(int)
     assert np.abs(rest - after).mean() < 0.5  # the second person at rest: the avatar at rest
+
+
+def test_status_says_what_the_avatar_waits_for(astronaut_portrait, astronaut_bgr):
+    """The preview tells the person why the avatar rests: no face, then the resting face
+    being taken (steady calibration), then nothing while it follows."""
+    options = AnimateOptions(calibration="steady", steady_frames=3, full_frame=False)
+    anim = Animator(astronaut_portrait, options)
+    assert anim.status() == "no face in view"  # nothing seen yet
+    said = []
+    for image in [np.zeros_like(astronaut_bgr)] + [astronaut_bgr] * 4:
+        anim.process(image)
+        said.append(anim.status())
+    anim.close()
+    rests = "no face in view"
+    holds = "hold still: taking your resting face"
+    assert said == [rests, holds, holds, None, None]

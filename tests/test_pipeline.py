@@ -132,6 +132,18 @@ def test_while_the_camera_is_away_the_outputs_keep_going(make):
     assert live_threads() == set()
 
 
+def test_status_lines_say_when_the_camera_is_away():
+    source, _ = fake_camera(fps=60.0, fail_after=10, lost_after_s=0.1, camera_wait_s=5.0)
+    with Pipeline(source, FakeProcessor(), [FakeSink()]) as pipeline:
+        pipeline.start()
+        assert pipeline.status_lines() == []  # the fake processor waits for nothing
+        deadline = time.monotonic() + 5.0
+        while not source.waiting and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert pipeline.status_lines() == [
+            "fake camera stopped: reopening it"]
+
+
 def test_while_the_camera_is_away_the_avatar_rests(astronaut_bgr):
     """The real Animator on the astronaut, who stands in for the camera: while the camera is
     away its faceless frames rest the avatar, which keeps coming (not black), and follows the
