@@ -96,6 +96,9 @@ class FakeAnimator:
     def recalibrate(self) -> None:
         pass
 
+    def status(self) -> str | None:
+        return None
+
     def set_pose_transfer(self, enabled: bool) -> None:
         pass
 

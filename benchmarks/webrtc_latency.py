@@ -265,6 +265,9 @@ class PassThrough:
     def recalibrate(self) -> None:
         pass
 
+    def status(self) -> str | None:
+        return None
+
     def close(self) -> None:
         pass
 

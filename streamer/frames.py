@@ -37,6 +37,11 @@ class FrameProcessor(Protocol):
         """Take the neutral reference again from the next steady frames."""
         ...
 
+    def status(self) -> str | None:
+        """What the avatar waits for (no face, the resting face being taken), in a few words
+        for the person in front of the camera; None while it follows the face."""
+        ...
+
     def close(self) -> None:
         """Release trackers and sessions; safe to call more than once."""
         ...

@@ -51,11 +51,6 @@ class AvatarProcessor(FrameProcessor, Protocol):
         """Animate `portrait` from the next frame on."""
         ...
 
-    def status(self) -> str | None:
-        """What the avatar waits for (no face, the resting face being taken), in a few words
-        for the person in front of the camera; None while it follows the face."""
-        ...
-
 
 @dataclass(frozen=True)
 class PipelineConfig:

@@ -10,6 +10,8 @@ Routes (all but /static/ need the token when one is set: `Authorization: Bearer 
                         (serve mode only). A sendrecv offer gets the avatar back on the same
                         connection; every result also goes to the WHEP viewers.
     DELETE /whip/{id}, /whep/{id}   end a session (404 when unknown)
+    GET  /whip/{id}     {"status": what the session's avatar waits for, or null}: the page
+                        shows it ("hold still: taking your resting face", "no face in view")
     POST /portrait      image body (or multipart field "portrait") → enrolled for all sessions;
                         `?face=N`: a picture of several people, the N-th face from the left
     GET  /sessions      {"whip": n, "whep": n}
@@ -211,6 +213,7 @@ class AvatarServer:
             app.router.add_post(f"/{kind}", self._offer_handler(kind))
             app.router.add_delete(f"/{kind}/{{id}}", self._delete_handler(kind))
             app.router.add_patch(f"/{kind}/{{id}}", self._patch)
+        app.router.add_get("/whip/{id}", self._status)
         app.router.add_post("/portrait", self._portrait)
         app.router.add_post("/recalibrate", self._recalibrate)
         return app
@@ -420,6 +423,13 @@ class AvatarServer:
     async def _patch(self, request: web.Request) -> web.Response:
         # Trickle ICE and ICE restarts are not supported: answers hold all candidates.
         return _error(405, "trickle ICE is not supported", headers={"Allow": "DELETE"})
+
+    async def _status(self, request: web.Request) -> web.Response:
+        session = self.sessions.get(request.match_info["id"])
+        if session is None or session.kind != "whip":
+            return _error(404, "no such WHIP session")
+        processor = session.processor
+        return web.json_response({"status": processor.status() if processor else None})
 
     async def _portrait(self, request: web.Request) -> web.Response:
         if self.processors is None:

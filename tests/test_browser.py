@@ -240,3 +240,23 @@ def test_serve_page_asks_which_face_then_takes_the_one_chosen(
     finally:
         server.close()
     assert factory.portrait.landmarks[:468, 0].mean() > 400  # Einstein, on the right
+
+
+def test_serve_page_says_why_the_avatar_rests(
+    processors: RecordingFactory, tmp_path: Path
+) -> None:
+    """A webcam that shows no face: the page says, under its status line, that the avatar
+    rests and why, from the session's own processor (GET on its location)."""
+    camera = tmp_path / "empty_room.y4m"
+    write_y4m(camera, [np.full((240, 320, 3), 90, np.uint8)] * 30)
+    server = ServerThread(ServerConfig(port=0), processors=processors)
+    server.start()
+    try:
+        with chromium(camera) as driver:
+            driver.get(f"{server.url}/?autostart=1")
+            wait_for_js(driver, "window.headcast && headcast.state.phase === 'live'", 30)
+            said = wait_for_js(driver, "document.getElementById('waits').textContent", 30)
+            assert said == "The avatar rests: no face in view."
+            assert driver.execute_script("return headcast.state.waits") == "no face in view"
+    finally:
+        server.close()

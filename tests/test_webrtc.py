@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 import time
@@ -210,6 +211,33 @@ def test_whip_sends_camera_and_gets_processed_video_back(
     assert processor.threads and threading.main_thread().name not in processor.threads
     assert wait_until(lambda: server.session_count() == 0)
     assert processor.closed == 1
+
+
+def test_a_whip_session_says_what_its_avatar_waits_for(
+    serve: tuple[ServerThread, FakeFactory], clip: list[np.ndarray]
+) -> None:
+    """GET on a WHIP session's location: its processor's status, which the page shows."""
+    server, factory = serve
+    slot = FrameSlot()
+
+    async def run() -> list[tuple[int, str]]:
+        track = AvatarTrack(slot, FPS, (256, 256))
+        session = await WebRTCSession.open(EndpointConfig(f"{server.url}/whip"), track, True)
+        try:
+            await receive(session, 0.5)
+            answers = [await http("GET", session.location, b"", {})]
+            factory.processors[0].said = "hold still: taking your resting face"
+            answers.append(await http("GET", session.location, b"", {}))
+            answers.append(await http("GET", f"{server.url}/whip/nope", b"", {}))
+            return [(status, body) for status, _, body in answers]
+        finally:
+            await session.close()
+
+    with Feeder(slot.put, clip, FPS):
+        (s1, b1), (s2, b2), (s3, b3) = asyncio.run(run())
+    assert (s1, json.loads(b1)) == (200, {"status": None})
+    assert (s2, json.loads(b2)) == (200, {"status": "hold still: taking your resting face"})
+    assert s3 == 404 and "no such WHIP session" in b3
 
 
 @pytest.mark.parametrize("overlap", [True, False])

@@ -40,6 +40,10 @@ class FakeProcessor:
         self.portraits: list[object] = []
         self.threads: set[str] = set()
         self.recalibrations = 0
+        self.said: str | None = None  # what status() says
+
+    def status(self) -> str | None:
+        return self.said
 
     def process(self, image: np.ndarray) -> np.ndarray:
         self.threads.add(threading.current_thread().name)

@@ -61,6 +61,14 @@ export async function connect(endpoint, { send = null, receive = true } = {}) {
   return { pc, stream, location, close };
 }
 
+/** What the avatar of a WHIP session waits for ("hold still: …", "no face in view"), or null:
+ * GET on the session's location. */
+export async function sessionStatus(location) {
+  const response = await fetch(location, { headers: authHeaders() });
+  if (!response.ok) throw new Error(await errorText(response));
+  return (await response.json()).status;
+}
+
 /** Upload a portrait image file (face: the N-th face from the left where the picture shows
  * several; "" or omitted: the only one); resolves to the server's JSON, throws its error text. */
 export async function uploadPortrait(file, face = "") {
