@@ -103,8 +103,9 @@ def _face_number(text: str) -> int:
 def add_face_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--face", type=_face_number, default=None, metavar="N",
-        help="a picture with several faces: animate the N-th from the left (1 = the leftmost; "
-        "by default the only face, or the largest where the others are much smaller)",
+        help="a picture (or --from-video clip) with several faces: animate the N-th from the "
+        "left (1 = the leftmost; by default the only face, or the largest where the others "
+        "are much smaller)",
     )
 
 
@@ -194,9 +195,6 @@ def _run_enroll(args: argparse.Namespace) -> int:
         raise HeadcastError("give portrait images or --from-video CLIP")
     if args.shots is not None and args.shots < 1:
         raise HeadcastError("--shots must be at least 1")
-    if args.face is not None and args.from_video is not None:
-        raise HeadcastError("--face picks a face in pictures; the shots of --from-video follow "
-                            "the face found first in the clip (the largest)")
     config = EnrollConfig(crop_size=args.crop_size, face=args.face)
     job = EnrollJob(args.images, args.output, config, args.shots, args.from_video, args.finetune,
                     not args.no_anchors)

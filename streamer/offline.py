@@ -44,15 +44,18 @@ class EnrollJob:
     finetune_anchors: bool = True
 
 
-def video_shots(path: Path, k: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def video_shots(path: Path, k: int, face: int | None = None
+                ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """K frames spread evenly over the frames of a clip that show a face (the first such frame
-    included), with their landmarks. The first pass tracks the whole clip in video mode, as a
-    driving clip is tracked, so the shots' landmarks match the driver's; the second keeps only
-    the K frames in memory (headers can lie about the frame count)."""
-    tracks = driver_track(read_video_frames(path))
+    included), with their landmarks; face: the N-th face from the left to follow
+    (TrackerConfig.first_face), None: the largest. The first pass tracks the whole clip in
+    video mode, as a driving clip is tracked, so the shots' landmarks match the driver's; the
+    second keeps only the K frames in memory (headers can lie about the frame count)."""
+    tracks = driver_track(read_video_frames(path), TrackerConfig(first_face=face))
     faces = [i for i, lm in enumerate(tracks) if lm is not None]
     if not faces:
-        raise NoFaceError(f"{path}: no human face found in any of its {len(tracks)} frames")
+        which = f"face {face} from the left" if face else "human face"
+        raise NoFaceError(f"{path}: no {which} found in any of its {len(tracks)} frames")
     spread = np.linspace(0, len(faces) - 1, min(k, len(faces))).round().astype(int)
     picks = {faces[i] for i in spread}
     frames = [frame for i, frame in enumerate(read_video_frames(path)) if i in picks]
@@ -74,7 +77,7 @@ def enroll_shots(images: list[np.ndarray], config: EnrollConfig = EnrollConfig()
 def run_enroll(job: EnrollJob, progress: bool = True) -> Portrait:
     landmarks = None
     if job.from_video is not None:
-        images, landmarks = video_shots(job.from_video, job.shots or 8)
+        images, landmarks = video_shots(job.from_video, job.shots or 8, job.config.face)
     else:
         images = [read_image(p) for p in job.images[: job.shots]]
     portrait = enroll_shots(images, job.config, landmarks=landmarks)

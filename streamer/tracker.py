@@ -38,6 +38,10 @@ class TrackerConfig:
     # the avatar over from one frame to the next.
     follow_iou: float = 0.2
     switch_after: int = 15
+    # Video mode: the face to follow first, the N-th from the left of the faces on a person
+    # (1 = the leftmost; `enroll --from-video CLIP --face N`); until a frame shows it, no
+    # face. None: the largest.
+    first_face: int | None = None
 
 
 class FaceTracker:
@@ -70,6 +74,7 @@ class FaceTracker:
         self._followed: np.ndarray | None = None  # video: box of the face followed
         self._missed = 0  # video: frames since the followed face was last seen
         self.switches = 0  # video: times another face was taken up in place of the followed one
+        self._taken = False  # video: a face has been taken up (first_face applies before)
         self._persons = PersonCheck()  # video: which of several faces to take up are people
 
     def detect(self, image: np.ndarray) -> np.ndarray | None:
@@ -98,8 +103,15 @@ class FaceTracker:
             if self._missed <= self._config.switch_after:
                 return None
             self.switches += 1
-        face = max(self._persons.persons(image, faces), key=box_area)
-        self._followed, self._missed = _box(face), 0
+        persons = self._persons.persons(image, faces)
+        first = self._config.first_face
+        if first is not None and not self._taken:
+            if len(persons) < first:
+                return None  # the face asked for is not in view yet
+            face = sorted(persons, key=lambda f: float(f[:468, 0].mean()))[first - 1]
+        else:
+            face = max(persons, key=box_area)
+        self._followed, self._missed, self._taken = _box(face), 0, True
         return face
 
     def detect_all(self, image: np.ndarray) -> list[np.ndarray]:

@@ -142,8 +142,6 @@ def test_a_picture_of_two_people_asks_which_face_then_takes_the_one_chosen(tmp_p
                  "--max-frames", "3", "--no-refine", "--quiet", "-o", str(tmp_path / "a.mp4")]) == 0
     with pytest.raises(SystemExit):
         main(["enroll", str(image), "--face", "0", "-o", str(out)])
-    assert main(["enroll", "--from-video", "clip.mp4", "--face", "1", "-o", str(out)]) == 2
-    assert "--face picks a face in pictures" in capsys.readouterr().err
 
 
 def test_truncated_tail_keeps_what_decoded(tmp_path, data_dir):

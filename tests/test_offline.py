@@ -1,5 +1,6 @@
 """streamer/offline.py: shots taken from a video for `headcast enroll --from-video`."""
 
+import cv2
 import numpy as np
 import pytest
 
@@ -95,3 +96,29 @@ def test_animate_takes_a_new_persons_neutral_where_the_tracker_switched(astronau
         animator.close()
         moved[bool(given)] = float(np.abs(targets[-1] - targets[3])[:, :2].max())
     assert moved[True] < 2.0 and moved[False] > 50.0, moved  # pixels of the 256 crop
+
+
+def test_shots_from_a_clip_of_two_people_follow_the_face_asked_for(data_dir, tmp_path):
+    """`enroll --from-video --face N`: a clip of two people side by side (man_glasses_office
+    left, woman_long_expressive right): the shots follow the face asked for, in every shot;
+    a third face is not there."""
+    left = read_video_frames(data_dir / "driving" / "man_glasses_office.mp4", 20)
+    right = read_video_frames(data_dir / "driving" / "woman_long_expressive.mp4", 20)
+    clip = tmp_path / "two.mp4"
+    with VideoWriter(clip, 25.0) as writer:
+        for a, b in zip(left, right, strict=True):
+            writer.write(np.hstack([cv2.resize(a, (320, 320)), cv2.resize(b, (320, 320))]))
+    for face, side in ((1, "left"), (2, "right")):
+        shots, landmarks = video_shots(clip, 4, face)
+        assert len(shots) == 4
+        xs = [float(lm[:468, 0].mean()) for lm in landmarks]
+        assert all((x < 320) == (side == "left") for x in xs), (face, xs)
+    with pytest.raises(NoFaceError, match="no face 3 from the left"):
+        video_shots(clip, 4, 3)
+    from streamer.cli import main
+    from streamer.portrait import load_portrait
+
+    out = tmp_path / "her.headcast"
+    assert main(["enroll", "--from-video", str(clip), "--face", "2", "--shots", "2",
+                 "--crop-size", "256", "-o", str(out)]) == 0
+    assert load_portrait(out).landmarks[:468, 0].mean() > 320
