@@ -100,12 +100,11 @@ def _face_number(text: str) -> int:
     return n
 
 
-def add_face_option(p: argparse.ArgumentParser) -> None:
+def add_face_option(p: argparse.ArgumentParser, what: str = "a portrait picture") -> None:
     p.add_argument(
         "--face", type=_face_number, default=None, metavar="N",
-        help="a picture (or --from-video clip) with several faces: animate the N-th from the "
-        "left (1 = the leftmost; by default the only face, or the largest where the others "
-        "are much smaller)",
+        help=f"{what} with several faces: animate the N-th from the left (1 = the leftmost; "
+        "by default the only face, or the largest where the others are much smaller)",
     )
 
 
@@ -129,7 +128,7 @@ def _add_enroll(sub: argparse._SubParsersAction) -> None:
         default=512,
         help="rendered crop side in pixels (default 512)",
     )
-    add_face_option(p)
+    add_face_option(p, "pictures (or a --from-video clip)")
     p.set_defaults(func=_run_enroll)
 
 
