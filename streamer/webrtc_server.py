@@ -12,6 +12,8 @@ Routes (all but /static/ need the token when one is set: `Authorization: Bearer 
     DELETE /whip/{id}, /whep/{id}   end a session (404 when unknown)
     GET  /whip/{id}     {"status": what the session's avatar waits for, or null}: the page
                         shows it ("hold still: taking your resting face", "no face in view")
+    POST /whip/{id}/recalibrate   take this session's resting face again (the page's button;
+                        POST /recalibrate takes every session's)
     POST /portrait      image body (or multipart field "portrait") → enrolled for all sessions;
                         `?face=N`: a picture of several people, the N-th face from the left
     GET  /sessions      {"whip": n, "whep": n}
@@ -214,6 +216,7 @@ class AvatarServer:
             app.router.add_delete(f"/{kind}/{{id}}", self._delete_handler(kind))
             app.router.add_patch(f"/{kind}/{{id}}", self._patch)
         app.router.add_get("/whip/{id}", self._status)
+        app.router.add_post("/whip/{id}/recalibrate", self._recalibrate_session)
         app.router.add_post("/portrait", self._portrait)
         app.router.add_post("/recalibrate", self._recalibrate)
         return app
@@ -430,6 +433,13 @@ class AvatarServer:
             return _error(404, "no such WHIP session")
         processor = session.processor
         return web.json_response({"status": processor.status() if processor else None})
+
+    async def _recalibrate_session(self, request: web.Request) -> web.Response:
+        session = self.sessions.get(request.match_info["id"])
+        if session is None or session.processor is None:
+            return _error(404, "no such WHIP session")
+        await _control(session, session.processor.recalibrate)
+        return web.json_response({"ok": True, "recalibrated": 1})
 
     async def _portrait(self, request: web.Request) -> web.Response:
         if self.processors is None:

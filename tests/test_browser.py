@@ -54,6 +54,7 @@ class Recording:
     def __init__(self, inner, keep: int = 100) -> None:  # type: ignore[no-untyped-def]
         self.inner, self.keep, self.pairs = inner, keep, []
         self.frames = 0  # all frames processed, calibrated or not
+        self.recalibrations = 0
         self._driving: collections.deque[tuple[np.ndarray, bool]] = collections.deque()
 
     def process(self, image: np.ndarray) -> np.ndarray:
@@ -71,6 +72,10 @@ class Recording:
         if calibrated and len(self.pairs) < self.keep:
             self.pairs.append((image, out.copy()))
         return out
+
+    def recalibrate(self) -> None:
+        self.recalibrations += 1
+        self.inner.recalibrate()
 
     def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
         return getattr(self.inner, name)
@@ -260,3 +265,23 @@ def test_serve_page_says_why_the_avatar_rests(
             assert driver.execute_script("return headcast.state.waits") == "no face in view"
     finally:
         server.close()
+
+
+def test_serve_page_takes_the_resting_face_again(
+    serve: ServerThread, fake_camera: Path, processors: RecordingFactory
+) -> None:
+    """The page's "Take my resting face again" button: this session's Animator takes its
+    neutral anew (the avatar rests until the face holds still)."""
+    from selenium.webdriver.common.by import By
+
+    with chromium(fake_camera) as driver:
+        driver.get(f"{serve.url}/?autostart=1")
+        wait_for_js(driver, "window.headcast && headcast.state.phase === 'live'", 30)
+        recording = processors.processors[-1]
+        assert recording.recalibrations == 0
+        driver.find_element(By.ID, "recalibrate").click()
+        deadline = time.monotonic() + 10
+        while recording.recalibrations == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert recording.recalibrations == 1
+        assert driver.execute_script("return headcast.state.error") is None

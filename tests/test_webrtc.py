@@ -556,6 +556,28 @@ def test_recalibrate_over_http(serve: tuple[ServerThread, FakeFactory]) -> None:
     assert status == 200 and calls == [1]
 
 
+def test_one_session_takes_its_resting_face_again(serve: tuple[ServerThread, FakeFactory]) -> None:
+    """POST /whip/{id}/recalibrate (the page's button): that session's processor only."""
+    server, factory = serve
+
+    async def run() -> list[int]:
+        open_session = lambda: WebRTCSession.open(  # noqa: E731
+            EndpointConfig(f"{server.url}/whip"), AvatarTrack(FrameSlot(), FPS), False)
+        first, second = await open_session(), await open_session()
+        try:
+            await first.wait_connected()
+            await second.wait_connected()
+            answers = [await http("POST", f"{second.location}/recalibrate", b"", {}),
+                       await http("POST", f"{server.url}/whip/nope/recalibrate", b"", {})]
+            return [status for status, _, _ in answers]
+        finally:
+            await first.close()
+            await second.close()
+
+    assert asyncio.run(run()) == [200, 404]
+    assert [p.recalibrations for p in factory.processors] == [0, 1]
+
+
 def test_decode_image_rejects_non_images() -> None:
     assert decode_image(b"") is None
     assert decode_image(b"<html>") is None

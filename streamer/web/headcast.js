@@ -69,6 +69,13 @@ export async function sessionStatus(location) {
   return (await response.json()).status;
 }
 
+/** Take a WHIP session's resting face again: POST to its location's /recalibrate. */
+export async function recalibrateSession(location) {
+  const response = await fetch(`${location}/recalibrate`, { method: "POST", headers: authHeaders() });
+  if (!response.ok) throw new Error(await errorText(response));
+  return response.json();
+}
+
 /** Upload a portrait image file (face: the N-th face from the left where the picture shows
  * several; "" or omitted: the only one); resolves to the server's JSON, throws its error text. */
 export async function uploadPortrait(file, face = "") {
