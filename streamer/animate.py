@@ -162,6 +162,7 @@ class Animator:
             if not still and not timed_out:
                 return False
             driver = frames_seen.mean(axis=0).astype(np.float32)
+            log.info("resting face taken: the avatar follows the face now")
         self._neutral = driver
         self._transfer.calibrate(driver)
         return True

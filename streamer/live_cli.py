@@ -136,6 +136,8 @@ def run_stream(args: argparse.Namespace) -> int:
             pipeline.add_sink(create_sink("record", path=args.record))
         if "preview" in outputs:
             print(HELP, file=sys.stderr)
+        print("headcast: look at the camera with a resting face for a moment: that is the "
+              "avatar's rest (r or POST /recalibrate takes it again)", file=sys.stderr)
         with suppress(KeyboardInterrupt):  # Ctrl+C is the normal way to stop
             pipeline.run(duration=args.duration, report=_print_stats if args.stats else None)
     return 0

@@ -180,17 +180,20 @@ def test_another_person_taking_over_is_measured_against_their_own_neutral(
     assert np.abs(rest - after).mean() < 0.5  # the second person at rest: the avatar at rest
 
 
-def test_status_says_what_the_avatar_waits_for(astronaut_portrait, astronaut_bgr):
+def test_status_says_what_the_avatar_waits_for(astronaut_portrait, astronaut_bgr, caplog):
     """The preview tells the person why the avatar rests: no face, then the resting face
     being taken (steady calibration), then nothing while it follows."""
     options = AnimateOptions(calibration="steady", steady_frames=3, full_frame=False)
     anim = Animator(astronaut_portrait, options)
     assert anim.status() == "no face in view"  # nothing seen yet
     said = []
-    for image in [np.zeros_like(astronaut_bgr)] + [astronaut_bgr] * 4:
-        anim.process(image)
-        said.append(anim.status())
+    with caplog.at_level("INFO", logger="streamer.animate"):
+        for image in [np.zeros_like(astronaut_bgr)] + [astronaut_bgr] * 4:
+            anim.process(image)
+            said.append(anim.status())
     anim.close()
+    assert [r.message for r in caplog.records] == [
+        "resting face taken: the avatar follows the face now"]  # said once, in the terminal
     rests = "no face in view"
     holds = "hold still: taking your resting face"
     assert said == [rests, holds, holds, None, None]
