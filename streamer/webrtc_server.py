@@ -415,8 +415,8 @@ class AvatarServer:
 
     def _delete_handler(self, kind: str) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handler(request: web.Request) -> web.Response:
-            session = self.sessions.get(request.match_info["id"])
-            if session is None or session.kind != kind:
+            session = self._session(request, kind)
+            if session is None:
                 return _error(404, "no such session (it ended or never existed)")
             await self.close_session(session.id)
             return web.Response(status=200)
@@ -427,15 +427,20 @@ class AvatarServer:
         # Trickle ICE and ICE restarts are not supported: answers hold all candidates.
         return _error(405, "trickle ICE is not supported", headers={"Allow": "DELETE"})
 
-    async def _status(self, request: web.Request) -> web.Response:
+    def _session(self, request: web.Request, kind: str) -> Session | None:
+        """The live session of this kind named by the request's {id}, or None."""
         session = self.sessions.get(request.match_info["id"])
-        if session is None or session.kind != "whip":
+        return session if session is not None and session.kind == kind else None
+
+    async def _status(self, request: web.Request) -> web.Response:
+        session = self._session(request, "whip")
+        if session is None:
             return _error(404, "no such WHIP session")
         processor = session.processor
         return web.json_response({"status": processor.status() if processor else None})
 
     async def _recalibrate_session(self, request: web.Request) -> web.Response:
-        session = self.sessions.get(request.match_info["id"])
+        session = self._session(request, "whip")
         if session is None or session.processor is None:
             return _error(404, "no such WHIP session")
         await _control(session, session.processor.recalibrate)
