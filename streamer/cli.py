@@ -61,11 +61,16 @@ def add_renderer_option(p: argparse.ArgumentParser, precision: str = "fp32") -> 
     )
 
 
+def _seconds(text: str) -> float:
+    """A duration: a negative one counts as 0."""
+    return max(float(text), 0.0)
+
+
 def add_camera_wait_option(p: argparse.ArgumentParser) -> None:
     """--camera-wait: how long a camera that stopped delivering is waited for (`stream`,
     `client`)."""
     p.add_argument(
-        "--camera-wait", type=float, default=300.0, metavar="SECONDS",
+        "--camera-wait", type=_seconds, default=300.0, metavar="SECONDS",
         help="a camera that stops delivering (unplugged, taken by another app) is reopened "
         "every second for this long while the avatar rests and the outputs keep going "
         "(default 300; 0: stop at once)",

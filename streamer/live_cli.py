@@ -167,7 +167,7 @@ def open_source(driving: str | None, camera: str, camera_wait_s: float = 300.0) 
     waited for camera_wait_s when it stops delivering."""
     if driving is not None:
         return VideoFileSource(driving, loop=True, realtime=True)
-    config = CaptureConfig(camera_wait_s=max(camera_wait_s, 0.0))
+    config = CaptureConfig(camera_wait_s=camera_wait_s)
     return CameraSource(int(camera) if camera.isdigit() else camera, config)
 
 

@@ -213,7 +213,7 @@ def client_source(args: argparse.Namespace) -> Source:
 
     if args.driving:
         return VideoFileSource(args.driving)
-    return CameraSource(args.camera, CaptureConfig(camera_wait_s=max(args.camera_wait, 0.0)))
+    return CameraSource(args.camera, CaptureConfig(camera_wait_s=args.camera_wait))
 
 
 def run_client_command(args: argparse.Namespace) -> int:
