@@ -127,9 +127,23 @@ def write_y4m(path: Path, frames: Sequence[np.ndarray], fps: int = 30) -> None:
             f.write(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420).tobytes())  # Y, U, V planes
 
 
+def write_wav(path: Path, samples: np.ndarray, rate: int = 48_000) -> None:
+    """samples: (n,) float, -1..1, mono → a 16-bit WAV, usable as Chromium's fake microphone."""
+    import wave
+
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(rate)
+        f.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+
+
 @contextlib.contextmanager
-def chromium(fake_camera: Path | None = None) -> Iterator:  # type: ignore[type-arg]
-    """Headless Chromium (a selenium WebDriver) with a fresh profile; a y4m as webcam."""
+def chromium(  # type: ignore[type-arg]
+    fake_camera: Path | None = None, fake_microphone: Path | None = None
+) -> Iterator:
+    """Headless Chromium (a selenium WebDriver) with a fresh profile; a y4m as webcam, a
+    WAV as microphone (looped)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -154,6 +168,8 @@ def chromium(fake_camera: Path | None = None) -> Iterator:  # type: ignore[type-
     ]
     if fake_camera is not None:
         flags.append(f"--use-file-for-fake-video-capture={fake_camera}")
+    if fake_microphone is not None:
+        flags.append(f"--use-file-for-fake-audio-capture={fake_microphone}")
     for flag in flags:
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))

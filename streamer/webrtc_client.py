@@ -61,21 +61,29 @@ class WebRTCSession:
         self.config = config
         self.pc = pc
         self.location: str | None = None  # the session resource (from the Location header)
-        self.remote_video: asyncio.Future[MediaStreamTrack] = (
-            asyncio.get_running_loop().create_future()
-        )
+        loop = asyncio.get_running_loop()
+        self.remote_video: asyncio.Future[MediaStreamTrack] = loop.create_future()
+        self.remote_audio: asyncio.Future[MediaStreamTrack] = loop.create_future()
         self._closed = False
 
         @pc.on("track")
         def _on_track(track: MediaStreamTrack) -> None:
-            if track.kind == "video" and not self.remote_video.done():
-                self.remote_video.set_result(track)
+            remote = self.remote_video if track.kind == "video" else self.remote_audio
+            if not remote.done():
+                remote.set_result(track)
 
     @classmethod
     async def open(
-        cls, config: EndpointConfig, send: MediaStreamTrack | None, receive: bool
+        cls,
+        config: EndpointConfig,
+        send: MediaStreamTrack | None,
+        receive: bool,
+        *,
+        send_audio: MediaStreamTrack | None = None,
+        receive_audio: bool = False,
     ) -> WebRTCSession:
-        """Negotiate a session. send: the video to send (WHIP); receive: want video back.
+        """Negotiate a session. send: the video to send (WHIP); receive: want video back;
+        send_audio: a voice to send with it; receive_audio: want audio (WHEP: the voice).
         Raises SignallingError with what to do when the server is unreachable or refuses."""
         if send is None and not receive:
             raise ValueError("a session must send, receive or both")
@@ -83,6 +91,10 @@ class WebRTCSession:
         session = cls(config, RTCPeerConnection(RTCConfiguration(iceServers=ice)))
         direction = "sendrecv" if send and receive else "sendonly" if send else "recvonly"
         session.pc.addTransceiver(send if send is not None else "video", direction=direction)
+        if send_audio is not None or receive_audio:
+            both = send_audio is not None and receive_audio
+            direction = "sendrecv" if both else "sendonly" if send_audio else "recvonly"
+            session.pc.addTransceiver(send_audio or "audio", direction=direction)
         try:
             await session._negotiate()
         except BaseException:

@@ -6,9 +6,12 @@ Routes (all but /static/ need the token when one is set: `Authorization: Bearer 
     GET  /              serve mode: the webcam → avatar page; player mode: the WHEP player
     GET  /player        the WHEP player page
     POST /whep          SDP offer in → 201 + SDP answer + Location; plays the newest avatar
+                        (serve mode: and the newest sender's voice, to an offer with audio)
     POST /whip          SDP offer in → 201 + SDP answer + Location; processes the sent video
                         (serve mode only). A sendrecv offer gets the avatar back on the same
-                        connection; every result also goes to the WHEP viewers.
+                        connection; every result also goes to the WHEP viewers, and sent
+                        audio goes to them too, delayed to meet its video
+                        (streamer/webrtc_audio.py), never back to its sender.
     DELETE /whip/{id}, /whep/{id}   end a session (404 when unknown)
     GET  /whip/{id}     {"status": what the session's avatar waits for, or null}: the page
                         shows it ("hold still: taking your resting face", "no face in view")
@@ -62,6 +65,7 @@ from streamer.errors import (
     SinkUnavailableError,
 )
 from streamer.frames import Frame, FrameProcessor, StagedProcessor
+from streamer.webrtc_audio import AudioRelay
 from streamer.webrtc_tracks import AvatarTrack, FrameSlot, LoopThread, ProcessedTrack
 
 logger = logging.getLogger(__name__)
@@ -165,6 +169,14 @@ def _nothing() -> None:
     pass
 
 
+def _video_latency(session: Session) -> float | None:
+    """How long a WHIP session's newest frame took to become the avatar; None before one."""
+    processed = next((t for t in session.tracks if isinstance(t, ProcessedTrack)), None)
+    if processed is None or processed.worker.frames_done == 0:
+        return None
+    return processed.last_latency_s
+
+
 class AvatarServer:
     """The aiohttp app and its WebRTC sessions; lives on one asyncio loop.
 
@@ -184,6 +196,8 @@ class AvatarServer:
         self.slot = slot if slot is not None else FrameSlot()
         self.processors = processors
         self.on_recalibrate = on_recalibrate
+        # serve mode: the newest sender's microphone goes on to the viewers
+        self.audio = AudioRelay() if processors is not None else None
         self.sessions: dict[str, Session] = {}
         self.port = config.port
         self._runner: web.AppRunner | None = None
@@ -242,6 +256,8 @@ class AvatarServer:
             return
         self._closed = True
         await asyncio.gather(*(self.close_session(sid) for sid in list(self.sessions)))
+        if self.audio is not None:
+            await self.audio.close()
         if self._runner is not None:
             await self._runner.cleanup()
         self._enroll_executor.shutdown(wait=False)
@@ -256,6 +272,8 @@ class AvatarServer:
         for task in session.tasks:
             if task is not asyncio.current_task():
                 task.cancel()
+        if self.audio is not None:
+            self.audio.unpublish(session_id)
         for track in session.tracks:
             track.stop()
         await session.pc.close()
@@ -291,10 +309,14 @@ class AvatarServer:
             logger.info("%s session %s never connected", session.kind, session.id)
             await self.close_session(session.id)
 
-    async def _setup_whep(self, session: Session) -> None:
-        track = AvatarTrack(self.slot, self.config.fps)
-        session.tracks.append(track)
-        session.pc.addTrack(track)
+    async def _setup_whep(self, session: Session, offer_sdp: str) -> None:
+        tracks: list[MediaStreamTrack] = [AvatarTrack(self.slot, self.config.fps)]
+        wants_audio = any(line.startswith("m=audio") for line in offer_sdp.splitlines())
+        if self.audio is not None and wants_audio:
+            tracks.append(self.audio.subscribe())
+        for track in tracks:
+            session.tracks.append(track)
+            session.pc.addTrack(track)
 
     async def _setup_whip(self, session: Session) -> None:
         assert self.processors is not None
@@ -307,6 +329,9 @@ class AvatarServer:
 
         @session.pc.on("track")
         def _on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "audio" and self.audio is not None:
+                self.audio.publish(session.id, track, lambda: _video_latency(session))
+                return
             if track.kind != "video" or any(isinstance(t, ProcessedTrack) for t in session.tracks):
                 session.tasks.append(asyncio.ensure_future(_discard(track)))
                 return
@@ -393,7 +418,8 @@ class AvatarServer:
             )
         session = self._new_session(kind)
         try:
-            await (self._setup_whip(session) if kind == "whip" else self._setup_whep(session))
+            await (self._setup_whip(session) if kind == "whip"
+                   else self._setup_whep(session, offer_sdp))
             await session.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
             await session.pc.setLocalDescription(await session.pc.createAnswer())
         except (ValueError, TypeError) as exc:

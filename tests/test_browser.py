@@ -5,6 +5,7 @@ Needs Debian's chromium + chromium-driver and selenium; skipped without them."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import time
 from collections.abc import Iterator
@@ -14,16 +15,21 @@ import numpy as np
 import pytest
 from webrtc_utils import (
     Feeder,
+    Listener,
     browser_available,
     chromium,
     clip_frames,
     decode_data_url,
+    dominant_hz,
     mean_abs_diff,
+    rms,
     wait_for_js,
+    write_wav,
     write_y4m,
 )
 
 from streamer.renderer import RendererConfig
+from streamer.webrtc_client import EndpointConfig, WebRTCSession
 from streamer.webrtc_server import ServerConfig, ServerThread, WebRTCSink
 
 pytestmark = [
@@ -285,3 +291,81 @@ def test_serve_page_takes_the_resting_face_again(
             time.sleep(0.1)
         assert recording.recalibrations == 1
         assert driver.execute_script("return headcast.state.error") is None
+
+
+@pytest.fixture(scope="module")
+def fake_microphone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """2 s of a 660 Hz hum (looped by the browser) as the browser's microphone."""
+    path = tmp_path_factory.mktemp("microphone") / "hum.wav"
+    t = np.arange(2 * 48_000) / 48_000
+    write_wav(path, 0.4 * np.sin(2 * np.pi * HUM_HZ * t))
+    return path
+
+
+HUM_HZ = 660.0
+
+
+async def _hear(url: str, seconds: float) -> np.ndarray:
+    """What a Python WHEP viewer of `url` hears over `seconds`, once its audio arrives."""
+    viewer = await WebRTCSession.open(EndpointConfig(f"{url}/whep"), None, True,
+                                      receive_audio=True)
+    listener = Listener(await asyncio.wait_for(viewer.remote_audio, 10))
+    try:
+        await asyncio.sleep(1.0)
+        return await listener.after(seconds)
+    finally:
+        listener.close()
+        await viewer.close()
+
+
+def test_serve_page_sends_the_voice_to_the_viewers_and_the_player_plays_it(
+    serve: ServerThread, fake_camera: Path, fake_microphone: Path
+) -> None:
+    """The page sends the microphone with the webcam ("Voice to viewers" is on by default):
+    a WHEP viewer hears its hum, the page gets no voice back, and the player page offers
+    "Sound on" and plays it once pressed."""
+    from selenium.webdriver.common.by import By
+
+    with chromium(fake_camera, fake_microphone) as driver:
+        driver.get(f"{serve.url}/?autostart=1")
+        wait_for_js(driver, "window.headcast && headcast.state.phase === 'live'", 30)
+        assert driver.execute_script("return headcast.state.voice") is True
+        status = driver.execute_script("return document.getElementById('status').textContent")
+        assert status == "Live. Viewers hear you."
+        heard = asyncio.run(_hear(serve.url, 1.0))
+        assert rms(heard) > 0.01 and abs(dominant_hz(heard) - HUM_HZ) < 5, (
+            f"rms {rms(heard):.4f}, {dominant_hz(heard):.0f} Hz")
+        assert driver.execute_script(
+            "return headcast.state.session.stream.getAudioTracks().length") == 0
+        driver.switch_to.new_window("tab")
+        driver.get(f"{serve.url}/player")
+        wait_for_js(driver, "window.headcast && headcast.state.phase === 'live'", 30)
+        sound = driver.find_element(By.ID, "sound")
+        assert sound.is_displayed() and sound.text == "Sound on"
+        assert driver.execute_script("return document.getElementById('avatar').muted") is True
+        sound.click()
+        assert sound.text == "Sound off"
+        level = wait_for_js(driver, "(await headcast.audioLevel()) > 0.01 && "
+                            "(await headcast.audioLevel())", 15)
+        assert level > 0.01
+
+
+def test_serve_page_without_a_microphone_goes_live_without_voice(
+    serve: ServerThread, fake_camera: Path
+) -> None:
+    """A browser that has no microphone (or is not allowed one): the page still sends the
+    webcam, says the viewers get no sound, and the server relays no voice."""
+    with chromium(fake_camera) as driver:
+        driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": """
+            const real = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+            navigator.mediaDevices.getUserMedia = (c) => c.audio
+              ? Promise.reject(new DOMException("Requested device not found", "NotFoundError"))
+              : real(c);
+        """})
+        driver.get(f"{serve.url}/?autostart=1")
+        wait_for_js(driver, "window.headcast && headcast.state.phase === 'live'", 30)
+        status = driver.execute_script("return document.getElementById('status').textContent")
+        assert status.startswith("Live. No microphone")
+        assert driver.execute_script("return headcast.state.voice") is False
+        assert serve.session_count("whip") == 1
+        assert serve.server.audio is not None and serve.server.audio.speaker is None

@@ -12,17 +12,21 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
+from benchmarks.voice_sync import ToneTrack  # the hum lives with the voice benchmark
 from benchmarks.webrtc_latency import (  # browser helpers live with the latency benchmark
     Feeder,
     browser_available,
     chromium,
     decode_data_url,
     wait_for_js,
+    write_wav,
     write_y4m,
 )
 from streamer.errors import NoFaceError
+from streamer.webrtc_audio import AUDIO_RATE
 from streamer.webrtc_client import EndpointConfig, WebRTCSession
 
 # ---- fakes --------------------------------------------------------------------------
@@ -203,7 +207,65 @@ async def whep_receive(url: str, seconds: float, token: str | None = None) -> Re
         await session.close()
 
 
+# ---- audio --------------------------------------------------------------------------
+
+
+class Listener:
+    """Reads a received audio track in the background; heard(t0, t1) gives what arrived
+    between two monotonic times (the left channel, -1..1)."""
+
+    def __init__(self, track: MediaStreamTrack) -> None:
+        self._chunks: list[tuple[float, np.ndarray]] = []
+        self._task = asyncio.ensure_future(self._run(track))
+
+    async def _run(self, track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                samples = frame.to_ndarray().reshape(-1, len(frame.layout.channels))
+                self._chunks.append((time.monotonic(), samples[:, 0] / 32768.0))
+
+    def first_sound(self, level: float = 0.01) -> float | None:
+        """When the first frame louder than `level` (peak) arrived, or None."""
+        return next((at for at, c in self._chunks if np.abs(c).max() > level), None)
+
+    def heard(self, t0: float, t1: float) -> np.ndarray:
+        chunks = [c for at, c in self._chunks if t0 <= at < t1]
+        return np.concatenate(chunks) if chunks else np.zeros(0)
+
+    async def after(self, seconds: float) -> np.ndarray:
+        """What arrives over the next `seconds`."""
+        start = time.monotonic()
+        await asyncio.sleep(seconds)
+        return self.heard(start, time.monotonic())
+
+    def close(self) -> None:
+        self._task.cancel()
+
+
+def power_at(samples: np.ndarray, hz: float, rate: int = AUDIO_RATE) -> float:
+    """Spectral power of `samples` within 10 Hz of `hz`."""
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples)))) ** 2
+    freqs = np.fft.rfftfreq(len(samples), 1 / rate)
+    return float(spectrum[np.abs(freqs - hz) <= 10].sum())
+
+
+def dominant_hz(samples: np.ndarray, rate: int = AUDIO_RATE) -> float:
+    """The strongest frequency in `samples` (Hz)."""
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    return float(np.fft.rfftfreq(len(samples), 1 / rate)[int(np.argmax(spectrum[1:])) + 1])
+
+
+def rms(samples: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(samples)))) if len(samples) else 0.0
+
+
 __all__ = [
+    "Listener",
+    "ToneTrack",
+    "dominant_hz",
+    "power_at",
+    "rms",
     "FakeFactory",
     "FakeProcessor",
     "Feeder",
@@ -216,5 +278,6 @@ __all__ = [
     "receive",
     "wait_for_js",
     "whep_receive",
+    "write_wav",
     "write_y4m",
 ]

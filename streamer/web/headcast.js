@@ -26,15 +26,21 @@ async function errorText(response) {
 }
 
 /**
- * Negotiate one session. `send`: a MediaStreamTrack to send or null; `receive`: want video.
- * Resolves to {pc, stream, close}; `stream` is the MediaStream of the received video.
+ * Negotiate one session. `send`: a video MediaStreamTrack to send or null; `receive`: want
+ * video; `sendAudio`: a microphone track to send with it or null; `receiveAudio`: want audio.
+ * Resolves to {pc, stream, close}; `stream` is the MediaStream of what is received.
  */
-export async function connect(endpoint, { send = null, receive = true } = {}) {
+export async function connect(
+  endpoint, { send = null, receive = true, sendAudio = null, receiveAudio = false } = {},
+) {
   const pc = new RTCPeerConnection({ iceServers: [] });
   const stream = new MediaStream();
   pc.addEventListener("track", (e) => stream.addTrack(e.track));
-  const direction = send && receive ? "sendrecv" : send ? "sendonly" : "recvonly";
-  pc.addTransceiver(send || "video", { direction });
+  const direction = (out, into) => (out && into ? "sendrecv" : out ? "sendonly" : "recvonly");
+  pc.addTransceiver(send || "video", { direction: direction(send, receive) });
+  if (sendAudio || receiveAudio) {
+    pc.addTransceiver(sendAudio || "audio", { direction: direction(sendAudio, receiveAudio) });
+  }
   await pc.setLocalDescription(await pc.createOffer());
   await gatheringComplete(pc);
   const response = await fetch(endpoint, {
@@ -87,6 +93,29 @@ export async function uploadPortrait(file, face = "") {
   });
   if (!response.ok) throw new Error(await errorText(response));
   return response.json();
+}
+
+/** The microphone, or null when there is none or it is not allowed (the caller says so). */
+export async function microphone() {
+  try {
+    const media = await navigator.mediaDevices.getUserMedia({
+      audio: { echoCancellation: true, noiseSuppression: true }, video: false });
+    return media.getAudioTracks()[0] || null;
+  } catch {
+    return null;
+  }
+}
+
+/** Loudness of the audio a session receives, 0..1 (the newest inbound audio's level), or
+ * null before any arrives: for tests and tools. */
+export async function receivedAudioLevel(pc) {
+  const stats = await pc.getStats();
+  for (const report of stats.values()) {
+    if (report.type === "inbound-rtp" && report.kind === "audio") {
+      return report.audioLevel ?? null;
+    }
+  }
+  return null;
 }
 
 /** Copy the current <video> picture into a canvas → {dataUrl, width, height, at}. */

@@ -1,0 +1,213 @@
+"""The sender's voice to the avatar's viewers: `headcast serve` relays the microphone a WHIP
+sender sends (the serve page's "Voice" box) to every WHEP viewer, delayed by as long as its
+video takes to become the avatar, so the lips and the voice arrive together.
+
+* ``AudioRelay``: one per server. publish() reads a sender's audio track (every sender's,
+  so no receiver queue grows) and hands the newest sender's frames to every subscriber.
+* ``RelayedAudioTrack``: one per viewer, paced at 20 ms frames of its own. A frame leaves
+  once it is as old as the video's delay; until one is due (no sender, a sender without a
+  microphone, a gap), silence goes out, so the viewer's audio never stalls. At most
+  `max_ready` due frames are kept: the newest win and the delay never grows.
+
+The sender's own connection gets no audio back (a person would hear themselves).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import fractions
+import logging
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
+from av import AudioFrame, AudioResampler
+
+from streamer.webrtc_tracks import FrameClock
+
+logger = logging.getLogger(__name__)
+
+AUDIO_RATE = 48_000  # Opus's clock (RFC 7587)
+AUDIO_TIME_BASE = fractions.Fraction(1, AUDIO_RATE)
+FRAME_SAMPLES = 960  # 20 ms, Opus's usual frame
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    # the video's delay is followed from the median of this many frames' latencies...
+    window: int = 50
+    # ...and the audio's delay moves to it only when they differ by more than this: each move
+    # costs a frame (a gap of silence when it grows, a frame dropped when it shrinks)
+    hysteresis_s: float = 0.015
+    # added to the processor's latency: a viewer's video track takes the newest avatar frame
+    # at its own frame ticks, on average half a frame after it is made (1/60 s at 30 fps)
+    extra_delay_s: float = 1.0 / 60.0
+    max_ready: int = 3  # due frames a viewer keeps; older ones are dropped (newest wins)
+    max_queued: int = 100  # frames (2 s) a viewer holds in all: a stalled viewer drops
+
+
+def audio_frame(samples: np.ndarray) -> AudioFrame:
+    """samples: (1, 2 × n) int16, stereo interleaved → a 48 kHz AudioFrame (pts unset)."""
+    frame = AudioFrame.from_ndarray(samples, format="s16", layout="stereo")
+    frame.sample_rate = AUDIO_RATE
+    return frame
+
+
+def silence() -> np.ndarray:
+    """20 ms of stereo silence: (1, 1920) int16."""
+    return np.zeros((1, 2 * FRAME_SAMPLES), np.int16)
+
+
+class RelayedAudioTrack(MediaStreamTrack):
+    """A viewer's audio: the relayed frames once due, silence in between; 20 ms frames."""
+
+    kind = "audio"
+
+    def __init__(self, config: AudioConfig, on_stop: Callable[[RelayedAudioTrack], None]) -> None:
+        super().__init__()
+        self._config = config
+        self._on_stop = on_stop
+        self._clock = FrameClock(AUDIO_RATE / FRAME_SAMPLES)
+        # (due, samples); each viewer makes its own AudioFrame, as encoders stamp them
+        self._queue: collections.deque[tuple[float, np.ndarray]] = collections.deque(
+            maxlen=config.max_queued)
+        self._pts = 0
+        self.frames_relayed = 0
+        self.frames_silent = 0
+        self.frames_dropped = 0
+
+    def push(self, samples: np.ndarray, due: float) -> None:
+        """A relayed frame's samples ((1, 1920) int16), to go out at monotonic time `due`."""
+        self._queue.append((due, samples))
+
+    def take(self, now: float) -> np.ndarray | None:
+        """The oldest frame due by `now`, or None: silence goes out. Keeps at most
+        max_ready due frames (the older ones are dropped), so the delay cannot grow."""
+        due = sum(1 for at, _ in self._queue if at <= now)
+        while due > self._config.max_ready:
+            self._queue.popleft()
+            self.frames_dropped += 1
+            due -= 1
+        if due == 0:
+            return None
+        return self._queue.popleft()[1]
+
+    async def recv(self) -> AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        await self._clock.tick()
+        samples = self.take(time.monotonic())
+        if samples is None:
+            samples = silence()
+            self.frames_silent += 1
+        else:
+            self.frames_relayed += 1
+        frame = audio_frame(samples)
+        frame.pts, frame.time_base = self._pts, AUDIO_TIME_BASE
+        self._pts += frame.samples
+        return frame
+
+    def stop(self) -> None:
+        if self.readyState == "live":
+            self._on_stop(self)
+        super().stop()
+
+
+class VoiceDelay:
+    """The delay a sender's audio takes: the median of its video's latest latencies."""
+
+    def __init__(self, config: AudioConfig, latency: Callable[[], float | None]) -> None:
+        self._config = config
+        self._latency = latency
+        self._samples: collections.deque[float] = collections.deque(maxlen=config.window)
+        self.seconds: float | None = None
+
+    def update(self) -> float | None:
+        """→ the delay now, None until the sender's video has become the avatar once."""
+        latency = self._latency()
+        if latency is not None:
+            self._samples.append(latency)
+        if not self._samples:
+            return None
+        target = statistics.median(self._samples) + self._config.extra_delay_s
+        if self.seconds is None or abs(target - self.seconds) > self._config.hysteresis_s:
+            self.seconds = target
+        return self.seconds
+
+
+class AudioRelay:
+    """The newest sender's audio to every viewer's RelayedAudioTrack. Lives on one loop."""
+
+    def __init__(self, config: AudioConfig = AudioConfig()) -> None:
+        self.config = config
+        self._viewers: list[RelayedAudioTrack] = []
+        self._senders: dict[str, asyncio.Task[None]] = {}  # in order of arrival: last = heard
+        self._delays: dict[str, VoiceDelay] = {}
+
+    @property
+    def speaker(self) -> str | None:
+        """The sender heard now: the newest one still sending."""
+        return next(reversed(self._senders), None)
+
+    def delay(self, sender: str) -> float | None:
+        """The delay a sender's frames take now (seconds); None for an unknown sender, and
+        until its video has become the avatar once (its voice is not relayed until then)."""
+        delay = self._delays.get(sender)
+        return delay.seconds if delay is not None else None
+
+    def subscribe(self) -> RelayedAudioTrack:
+        track = RelayedAudioTrack(self.config, self._viewers.remove)
+        self._viewers.append(track)
+        return track
+
+    def publish(self, sender: str, track: MediaStreamTrack,
+                latency: Callable[[], float | None]) -> None:
+        """Relay `track` (a WHIP session's audio) until it ends or unpublish(sender).
+        latency(): how long the sender's newest video frame took to become the avatar
+        (seconds), None before the first."""
+        self.unpublish(sender)
+        self._delays[sender] = VoiceDelay(self.config, latency)
+        self._senders[sender] = asyncio.ensure_future(self._pump(sender, track))
+        logger.info("voice of %s relayed to the viewers", sender)
+
+    def unpublish(self, sender: str) -> None:
+        task = self._senders.pop(sender, None)
+        self._delays.pop(sender, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    async def _pump(self, sender: str, track: MediaStreamTrack) -> None:
+        resampler = AudioResampler(
+            format="s16", layout="stereo", rate=AUDIO_RATE, frame_size=FRAME_SAMPLES)
+        delay = self._delays[sender]
+        try:
+            while True:
+                frame = await track.recv()
+                arrived = time.monotonic()
+                seconds = delay.update()
+                if self.speaker != sender or seconds is None:
+                    continue  # read all the same: an unread receiver queues without bound
+                frame.pts = None  # the relay stamps its own; a lost packet leaves a gap here
+                for chunk in resampler.resample(frame):
+                    samples = chunk.to_ndarray()
+                    for viewer in list(self._viewers):
+                        viewer.push(samples, arrived + seconds)
+        except MediaStreamError:
+            pass
+        finally:
+            if self._senders.get(sender) is asyncio.current_task():
+                self.unpublish(sender)
+
+    async def close(self) -> None:
+        tasks = list(self._senders.values())
+        for sender in list(self._senders):
+            self.unpublish(sender)
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

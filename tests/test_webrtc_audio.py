@@ -1,0 +1,232 @@
+"""The sender's voice to the viewers (streamer/webrtc_audio.py): the relay's pacing and
+delay alone, then over loopback WebRTC from a WHIP sender to WHEP viewers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from webrtc_utils import FakeFactory, Feeder, Listener, ToneTrack, dominant_hz, power_at, rms
+
+from benchmarks.voice_sync import Flashes, is_bright, is_loud, watch_onsets
+from streamer.webrtc_audio import FRAME_SAMPLES, AudioConfig, AudioRelay, VoiceDelay
+from streamer.webrtc_client import EndpointConfig, WebRTCSession
+from streamer.webrtc_server import ServerConfig, ServerThread
+from streamer.webrtc_tracks import AvatarTrack, FrameSlot
+
+FPS = 25.0
+
+
+def samples(value: int) -> np.ndarray:
+    return np.full((1, 2 * FRAME_SAMPLES), value, np.int16)
+
+
+# ---- alone ----------------------------------------------------------------------------
+
+
+def test_a_viewer_hears_a_frame_once_it_is_due_and_silence_before() -> None:
+    track = AudioRelay().subscribe()
+    track.push(samples(1), due=10.0)
+    track.push(samples(2), due=10.02)
+    assert track.take(9.99) is None  # not yet due: silence goes out
+    assert track.take(10.0)[0, 0] == 1
+    assert track.take(10.01) is None
+    assert track.take(10.05)[0, 0] == 2
+    assert track.take(11.0) is None
+
+
+def test_a_viewer_that_falls_behind_drops_the_oldest_frames() -> None:
+    """More than max_ready frames due at once: the newest win, so the delay cannot grow."""
+    track = AudioRelay(AudioConfig(max_ready=3)).subscribe()
+    for i in range(8):
+        track.push(samples(i), due=1.0 + 0.02 * i)
+    assert track.take(2.0)[0, 0] == 5  # 5, 6, 7 kept
+    assert track.frames_dropped == 5
+    assert [track.take(2.0)[0, 0], track.take(2.0)[0, 0]] == [6, 7]
+
+
+def test_the_delay_follows_the_median_latency_and_moves_only_past_the_hysteresis() -> None:
+    latencies = iter([None, 0.100, 0.300, 0.105, 0.110, 0.118, 0.160, 0.160, 0.160])
+    delay = VoiceDelay(AudioConfig(window=5, hysteresis_s=0.015, extra_delay_s=0.01),
+                   lambda: next(latencies))
+    assert delay.update() is None  # no latency known yet: the voice is held back
+    assert delay.update() == pytest.approx(0.110)
+    assert delay.update() == pytest.approx(0.210)  # median of 0.1, 0.3: one outlier moves it
+    assert delay.update() == pytest.approx(0.115)  # median 0.105
+    assert delay.update() == pytest.approx(0.115)  # median 0.1075 + 0.01: within 0.015
+    assert delay.update() == pytest.approx(0.115)  # median 0.110 (0.118 came)
+    assert delay.update() == pytest.approx(0.115)  # window 5: 0.1 left, median 0.118: within
+    assert delay.update() == pytest.approx(0.115)  # median 0.118
+    assert delay.update() == pytest.approx(0.170)  # median 0.160: past it
+
+
+def test_a_stopped_viewer_leaves_the_relay() -> None:
+    relay = AudioRelay()
+    track = relay.subscribe()
+    other = relay.subscribe()
+    track.stop()
+    track.stop()
+    assert relay._viewers == [other]
+
+
+# ---- over loopback WebRTC ---------------------------------------------------------------
+
+
+@pytest.fixture
+def serve() -> Iterator[tuple[ServerThread, FakeFactory]]:
+    factory = FakeFactory(staged_s=0.04)  # each half 40 ms: a frame takes ≥ 80 ms
+    server = ServerThread(ServerConfig(port=0), processors=factory)
+    server.start()
+    yield server, factory
+    server.close()
+
+
+def moving_frames() -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 255, (96, 128, 3), np.uint8) for _ in range(10)]
+
+
+async def open_sender(url: str, hz: float, slot: FrameSlot) -> WebRTCSession:
+    """A WHIP sender: video from `slot`, and a microphone that hums at `hz`."""
+    return await WebRTCSession.open(
+        EndpointConfig(f"{url}/whip"), AvatarTrack(slot, FPS, (128, 96)), True,
+        send_audio=ToneTrack(hz))
+
+
+TONES = (440.0, 550.0)  # the two senders' hums
+
+
+def assert_hears(heard: np.ndarray, hz: float | None) -> None:
+    """A tone of `hz` and not the other sender's (None: silence) over at least 0.5 s of
+    what a viewer received."""
+    assert len(heard) >= 24_000, f"only {len(heard)} samples arrived"
+    if hz is None:
+        assert rms(heard) < 1e-3, f"not silent: rms {rms(heard):.4f}"
+        return
+    assert rms(heard) > 0.1, f"too quiet: rms {rms(heard):.4f}"
+    assert abs(dominant_hz(heard) - hz) < 5, f"heard {dominant_hz(heard):.0f} Hz, not {hz}"
+    (other,) = (t for t in TONES if t != hz)
+    assert power_at(heard, other) < 0.01 * power_at(heard, hz), f"{other} Hz heard too"
+
+
+def test_viewers_hear_the_newest_sender_and_no_sender_hears_itself(
+    serve: tuple[ServerThread, FakeFactory],
+) -> None:
+    """Two viewers; sender A (440 Hz) starts, B (550 Hz) comes and is heard, B leaves and A
+    is heard again, A leaves and the viewers' audio goes on, silent. A sender gets its
+    avatar back, never a voice."""
+    server, _ = serve
+    slot = FrameSlot()
+    relay = server.server.audio
+    assert relay is not None
+
+    async def run() -> None:
+        viewers = [await WebRTCSession.open(EndpointConfig(f"{server.url}/whep"), None, True,
+                                            receive_audio=True) for _ in range(2)]
+        listeners = [Listener(await asyncio.wait_for(v.remote_audio, 10)) for v in viewers]
+
+        async def everyone_hears(hz: float | None) -> None:
+            await asyncio.sleep(1.0)  # the change reaches them
+            for heard in await asyncio.gather(*(lst.after(1.0) for lst in listeners)):
+                assert_hears(heard, hz)
+
+        try:
+            await everyone_hears(None)  # nobody sends yet
+            a = await open_sender(server.url, TONES[0], slot)
+            await everyone_hears(TONES[0])
+            b = await open_sender(server.url, TONES[1], slot)
+            await everyone_hears(TONES[1])
+            for sender in (a, b):
+                assert not sender.remote_audio.done()
+                audio = next(t for t in sender.pc.getTransceivers() if t.kind == "audio")
+                assert audio.currentDirection == "sendonly"
+            await b.close()
+            await everyone_hears(TONES[0])
+            await a.close()
+            await everyone_hears(None)
+            assert relay.speaker is None
+        finally:
+            for listener in listeners:
+                listener.close()
+            for viewer in viewers:
+                await viewer.close()
+
+    with Feeder(slot.put, moving_frames(), FPS):
+        asyncio.run(run())
+
+
+def test_the_voice_leaves_with_the_avatar_frame_of_its_moment(
+    serve: tuple[ServerThread, FakeFactory],
+) -> None:
+    """The processor takes ≥ 200 ms a frame (two halves of 100 ms). The sender's camera
+    turns bright and its microphone starts humming at one instant: the server sends the
+    viewer the first bright avatar frame and the first hum together (undelayed, the hum would
+    leave ~0.25 s early), and the voice's delay is the sender's frame latency plus half a
+    frame (benchmarks/voice_sync.py measures it at several render times)."""
+    server, factory = serve
+    factory.staged_s = 0.1
+    slot = FrameSlot()
+    relay = server.server.audio
+    assert relay is not None
+    at = time.monotonic() + 4.0
+
+    def on(t: float) -> bool:
+        return t >= at
+
+    async def run() -> tuple[list[float], list[float], float | None, float]:
+        viewer = await WebRTCSession.open(EndpointConfig(f"{server.url}/whep"), None, True,
+                                          receive_audio=True)
+        (session,) = server.server.sessions.values()
+        video, audio = session.tracks
+        bright = watch_onsets(video, is_bright)
+        hum = watch_onsets(audio, is_loud)
+        try:
+            sender = await WebRTCSession.open(
+                EndpointConfig(f"{server.url}/whip"), AvatarTrack(slot, FPS, (128, 96)), True,
+                send_audio=ToneTrack(440, on=on))
+            await asyncio.sleep(at - time.monotonic() + 1.5)
+            speaker = relay.speaker
+            assert speaker is not None
+            delay = relay.delay(speaker)
+            processed = next(t for t in server.server.sessions[speaker].tracks
+                             if hasattr(t, "last_latency_s"))
+            await sender.close()
+            return bright, hum, delay, processed.last_latency_s
+        finally:
+            await viewer.close()
+
+    with Flashes(slot, on):
+        bright, hum, delay, latency = asyncio.run(run())
+    assert bright and hum, "no bright frame or no hum reached the viewer's tracks"
+    assert abs(hum[0] - bright[0]) < 0.12, f"the hum left {hum[0] - bright[0]:+.3f} s after"
+    extra = relay.config.extra_delay_s
+    assert delay is not None and delay >= 0.2
+    assert abs(delay - (latency + extra)) < 0.1, f"delay {delay:.3f}, latency {latency:.3f}"
+
+
+def test_a_player_only_server_offers_no_voice() -> None:
+    """`stream --output webrtc` has no sender: its viewers' audio is left unanswered."""
+    server = ServerThread(ServerConfig(port=0))
+    server.start()
+    slot_frames = moving_frames()
+
+    async def run() -> str | None:
+        viewer = await WebRTCSession.open(EndpointConfig(f"{server.url}/whep"), None, True,
+                                          receive_audio=True)
+        try:
+            await asyncio.sleep(0.5)
+            audio = next(t for t in viewer.pc.getTransceivers() if t.kind == "audio")
+            return audio.currentDirection
+        finally:
+            await viewer.close()
+
+    try:
+        assert server.server.audio is None
+        with Feeder(server.server.slot.put, slot_frames, FPS):
+            direction = asyncio.run(run())
+        assert direction in ("inactive", None)
+    finally:
+        server.close()
