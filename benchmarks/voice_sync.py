@@ -8,8 +8,9 @@ WHEP viewer, the time each bright frame and each hum goes to the encoder is take
 hum − bright (positive: the voice is late). "Undelayed" is when the hum reached the relay,
 against the same bright frame: what the viewer would get if the voice were sent as it came.
 
-A browser viewer keeps the two in step from there: its audio and video share one stream
-(one msid), so it plays them by the server's send times (RTCP sender reports).
+From there the viewer's player keeps the two in step: the answer puts them in one stream
+(one msid), the grouping by which WebRTC players line up audio and video by the sender's
+clocks (RTCP sender reports).
 
 Run from the project root: python -m benchmarks.voice_sync [--events 8] [--render-ms 0 40 100 200]
 """

@@ -54,3 +54,7 @@ class InsecureBindError(HeadcastError):
 
 class SignallingError(HeadcastError):
     """A WHIP/WHEP server could not be reached or refused the session."""
+
+
+class VoiceUnavailableError(HeadcastError):
+    """The microphone or sound file given as --voice cannot be opened."""

@@ -17,13 +17,14 @@ from streamer.cli import (
     renderer_config,
 )
 from streamer.controls import HELP, Controls
-from streamer.errors import SinkUnavailableError
+from streamer.errors import SinkUnavailableError, VoiceUnavailableError
 from streamer.frames import Sink
 from streamer.paste import Detail
 from streamer.pipeline import AvatarProcessor, Pipeline, PipelineConfig, PipelineStats
 from streamer.renderer import RendererConfig
 from streamer.sinks import FITS, check_sink_name, create_sink
 from streamer.sources import CameraSource, CaptureConfig, Source, VideoFileSource
+from streamer.voice import parse_voice
 
 if TYPE_CHECKING:
     from streamer.portrait import Portrait
@@ -59,6 +60,13 @@ def add_stream_command(subparsers: Any) -> argparse.ArgumentParser:
         metavar="OUT",
         help="virtualcam[:DEVICE], preview, webrtc[:PORT] or whip:URL "
         f"(default: {' '.join(DEFAULT_OUTPUTS)})",
+    )
+    parser.add_argument(
+        "--voice",
+        metavar="MIC",
+        help="send this microphone with the avatar to the webrtc or whip output, in step "
+        "with its lips: default, FORMAT:DEVICE (alsa:hw:1, pulse:default, avfoundation::0, "
+        "dshow:audio=NAME) or a sound file",
     )
     parser.add_argument("--record", metavar="OUT.mp4", help="also record the avatar to an mp4")
     parser.add_argument(
@@ -118,7 +126,7 @@ def run_stream(args: argparse.Namespace) -> int:
     """Run `headcast stream`; HeadcastErrors propagate for the caller to print (exit 2)."""
     _configure_logging()
     outputs = list(args.output or DEFAULT_OUTPUTS)
-    _check_outputs(outputs)
+    _check_outputs(outputs, args.voice)
     portraits = load_portraits(args.portrait)
     with ExitStack() as stack:
         source = open_source(args.driving, args.camera, args.camera_wait)
@@ -201,7 +209,18 @@ def _preview_options(
 def _webrtc_options(
     arg: str, args: argparse.Namespace, pipeline: Pipeline, controls: Controls
 ) -> dict[str, Any]:
-    return {"on_recalibrate": pipeline.recalibrate} | ({"port": int(arg)} if arg else {})
+    port = {"port": int(arg)} if arg else {}
+    return {"on_recalibrate": pipeline.recalibrate} | port | _voice_option(args)
+
+
+def _whip_options(
+    arg: str, args: argparse.Namespace, pipeline: Pipeline, controls: Controls
+) -> dict[str, Any]:
+    return _url_option(arg, args, pipeline, controls) | _voice_option(args)
+
+
+def _voice_option(args: argparse.Namespace) -> dict[str, Any]:
+    return {"voice": parse_voice(args.voice)} if args.voice else {}
 
 
 def _url_option(
@@ -222,18 +241,30 @@ OUTPUT_OPTIONS: dict[str, OutputOptions] = {
     "virtualcam": _virtualcam_options,
     "preview": _preview_options,
     "webrtc": _webrtc_options,
+    "whip": _whip_options,
     "record": _record_options,
 }
+VOICE_OUTPUTS = ("webrtc", "whip")  # the outputs that carry sound
 
 
-def _check_outputs(outputs: Sequence[str]) -> None:
-    """Fail before the slow loading when an output name is unknown (or lacks its argument)."""
-    for spec in outputs:
-        name, _, arg = spec.partition(":")
+def _check_outputs(outputs: Sequence[str], voice: str | None = None) -> None:
+    """Fail before the slow loading when an output name is unknown (or lacks its argument),
+    or --voice has no one output to go to, or cannot be opened as given."""
+    names = [spec.partition(":")[0] for spec in outputs]
+    for spec, name in zip(outputs, names, strict=True):
         check_sink_name(name)
-        if name == "record" and not arg:
+        if name == "record" and not spec.partition(":")[2]:
             raise SinkUnavailableError("--output record needs a file: record:OUT.mp4 "
                                        "(or --record OUT.mp4)")
+    if voice is None:
+        return
+    carriers = [name for name in names if name in VOICE_OUTPUTS]
+    if len(carriers) != 1:
+        raise VoiceUnavailableError(
+            "--voice goes to one output that carries sound: "
+            + ("add --output webrtc or whip:URL" if not carriers
+               else f"choose one of {', '.join(carriers)}"))
+    parse_voice(voice)
 
 
 def _print_stats(stats: PipelineStats) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import sys
 import threading
 from collections.abc import Sequence
+from contextlib import ExitStack, suppress
 
 import numpy as np
 
@@ -186,6 +187,13 @@ def add_client_command(subparsers: argparse._SubParsersAction) -> argparse.Argum
         metavar="OUT.mp4",
         help="write the avatar to this file instead of the virtual camera",
     )
+    parser.add_argument(
+        "--voice",
+        metavar="MIC",
+        help="send this microphone too, for the server's viewers (they hear it in step with "
+        "the avatar's lips): default, FORMAT:DEVICE (alsa:hw:1, pulse:default, "
+        "avfoundation::0, dshow:audio=NAME) or a sound file",
+    )
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.set_defaults(func=run_client_command)
     return parser
@@ -217,9 +225,9 @@ def client_source(args: argparse.Namespace) -> Source:
 
 
 def run_client_command(args: argparse.Namespace) -> int:
+    from streamer.voice import open_voice
+
     config = EndpointConfig(url=whip_url(args.server), token=args.token)
-    source = client_source(args)
-    sink = client_sink(args)
 
     def connected() -> None:
         output = args.record or "the virtual camera"
@@ -227,11 +235,15 @@ def run_client_command(args: argparse.Namespace) -> int:
             f"headcast: connected to {config.url}, avatar → {output}; Ctrl-C stops", file=sys.stderr
         )
 
-    try:
-        stats = asyncio.run(run_client(config, source, sink, args.duration, connected))
-        print(f"headcast: {stats.line()}", file=sys.stderr)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        source.close()
+    with ExitStack() as stack:
+        voice = open_voice(args.voice) if args.voice else None
+        if voice is not None:
+            stack.callback(voice.close)
+        source = client_source(args)
+        stack.callback(source.close)
+        sink = client_sink(args)
+        with suppress(KeyboardInterrupt):
+            stats = asyncio.run(run_client(config, source, sink, args.duration, connected,
+                                           voice.track if voice is not None else None))
+            print(f"headcast: {stats.line()}", file=sys.stderr)
     return 0

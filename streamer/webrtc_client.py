@@ -33,6 +33,8 @@ from streamer.errors import SignallingError, SinkUnavailableError
 from streamer.frames import Frame, Sink
 from streamer.sink_runner import SinkRunner, SinkStats
 from streamer.sources import Source
+from streamer.voice import Voice, VoiceSpec
+from streamer.webrtc_audio import AudioRelay
 from streamer.webrtc_tracks import (
     VIDEO_CLOCK_RATE,
     VIDEO_TIME_BASE,
@@ -172,11 +174,14 @@ class WhipSink:
 
     name = "whip"
 
-    def __init__(self, config: EndpointConfig) -> None:
+    def __init__(self, config: EndpointConfig, voice: VoiceSpec | None = None) -> None:
         self._config = config
+        self._voice_spec = voice  # a microphone sent with the avatar, delayed to meet it
         self._slot = FrameSlot()
         self._thread: LoopThread | None = None
         self._session: WebRTCSession | None = None
+        self._relay: AudioRelay | None = None
+        self._voice: Voice | None = None
         self._closed = False
 
     def open(self, width: int, height: int, fps: float) -> None:
@@ -186,7 +191,14 @@ class WhipSink:
         track = AvatarTrack(self._slot, fps if fps > 0 else 30.0, (width, height))
 
         async def connect() -> WebRTCSession:
-            session = await WebRTCSession.open(self._config, send=track, receive=False)
+            audio = None
+            if self._voice_spec is not None:
+                self._voice = Voice(self._voice_spec)
+                self._relay = AudioRelay()
+                self._relay.publish("voice", self._voice.track, self._slot.latency)
+                audio = self._relay.subscribe()
+            session = await WebRTCSession.open(
+                self._config, send=track, receive=False, send_audio=audio)
             try:
                 await session.wait_connected()
             except BaseException:
@@ -197,8 +209,20 @@ class WhipSink:
         try:
             self._session = self._thread.run(connect())
         except SignallingError as exc:
+            self._close_voice()
             self._thread.close()
             raise SinkUnavailableError(str(exc)) from exc
+        except BaseException:
+            self._close_voice()
+            self._thread.close()
+            raise
+
+    def _close_voice(self) -> None:
+        if self._relay is not None and self._thread is not None:
+            with contextlib.suppress(Exception):
+                self._thread.run(self._relay.close(), timeout=5)
+        if self._voice is not None:
+            self._voice.close()
 
     def send(self, frame: Frame) -> None:
         self._slot.put(frame)
@@ -212,6 +236,7 @@ class WhipSink:
         if self._session is not None:
             with contextlib.suppress(Exception):
                 self._thread.run(self._session.close(), timeout=10)
+        self._close_voice()
         self._thread.close()
 
 
@@ -274,8 +299,11 @@ async def run_client(
     sink: Sink,
     duration_s: float | None = None,
     on_connected: Callable[[], None] | None = None,
+    voice: MediaStreamTrack | None = None,
 ) -> SinkStats:
-    """Send `source` to a `headcast serve` WHIP endpoint and feed the avatar to `sink`.
+    """Send `source` to a `headcast serve` WHIP endpoint and feed the avatar to `sink`;
+    `voice` (a microphone's track) goes with it, for the server's viewers, and is stopped
+    with the session.
 
     The sink gets frames through a SinkRunner (its own thread, newest wins; opened at the
     first avatar frame's size). Runs until the server ends the session, the source fails,
@@ -289,7 +317,7 @@ async def run_client(
     session: WebRTCSession | None = None
     worker: LatestWorker[None] | None = None
     try:
-        session = await WebRTCSession.open(config, send=track, receive=True)
+        session = await WebRTCSession.open(config, send=track, receive=True, send_audio=voice)
         await session.wait_connected()
         if on_connected is not None:
             on_connected()
@@ -306,6 +334,8 @@ async def run_client(
         if worker is not None:
             worker.stop()
         track.stop()
+        if voice is not None:
+            voice.stop()  # on this loop: its reader thread hands frames to it
         if session is not None:
             await session.close()
         await asyncio.get_running_loop().run_in_executor(convert, runner.close)
@@ -327,11 +357,14 @@ async def _until_done(
 
 
 def whip_sink(
-    url: str | None = None, token: str | None = None, timeout_s: float = 15.0
+    url: str | None = None,
+    token: str | None = None,
+    timeout_s: float = 15.0,
+    voice: VoiceSpec | None = None,
 ) -> WhipSink:
     """Sink-registry factory for `--output whip:URL` (create_sink("whip", url=URL))."""
     if not url or not url.startswith(("http://", "https://")):
         raise SinkUnavailableError(
             f"--output whip needs the ingest URL, e.g. whip:https://host/whip (got {url!r})"
         )
-    return WhipSink(EndpointConfig(url=url, token=token, timeout_s=timeout_s))
+    return WhipSink(EndpointConfig(url=url, token=token, timeout_s=timeout_s), voice)

@@ -65,6 +65,7 @@ from streamer.errors import (
     SinkUnavailableError,
 )
 from streamer.frames import Frame, FrameProcessor, StagedProcessor
+from streamer.voice import Voice, VoiceSpec
 from streamer.webrtc_audio import AudioRelay
 from streamer.webrtc_tracks import AvatarTrack, FrameSlot, LoopThread, ProcessedTrack
 
@@ -191,13 +192,17 @@ class AvatarServer:
         slot: FrameSlot | None = None,
         processors: ProcessorFactory | None = None,
         on_recalibrate: Callable[[], None] | None = None,
+        voice: VoiceSpec | None = None,
     ) -> None:
         self.config = config
         self.slot = slot if slot is not None else FrameSlot()
         self.processors = processors
         self.on_recalibrate = on_recalibrate
-        # serve mode: the newest sender's microphone goes on to the viewers
-        self.audio = AudioRelay() if processors is not None else None
+        # serve mode: the newest sender's microphone goes on to the viewers; playback: this
+        # machine's (`stream --voice`), delayed as long as a frame takes to reach the slot
+        self.audio = AudioRelay() if processors is not None or voice is not None else None
+        self._voice_spec = voice
+        self._voice: Voice | None = None
         self.sessions: dict[str, Session] = {}
         self.port = config.port
         self._runner: web.AppRunner | None = None
@@ -236,7 +241,11 @@ class AvatarServer:
         return app
 
     async def start(self) -> None:
-        """Bind and serve. Raises PortInUseError / SinkUnavailableError when it cannot."""
+        """Bind and serve. Raises PortInUseError / SinkUnavailableError when it cannot, and
+        VoiceUnavailableError when its --voice cannot be opened."""
+        if self._voice_spec is not None and self.audio is not None:
+            self._voice = Voice(self._voice_spec)
+            self.audio.publish("voice", self._voice.track, self.slot.latency)
         self._runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False)
         await self._runner.setup()
         try:
@@ -247,6 +256,8 @@ class AvatarServer:
         except OSError as exc:
             await self._runner.cleanup()
             self._runner = None
+            if self._voice is not None:
+                self._voice.close()
             raise _bind_error(self.config, exc) from exc
         self.port = self._runner.addresses[0][1]
 
@@ -258,6 +269,8 @@ class AvatarServer:
         await asyncio.gather(*(self.close_session(sid) for sid in list(self.sessions)))
         if self.audio is not None:
             await self.audio.close()
+        if self._voice is not None:
+            self._voice.close()
         if self._runner is not None:
             await self._runner.cleanup()
         self._enroll_executor.shutdown(wait=False)
@@ -600,9 +613,10 @@ class ServerThread:
         slot: FrameSlot | None = None,
         processors: ProcessorFactory | None = None,
         on_recalibrate: Callable[[], None] | None = None,
+        voice: VoiceSpec | None = None,
     ) -> None:
         self._thread = LoopThread("headcast-webrtc")
-        self.server = AvatarServer(config, slot, processors, on_recalibrate)
+        self.server = AvatarServer(config, slot, processors, on_recalibrate, voice)
         self._closed = False
 
     @property
@@ -651,10 +665,12 @@ class WebRTCSink:
         config: ServerConfig = ServerConfig(),
         announce: Callable[[str], None] = _print_to_stderr,
         on_recalibrate: Callable[[], None] | None = None,
+        voice: VoiceSpec | None = None,
     ) -> None:
         self._config = config
         self._announce = announce
         self._on_recalibrate = on_recalibrate
+        self._voice = voice  # a microphone the viewers hear with the avatar
         self._slot = FrameSlot()
         self._server: ServerThread | None = None
         self._closed = False
@@ -671,7 +687,8 @@ class WebRTCSink:
         if self._server is not None:
             raise RuntimeError("WebRTCSink.open() called twice")
         config = dataclasses.replace(self._config, fps=fps if fps > 0 else self._config.fps)
-        self._server = ServerThread(config, self._slot, on_recalibrate=self._on_recalibrate)
+        self._server = ServerThread(
+            config, self._slot, on_recalibrate=self._on_recalibrate, voice=self._voice)
         self._server.start()
         query = f"?token={config.token}" if config.token else ""
         self._announce(
@@ -700,6 +717,7 @@ def webrtc_sink(
     tls_cert: str | None = None,
     tls_key: str | None = None,
     on_recalibrate: Callable[[], None] | None = None,
+    voice: VoiceSpec | None = None,
 ) -> WebRTCSink:
     """Sink-registry factory for `--output webrtc` (create_sink("webrtc", port=…))."""
     config = ServerConfig(
@@ -710,4 +728,4 @@ def webrtc_sink(
         tls_cert=tls_cert,
         tls_key=tls_key,
     )
-    return WebRTCSink(config, on_recalibrate=on_recalibrate)
+    return WebRTCSink(config, on_recalibrate=on_recalibrate, voice=voice)

@@ -49,11 +49,18 @@ class FrameSlot:
         self._lock = threading.Lock()
         self._frame: Frame | None = None
         self._version = 0
+        self._latency: float | None = None
 
     def put(self, frame: Frame) -> None:
         with self._lock:
             self._frame = frame
             self._version += 1
+            self._latency = time.monotonic() - frame.capture_ts
+
+    def latency(self) -> float | None:
+        """Capture → put of the newest frame (seconds); None before the first put."""
+        with self._lock:
+            return self._latency
 
     def get(self) -> tuple[Frame | None, int]:
         """→ (newest frame or None before the first put, version)."""

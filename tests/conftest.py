@@ -75,3 +75,14 @@ def astronaut_portrait(astronaut_bgr: np.ndarray):
     from streamer.portrait import EnrollConfig, enroll_images
 
     return enroll_images([astronaut_bgr], EnrollConfig(crop_size=256))
+
+
+@pytest.fixture
+def hum_wav(tmp_path: Path) -> Path:
+    """3 s of a 440 Hz hum, mono, 48 kHz, as a WAV file (a --voice)."""
+    from benchmarks.webrtc_latency import write_wav
+
+    path = tmp_path / "hum.wav"
+    t = np.arange(3 * 48_000) / 48_000
+    write_wav(path, 0.4 * np.sin(2 * np.pi * 440 * t))
+    return path

@@ -6,15 +6,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 from webrtc_utils import FakeFactory, Feeder, Listener, ToneTrack, dominant_hz, power_at, rms
 
 from benchmarks.voice_sync import Flashes, is_bright, is_loud, watch_onsets
+from streamer.voice import open_voice, parse_voice
 from streamer.webrtc_audio import FRAME_SAMPLES, AudioConfig, AudioRelay, VoiceDelay
-from streamer.webrtc_client import EndpointConfig, WebRTCSession
-from streamer.webrtc_server import ServerConfig, ServerThread
+from streamer.webrtc_client import EndpointConfig, WebRTCSession, run_client, whip_sink
+from streamer.webrtc_server import ServerConfig, ServerThread, webrtc_sink
 from streamer.webrtc_tracks import AvatarTrack, FrameSlot
 
 FPS = 25.0
@@ -133,6 +135,10 @@ def test_viewers_hear_the_newest_sender_and_no_sender_hears_itself(
             for heard in await asyncio.gather(*(lst.after(1.0) for lst in listeners)):
                 assert_hears(heard, hz)
 
+        for viewer in viewers:  # the avatar and the voice in one stream: played in step
+            msids = [line.split()[0] for line in viewer.pc.remoteDescription.sdp.splitlines()
+                     if line.startswith("a=msid:")]
+            assert len(msids) == 2 and msids[0] == msids[1]
         try:
             await everyone_hears(None)  # nobody sends yet
             a = await open_sender(server.url, TONES[0], slot)
@@ -230,3 +236,67 @@ def test_a_player_only_server_offers_no_voice() -> None:
         assert direction in ("inactive", None)
     finally:
         server.close()
+
+
+# ---- --voice: this machine's microphone (a sound file here) ------------------------------
+
+
+async def hear(url: str, seconds: float = 1.0) -> np.ndarray:
+    """What a WHEP viewer of `url` hears over `seconds`, after its first second."""
+    viewer = await WebRTCSession.open(EndpointConfig(f"{url}/whep"), None, True,
+                                      receive_audio=True)
+    listener = Listener(await asyncio.wait_for(viewer.remote_audio, 10))
+    try:
+        await asyncio.sleep(1.0)
+        return await listener.after(seconds)
+    finally:
+        listener.close()
+        await viewer.close()
+
+
+def test_stream_to_webrtc_with_a_voice(hum_wav: Path) -> None:
+    """`stream --output webrtc --voice MIC`: the viewers hear the microphone."""
+    sink = webrtc_sink(port=0, voice=parse_voice(str(hum_wav)))
+    sink.open(128, 96, FPS)
+    try:
+        with Feeder(sink.send, moving_frames(), FPS):
+            assert_hears(asyncio.run(hear(sink.url)), TONES[0])
+    finally:
+        sink.close()
+
+
+def test_stream_to_whip_with_a_voice(
+    serve: tuple[ServerThread, FakeFactory], hum_wav: Path
+) -> None:
+    """`stream --output whip:URL --voice MIC`: the ingest gets the voice with the avatar
+    (here `serve`, whose viewers then hear it)."""
+    server, _ = serve
+    sink = whip_sink(f"{server.url}/whip", voice=parse_voice(str(hum_wav)))
+    sink.open(128, 96, FPS)
+    try:
+        with Feeder(sink.send, moving_frames(), FPS):
+            assert_hears(asyncio.run(hear(server.url)), TONES[0])
+    finally:
+        sink.close()
+
+
+def test_client_with_a_voice(serve: tuple[ServerThread, FakeFactory], hum_wav: Path) -> None:
+    """`client --voice MIC`: the server's viewers hear the client's microphone."""
+    from fakes import FakeSink, fake_camera
+
+    server, _ = serve
+    source, _ = fake_camera(fps=25.0, image=moving_frames()[0])
+    voice = open_voice(str(hum_wav))
+
+    async def run() -> np.ndarray:
+        client = asyncio.ensure_future(run_client(
+            EndpointConfig(f"{server.url}/whip"), source, FakeSink(), 2.5, voice=voice.track))
+        heard = await hear(server.url)
+        await client
+        return heard
+
+    try:
+        assert_hears(asyncio.run(run()), TONES[0])
+    finally:
+        source.close()
+        voice.close()
