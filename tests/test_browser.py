@@ -212,6 +212,8 @@ def test_player_page_plays_the_webrtc_output(data_dir: Path) -> None:
             wait_for_js(driver, "document.getElementById('avatar').videoWidth === 256")
             frames = grab_frames(driver, 5, 0.3)
             assert sink.viewer_count() == 1
+            # no --voice: no sound to turn on
+            assert driver.execute_script("return document.getElementById('sound').hidden")
         assert_moving_picture(frames)
     finally:
         sink.close()
