@@ -1,9 +1,12 @@
-"""The sender's voice to the avatar's viewers: `headcast serve` relays the microphone a WHIP
-sender sends (the serve page's "Voice" box) to every WHEP viewer, delayed by as long as its
-video takes to become the avatar, so the lips and the voice arrive together.
+"""The person's voice to the avatar's viewers, delayed by as long as the video takes to
+become the avatar, so the lips and the voice leave together. `headcast serve` relays the
+microphone each WHIP sender sends (the serve page's "Voice to viewers" box) to every WHEP
+viewer; `stream --voice` relays this machine's, to its WebRTC server's viewers or its WHIP
+ingest.
 
-* ``AudioRelay``: one per server. publish() reads a sender's audio track (every sender's,
-  so no receiver queue grows) and hands the newest sender's frames to every subscriber.
+* ``AudioRelay``: one per server (or WHIP output). publish() reads a sender's audio track
+  (every sender's, so no receiver queue grows) and hands the newest sender's frames to every
+  subscriber.
 * ``RelayedAudioTrack``: one per viewer, paced at 20 ms frames of its own. A frame leaves
   once it is as old as the video's delay; until one is due (no sender, a sender without a
   microphone, a gap), silence goes out, so the viewer's audio never stalls. At most
@@ -199,7 +202,7 @@ class AudioRelay:
                     for viewer in list(self._viewers):
                         viewer.push(samples, arrived + seconds)
         except MediaStreamError:
-            pass
+            logger.info("voice of %s ended", sender)  # a microphone gone, a sender left
         finally:
             if self._senders.get(sender) is asyncio.current_task():
                 self.unpublish(sender)

@@ -208,13 +208,11 @@ class WhipSink:
 
         try:
             self._session = self._thread.run(connect())
-        except SignallingError as exc:
+        except BaseException as exc:
             self._close_voice()
             self._thread.close()
-            raise SinkUnavailableError(str(exc)) from exc
-        except BaseException:
-            self._close_voice()
-            self._thread.close()
+            if isinstance(exc, SignallingError):
+                raise SinkUnavailableError(str(exc)) from exc
             raise
 
     def _close_voice(self) -> None:

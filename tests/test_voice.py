@@ -101,3 +101,38 @@ def test_the_command_lines_pass_the_voice_on(hum_wav: Path) -> None:
                               "nowhere.wav"])
     with pytest.raises(VoiceUnavailableError, match="no such file"):
         args.func(args)  # refused before any connection is tried
+
+
+@pytest.fixture
+def serve_url():  # type: ignore[no-untyped-def]
+    from webrtc_utils import FakeFactory
+
+    from streamer.webrtc_server import ServerConfig, ServerThread
+
+    server = ServerThread(ServerConfig(port=0), processors=FakeFactory())
+    server.start()
+    yield f"{server.url}/whip"
+    server.close()
+
+
+def test_an_output_whose_voice_cannot_be_opened_says_so_and_holds_nothing(
+    serve_url: str,
+) -> None:
+    """`stream --output webrtc|whip:URL --voice MIC` with a microphone that is not there: the
+    output is not opened, VoiceUnavailableError says why, no thread or port stays behind."""
+    import threading
+
+    import av
+
+    from streamer.webrtc_client import whip_sink
+    from streamer.webrtc_server import webrtc_sink
+
+    if "alsa" not in av.formats_available:
+        pytest.skip("this PyAV's FFmpeg has no ALSA capture")
+    missing = VoiceSpec("hw:99", "alsa")
+    before = threading.active_count()
+    for sink in (webrtc_sink(port=0, voice=missing), whip_sink(serve_url, voice=missing)):
+        with pytest.raises(VoiceUnavailableError, match="alsa:hw:99"):
+            sink.open(64, 64, 25.0)
+        sink.close()
+    assert threading.active_count() == before
