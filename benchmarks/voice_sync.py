@@ -28,6 +28,7 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
 
+from benchmarks.webrtc_latency import PassThroughFactory
 from streamer.frames import Frame
 from streamer.webrtc_audio import AUDIO_RATE, AUDIO_TIME_BASE, FRAME_SAMPLES
 from streamer.webrtc_tracks import FrameClock, FrameSlot
@@ -139,47 +140,13 @@ def pair(first: Sequence[float], second: Sequence[float], within: float) -> list
     return out
 
 
-class SlowPassThrough:
-    """A FrameProcessor that returns the frame unchanged after `seconds`: a renderer that slow."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-
-    def process(self, image: np.ndarray) -> np.ndarray:
-        time.sleep(self.seconds)
-        return image
-
-    def recalibrate(self) -> None:
-        pass
-
-    def status(self) -> str | None:
-        return None
-
-    def close(self) -> None:
-        pass
-
-
-class SlowFactory:
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-
-    def create(self) -> SlowPassThrough:
-        return SlowPassThrough(self.seconds)
-
-    def enroll(self, image: np.ndarray, face: int | None = None) -> object:
-        return None
-
-    def apply(self, processor: SlowPassThrough, portrait: object) -> None:
-        pass
-
-
 def measure(render_s: float, events: int, period: float) -> dict[str, object]:
     """One server, one sender, one viewer: → skews (s) and the voice's delay."""
     from streamer.webrtc_client import EndpointConfig, WebRTCSession
     from streamer.webrtc_server import ServerConfig, ServerThread
     from streamer.webrtc_tracks import AvatarTrack
 
-    server = ServerThread(ServerConfig(port=0), processors=SlowFactory(render_s))
+    server = ServerThread(ServerConfig(port=0), processors=PassThroughFactory(render_s))
     server.start()
     slot = FrameSlot()
     start = time.monotonic() + 3.0  # connected and the delay known by then

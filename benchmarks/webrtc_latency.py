@@ -273,9 +273,15 @@ def summary(name: str, values: Sequence[float], note: str = "") -> str:
 
 
 class PassThrough:
-    """A FrameProcessor that returns the frame unchanged: measures transport only."""
+    """A FrameProcessor that returns the frame unchanged (after `seconds`: a renderer that
+    slow): measures transport only."""
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.seconds = seconds
 
     def process(self, image: np.ndarray) -> np.ndarray:
+        if self.seconds:
+            time.sleep(self.seconds)
         return image
 
     def recalibrate(self) -> None:
@@ -289,10 +295,13 @@ class PassThrough:
 
 
 class PassThroughFactory:
-    def create(self) -> PassThrough:
-        return PassThrough()
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.seconds = seconds  # each frame's processing time
 
-    def enroll(self, image: np.ndarray) -> object:
+    def create(self) -> PassThrough:
+        return PassThrough(self.seconds)
+
+    def enroll(self, image: np.ndarray, face: int | None = None) -> object:
         return None
 
     def apply(self, processor: PassThrough, portrait: object) -> None:

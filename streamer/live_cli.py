@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ from streamer.pipeline import AvatarProcessor, Pipeline, PipelineConfig, Pipelin
 from streamer.renderer import RendererConfig
 from streamer.sinks import FITS, check_sink_name, create_sink
 from streamer.sources import CameraSource, CaptureConfig, Source, VideoFileSource
-from streamer.voice import parse_voice
+from streamer.voice import VoiceFeed, open_voice_feed, parse_voice
 
 if TYPE_CHECKING:
     from streamer.portrait import Portrait
@@ -64,9 +65,9 @@ def add_stream_command(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--voice",
         metavar="MIC",
-        help="send this microphone with the avatar to the webrtc or whip output, in step "
-        "with its lips: default, FORMAT:DEVICE (alsa:hw:1, pulse:default, avfoundation::0, "
-        "dshow:audio=NAME) or a sound file",
+        help="this microphone goes with the avatar, in step with its lips, to the outputs "
+        "that carry sound (webrtc, whip, the recording): default, FORMAT:DEVICE (alsa:hw:1, "
+        "pulse:default, avfoundation::0, dshow:audio=NAME) or a sound file",
     )
     parser.add_argument("--record", metavar="OUT.mp4", help="also record the avatar to an mp4")
     parser.add_argument(
@@ -126,9 +127,12 @@ def run_stream(args: argparse.Namespace) -> int:
     """Run `headcast stream`; HeadcastErrors propagate for the caller to print (exit 2)."""
     _configure_logging()
     outputs = list(args.output or DEFAULT_OUTPUTS)
-    _check_outputs(outputs, args.voice)
+    _check_outputs(outputs, args.voice, args.record)
     portraits = load_portraits(args.portrait)
     with ExitStack() as stack:
+        voice = open_voice_feed(args.voice) if args.voice else None
+        if voice is not None:
+            stack.callback(voice.close)
         source = open_source(args.driving, args.camera, args.camera_wait)
         stack.callback(source.close)
         processor = make_processor(portraits[0], source.fps, renderer_config(args), args.detail)
@@ -137,11 +141,11 @@ def run_stream(args: argparse.Namespace) -> int:
             mirror=args.mirror, head_pose=not args.no_head_pose, overlap=not args.no_overlap
         )
         pipeline = stack.enter_context(Pipeline(source, processor, (), config, portraits))
-        controls = Controls(pipeline)
+        context = OutputContext(args, pipeline, Controls(pipeline), voice)
         for spec in outputs:
-            pipeline.add_sink(make_output(spec, args, pipeline, controls))
+            pipeline.add_sink(make_output(spec, context))
         if args.record:
-            pipeline.add_sink(create_sink("record", path=args.record))
+            pipeline.add_sink(make_output(f"record:{args.record}", context))
         if "preview" in outputs:
             print(HELP, file=sys.stderr)
         print("headcast: look at the camera with a resting face for a moment: that is the "
@@ -179,60 +183,60 @@ def open_source(driving: str | None, camera: str, camera_wait_s: float = 300.0) 
     return CameraSource(int(camera) if camera.isdigit() else camera, config)
 
 
-def make_output(
-    spec: str, args: argparse.Namespace, pipeline: Pipeline, controls: Controls
-) -> Sink:
+@dataclass(frozen=True)
+class OutputContext:
+    """What the outputs of one `stream` are made from."""
+
+    args: argparse.Namespace
+    pipeline: Pipeline
+    controls: Controls
+    voice: VoiceFeed | None = None  # --voice, for the outputs that carry sound
+
+
+def make_output(spec: str, context: OutputContext) -> Sink:
     """A sink for one --output value: a registered name, or name:ARG (whip:URL)."""
     name, _, arg = spec.partition(":")
     options = OUTPUT_OPTIONS.get(name, _url_option)
-    return create_sink(name, **options(arg, args, pipeline, controls))
+    return create_sink(name, **options(arg, context))
 
 
-OutputOptions = Callable[[str, argparse.Namespace, Pipeline, Controls], dict[str, Any]]
+OutputOptions = Callable[[str, OutputContext], dict[str, Any]]
 
 
-def _virtualcam_options(
-    arg: str, args: argparse.Namespace, pipeline: Pipeline, controls: Controls
-) -> dict[str, Any]:
+def _virtualcam_options(arg: str, context: OutputContext) -> dict[str, Any]:
+    args = context.args
     return {"size": args.size, "fit": args.fit} | ({"device": arg} if arg else {})
 
 
-def _preview_options(
-    arg: str, args: argparse.Namespace, pipeline: Pipeline, controls: Controls
-) -> dict[str, Any]:
-    def overlay() -> list[str]:  # what the person should know, then the numbers (--stats)
-        return pipeline.status_lines() + (pipeline.stats().lines() if args.stats else [])
+def _preview_options(arg: str, context: OutputContext) -> dict[str, Any]:
+    pipeline, stats = context.pipeline, context.args.stats
 
+    def overlay() -> list[str]:  # what the person should know, then the numbers (--stats)
+        return pipeline.status_lines() + (pipeline.stats().lines() if stats else [])
+
+    controls = context.controls
     return {"on_key": controls.handle_key, "on_close": controls.quit, "overlay": overlay}
 
 
-def _webrtc_options(
-    arg: str, args: argparse.Namespace, pipeline: Pipeline, controls: Controls
-) -> dict[str, Any]:
+def _webrtc_options(arg: str, context: OutputContext) -> dict[str, Any]:
     port = {"port": int(arg)} if arg else {}
-    return {"on_recalibrate": pipeline.recalibrate} | port | _voice_option(args)
+    return {"on_recalibrate": context.pipeline.recalibrate} | port | _voice_option(context)
 
 
-def _whip_options(
-    arg: str, args: argparse.Namespace, pipeline: Pipeline, controls: Controls
-) -> dict[str, Any]:
-    return _url_option(arg, args, pipeline, controls) | _voice_option(args)
+def _whip_options(arg: str, context: OutputContext) -> dict[str, Any]:
+    return _url_option(arg, context) | _voice_option(context)
 
 
-def _voice_option(args: argparse.Namespace) -> dict[str, Any]:
-    return {"voice": parse_voice(args.voice)} if args.voice else {}
+def _record_options(arg: str, context: OutputContext) -> dict[str, Any]:
+    return {"path": arg} | _voice_option(context)
 
 
-def _url_option(
-    arg: str, args: argparse.Namespace, pipeline: Pipeline, controls: Controls
-) -> dict[str, Any]:
+def _voice_option(context: OutputContext) -> dict[str, Any]:
+    return {"voice": context.voice} if context.voice is not None else {}
+
+
+def _url_option(arg: str, context: OutputContext) -> dict[str, Any]:
     return {"url": arg} if arg else {}
-
-
-def _record_options(
-    arg: str, args: argparse.Namespace, pipeline: Pipeline, controls: Controls
-) -> dict[str, Any]:
-    return {"path": arg}
 
 
 # Keyword arguments for create_sink(), per output name (`name:ARG` passes ARG); other
@@ -244,12 +248,13 @@ OUTPUT_OPTIONS: dict[str, OutputOptions] = {
     "whip": _whip_options,
     "record": _record_options,
 }
-VOICE_OUTPUTS = ("webrtc", "whip")  # the outputs that carry sound
+VOICE_OUTPUTS = ("webrtc", "whip", "record")  # the outputs that carry sound
 
 
-def _check_outputs(outputs: Sequence[str], voice: str | None = None) -> None:
+def _check_outputs(outputs: Sequence[str], voice: str | None = None,
+                   record: str | None = None) -> None:
     """Fail before the slow loading when an output name is unknown (or lacks its argument),
-    or --voice has no one output to go to, or cannot be opened as given."""
+    or --voice has no output to go to, or cannot be opened as given."""
     names = [spec.partition(":")[0] for spec in outputs]
     for spec, name in zip(outputs, names, strict=True):
         check_sink_name(name)
@@ -258,12 +263,10 @@ def _check_outputs(outputs: Sequence[str], voice: str | None = None) -> None:
                                        "(or --record OUT.mp4)")
     if voice is None:
         return
-    carriers = [name for name in names if name in VOICE_OUTPUTS]
-    if len(carriers) != 1:
+    if record is None and not any(name in VOICE_OUTPUTS for name in names):
         raise VoiceUnavailableError(
-            "--voice goes to one output that carries sound: "
-            + ("add --output webrtc or whip:URL" if not carriers
-               else f"choose one of {', '.join(carriers)}"))
+            "--voice goes to the outputs that carry sound: add --output webrtc or whip:URL, "
+            "or --record OUT.mp4")
     parse_voice(voice)
 
 

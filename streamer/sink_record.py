@@ -1,11 +1,14 @@
-"""The record sink: the avatar stream to an mp4 file, in real time at the source's rate."""
+"""The record sink: the avatar stream to an mp4 file, in real time at the source's rate, with
+the --voice beside it when there is one."""
 
 from __future__ import annotations
 
+import logging
+import queue
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import cv2
 import numpy as np
@@ -13,6 +16,12 @@ import numpy as np
 from streamer.errors import SinkUnavailableError
 from streamer.frames import Frame
 from streamer.sinks import letterbox
+from streamer.video_io import VOICE_RATE
+
+if TYPE_CHECKING:
+    from streamer.voice import VoiceFeed
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -33,20 +42,22 @@ class _Writer(Protocol):
         ...
 
 
-def _h264_writer(path: Path, size: tuple[int, int], fps: float, crf: int) -> _Writer:
+def _h264_writer(path: Path, size: tuple[int, int], fps: float, crf: int,
+                 voice: bool = False) -> _Writer:
     import av
 
     from streamer.video_io import VideoWriter
 
     if "libx264" not in av.codecs_available:
         raise RuntimeError("this PyAV build has no libx264")
-    return VideoWriter(path, fps, crf=crf)
+    return VideoWriter(path, fps, crf=crf, voice=voice)
 
 
 class _OpenCVWriter:
-    """cv2.VideoWriter with the mp4v codec: the fallback where libx264 is missing."""
+    """cv2.VideoWriter with the mp4v codec: the fallback where libx264 is missing (no sound)."""
 
-    def __init__(self, path: Path, size: tuple[int, int], fps: float, crf: int) -> None:
+    def __init__(self, path: Path, size: tuple[int, int], fps: float, crf: int,
+                 voice: bool = False) -> None:
         self._writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
         if not self._writer.isOpened():
             raise RuntimeError("cv2.VideoWriter could not open it with mp4v")
@@ -58,11 +69,57 @@ class _OpenCVWriter:
         self._writer.release()
 
 
-# Tried in order: the first that opens writes the file.
-WRITERS: list[Callable[[Path, tuple[int, int], float, int], _Writer]] = [
+# Tried in order: the first that opens writes the file. (path, size, fps, crf, voice)
+WRITERS: list[Callable[[Path, tuple[int, int], float, int, bool], _Writer]] = [
     _h264_writer,
     _OpenCVWriter,
 ]
+
+
+class VoiceTape:
+    """Lays a VoiceFeed's 20 ms chunks into a recording at the moments they were heard,
+    counted from `start_ts` (the first frame's capture time): the voice of one moment beside
+    the avatar frame of that moment. The chunks are laid end to end; where they fall behind
+    their moment by more than `slack` chunks (the microphone paused), silence fills the gap,
+    and a chunk more than `slack` ahead of it (the microphone's clock runs fast) is dropped.
+    Thread-safe on the listening side (the feed's thread); take() on one thread."""
+
+    CHUNK = 960  # samples (20 ms at 48 kHz)
+
+    def __init__(self, feed: VoiceFeed, start_ts: float, slack: int = 3) -> None:
+        self._start_ts = start_ts
+        self._slack = slack * self.CHUNK
+        self._heard: queue.SimpleQueue[tuple[np.ndarray, float]] = queue.SimpleQueue()
+        self._next: int | None = None  # the sample the next chunk starts at
+        self._remove = feed.listen(lambda samples, arrived: self._heard.put((samples, arrived)))
+
+    def take(self, until: int | None = None) -> list[tuple[np.ndarray, int]]:
+        """The chunks heard since the last take → [(samples (1, 1920) int16, first sample)],
+        in order; with `until`, none that starts at or after that sample."""
+        out: list[tuple[np.ndarray, int]] = []
+        while True:
+            try:
+                samples, arrived = self._heard.get_nowait()
+            except queue.Empty:
+                return out
+            at = round((arrived - self._start_ts) * VOICE_RATE) - self.CHUNK  # its start
+            if self._next is None:
+                if at < 0:
+                    continue  # heard before the first frame
+                self._next = at
+            if self._next - at > self._slack:
+                continue  # ahead of its moment: dropped
+            if at - self._next > self._slack:
+                while at - self._next >= self.CHUNK:
+                    if until is None or self._next < until:
+                        out.append((np.zeros_like(samples), self._next))
+                    self._next += self.CHUNK
+            if until is None or self._next < until:
+                out.append((samples, self._next))
+            self._next += self.CHUNK
+
+    def close(self) -> None:
+        self._remove()
 
 
 class RecordSink:
@@ -75,8 +132,10 @@ class RecordSink:
 
     name = "record"
 
-    def __init__(self, config: RecordConfig) -> None:
+    def __init__(self, config: RecordConfig, voice: VoiceFeed | None = None) -> None:
         self._config = config
+        self._voice = voice  # --voice: recorded beside the avatar, by capture time
+        self._tape: VoiceTape | None = None
         self._writer: _Writer | None = None
         self._fps = 0.0
         self._size = (0, 0)  # (w, h) the file was opened at
@@ -90,13 +149,17 @@ class RecordSink:
         self._fps = self._config.fps or fps
         self._size = (width, height)
         errors = []
+        voice = self._voice is not None
         for make in WRITERS:
             try:
-                self._writer = make(path, (width, height), self._fps, self._config.crf)
-                return
+                self._writer = make(path, (width, height), self._fps, self._config.crf, voice)
+                break
             except Exception as exc:
                 errors.append(f"{getattr(make, '__name__', make)}: {exc}")
-        raise SinkUnavailableError(f"cannot record to {path}: {'; '.join(errors)}")
+        else:
+            raise SinkUnavailableError(f"cannot record to {path}: {'; '.join(errors)}")
+        if voice and not hasattr(self._writer, "write_voice"):
+            log.warning("recording %s without the voice: this PyAV has no libx264", path)
 
     def send(self, frame: Frame) -> None:
         if self._writer is None:
@@ -107,11 +170,25 @@ class RecordSink:
                 self._write(self._last.image)
         self._write(frame.image)
         self._last = frame
+        if self._voice is not None and self._tape is None and hasattr(self._writer, "write_voice"):
+            self._tape = VoiceTape(self._voice, frame.capture_ts)
+        self._write_voice()
 
     def close(self) -> None:
         writer, self._writer = self._writer, None
+        if self._tape is not None:
+            self._tape.close()
+            if writer is not None:  # what was heard up to the last frame's end
+                self._write_voice(writer, round(self.frames_written / self._fps * VOICE_RATE))
         if writer is not None:
             writer.close()
+
+    def _write_voice(self, writer: _Writer | None = None, until: int | None = None) -> None:
+        writer = writer or self._writer
+        if self._tape is None or writer is None:
+            return
+        for samples, at in self._tape.take(until):
+            writer.write_voice(samples, at)  # type: ignore[attr-defined]
 
     def _write(self, image: np.ndarray) -> None:
         assert self._writer is not None

@@ -111,7 +111,8 @@ def _preview(**kw: Any) -> Sink:
 def _record(**kw: Any) -> Sink:
     from streamer.sink_record import RecordConfig, RecordSink
 
-    return RecordSink(RecordConfig(**kw))
+    voice = kw.pop("voice", None)
+    return RecordSink(RecordConfig(**kw), voice)
 
 
 def _webrtc(**kw: Any) -> Sink:
@@ -128,6 +129,6 @@ def _whip(**kw: Any) -> Sink:
 
 register_sink("virtualcam", _virtualcam)  # kw: VirtualCamConfig fields
 register_sink("preview", _preview)  # kw: PreviewConfig fields, on_key, overlay, on_close
-register_sink("record", _record)  # kw: RecordConfig fields (path=...)
-register_sink("webrtc", _webrtc)  # kw: host, port, token, max_sessions
-register_sink("whip", _whip)  # kw: url, token, timeout_s
+register_sink("record", _record)  # kw: RecordConfig fields (path=...), voice
+register_sink("webrtc", _webrtc)  # kw: host, port, token, max_sessions, voice
+register_sink("whip", _whip)  # kw: url, token, timeout_s, voice

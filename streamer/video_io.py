@@ -91,15 +91,20 @@ def _video_stream(container, path: str | Path):  # type: ignore[no-untyped-def]
     return container.streams.video[0]
 
 
+VOICE_RATE = 48_000  # write_voice()'s sample rate
+
+
 class VideoWriter:
-    """H.264 mp4 writer; copies the audio track of `audio_from` (if it has one) into the file.
+    """H.264 mp4 writer; copies the audio track of `audio_from` (if it has one) into the file,
+    or with `voice`, encodes the sound given to write_voice() as AAC.
 
     Frames: (H, W, 3) uint8 BGR, all the same size. Use as a context manager; close() muxes
     the audio and is safe to call more than once.
     """
 
     def __init__(
-        self, path: str | Path, fps: float, audio_from: str | Path | None = None, crf: int = 18
+        self, path: str | Path, fps: float, audio_from: str | Path | None = None, crf: int = 18,
+        voice: bool = False,
     ) -> None:
         import av
 
@@ -111,6 +116,10 @@ class VideoWriter:
         self._stream = None
         self._audio_in = None
         self._audio_out = None
+        self._voice = None
+        if voice:
+            self._voice = self._container.add_stream("aac", rate=VOICE_RATE)
+            self._voice.layout = "stereo"
         self.frames_written = 0
         self._closed = False
         self._add_audio()
@@ -145,6 +154,19 @@ class VideoWriter:
             self._container.mux(packet)
         self.frames_written += 1
 
+    def write_voice(self, samples: np.ndarray, pts: int) -> None:
+        """samples: (1, 2 × n) int16, stereo at 48 kHz, interleaved, starting `pts` samples
+        into the file (after the first frame: the file's header is written with it)."""
+        import av
+
+        if self._voice is None or self._stream is None:
+            raise RuntimeError("write_voice needs voice=True and a frame written first")
+        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="stereo")
+        frame.sample_rate = VOICE_RATE
+        frame.pts, frame.time_base = pts, Fraction(1, VOICE_RATE)
+        for packet in self._voice.encode(frame):
+            self._container.mux(packet)
+
     def close(self) -> None:
         if self._closed:
             return
@@ -153,6 +175,9 @@ class VideoWriter:
             if self._stream is not None:
                 for packet in self._stream.encode():
                     self._container.mux(packet)
+                if self._voice is not None:
+                    for packet in self._voice.encode():
+                        self._container.mux(packet)
                 self._mux_audio()
         finally:
             self._container.close()

@@ -1,4 +1,4 @@
-"""A microphone (or a sound file) as an aiortc audio track: `--voice` on `client` and `stream`.
+"""A microphone (or a sound file): `--voice` on `client` and `stream`.
 
     --voice default              this machine's default microphone (PulseAudio or ALSA on
                                  Linux, the first AVFoundation device on macOS)
@@ -6,21 +6,37 @@
                                  avfoundation::0, dshow:audio=Microphone (Realtek Audio)
     --voice FILE                 a sound (or video) file's first audio track, in real time
 
-The track is aiortc's MediaPlayer reading through PyAV; which devices exist depends on the
-FFmpeg in PyAV's wheel (`python -c "import av; print(av.formats_available)"`).
+aiortc's MediaPlayer reads it through PyAV; which devices exist depends on the FFmpeg in
+PyAV's wheel (`python -c "import av; print(av.formats_available)"`). A VoiceFeed reads it on
+its own thread and hands every 20 ms to each output that carries sound (the WebRTC server's
+viewers, a WHIP ingest, a recording), so one microphone serves them all.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import sys
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from streamer.errors import VoiceUnavailableError
 
 if TYPE_CHECKING:
     from aiortc import MediaStreamTrack
+
+logger = logging.getLogger(__name__)
+
+# a listener of a VoiceFeed: (samples: (1, 1920) int16, 20 ms stereo at 48 kHz, interleaved;
+# arrived: time.monotonic() when they came); called on the feed's thread, must not block
+VoiceListener = Callable[[np.ndarray, float], None]
 
 CAPTURE_FORMATS = ("alsa", "pulse", "avfoundation", "dshow", "oss", "jack", "openal")
 
@@ -72,8 +88,9 @@ def _formats_available() -> frozenset[str]:
 
 
 class Voice:
-    """An opened --voice: `track` is its audio (20 ms-ish frames, as the device gives them).
-    close() stops it; safe to call more than once."""
+    """An opened --voice: `track` is its audio, as aiortc's MediaPlayer gives it (48 kHz
+    stereo). close() stops it; safe to call more than once; call it on the loop that reads
+    the track (the player's thread hands frames to that loop)."""
 
     def __init__(self, spec: VoiceSpec) -> None:
         import av
@@ -100,6 +117,76 @@ class Voice:
         self.track.stop()
 
 
-def open_voice(spec: str) -> Voice:
-    """--voice's value → an opened Voice. Raises VoiceUnavailableError."""
-    return Voice(parse_voice(spec))
+class VoiceFeed:
+    """An opened --voice, read on its own loop thread from the moment it opens: every
+    listener gets each 20 ms of it (VoiceListener). close() stops it and the thread; safe to
+    call more than once. Raises VoiceUnavailableError when the voice cannot be opened."""
+
+    def __init__(self, spec: VoiceSpec) -> None:
+        from streamer.webrtc_tracks import LoopThread
+
+        self._listeners: list[VoiceListener] = []
+        self._lock = threading.Lock()
+        self._thread = LoopThread("headcast-voice")
+        try:
+            self._voice = Voice(spec)
+        except BaseException:
+            self._thread.close()
+            raise
+        self.ended = threading.Event()  # the microphone stopped (unplugged) or the file ended
+        self._task = asyncio.run_coroutine_threadsafe(self._read(), self._thread.loop)
+        self._closed = False
+
+    def listen(self, listener: VoiceListener) -> Callable[[], None]:
+        """Add a listener → a function that removes it."""
+        with self._lock:
+            self._listeners.append(listener)
+
+        def remove() -> None:
+            with self._lock, contextlib.suppress(ValueError):
+                self._listeners.remove(listener)
+
+        return remove
+
+    async def _read(self) -> None:
+        from aiortc.mediastreams import MediaStreamError
+
+        from streamer.webrtc_audio import Chunker
+
+        chunker = Chunker()
+        try:
+            while True:
+                frame = await self._voice.track.recv()
+                arrived = time.monotonic()
+                for samples in chunker.split(frame):
+                    with self._lock:
+                        listeners = list(self._listeners)
+                    for listener in listeners:
+                        try:
+                            listener(samples, arrived)
+                        except Exception:  # one output's trouble is not the others'
+                            logger.exception("a --voice listener failed")
+        except MediaStreamError:
+            if not self._closed:  # not stopped by close()
+                logger.warning("the voice (%s) stopped: outputs carry silence from here",
+                               self._voice.spec.device)
+        finally:
+            self.ended.set()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+
+        async def stop() -> None:
+            self._voice.close()  # on its loop: the player's thread hands frames to it
+
+        with contextlib.suppress(Exception):
+            self._thread.run(stop(), timeout=5)
+        self._task.cancel()
+        self._thread.close()
+
+
+def open_voice_feed(spec: str) -> VoiceFeed:
+    """--voice's value → a VoiceFeed, reading. Raises VoiceUnavailableError."""
+    return VoiceFeed(parse_voice(spec))

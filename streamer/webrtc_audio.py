@@ -26,6 +26,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from aiortc import MediaStreamTrack
@@ -33,6 +34,9 @@ from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, AudioResampler
 
 from streamer.webrtc_tracks import FrameClock
+
+if TYPE_CHECKING:
+    from streamer.voice import VoiceFeed
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +64,19 @@ def audio_frame(samples: np.ndarray) -> AudioFrame:
     frame = AudioFrame.from_ndarray(samples, format="s16", layout="stereo")
     frame.sample_rate = AUDIO_RATE
     return frame
+
+
+class Chunker:
+    """Audio frames of any rate, layout and size → 20 ms chunks of 48 kHz stereo: (1, 1920)
+    int16, interleaved. Their pts are dropped (the chunks are laid by when they came)."""
+
+    def __init__(self) -> None:
+        self._resampler = AudioResampler(
+            format="s16", layout="stereo", rate=AUDIO_RATE, frame_size=FRAME_SAMPLES)
+
+    def split(self, frame: AudioFrame) -> list[np.ndarray]:
+        frame.pts = None  # a lost packet leaves a gap in the pts the resampler would fill
+        return [chunk.to_ndarray() for chunk in self._resampler.resample(frame)]
 
 
 def silence() -> np.ndarray:
@@ -145,12 +162,17 @@ class VoiceDelay:
 
 
 class AudioRelay:
-    """The newest sender's audio to every viewer's RelayedAudioTrack. Lives on one loop."""
+    """The newest sender's audio to every viewer's RelayedAudioTrack. Lives on one loop.
+
+    A sender is a remote track (publish: a WHIP session's microphone) or a VoiceFeed
+    (follow: this machine's --voice)."""
 
     def __init__(self, config: AudioConfig = AudioConfig()) -> None:
         self.config = config
         self._viewers: list[RelayedAudioTrack] = []
-        self._senders: dict[str, asyncio.Task[None]] = {}  # in order of arrival: last = heard
+        # sender → how to stop reading it; in order of arrival: the last one is heard
+        self._senders: dict[str, Callable[[], None]] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
         self._delays: dict[str, VoiceDelay] = {}
 
     @property
@@ -176,39 +198,57 @@ class AudioRelay:
         (seconds), None before the first."""
         self.unpublish(sender)
         self._delays[sender] = VoiceDelay(self.config, latency)
-        self._senders[sender] = asyncio.ensure_future(self._pump(sender, track))
+        task = asyncio.ensure_future(self._pump(sender, track))
+        self._tasks[sender] = task
+        self._senders[sender] = task.cancel
         logger.info("voice of %s relayed to the viewers", sender)
 
+    def follow(self, sender: str, feed: VoiceFeed, latency: Callable[[], float | None]) -> None:
+        """Relay a VoiceFeed (this machine's --voice) as `sender` until unpublish(sender);
+        latency() as for publish(). Call on the relay's loop."""
+        self.unpublish(sender)
+        loop = asyncio.get_running_loop()
+        self._delays[sender] = VoiceDelay(self.config, latency)
+
+        def heard(samples: np.ndarray, arrived: float) -> None:  # on the feed's thread
+            with contextlib.suppress(RuntimeError):  # this loop closed: nobody to hand to
+                loop.call_soon_threadsafe(self._hand, sender, samples, arrived)
+
+        self._senders[sender] = feed.listen(heard)
+
     def unpublish(self, sender: str) -> None:
-        task = self._senders.pop(sender, None)
+        stop = self._senders.pop(sender, None)
         self._delays.pop(sender, None)
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
+        task = self._tasks.pop(sender, None)
+        if stop is not None and task is not asyncio.current_task():
+            stop()
+
+    def _hand(self, sender: str, samples: np.ndarray, arrived: float) -> None:
+        """20 ms of a sender's voice ((1, 1920) int16), arrived at monotonic time `arrived`:
+        to every viewer, due once the sender's video delay has passed (the speaker's only)."""
+        delay = self._delays.get(sender)
+        seconds = delay.update() if delay is not None else None
+        if self.speaker != sender or seconds is None:
+            return
+        for viewer in list(self._viewers):
+            viewer.push(samples, arrived + seconds)
 
     async def _pump(self, sender: str, track: MediaStreamTrack) -> None:
-        resampler = AudioResampler(
-            format="s16", layout="stereo", rate=AUDIO_RATE, frame_size=FRAME_SAMPLES)
-        delay = self._delays[sender]
+        chunker = Chunker()
         try:
-            while True:
+            while True:  # read all the same when not heard: an unread receiver queues forever
                 frame = await track.recv()
                 arrived = time.monotonic()
-                seconds = delay.update()
-                if self.speaker != sender or seconds is None:
-                    continue  # read all the same: an unread receiver queues without bound
-                frame.pts = None  # the relay stamps its own; a lost packet leaves a gap here
-                for chunk in resampler.resample(frame):
-                    samples = chunk.to_ndarray()
-                    for viewer in list(self._viewers):
-                        viewer.push(samples, arrived + seconds)
+                for samples in chunker.split(frame):
+                    self._hand(sender, samples, arrived)
         except MediaStreamError:
-            logger.info("voice of %s ended", sender)  # a microphone gone, a sender left
+            logger.info("voice of %s ended", sender)  # a sender left, its microphone stopped
         finally:
-            if self._senders.get(sender) is asyncio.current_task():
+            if self._tasks.get(sender) is asyncio.current_task():
                 self.unpublish(sender)
 
     async def close(self) -> None:
-        tasks = list(self._senders.values())
+        tasks = list(self._tasks.values())
         for sender in list(self._senders):
             self.unpublish(sender)
         for task in tasks:

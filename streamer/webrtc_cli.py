@@ -225,7 +225,7 @@ def client_source(args: argparse.Namespace) -> Source:
 
 
 def run_client_command(args: argparse.Namespace) -> int:
-    from streamer.voice import open_voice
+    from streamer.voice import open_voice_feed
 
     config = EndpointConfig(url=whip_url(args.server), token=args.token)
 
@@ -236,14 +236,13 @@ def run_client_command(args: argparse.Namespace) -> int:
         )
 
     with ExitStack() as stack:
-        voice = open_voice(args.voice) if args.voice else None
+        voice = open_voice_feed(args.voice) if args.voice else None
         if voice is not None:
             stack.callback(voice.close)
         source = client_source(args)
         stack.callback(source.close)
         sink = client_sink(args)
         with suppress(KeyboardInterrupt):
-            stats = asyncio.run(run_client(config, source, sink, args.duration, connected,
-                                           voice.track if voice is not None else None))
+            stats = asyncio.run(run_client(config, source, sink, args.duration, connected, voice))
             print(f"headcast: {stats.line()}", file=sys.stderr)
     return 0

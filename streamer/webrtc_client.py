@@ -33,8 +33,8 @@ from streamer.errors import SignallingError, SinkUnavailableError
 from streamer.frames import Frame, Sink
 from streamer.sink_runner import SinkRunner, SinkStats
 from streamer.sources import Source
-from streamer.voice import Voice, VoiceSpec
-from streamer.webrtc_audio import AudioRelay
+from streamer.voice import VoiceFeed
+from streamer.webrtc_audio import AudioConfig, AudioRelay
 from streamer.webrtc_tracks import (
     VIDEO_CLOCK_RATE,
     VIDEO_TIME_BASE,
@@ -174,14 +174,13 @@ class WhipSink:
 
     name = "whip"
 
-    def __init__(self, config: EndpointConfig, voice: VoiceSpec | None = None) -> None:
+    def __init__(self, config: EndpointConfig, voice: VoiceFeed | None = None) -> None:
         self._config = config
-        self._voice_spec = voice  # a microphone sent with the avatar, delayed to meet it
+        self._voice = voice  # a microphone sent with the avatar, delayed to meet it
         self._slot = FrameSlot()
         self._thread: LoopThread | None = None
         self._session: WebRTCSession | None = None
         self._relay: AudioRelay | None = None
-        self._voice: Voice | None = None
         self._closed = False
 
     def open(self, width: int, height: int, fps: float) -> None:
@@ -192,10 +191,9 @@ class WhipSink:
 
         async def connect() -> WebRTCSession:
             audio = None
-            if self._voice_spec is not None:
-                self._voice = Voice(self._voice_spec)
+            if self._voice is not None:
                 self._relay = AudioRelay()
-                self._relay.publish("voice", self._voice.track, self._slot.latency)
+                self._relay.follow("voice", self._voice, self._slot.latency)
                 audio = self._relay.subscribe()
             session = await WebRTCSession.open(
                 self._config, send=track, receive=False, send_audio=audio)
@@ -209,18 +207,16 @@ class WhipSink:
         try:
             self._session = self._thread.run(connect())
         except BaseException as exc:
-            self._close_voice()
+            self._close_relay()
             self._thread.close()
             if isinstance(exc, SignallingError):
                 raise SinkUnavailableError(str(exc)) from exc
             raise
 
-    def _close_voice(self) -> None:
+    def _close_relay(self) -> None:
         if self._relay is not None and self._thread is not None:
             with contextlib.suppress(Exception):
                 self._thread.run(self._relay.close(), timeout=5)
-        if self._voice is not None:
-            self._voice.close()
 
     def send(self, frame: Frame) -> None:
         self._slot.put(frame)
@@ -234,7 +230,7 @@ class WhipSink:
         if self._session is not None:
             with contextlib.suppress(Exception):
                 self._thread.run(self._session.close(), timeout=10)
-        self._close_voice()
+        self._close_relay()
         self._thread.close()
 
 
@@ -297,11 +293,11 @@ async def run_client(
     sink: Sink,
     duration_s: float | None = None,
     on_connected: Callable[[], None] | None = None,
-    voice: MediaStreamTrack | None = None,
+    voice: VoiceFeed | None = None,
 ) -> SinkStats:
     """Send `source` to a `headcast serve` WHIP endpoint and feed the avatar to `sink`;
-    `voice` (a microphone's track) goes with it, for the server's viewers, and is stopped
-    with the session.
+    `voice` (this machine's microphone) goes with it as it comes, for the server's viewers
+    (the server delays it to meet the avatar).
 
     The sink gets frames through a SinkRunner (its own thread, newest wins; opened at the
     first avatar frame's size). Runs until the server ends the session, the source fails,
@@ -314,8 +310,13 @@ async def run_client(
     convert = ThreadPoolExecutor(1, thread_name_prefix="headcast-client-decode")
     session: WebRTCSession | None = None
     worker: LatestWorker[None] | None = None
+    relay = AudioRelay(AudioConfig(extra_delay_s=0.0)) if voice is not None else None
     try:
-        session = await WebRTCSession.open(config, send=track, receive=True, send_audio=voice)
+        audio = None
+        if relay is not None and voice is not None:
+            relay.follow("voice", voice, lambda: 0.0)  # undelayed: `serve` delays it
+            audio = relay.subscribe()
+        session = await WebRTCSession.open(config, send=track, receive=True, send_audio=audio)
         await session.wait_connected()
         if on_connected is not None:
             on_connected()
@@ -332,8 +333,8 @@ async def run_client(
         if worker is not None:
             worker.stop()
         track.stop()
-        if voice is not None:
-            voice.stop()  # on this loop: its reader thread hands frames to it
+        if relay is not None:
+            await relay.close()
         if session is not None:
             await session.close()
         await asyncio.get_running_loop().run_in_executor(convert, runner.close)
@@ -358,7 +359,7 @@ def whip_sink(
     url: str | None = None,
     token: str | None = None,
     timeout_s: float = 15.0,
-    voice: VoiceSpec | None = None,
+    voice: VoiceFeed | None = None,
 ) -> WhipSink:
     """Sink-registry factory for `--output whip:URL` (create_sink("whip", url=URL))."""
     if not url or not url.startswith(("http://", "https://")):

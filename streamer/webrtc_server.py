@@ -65,7 +65,7 @@ from streamer.errors import (
     SinkUnavailableError,
 )
 from streamer.frames import Frame, FrameProcessor, StagedProcessor
-from streamer.voice import Voice, VoiceSpec
+from streamer.voice import VoiceFeed
 from streamer.webrtc_audio import AudioRelay
 from streamer.webrtc_tracks import AvatarTrack, FrameSlot, LoopThread, ProcessedTrack
 
@@ -192,7 +192,7 @@ class AvatarServer:
         slot: FrameSlot | None = None,
         processors: ProcessorFactory | None = None,
         on_recalibrate: Callable[[], None] | None = None,
-        voice: VoiceSpec | None = None,
+        voice: VoiceFeed | None = None,
     ) -> None:
         self.config = config
         self.slot = slot if slot is not None else FrameSlot()
@@ -201,8 +201,7 @@ class AvatarServer:
         # serve mode: the newest sender's microphone goes on to the viewers; playback: this
         # machine's (`stream --voice`), delayed as long as a frame takes to reach the slot
         self.audio = AudioRelay() if processors is not None or voice is not None else None
-        self._voice_spec = voice
-        self._voice: Voice | None = None
+        self._voice = voice
         self.sessions: dict[str, Session] = {}
         self.port = config.port
         self._runner: web.AppRunner | None = None
@@ -241,11 +240,9 @@ class AvatarServer:
         return app
 
     async def start(self) -> None:
-        """Bind and serve. Raises PortInUseError / SinkUnavailableError when it cannot, and
-        VoiceUnavailableError when its --voice cannot be opened."""
-        if self._voice_spec is not None and self.audio is not None:
-            self._voice = Voice(self._voice_spec)
-            self.audio.publish("voice", self._voice.track, self.slot.latency)
+        """Bind and serve. Raises PortInUseError / SinkUnavailableError when it cannot."""
+        if self._voice is not None and self.audio is not None:
+            self.audio.follow("voice", self._voice, self.slot.latency)
         self._runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False)
         await self._runner.setup()
         try:
@@ -256,8 +253,8 @@ class AvatarServer:
         except OSError as exc:
             await self._runner.cleanup()
             self._runner = None
-            if self._voice is not None:
-                self._voice.close()
+            if self.audio is not None:
+                await self.audio.close()
             raise _bind_error(self.config, exc) from exc
         self.port = self._runner.addresses[0][1]
 
@@ -269,8 +266,6 @@ class AvatarServer:
         await asyncio.gather(*(self.close_session(sid) for sid in list(self.sessions)))
         if self.audio is not None:
             await self.audio.close()
-        if self._voice is not None:
-            self._voice.close()
         if self._runner is not None:
             await self._runner.cleanup()
         self._enroll_executor.shutdown(wait=False)
@@ -613,7 +608,7 @@ class ServerThread:
         slot: FrameSlot | None = None,
         processors: ProcessorFactory | None = None,
         on_recalibrate: Callable[[], None] | None = None,
-        voice: VoiceSpec | None = None,
+        voice: VoiceFeed | None = None,
     ) -> None:
         self._thread = LoopThread("headcast-webrtc")
         self.server = AvatarServer(config, slot, processors, on_recalibrate, voice)
@@ -665,7 +660,7 @@ class WebRTCSink:
         config: ServerConfig = ServerConfig(),
         announce: Callable[[str], None] = _print_to_stderr,
         on_recalibrate: Callable[[], None] | None = None,
-        voice: VoiceSpec | None = None,
+        voice: VoiceFeed | None = None,
     ) -> None:
         self._config = config
         self._announce = announce
@@ -717,7 +712,7 @@ def webrtc_sink(
     tls_cert: str | None = None,
     tls_key: str | None = None,
     on_recalibrate: Callable[[], None] | None = None,
-    voice: VoiceSpec | None = None,
+    voice: VoiceFeed | None = None,
 ) -> WebRTCSink:
     """Sink-registry factory for `--output webrtc` (create_sink("webrtc", port=…))."""
     config = ServerConfig(

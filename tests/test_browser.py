@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from webrtc_utils import (
     Feeder,
-    Listener,
     browser_available,
     chromium,
     clip_frames,
@@ -24,12 +23,12 @@ from webrtc_utils import (
     mean_abs_diff,
     rms,
     wait_for_js,
+    whep_hear,
     write_wav,
     write_y4m,
 )
 
 from streamer.renderer import RendererConfig
-from streamer.webrtc_client import EndpointConfig, WebRTCSession
 from streamer.webrtc_server import ServerConfig, ServerThread, WebRTCSink
 
 pytestmark = [
@@ -307,19 +306,6 @@ def fake_microphone(tmp_path_factory: pytest.TempPathFactory) -> Path:
 HUM_HZ = 660.0
 
 
-async def _hear(url: str, seconds: float) -> np.ndarray:
-    """What a Python WHEP viewer of `url` hears over `seconds`, once its audio arrives."""
-    viewer = await WebRTCSession.open(EndpointConfig(f"{url}/whep"), None, True,
-                                      receive_audio=True)
-    listener = Listener(await asyncio.wait_for(viewer.remote_audio, 10))
-    try:
-        await asyncio.sleep(1.0)
-        return await listener.after(seconds)
-    finally:
-        listener.close()
-        await viewer.close()
-
-
 def test_serve_page_sends_the_voice_to_the_viewers_and_the_player_plays_it(
     serve: ServerThread, fake_camera: Path, fake_microphone: Path
 ) -> None:
@@ -334,7 +320,7 @@ def test_serve_page_sends_the_voice_to_the_viewers_and_the_player_plays_it(
         assert driver.execute_script("return headcast.state.voice") is True
         status = driver.execute_script("return document.getElementById('status').textContent")
         assert status == "Live. Viewers hear you."
-        heard = asyncio.run(_hear(serve.url, 1.0))
+        heard = asyncio.run(whep_hear(serve.url, 1.0))
         assert rms(heard) > 0.01 and abs(dominant_hz(heard) - HUM_HZ) < 5, (
             f"rms {rms(heard):.4f}, {dominant_hz(heard):.0f} Hz")
         assert driver.execute_script(

@@ -264,3 +264,76 @@ def test_record_into_a_missing_folder_is_unavailable(tmp_path):
     sink = RecordSink(RecordConfig(str(tmp_path / "no" / "out.mp4")))
     with pytest.raises(SinkUnavailableError, match="missing"):
         sink.open(64, 48, 25.0)
+
+
+class FakeFeed:
+    """A VoiceFeed the test speaks into: say(samples, arrived) calls every listener."""
+
+    def __init__(self) -> None:
+        self.listeners: list = []
+
+    def listen(self, listener):  # type: ignore[no-untyped-def]
+        self.listeners.append(listener)
+        return lambda: self.listeners.remove(listener)
+
+    def say(self, samples: np.ndarray, arrived: float) -> None:
+        for listener in list(self.listeners):
+            listener(samples, arrived)
+
+
+def chunk(value: int) -> np.ndarray:
+    return np.full((1, 1920), value, np.int16)
+
+
+def test_the_voice_tape_lays_each_chunk_at_its_moment() -> None:
+    feed = FakeFeed()
+    tape = sink_record.VoiceTape(feed, start_ts=100.0)  # type: ignore[arg-type]
+    feed.say(chunk(9), 99.99)  # before the first frame: not recorded
+    feed.say(chunk(1), 100.04)  # heard [0.02, 0.04): starts at sample 960
+    feed.say(chunk(2), 100.06)
+    feed.say(chunk(3), 100.06)  # two chunks of one device read: laid end to end
+    assert [(int(s[0, 0]), at) for s, at in tape.take()] == [(1, 960), (2, 1920), (3, 2880)]
+    feed.say(chunk(4), 100.30)  # the microphone paused: silence up to its moment
+    laid = tape.take()
+    assert [at for _, at in laid] == list(range(3840, 13440 + 1, 960))
+    assert all(int(s[0, 0]) == 0 for s, _ in laid[:-1]) and int(laid[-1][0][0, 0]) == 4
+    for value in range(5, 12):  # a burst from a clock that runs fast: the last ones dropped
+        feed.say(chunk(value), 100.30)
+    assert [int(s[0, 0]) for s, _ in tape.take()] == [5, 6, 7]
+    feed.say(chunk(12), 100.34)
+    assert [(int(s[0, 0]), at) for s, at in tape.take(until=17280)] == []  # at 17280: cut
+    tape.close()
+    assert feed.listeners == []
+
+
+def test_record_carries_the_voice_beside_the_avatar_frame_of_its_moment(tmp_path):
+    """Frames of a camera at 25 fps, dark until 1 s, bright after; the voice silent until
+    1 s, humming after, each 20 ms heard at the end of its moment: in the file, the hum
+    starts where the bright frames do."""
+    import av
+
+    feed = FakeFeed()
+    path = tmp_path / "out.mp4"
+    sink = RecordSink(RecordConfig(str(path)), voice=feed)  # type: ignore[arg-type]
+    sink.open(64, 48, 25.0)
+    t = np.arange(960) / 48_000
+    hum = np.repeat((0.3 * 32767 * np.sin(2 * np.pi * 440 * t)).astype(np.int16), 2)[None]
+    for k in range(50):
+        at = 100.0 + k * 0.04
+        sink.send(Frame(np.full((48, 64, 3), 220 if k >= 25 else 20, np.uint8), at, k))
+        for half in (0.02, 0.04):
+            feed.say(hum if k >= 25 else np.zeros_like(hum), at + half)
+    sink.close()
+    with av.open(str(path)) as container:
+        video = [f.to_ndarray(format="gray").mean() for f in container.decode(video=0)]
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        assert stream.codec_context.name == "aac"
+        frames = list(container.decode(audio=0))
+    start = float(frames[0].pts * frames[0].time_base)
+    samples = np.concatenate([np.abs(f.to_ndarray()).max(axis=0) for f in frames])
+    bright = next(i for i, v in enumerate(video) if v > 120) / 25.0
+    loud = start + int(np.argmax(samples > 0.05)) / 48_000
+    assert bright == pytest.approx(1.0)
+    assert abs(loud - bright) < 0.03, f"hum at {loud:.3f} s, bright frame at {bright:.3f} s"
+    assert start + len(samples) / 48_000 < 2.0 + 0.05  # nothing past the last frame's end

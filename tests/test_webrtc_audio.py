@@ -10,10 +10,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from webrtc_utils import FakeFactory, Feeder, Listener, ToneTrack, dominant_hz, power_at, rms
+from webrtc_utils import (
+    FakeFactory,
+    Feeder,
+    Listener,
+    ToneTrack,
+    dominant_hz,
+    power_at,
+    rms,
+    whep_hear,
+)
 
 from benchmarks.voice_sync import Flashes, is_bright, is_loud, watch_onsets
-from streamer.voice import open_voice, parse_voice
+from streamer.voice import VoiceFeed, open_voice_feed
 from streamer.webrtc_audio import FRAME_SAMPLES, AudioConfig, AudioRelay, VoiceDelay
 from streamer.webrtc_client import EndpointConfig, WebRTCSession, run_client, whip_sink
 from streamer.webrtc_server import ServerConfig, ServerThread, webrtc_sink
@@ -241,57 +250,51 @@ def test_a_player_only_server_offers_no_voice() -> None:
 # ---- --voice: this machine's microphone (a sound file here) ------------------------------
 
 
-async def hear(url: str, seconds: float = 1.0) -> np.ndarray:
-    """What a WHEP viewer of `url` hears over `seconds`, after its first second."""
-    viewer = await WebRTCSession.open(EndpointConfig(f"{url}/whep"), None, True,
-                                      receive_audio=True)
-    listener = Listener(await asyncio.wait_for(viewer.remote_audio, 10))
-    try:
-        await asyncio.sleep(1.0)
-        return await listener.after(seconds)
-    finally:
-        listener.close()
-        await viewer.close()
+@pytest.fixture
+def hum_feed(hum_wav: Path) -> Iterator[VoiceFeed]:
+    """--voice hum.wav, read."""
+    feed = open_voice_feed(str(hum_wav))
+    yield feed
+    feed.close()
 
 
-def test_stream_to_webrtc_with_a_voice(hum_wav: Path) -> None:
+def test_stream_to_webrtc_with_a_voice(hum_feed: VoiceFeed) -> None:
     """`stream --output webrtc --voice MIC`: the viewers hear the microphone."""
-    sink = webrtc_sink(port=0, voice=parse_voice(str(hum_wav)))
+    sink = webrtc_sink(port=0, voice=hum_feed)
     sink.open(128, 96, FPS)
     try:
         with Feeder(sink.send, moving_frames(), FPS):
-            assert_hears(asyncio.run(hear(sink.url)), TONES[0])
+            assert_hears(asyncio.run(whep_hear(sink.url)), TONES[0])
     finally:
         sink.close()
 
 
 def test_stream_to_whip_with_a_voice(
-    serve: tuple[ServerThread, FakeFactory], hum_wav: Path
+    serve: tuple[ServerThread, FakeFactory], hum_feed: VoiceFeed
 ) -> None:
     """`stream --output whip:URL --voice MIC`: the ingest gets the voice with the avatar
     (here `serve`, whose viewers then hear it)."""
     server, _ = serve
-    sink = whip_sink(f"{server.url}/whip", voice=parse_voice(str(hum_wav)))
+    sink = whip_sink(f"{server.url}/whip", voice=hum_feed)
     sink.open(128, 96, FPS)
     try:
         with Feeder(sink.send, moving_frames(), FPS):
-            assert_hears(asyncio.run(hear(server.url)), TONES[0])
+            assert_hears(asyncio.run(whep_hear(server.url)), TONES[0])
     finally:
         sink.close()
 
 
-def test_client_with_a_voice(serve: tuple[ServerThread, FakeFactory], hum_wav: Path) -> None:
+def test_client_with_a_voice(serve: tuple[ServerThread, FakeFactory], hum_feed: VoiceFeed) -> None:
     """`client --voice MIC`: the server's viewers hear the client's microphone."""
     from fakes import FakeSink, fake_camera
 
     server, _ = serve
     source, _ = fake_camera(fps=25.0, image=moving_frames()[0])
-    voice = open_voice(str(hum_wav))
 
     async def run() -> np.ndarray:
         client = asyncio.ensure_future(run_client(
-            EndpointConfig(f"{server.url}/whip"), source, FakeSink(), 2.5, voice=voice.track))
-        heard = await hear(server.url)
+            EndpointConfig(f"{server.url}/whip"), source, FakeSink(), 2.5, voice=hum_feed))
+        heard = await whep_hear(server.url)
         await client
         return heard
 
@@ -299,4 +302,3 @@ def test_client_with_a_voice(serve: tuple[ServerThread, FakeFactory], hum_wav: P
         assert_hears(asyncio.run(run()), TONES[0])
     finally:
         source.close()
-        voice.close()

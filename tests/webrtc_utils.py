@@ -199,6 +199,20 @@ async def receive(session: WebRTCSession, seconds: float, skip_s: float = 0.5) -
     return Received(images, times)
 
 
+async def whep_hear(url: str, seconds: float = 1.0) -> np.ndarray:
+    """What a WHEP viewer of a server at `url` hears over `seconds`, after its first second
+    (the left channel, -1..1)."""
+    viewer = await WebRTCSession.open(EndpointConfig(f"{url}/whep"), None, True,
+                                      receive_audio=True)
+    listener = Listener(await asyncio.wait_for(viewer.remote_audio, 10))
+    try:
+        await asyncio.sleep(1.0)
+        return await listener.after(seconds)
+    finally:
+        listener.close()
+        await viewer.close()
+
+
 async def whep_receive(url: str, seconds: float, token: str | None = None) -> Received:
     session = await WebRTCSession.open(EndpointConfig(url, token), send=None, receive=True)
     try:
@@ -277,6 +291,7 @@ __all__ = [
     "mean_abs_diff",
     "receive",
     "wait_for_js",
+    "whep_hear",
     "whep_receive",
     "write_wav",
     "write_y4m",
