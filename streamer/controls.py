@@ -58,12 +58,19 @@ KEYS: dict[int, tuple[str, Action]] = {
 HELP = "keys: r recalibrate · 1-9 portrait · h head pose · m mirror · f/space freeze · q/Esc quit"
 
 
+VOICE_KEY = ord("v")  # --voice on/off, where there is one
+VOICE_HELP = " · v voice"
+
+
 class Controls:
     """Routes key codes to a Controllable; bind() it once the target exists (sinks are
-    created before the pipeline they belong to)."""
+    created before the pipeline they belong to). `voice`: what `v` toggles (the --voice's
+    mute), where there is one."""
 
-    def __init__(self, target: Controllable | None = None) -> None:
+    def __init__(self, target: Controllable | None = None,
+                 voice: Callable[[], bool] | None = None) -> None:
         self._target = target
+        self._voice = voice
 
     def bind(self, target: Controllable) -> None:
         self._target = target
@@ -72,6 +79,9 @@ class Controls:
         """Run the action bound to `key`; False for unbound keys or before bind()."""
         if 65 <= key <= 90:  # upper case letters act like lower case
             key += 32
+        if key == VOICE_KEY and self._voice is not None:
+            log.info("voice on/off: %s", self._voice())
+            return True
         entry = KEYS.get(key)
         if entry is None or self._target is None:
             return False

@@ -17,7 +17,7 @@ from streamer.cli import (
     add_renderer_option,
     renderer_config,
 )
-from streamer.controls import HELP, Controls
+from streamer.controls import HELP, VOICE_HELP, Controls
 from streamer.errors import SinkUnavailableError, VoiceUnavailableError
 from streamer.frames import Sink
 from streamer.paste import Detail
@@ -141,13 +141,14 @@ def run_stream(args: argparse.Namespace) -> int:
             mirror=args.mirror, head_pose=not args.no_head_pose, overlap=not args.no_overlap
         )
         pipeline = stack.enter_context(Pipeline(source, processor, (), config, portraits))
-        context = OutputContext(args, pipeline, Controls(pipeline), voice)
+        controls = Controls(pipeline, voice.toggle_mute if voice is not None else None)
+        context = OutputContext(args, pipeline, controls, voice)
         for spec in outputs:
             pipeline.add_sink(make_output(spec, context))
         if args.record:
             pipeline.add_sink(make_output(f"record:{args.record}", context))
         if "preview" in outputs:
-            print(HELP, file=sys.stderr)
+            print(HELP + (VOICE_HELP if voice is not None else ""), file=sys.stderr)
         print("headcast: look at the camera with a resting face for a moment: that is the "
               "avatar's rest (r or POST /recalibrate takes it again)", file=sys.stderr)
         with suppress(KeyboardInterrupt):  # Ctrl+C is the normal way to stop
@@ -209,10 +210,11 @@ def _virtualcam_options(arg: str, context: OutputContext) -> dict[str, Any]:
 
 
 def _preview_options(arg: str, context: OutputContext) -> dict[str, Any]:
-    pipeline, stats = context.pipeline, context.args.stats
+    pipeline, stats, voice = context.pipeline, context.args.stats, context.voice
 
     def overlay() -> list[str]:  # what the person should know, then the numbers (--stats)
-        return pipeline.status_lines() + (pipeline.stats().lines() if stats else [])
+        muted = ["voice off (v turns it on)"] if voice is not None and voice.muted else []
+        return pipeline.status_lines() + muted + (pipeline.stats().lines() if stats else [])
 
     controls = context.controls
     return {"on_key": controls.handle_key, "on_close": controls.quit, "overlay": overlay}

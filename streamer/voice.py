@@ -134,8 +134,14 @@ class VoiceFeed:
             self._thread.close()
             raise
         self.ended = threading.Event()  # the microphone stopped (unplugged) or the file ended
+        self.muted = False  # listeners get silence (the stream's `v` key), its timing kept
         self._task = asyncio.run_coroutine_threadsafe(self._read(), self._thread.loop)
         self._closed = False
+
+    def toggle_mute(self) -> bool:
+        """Mute or unmute → True when the voice is on now."""
+        self.muted = not self.muted
+        return not self.muted
 
     def listen(self, listener: VoiceListener) -> Callable[[], None]:
         """Add a listener → a function that removes it."""
@@ -159,6 +165,8 @@ class VoiceFeed:
                 frame = await self._voice.track.recv()
                 arrived = time.monotonic()
                 for samples in chunker.split(frame):
+                    if self.muted:
+                        samples = np.zeros_like(samples)
                     with self._lock:
                         listeners = list(self._listeners)
                     for listener in listeners:

@@ -325,6 +325,11 @@ def test_serve_page_sends_the_voice_to_the_viewers_and_the_player_plays_it(
             f"rms {rms(heard):.4f}, {dominant_hz(heard):.0f} Hz")
         assert driver.execute_script(
             "return headcast.state.session.stream.getAudioTracks().length") == 0
+        voice = driver.find_element(By.ID, "voice")
+        voice.click()  # unticked while live: muted
+        assert rms(asyncio.run(whep_hear(serve.url, 1.0))) < 1e-3
+        voice.click()
+        assert rms(asyncio.run(whep_hear(serve.url, 1.0))) > 0.01
         driver.switch_to.new_window("tab")
         driver.get(f"{serve.url}/player")
         wait_for_js(driver, "window.headcast && headcast.state.phase === 'live'", 30)

@@ -371,6 +371,21 @@ def test_hotkeys_drive_the_controls():
     ]
 
 
+def test_v_turns_the_voice_off_and_on_where_there_is_one():
+    target = Target()
+    assert not Controls(target).handle_key(ord("v"))  # no --voice: unbound
+    state = {"on": True}
+
+    def toggle() -> bool:
+        state["on"] = not state["on"]
+        return state["on"]
+
+    controls = Controls(target, toggle)
+    assert controls.handle_key(ord("v")) and state["on"] is False
+    assert controls.handle_key(ord("V")) and state["on"] is True
+    assert target.calls == []
+
+
 def test_hotkeys_work_on_a_running_pipeline():
     source, _ = fake_camera(fps=60.0)
     processor = FakeProcessor()

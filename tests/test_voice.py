@@ -57,6 +57,27 @@ def test_a_sound_file_is_heard_in_real_time_by_every_listener(hum_wav: Path) -> 
     assert arrivals[-1] - arrivals[0] > 0.3  # as it plays, not all at once
 
 
+def test_a_muted_voice_gives_silence_in_its_time(hum_wav: Path) -> None:
+    feed = open_voice_feed(str(hum_wav))
+    heard: list[tuple[float, np.ndarray]] = []
+    try:
+        feed.listen(lambda samples, arrived: heard.append((arrived, samples)))
+        time.sleep(0.3)
+        assert feed.toggle_mute() is False  # muted now
+        muted_at = time.monotonic()
+        time.sleep(0.3)
+        assert feed.toggle_mute() is True
+        on_at = time.monotonic()
+        time.sleep(0.3)
+    finally:
+        feed.close()
+    peak = [(at, int(np.abs(s).max())) for at, s in heard]
+    assert all(p > 1000 for at, p in peak if at < muted_at)
+    quiet = [p for at, p in peak if muted_at + 0.05 < at < on_at]
+    assert len(quiet) >= 10 and max(quiet) == 0  # silence, every 20 ms all the same
+    assert any(p > 1000 for at, p in peak if at > on_at + 0.05)
+
+
 def test_a_sound_file_that_ends_says_so(tmp_path: Path) -> None:
     from webrtc_utils import write_wav
 
