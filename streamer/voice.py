@@ -119,24 +119,32 @@ class Voice:
 
 class VoiceFeed:
     """An opened --voice, read on its own loop thread from the moment it opens: every
-    listener gets each 20 ms of it (VoiceListener). close() stops it and the thread; safe to
-    call more than once. Raises VoiceUnavailableError when the voice cannot be opened."""
+    listener gets each 20 ms of it (VoiceListener). A microphone that stops (unplugged,
+    taken by another program) is reopened every `reopen_s` until it is back, the listeners
+    hearing nothing meanwhile; a sound file that ends sets `ended`. close() stops it and the
+    thread; safe to call more than once. Raises VoiceUnavailableError when the voice cannot
+    be opened at first. `opener` opens a VoiceSpec (tests pass fakes)."""
 
-    def __init__(self, spec: VoiceSpec) -> None:
+    def __init__(self, spec: VoiceSpec, opener: Callable[[VoiceSpec], Voice] = Voice,
+                 reopen_s: float = 1.0) -> None:
         from streamer.webrtc_tracks import LoopThread
 
+        self.spec = spec
+        self._opener = opener
+        self._reopen_s = reopen_s
         self._listeners: list[VoiceListener] = []
         self._lock = threading.Lock()
         self._thread = LoopThread("headcast-voice")
         try:
-            self._voice = Voice(spec)
+            self._voice: Voice | None = opener(spec)
         except BaseException:
             self._thread.close()
             raise
-        self.ended = threading.Event()  # the microphone stopped (unplugged) or the file ended
+        self.ended = threading.Event()  # a sound file's end (a microphone is waited for)
+        self.reopened = 0  # times a stopped microphone came back
         self.muted = False  # listeners get silence (the stream's `v` key), its timing kept
-        self._task = asyncio.run_coroutine_threadsafe(self._read(), self._thread.loop)
         self._closed = False
+        self._task = asyncio.run_coroutine_threadsafe(self._read(), self._thread.loop)
 
     def toggle_mute(self) -> bool:
         """Mute or unmute → True when the voice is on now."""
@@ -155,14 +163,35 @@ class VoiceFeed:
         return remove
 
     async def _read(self) -> None:
+        voice = self._voice
+        try:
+            while voice is not None and not self._closed:
+                await self._hand_out(voice)
+                voice.close()
+                self._voice = None
+                if self._closed:
+                    break
+                if self.spec.format is None:  # a file: played to its end
+                    logger.info("the voice (%s) ended: outputs carry silence from here",
+                                self.spec.device)
+                    break
+                logger.warning("the microphone (%s:%s) stopped: reopening it every %.0f s; "
+                               "outputs carry silence meanwhile", self.spec.format,
+                               self.spec.device, self._reopen_s)
+                voice = self._voice = await self._reopen()
+        finally:
+            self.ended.set()
+
+    async def _hand_out(self, voice: Voice) -> None:
+        """Every 20 ms of `voice` to every listener, until it stops."""
         from aiortc.mediastreams import MediaStreamError
 
         from streamer.webrtc_audio import Chunker
 
         chunker = Chunker()
-        try:
+        with contextlib.suppress(MediaStreamError):
             while True:
-                frame = await self._voice.track.recv()
+                frame = await voice.track.recv()
                 arrived = time.monotonic()
                 for samples in chunker.split(frame):
                     if self.muted:
@@ -174,12 +203,19 @@ class VoiceFeed:
                             listener(samples, arrived)
                         except Exception:  # one output's trouble is not the others'
                             logger.exception("a --voice listener failed")
-        except MediaStreamError:
-            if not self._closed:  # not stopped by close()
-                logger.warning("the voice (%s) stopped: outputs carry silence from here",
-                               self._voice.spec.device)
-        finally:
-            self.ended.set()
+
+    async def _reopen(self) -> Voice | None:
+        """The microphone again, once it opens; None when closed first."""
+        while not self._closed:
+            await asyncio.sleep(self._reopen_s)
+            try:
+                voice = self._opener(self.spec)
+            except VoiceUnavailableError:
+                continue
+            self.reopened += 1
+            logger.warning("the microphone (%s:%s) is back", self.spec.format, self.spec.device)
+            return voice
+        return None
 
     def close(self) -> None:
         if self._closed:
@@ -187,7 +223,8 @@ class VoiceFeed:
         self._closed = True
 
         async def stop() -> None:
-            self._voice.close()  # on its loop: the player's thread hands frames to it
+            if self._voice is not None:
+                self._voice.close()  # on its loop: the player's thread hands frames to it
 
         with contextlib.suppress(Exception):
             self._thread.run(stop(), timeout=5)

@@ -139,3 +139,64 @@ def test_the_command_lines_pass_the_voice_on(hum_wav: Path) -> None:
                               "nowhere.wav"])
     with pytest.raises(VoiceUnavailableError, match="no such file"):
         args.func(args)  # refused before any connection is tried
+
+
+class FakeMicrophone:
+    """A Voice whose track gives `frames` 20 ms frames of a hum of `hz`, then stops (as an
+    unplugged microphone's does)."""
+
+    def __init__(self, frames: int, hz: float) -> None:
+        from benchmarks.voice_sync import ToneTrack
+
+        self.track = ToneTrack(hz)
+        self.frames = frames
+        recv = self.track.recv
+
+        async def counted():  # type: ignore[no-untyped-def]
+            from aiortc.mediastreams import MediaStreamError
+
+            if self.frames == 0:
+                raise MediaStreamError
+            self.frames -= 1
+            return await recv()
+
+        self.track.recv = counted  # type: ignore[method-assign]
+        self.closed = 0
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def test_a_microphone_that_stops_is_reopened_until_it_is_back() -> None:
+    """Unplugged after 10 frames, refused twice, then back: the listeners hear the first
+    microphone, nothing while it is away, then the second; the feed never ends."""
+    opened: list[FakeMicrophone] = []
+    tries = {"n": 0}
+
+    def opener(spec: VoiceSpec) -> FakeMicrophone:
+        tries["n"] += 1
+        if tries["n"] in (2, 3):
+            raise VoiceUnavailableError("no such device")
+        opened.append(FakeMicrophone(10 if not opened else 1000, 440 if not opened else 550))
+        return opened[-1]
+
+    heard: list[tuple[float, np.ndarray]] = []
+    feed = VoiceFeed(VoiceSpec("hw:1", "alsa"), opener, reopen_s=0.05)  # type: ignore[arg-type]
+    try:
+        feed.listen(lambda samples, arrived: heard.append((arrived, samples)))
+        deadline = time.monotonic() + 5
+        while feed.reopened == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.3)
+        assert not feed.ended.is_set()
+    finally:
+        feed.close()
+    assert tries["n"] == 4 and feed.reopened == 1
+    assert opened[0].closed >= 1 and opened[1].closed >= 1
+    tones = [dominant_hz(s.reshape(-1, 2)[:, 0] / 32768.0) for _, s in heard]
+    first = [hz for hz in tones if abs(hz - 440) < 60]
+    second = [hz for hz in tones if abs(hz - 550) < 60]
+    assert len(first) >= 8 and len(second) >= 5
+    assert tones.index(second[0]) > len(first) - 1  # the second only after the first
+    gap = heard[len(first)][0] - heard[len(first) - 1][0]
+    assert gap >= 0.1  # two refused tries 50 ms apart, then the third
