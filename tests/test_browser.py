@@ -320,6 +320,9 @@ def test_serve_page_sends_the_voice_to_the_viewers_and_the_player_plays_it(
         assert driver.execute_script("return headcast.state.voice") is True
         status = driver.execute_script("return document.getElementById('status').textContent")
         assert status == "Live. Viewers hear you."
+        level = wait_for_js(driver, "document.getElementById('level').value > 0.01 && "
+                            "document.getElementById('level').value", 10)
+        assert driver.find_element(By.ID, "level").is_displayed() and level > 0.01
         heard = asyncio.run(whep_hear(serve.url, 1.0))
         assert rms(heard) > 0.01 and abs(dominant_hz(heard) - HUM_HZ) < 5, (
             f"rms {rms(heard):.4f}, {dominant_hz(heard):.0f} Hz")
@@ -328,6 +331,7 @@ def test_serve_page_sends_the_voice_to_the_viewers_and_the_player_plays_it(
         voice = driver.find_element(By.ID, "voice")
         voice.click()  # unticked while live: muted
         assert rms(asyncio.run(whep_hear(serve.url, 1.0))) < 1e-3
+        assert driver.execute_script("return document.getElementById('level').value") == 0
         voice.click()
         assert rms(asyncio.run(whep_hear(serve.url, 1.0))) > 0.01
         driver.switch_to.new_window("tab")

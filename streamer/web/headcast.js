@@ -106,6 +106,24 @@ export async function microphone() {
   }
 }
 
+/** Shows a microphone track's loudness (peak of the last 50 ms, 0..1; 0 while it is muted)
+ * in a <meter>, made visible; → a function that stops it. */
+export function levelMeter(track, meter) {
+  const context = new AudioContext();
+  const analyser = context.createAnalyser();
+  analyser.fftSize = 2048;
+  context.createMediaStreamSource(new MediaStream([track])).connect(analyser);
+  const samples = new Float32Array(analyser.fftSize);
+  meter.hidden = false;
+  const timer = setInterval(() => {
+    analyser.getFloatTimeDomainData(samples);
+    let peak = 0;
+    for (const x of samples) peak = Math.max(peak, Math.abs(x));
+    meter.value = track.enabled ? peak : 0;
+  }, 50);
+  return () => { clearInterval(timer); context.close(); meter.value = 0; meter.hidden = true; };
+}
+
 /** Loudness of the audio a session receives, 0..1 (the newest inbound audio's level), or
  * null before any arrives: for tests and tools. */
 export async function receivedAudioLevel(pc) {
