@@ -170,6 +170,26 @@ def _nothing() -> None:
     pass
 
 
+def _offered(offer_sdp: str) -> list[tuple[str, str]]:
+    """An SDP offer's m-lines → [(kind, the offerer's direction)]; [] when it does not parse
+    (setRemoteDescription then refuses it with its own 400)."""
+    from aiortc.sdp import SessionDescription
+
+    try:
+        media = SessionDescription.parse(offer_sdp).media
+    except (ValueError, IndexError, KeyError):
+        return []
+    return [(m.kind, m.direction or "sendrecv") for m in media]
+
+
+def _sends_video(offer_sdp: str) -> bool:
+    """Whether an SDP offer sends video (True for one that is no offer of media at all: it is
+    refused as such)."""
+    offered = _offered(offer_sdp)
+    return not offered or any(kind == "video" and direction in ("sendonly", "sendrecv")
+                              for kind, direction in offered)
+
+
 def _video_latency(session: Session) -> float | None:
     """How long a WHIP session's newest frame took to become the avatar; None before one."""
     processed = next((t for t in session.tracks if isinstance(t, ProcessedTrack)), None)
@@ -319,7 +339,7 @@ class AvatarServer:
 
     async def _setup_whep(self, session: Session, offer_sdp: str) -> None:
         tracks: list[MediaStreamTrack] = [AvatarTrack(self.slot, self.config.fps)]
-        wants_audio = any(line.startswith("m=audio") for line in offer_sdp.splitlines())
+        wants_audio = any(kind == "audio" for kind, _ in _offered(offer_sdp))
         if self.audio is not None and wants_audio:
             tracks.append(self.audio.subscribe())
         for track in tracks:
@@ -417,6 +437,9 @@ class AvatarServer:
         if request.content_type != SDP_TYPE:
             return _error(415, f"send the SDP offer with Content-Type: {SDP_TYPE}")
         offer_sdp = await request.text()
+        if kind == "whip" and not _sends_video(offer_sdp):
+            return _error(400, "a WHIP offer to headcast must send video (the face that "
+                          "drives the avatar); a voice goes with it, not alone")
         if len(self.sessions) >= self.config.max_sessions:
             return _error(
                 503,

@@ -8,8 +8,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import numpy as np
 import pytest
+from aiortc import MediaStreamTrack
 from webrtc_utils import (
     FakeFactory,
     Feeder,
@@ -302,3 +304,65 @@ def test_client_with_a_voice(serve: tuple[ServerThread, FakeFactory], hum_feed: 
         assert_hears(asyncio.run(run()), TONES[0])
     finally:
         source.close()
+
+
+# ---- a voice alone ------------------------------------------------------------------------
+
+
+def test_a_whip_offer_of_a_voice_alone_is_refused(serve: tuple[ServerThread, FakeFactory]) -> None:
+    """serve animates a face: an offer that sends no video is a 400 that says so, and holds
+    no session."""
+    from aiortc import RTCPeerConnection
+
+    server, _ = serve
+
+    async def run() -> tuple[int, str]:
+        pc = RTCPeerConnection()
+        pc.addTransceiver(ToneTrack(440), direction="sendonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        try:
+            async with aiohttp.ClientSession() as http, http.post(
+                f"{server.url}/whip", data=pc.localDescription.sdp,
+                headers={"Content-Type": "application/sdp"},
+            ) as response:
+                return response.status, await response.text()
+        finally:
+            await pc.close()
+
+    status, body = asyncio.run(run())
+    assert status == 400 and "must send video" in body
+    assert server.session_count() == 0
+
+
+class NoVideo(MediaStreamTrack):
+    """A camera that never gives a frame."""
+
+    kind = "video"
+
+    async def recv(self):  # type: ignore[no-untyped-def]
+        await asyncio.Event().wait()
+
+
+def test_a_whip_session_that_never_sends_video_is_closed() -> None:
+    """Video offered, connected, never sent (with its voice going on): closed after the idle
+    timeout, as one whose video stopped."""
+    server = ServerThread(ServerConfig(port=0, idle_timeout_s=1.0), processors=FakeFactory())
+    server.start()
+
+    async def run() -> float:
+        session = await WebRTCSession.open(
+            EndpointConfig(f"{server.url}/whip"), NoVideo(), False, send_audio=ToneTrack(440))
+        try:
+            await session.wait_connected()
+            start = time.monotonic()
+            while server.server.count("whip") and time.monotonic() - start < 10:
+                await asyncio.sleep(0.1)
+            return time.monotonic() - start
+        finally:
+            await session.close()
+
+    try:
+        assert asyncio.run(run()) < 5
+        assert server.session_count() == 0
+    finally:
+        server.close()
