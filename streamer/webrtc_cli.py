@@ -87,7 +87,8 @@ def add_serve_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
         "serve",
         help="animate the webcam of a browser (or WHIP client) and send the avatar back",
         description="Open http://HOST:PORT/ in a browser: it sends its webcam (WHIP) and "
-        "plays the avatar. WHEP players (OBS, the /player page) get the newest avatar.",
+        "plays the avatar. WHEP players (OBS, the /player page) get the newest avatar, and "
+        "the voice its sender sends, in step with its lips.",
     )
     parser.add_argument(
         "--host",
