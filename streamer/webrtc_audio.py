@@ -98,8 +98,6 @@ class RelayedAudioTrack(MediaStreamTrack):
         self._queue: collections.deque[tuple[float, np.ndarray]] = collections.deque(
             maxlen=config.max_queued)
         self._pts = 0
-        self.frames_relayed = 0
-        self.frames_silent = 0
         self.frames_dropped = 0
 
     def push(self, samples: np.ndarray, due: float) -> None:
@@ -123,12 +121,7 @@ class RelayedAudioTrack(MediaStreamTrack):
             raise MediaStreamError
         await self._clock.tick()
         samples = self.take(time.monotonic())
-        if samples is None:
-            samples = silence()
-            self.frames_silent += 1
-        else:
-            self.frames_relayed += 1
-        frame = audio_frame(samples)
+        frame = audio_frame(silence() if samples is None else samples)
         frame.pts, frame.time_base = self._pts, AUDIO_TIME_BASE
         self._pts += frame.samples
         return frame
