@@ -160,6 +160,7 @@ class RecordSink:
             raise SinkUnavailableError(f"cannot record to {path}: {'; '.join(errors)}")
         if voice and not hasattr(self._writer, "write_voice"):
             log.warning("recording %s without the voice: this PyAV has no libx264", path)
+            self._voice = None
 
     def send(self, frame: Frame) -> None:
         if self._writer is None:
@@ -170,25 +171,25 @@ class RecordSink:
                 self._write(self._last.image)
         self._write(frame.image)
         self._last = frame
-        if self._voice is not None and self._tape is None and hasattr(self._writer, "write_voice"):
+        if self._voice is not None and self._tape is None:
             self._tape = VoiceTape(self._voice, frame.capture_ts)
         self._write_voice()
 
     def close(self) -> None:
-        writer, self._writer = self._writer, None
         if self._tape is not None:
             self._tape.close()
-            if writer is not None:  # what was heard up to the last frame's end
-                self._write_voice(writer, round(self.frames_written / self._fps * VOICE_RATE))
+            # what was heard up to the last frame's end
+            self._write_voice(round(self.frames_written / self._fps * VOICE_RATE))
+            self._tape = None
+        writer, self._writer = self._writer, None
         if writer is not None:
             writer.close()
 
-    def _write_voice(self, writer: _Writer | None = None, until: int | None = None) -> None:
-        writer = writer or self._writer
-        if self._tape is None or writer is None:
+    def _write_voice(self, until: int | None = None) -> None:
+        if self._tape is None or self._writer is None:
             return
         for samples, at in self._tape.take(until):
-            writer.write_voice(samples, at)  # type: ignore[attr-defined]
+            self._writer.write_voice(samples, at)  # type: ignore[attr-defined]
 
     def _write(self, image: np.ndarray) -> None:
         assert self._writer is not None
