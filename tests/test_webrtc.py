@@ -22,6 +22,7 @@ from webrtc_utils import (
     mean_abs_diff,
     receive,
     whep_receive,
+    whip_sessions_end,
 )
 
 from streamer.errors import SinkUnavailableError
@@ -339,10 +340,7 @@ def test_whip_session_whose_video_stops_is_closed(clip: list[np.ndarray]) -> Non
             await session.wait_connected()
             await asyncio.sleep(0.5)
             track.stop()  # the sender goes silent but never closes (a killed browser)
-            start = time.monotonic()
-            while server.server.count("whip") and time.monotonic() - start < 10:
-                await asyncio.sleep(0.1)
-            return time.monotonic() - start
+            return await whip_sessions_end(server)
         finally:
             await session.close()
 

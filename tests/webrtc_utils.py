@@ -199,6 +199,15 @@ async def receive(session: WebRTCSession, seconds: float, skip_s: float = 0.5) -
     return Received(images, times)
 
 
+async def whip_sessions_end(server, timeout: float = 10.0) -> float:  # type: ignore[no-untyped-def]
+    """Until a ServerThread (run on another loop) has no WHIP session, or `timeout` → the
+    seconds it took."""
+    start = time.monotonic()
+    while server.server.count("whip") and time.monotonic() - start < timeout:
+        await asyncio.sleep(0.1)
+    return time.monotonic() - start
+
+
 async def whep_hear(url: str, seconds: float = 1.0) -> np.ndarray:
     """What a WHEP viewer of a server at `url` hears over `seconds`, after its first second
     (the left channel, -1..1)."""
@@ -292,6 +301,7 @@ __all__ = [
     "receive",
     "wait_for_js",
     "whep_hear",
+    "whip_sessions_end",
     "whep_receive",
     "write_wav",
     "write_y4m",
