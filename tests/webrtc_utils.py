@@ -273,10 +273,18 @@ def power_at(samples: np.ndarray, hz: float, rate: int = AUDIO_RATE) -> float:
     return float(spectrum[np.abs(freqs - hz) <= 10].sum())
 
 
-def dominant_hz(samples: np.ndarray, rate: int = AUDIO_RATE) -> float:
-    """The strongest frequency in `samples` (Hz)."""
-    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
-    return float(np.fft.rfftfreq(len(samples), 1 / rate)[int(np.argmax(spectrum[1:])) + 1])
+def dominant_hz(samples: np.ndarray, rate: int = AUDIO_RATE, window: int = 960) -> float:
+    """The strongest frequency in `samples` (Hz): the median over 20 ms windows (one received
+    frame each) of each window's spectral peak, read to 1 Hz (zero-padded). A relay that
+    drops a frame under load (the newest wins) breaks the tone's phase at a frame's edge; one
+    long spectrum then reads the tone a few Hz off (a 660 Hz hum missing every third frame
+    reads 665), while each frame alone still holds it whole."""
+    n = min(len(samples), window)
+    peaks = []
+    for start in range(0, len(samples) - n + 1, n):
+        spectrum = np.abs(np.fft.rfft(samples[start:start + n] * np.hanning(n), rate))
+        peaks.append(int(np.argmax(spectrum[1:])) + 1)  # rfft over `rate` points: 1 Hz bins
+    return float(np.median(peaks))
 
 
 def rms(samples: np.ndarray) -> float:
