@@ -31,7 +31,7 @@ import numpy as np
 from streamer.errors import SinkUnavailableError
 from streamer.frames import Frame, FrameProcessor, Sink, StagedProcessor
 from streamer.sink_runner import Percentiles, RateMeter, SinkRunner, SinkStats, Timings
-from streamer.sources import Source
+from streamer.sources import PacedReader, Source
 
 if TYPE_CHECKING:
     from streamer.portrait import Portrait
@@ -165,8 +165,7 @@ class Pipeline:
         self._processed = 0
         self._offered = 0
         self._last_output: np.ndarray | None = None
-        self._driving_shape: tuple[int, ...] | None = None  # of the last camera frame
-        self._next_idle = 0.0  # when the next faceless frame is due while the camera is away
+        self._reader = PacedReader(source)  # black frames while the camera is away
         for sink in sinks:
             self.add_sink(sink)
 
@@ -367,13 +366,9 @@ class Pipeline:
             while not self._stop.is_set():
                 if handoff is not None and not handoff.wait_empty(self._config.poll_interval_s):
                     continue
-                frame = self._source.read(timeout=self._read_timeout())
-                if frame is not None:
-                    self._driving_shape = frame.image.shape
-                else:
-                    frame = self._idle_frame()
-                    if frame is None:
-                        continue
+                frame = self._reader.read(self._config.poll_interval_s, self._offered)
+                if frame is None:
+                    continue
                 start = time.monotonic()
                 self._apply_pending()
                 frozen = self._frozen and self._last_output is not None
@@ -393,28 +388,6 @@ class Pipeline:
             self._fail(exc)
         finally:
             self._stop.set()
-
-    def _read_timeout(self) -> float:
-        """How long to wait for a camera frame: the poll interval, or while the camera is away
-        until the next faceless frame is due."""
-        timeout = self._config.poll_interval_s
-        if self._source.waiting:
-            timeout = min(timeout, max(0.0, self._next_idle - time.monotonic()))
-        return timeout
-
-    def _idle_frame(self) -> Frame | None:
-        """While the source reopens a camera that stopped delivering: a black driving frame,
-        at the source's rate. The processor finds no face in it, so the avatar eases to rest
-        and blinks now and then, and every output keeps getting frames (a video call showing
-        the virtual camera sees the avatar resting, not a frozen picture, and the recording
-        keeps its clock). None when none is due."""
-        if not self._source.waiting or self._driving_shape is None:
-            return None
-        now = time.monotonic()
-        if now < self._next_idle:
-            return None
-        self._next_idle = max(self._next_idle, now) + 1.0 / self._source.fps
-        return Frame(np.zeros(self._driving_shape, np.uint8), now, self._offered)
 
     def _finish_work(self) -> None:
         """The finish worker: prepared frames → avatar frames → sinks."""

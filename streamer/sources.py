@@ -100,6 +100,38 @@ class Source(Protocol):
         ...
 
 
+class PacedReader:
+    """Reads a Source for a consumer that must keep going while its camera is away: while the
+    source reopens a camera that stopped delivering (`waiting`), `read` gives a black frame
+    of the last frame's size at the source's rate. A tracker finds no face in it, so the
+    avatar eases to rest and blinks now and then, and every output keeps getting frames (a
+    video call sees the avatar resting, not a frozen picture; a WHIP session stays open)."""
+
+    def __init__(self, source: Source) -> None:
+        self._source = source
+        self._shape: tuple[int, ...] | None = None  # of the last camera frame
+        self._next_black = 0.0  # when the next black frame is due while the camera is away
+
+    def read(self, timeout: float, index: int = -1) -> Frame | None:
+        """The source's newest frame, waiting at most `timeout` seconds (less when a black
+        frame falls due sooner), or a black one numbered `index` when due; else None.
+        Raises as Source.read does."""
+        standing_in = self._source.waiting and self._shape is not None
+        if standing_in:
+            timeout = min(timeout, max(0.0, self._next_black - time.monotonic()))
+        frame = self._source.read(timeout=timeout)
+        if frame is not None:
+            self._shape = frame.image.shape
+            return frame
+        if not self._source.waiting or self._shape is None:
+            return None
+        now = time.monotonic()
+        if now < self._next_black:
+            return None
+        self._next_black = max(self._next_black, now) + 1.0 / self._source.fps
+        return Frame(np.zeros(self._shape, np.uint8), now, index)
+
+
 class FrameReader(Protocol):
     """Blocking frame grabber behind a source; used by exactly one capture thread."""
 

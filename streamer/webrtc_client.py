@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from urllib.parse import urljoin
 
 import aiohttp
-import numpy as np
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
@@ -32,7 +31,7 @@ from av import VideoFrame
 from streamer.errors import SignallingError, SinkUnavailableError
 from streamer.frames import Frame, Sink
 from streamer.sink_runner import SinkRunner, SinkStats
-from streamer.sources import Source
+from streamer.sources import PacedReader, Source
 from streamer.voice import VoiceFeed
 from streamer.webrtc_audio import AudioConfig, AudioRelay
 from streamer.webrtc_tracks import (
@@ -241,19 +240,18 @@ class SourceTrack(MediaStreamTrack):
     """Video track of a streamer.sources Source (camera or file): sends each frame it
     captures, newest first, stamped with its capture time. The blocking read() runs in a
     one-thread executor. When the source fails, the track ends and `error` says why. While
-    the source reopens a camera that stopped delivering (`waiting`), it sends black frames
-    at the camera's rate: the server's avatar rests, and the session, whose video would
-    otherwise stop, stays open."""
+    the source reopens a camera that stopped delivering, it sends black frames at the
+    camera's rate (sources.PacedReader): the server's avatar rests, and the session, whose
+    video would otherwise stop, stays open."""
 
     kind = "video"
 
     def __init__(self, source: Source) -> None:
         super().__init__()
-        self._source = source
+        self._reader = PacedReader(source)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="headcast-source")
         self._first_ts: float | None = None
         self._last_pts = -1
-        self._shape: tuple[int, ...] | None = None  # of the last captured frame
         self.error: BaseException | None = None
 
     async def recv(self) -> VideoFrame:
@@ -262,18 +260,12 @@ class SourceTrack(MediaStreamTrack):
         while frame is None:
             if self.readyState != "live":
                 raise MediaStreamError
-            waiting = self._source.waiting and self._shape is not None
-            timeout = 1.0 / self._source.fps if waiting else 0.5
             try:
-                frame = await loop.run_in_executor(self._executor, self._source.read, timeout)
+                frame = await loop.run_in_executor(self._executor, self._reader.read, 0.5)
             except Exception as exc:  # SourceLostError, EOFError, VideoReadError
                 self.error = exc
                 self.stop()
                 raise MediaStreamError from exc
-            if frame is not None:
-                self._shape = frame.image.shape
-            elif waiting and self._shape is not None:
-                frame = Frame(np.zeros(self._shape, np.uint8), time.monotonic(), -1)
         if self._first_ts is None:
             self._first_ts = frame.capture_ts
         pts = max(self._last_pts + 1, round((frame.capture_ts - self._first_ts) * VIDEO_CLOCK_RATE))

@@ -6,11 +6,12 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fakes import fake_camera, write_clip
 
 from streamer.errors import SourceLostError, VideoReadError
-from streamer.sources import CameraSource, NewestSlot, VideoFileSource
+from streamer.sources import CameraSource, NewestSlot, PacedReader, VideoFileSource
 
 
 @pytest.fixture
@@ -171,6 +172,49 @@ def test_a_camera_that_comes_back_is_reopened_and_delivers_again():
     assert frames[-1].index >= 30  # delivering again
     gaps = [b.capture_ts - a.capture_ts for a, b in zip(frames, frames[1:], strict=False)]
     assert 0.2 < max(gaps) < 2.0  # one gap: lost, reopened, back
+
+
+def test_while_the_camera_is_away_the_paced_reader_stands_in_with_black_frames():
+    """PacedReader (the pipeline's and `client`'s read): camera frames as they come; while
+    the camera is reopened, black frames of the last frame's size at the camera's rate (20
+    fps: one per 50 ms, not one per read); camera frames again once it is back."""
+    source, reader = fake_camera(fps=20.0, fail_after=10, lost_after_s=0.2, camera_wait_s=5.0,
+                                 back_after_reopens=12)
+    paced = PacedReader(source)
+    got: list[tuple[float, bool, tuple[int, ...], int]] = []
+    end = time.monotonic() + 5.0
+    try:
+        while time.monotonic() < end and not (got and got[-1][1] and got[-1][3] >= 14):
+            frame = paced.read(0.01, index=-7)
+            if frame is not None:
+                camera = frame.index != -7
+                got.append((frame.capture_ts, camera, frame.image.shape, frame.index))
+                if not camera:
+                    assert not frame.image.any()
+    finally:
+        source.close()
+    black = [g for g in got if not g[1]]
+    camera = [g for g in got if g[1]]
+    assert reader.reopens == 12 and camera[-1][3] >= 14  # back, delivering again
+    assert len(black) >= 8 and {g[2] for g in black} == {camera[0][2]}
+    assert camera[9][0] < black[0][0] < black[-1][0] < camera[10][0]  # between the two runs
+    gaps = np.diff([g[0] for g in black])
+    assert 0.04 < np.median(gaps) < 0.08  # the camera's rate, though read every 10 ms
+
+
+def test_the_paced_reader_gives_nothing_before_the_first_camera_frame():
+    """No frame yet, no size to stand in with: a camera lost before its first frame gives
+    None (the caller keeps waiting), never a black frame of a guessed size."""
+    source, _ = fake_camera(fps=20.0, fail_after=0, lost_after_s=0.05, camera_wait_s=5.0)
+    paced = PacedReader(source)
+    try:
+        deadline = time.monotonic() + 3.0
+        while not source.waiting and time.monotonic() < deadline:
+            assert paced.read(0.02) is None
+        assert source.waiting
+        assert all(paced.read(0.02) is None for _ in range(10))
+    finally:
+        source.close()
 
 
 def test_a_camera_that_does_not_come_back_is_lost_after_the_wait():
