@@ -29,8 +29,8 @@ from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
 
 from benchmarks.webrtc_latency import PassThroughFactory
-from streamer.frames import Frame
-from streamer.webrtc_audio import AUDIO_RATE, AUDIO_TIME_BASE, FRAME_SAMPLES
+from streamer.frames import VOICE_CHUNK, VOICE_RATE, Frame
+from streamer.webrtc_audio import AUDIO_TIME_BASE
 from streamer.webrtc_tracks import FrameClock, FrameSlot
 
 FPS = 25.0
@@ -57,7 +57,7 @@ class ToneTrack(MediaStreamTrack):
         self.level = level
         self._on = on
         self.sounding_since: float | None = None
-        self._clock = FrameClock(AUDIO_RATE / FRAME_SAMPLES)
+        self._clock = FrameClock(VOICE_RATE / VOICE_CHUNK)
         self._pts = 0
 
     async def recv(self) -> AudioFrame:
@@ -68,12 +68,12 @@ class ToneTrack(MediaStreamTrack):
         level = self.level if self._on(now) else 0.0
         if level and self.sounding_since is None:
             self.sounding_since = now
-        t = (self._pts + np.arange(FRAME_SAMPLES)) / AUDIO_RATE
+        t = (self._pts + np.arange(VOICE_CHUNK)) / VOICE_RATE
         mono = (level * 32767 * np.sin(2 * np.pi * self.hz * t)).astype(np.int16)
         frame = AudioFrame.from_ndarray(np.repeat(mono, 2)[None], format="s16", layout="stereo")
-        frame.sample_rate = AUDIO_RATE
+        frame.sample_rate = VOICE_RATE
         frame.pts, frame.time_base = self._pts, AUDIO_TIME_BASE
-        self._pts += FRAME_SAMPLES
+        self._pts += VOICE_CHUNK
         return frame
 
 

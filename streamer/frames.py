@@ -1,4 +1,5 @@
-"""What flows between live stages: timestamped frames, and the stage contracts."""
+"""What flows between live stages: timestamped frames, the voice's chunks, and the stage
+contracts."""
 
 from __future__ import annotations
 
@@ -6,6 +7,11 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+# The voice, wherever it goes (WebRTC's Opus, the recording's AAC; streamer.voice hands it
+# out so): 20 ms chunks of 48 kHz stereo, int16 interleaved, (1, 2 · VOICE_CHUNK) each.
+VOICE_RATE = 48_000  # Opus's clock (RFC 7587), and the recording's AAC rate
+VOICE_CHUNK = 960  # samples a channel: 20 ms, Opus's usual frame
 
 
 @dataclass(frozen=True)

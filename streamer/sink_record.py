@@ -14,9 +14,8 @@ import cv2
 import numpy as np
 
 from streamer.errors import SinkUnavailableError
-from streamer.frames import Frame
+from streamer.frames import VOICE_CHUNK, VOICE_RATE, Frame
 from streamer.sinks import letterbox
-from streamer.video_io import VOICE_RATE
 
 if TYPE_CHECKING:
     from streamer.voice import VoiceFeed
@@ -84,11 +83,10 @@ class VoiceTape:
     and a chunk more than `slack` ahead of it (the microphone's clock runs fast) is dropped.
     Thread-safe on the listening side (the feed's thread); take() on one thread."""
 
-    CHUNK = 960  # samples (20 ms at 48 kHz)
 
     def __init__(self, feed: VoiceFeed, start_ts: float, slack: int = 3) -> None:
         self._start_ts = start_ts
-        self._slack = slack * self.CHUNK
+        self._slack = slack * VOICE_CHUNK
         self._heard: queue.SimpleQueue[tuple[np.ndarray, float]] = queue.SimpleQueue()
         self._next: int | None = None  # the sample the next chunk starts at
         self._remove = feed.listen(lambda samples, arrived: self._heard.put((samples, arrived)))
@@ -102,7 +100,7 @@ class VoiceTape:
                 samples, arrived = self._heard.get_nowait()
             except queue.Empty:
                 return out
-            at = round((arrived - self._start_ts) * VOICE_RATE) - self.CHUNK  # its start
+            at = round((arrived - self._start_ts) * VOICE_RATE) - VOICE_CHUNK  # its start
             if self._next is None:
                 if at < 0:
                     continue  # heard before the first frame
@@ -110,13 +108,13 @@ class VoiceTape:
             if self._next - at > self._slack:
                 continue  # ahead of its moment: dropped
             if at - self._next > self._slack:
-                while at - self._next >= self.CHUNK:
+                while at - self._next >= VOICE_CHUNK:
                     if until is None or self._next < until:
                         out.append((np.zeros_like(samples), self._next))
-                    self._next += self.CHUNK
+                    self._next += VOICE_CHUNK
             if until is None or self._next < until:
                 out.append((samples, self._next))
-            self._next += self.CHUNK
+            self._next += VOICE_CHUNK
 
     def close(self) -> None:
         self._remove()

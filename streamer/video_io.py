@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from streamer.errors import ImageReadError, VideoReadError
+from streamer.frames import VOICE_RATE
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -89,9 +90,6 @@ def _video_stream(container, path: str | Path):  # type: ignore[no-untyped-def]
     if not container.streams.video:
         raise VideoReadError(f"{path}: no video stream in this file")
     return container.streams.video[0]
-
-
-VOICE_RATE = 48_000  # write_voice()'s sample rate
 
 
 class VideoWriter:

@@ -33,6 +33,7 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, AudioResampler
 
+from streamer.frames import VOICE_CHUNK, VOICE_RATE
 from streamer.webrtc_tracks import FrameClock
 
 if TYPE_CHECKING:
@@ -40,9 +41,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-AUDIO_RATE = 48_000  # Opus's clock (RFC 7587)
-AUDIO_TIME_BASE = fractions.Fraction(1, AUDIO_RATE)
-FRAME_SAMPLES = 960  # 20 ms, Opus's usual frame
+AUDIO_TIME_BASE = fractions.Fraction(1, VOICE_RATE)
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,7 @@ class AudioConfig:
 def audio_frame(samples: np.ndarray) -> AudioFrame:
     """samples: (1, 2 × n) int16, stereo interleaved → a 48 kHz AudioFrame (pts unset)."""
     frame = AudioFrame.from_ndarray(samples, format="s16", layout="stereo")
-    frame.sample_rate = AUDIO_RATE
+    frame.sample_rate = VOICE_RATE
     return frame
 
 
@@ -72,7 +71,7 @@ class Chunker:
 
     def __init__(self) -> None:
         self._resampler = AudioResampler(
-            format="s16", layout="stereo", rate=AUDIO_RATE, frame_size=FRAME_SAMPLES)
+            format="s16", layout="stereo", rate=VOICE_RATE, frame_size=VOICE_CHUNK)
 
     def split(self, frame: AudioFrame) -> list[np.ndarray]:
         frame.pts = None  # a lost packet leaves a gap in the pts the resampler would fill
@@ -81,7 +80,7 @@ class Chunker:
 
 def silence() -> np.ndarray:
     """20 ms of stereo silence: (1, 1920) int16."""
-    return np.zeros((1, 2 * FRAME_SAMPLES), np.int16)
+    return np.zeros((1, 2 * VOICE_CHUNK), np.int16)
 
 
 class RelayedAudioTrack(MediaStreamTrack):
@@ -93,7 +92,7 @@ class RelayedAudioTrack(MediaStreamTrack):
         super().__init__()
         self._config = config
         self._on_stop = on_stop
-        self._clock = FrameClock(AUDIO_RATE / FRAME_SAMPLES)
+        self._clock = FrameClock(VOICE_RATE / VOICE_CHUNK)
         # (due, samples); each viewer makes its own AudioFrame, as encoders stamp them
         self._queue: collections.deque[tuple[float, np.ndarray]] = collections.deque(
             maxlen=config.max_queued)

@@ -25,8 +25,9 @@ from webrtc_utils import (
 )
 
 from benchmarks.voice_sync import Flashes, is_bright, is_loud, watch_onsets
+from streamer.frames import VOICE_CHUNK
 from streamer.voice import VoiceFeed, open_voice_feed
-from streamer.webrtc_audio import FRAME_SAMPLES, AudioConfig, AudioRelay, VoiceDelay
+from streamer.webrtc_audio import AudioConfig, AudioRelay, VoiceDelay
 from streamer.webrtc_client import EndpointConfig, WebRTCSession, run_client, whip_sink
 from streamer.webrtc_server import ServerConfig, ServerThread, webrtc_sink
 from streamer.webrtc_tracks import AvatarTrack, FrameSlot
@@ -35,7 +36,7 @@ FPS = 25.0
 
 
 def samples(value: int) -> np.ndarray:
-    return np.full((1, 2 * FRAME_SAMPLES), value, np.int16)
+    return np.full((1, 2 * VOICE_CHUNK), value, np.int16)
 
 
 # ---- alone ----------------------------------------------------------------------------

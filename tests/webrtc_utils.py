@@ -26,7 +26,7 @@ from benchmarks.webrtc_latency import (  # browser helpers live with the latency
     write_y4m,
 )
 from streamer.errors import NoFaceError
-from streamer.webrtc_audio import AUDIO_RATE
+from streamer.frames import VOICE_RATE
 from streamer.webrtc_client import EndpointConfig, WebRTCSession
 
 # ---- fakes --------------------------------------------------------------------------
@@ -266,14 +266,14 @@ class Listener:
         self._task.cancel()
 
 
-def power_at(samples: np.ndarray, hz: float, rate: int = AUDIO_RATE) -> float:
+def power_at(samples: np.ndarray, hz: float, rate: int = VOICE_RATE) -> float:
     """Spectral power of `samples` within 10 Hz of `hz`."""
     spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples)))) ** 2
     freqs = np.fft.rfftfreq(len(samples), 1 / rate)
     return float(spectrum[np.abs(freqs - hz) <= 10].sum())
 
 
-def dominant_hz(samples: np.ndarray, rate: int = AUDIO_RATE, window: int = 960) -> float:
+def dominant_hz(samples: np.ndarray, rate: int = VOICE_RATE, window: int = 960) -> float:
     """The strongest frequency in `samples` (Hz): the median over 20 ms windows (one received
     frame each) of each window's spectral peak, read to 1 Hz (zero-padded). A relay that
     drops a frame under load (the newest wins) breaks the tone's phase at a frame's edge; one
