@@ -192,6 +192,50 @@ def test_a_longer_chin_opens_the_mouth_at_most_a_little_wider(astronaut_landmark
     assert (out[152, 1] - portrait[152, 1]) / L.iod(portrait) > 0.15
 
 
+_BROWS = L.RIGHT_BROW + L.LEFT_BROW
+
+
+def _brows_nearer_the_eyes(lm: np.ndarray, factor: float) -> np.ndarray:
+    """lm with each brow factor × as high over its eye's upper lid, along the face."""
+    frame = face_frame(lm)
+    face = frame.to_face(lm.astype(np.float64))
+    for brow, pairs in ((L.RIGHT_BROW, L.RIGHT_LID_PAIRS), (L.LEFT_BROW, L.LEFT_LID_PAIRS)):
+        lid = face[[upper for upper, _ in pairs], 1].mean()
+        face[brow, 1] = lid - factor * (lid - face[brow, 1])
+    return frame.to_image(face)
+
+
+def _brows_raised(lm: np.ndarray, by: float) -> np.ndarray:
+    """lm with the brows by IODs higher up the face."""
+    frame = face_frame(lm)
+    face = frame.to_face(lm.astype(np.float64))
+    face[_BROWS, 1] -= by
+    return frame.to_image(face)
+
+
+def _brow_rise(out: np.ndarray, face: np.ndarray) -> float:
+    """How far out's brows stand above face's, along face's face frame, in its IODs."""
+    frame = face_frame(face)
+    return float((frame.to_face(face)[_BROWS, 1] - frame.to_face(out)[_BROWS, 1]).mean())
+
+
+def test_brows_rise_in_proportion_to_how_high_they_stand(astronaut_landmarks):
+    """A driver raising her brows by 0.1 IOD: a portrait whose brows stand as high over its
+    eyes raises them as far; one whose brows stand 0.6 as high (the Mona Lisa's against
+    woman_long_expressive's) raises them 0.6 as far, and the rest of its face as the other."""
+    raised = _brows_raised(astronaut_landmarks, 0.1)
+    same = MotionTransfer(astronaut_landmarks)
+    same.calibrate(astronaut_landmarks)
+    assert _brow_rise(same.transfer(raised), astronaut_landmarks) == pytest.approx(0.1, abs=0.005)
+    low = _brows_nearer_the_eyes(astronaut_landmarks, 0.6)
+    t = MotionTransfer(low)
+    t.calibrate(astronaut_landmarks)
+    out = t.transfer(raised)
+    assert _brow_rise(out, low) == pytest.approx(0.06, abs=0.005)
+    others = np.setdiff1d(np.arange(478), _BROWS)
+    assert np.abs(out[others] - low[others]).max() < 0.002 * L.iod(low)
+
+
 def test_states_blend_towards_neutral(transfer, astronaut_landmarks):
     state = transfer.measure(open_mouth(rotate_yaw(astronaut_landmarks, 10), 0.3))
     half = state.blend(MotionState.neutral(), 0.5)
