@@ -18,7 +18,7 @@ from streamer.frames import VOICE_CHUNK, VOICE_RATE, Frame
 from streamer.sinks import letterbox
 
 if TYPE_CHECKING:
-    from streamer.voice import VoiceFeed
+    from streamer.voice import Heard
 
 log = logging.getLogger(__name__)
 
@@ -76,15 +76,15 @@ WRITERS: list[Callable[[Path, tuple[int, int], float, int, bool], _Writer]] = [
 
 
 class VoiceTape:
-    """Lays a VoiceFeed's 20 ms chunks into a recording at the moments they were heard,
-    counted from `start_ts` (the first frame's capture time): the voice of one moment beside
-    the avatar frame of that moment. The chunks are laid end to end; where they fall behind
-    their moment by more than `slack` chunks (the microphone paused), silence fills the gap,
-    and a chunk more than `slack` ahead of it (the microphone's clock runs fast) is dropped.
-    Thread-safe on the listening side (the feed's thread); take() on one thread."""
+    """Lays a voice's 20 ms chunks (a VoiceFeed's, or one come back from a server) into a
+    recording at the moments they were heard, counted from `start_ts` (the first frame's
+    capture time): the voice of one moment beside the avatar frame of that moment. The
+    chunks are laid end to end; where they fall behind their moment by more than `slack`
+    chunks (the microphone paused), silence fills the gap, and a chunk more than `slack`
+    ahead of it (the microphone's clock runs fast) is dropped. Thread-safe on the listening
+    side (the feed's thread); take() on one thread."""
 
-
-    def __init__(self, feed: VoiceFeed, start_ts: float, slack: int = 3) -> None:
+    def __init__(self, feed: Heard, start_ts: float, slack: int = 3) -> None:
         self._start_ts = start_ts
         self._slack = slack * VOICE_CHUNK
         self._heard: queue.SimpleQueue[tuple[np.ndarray, float]] = queue.SimpleQueue()
@@ -130,7 +130,7 @@ class RecordSink:
 
     name = "record"
 
-    def __init__(self, config: RecordConfig, voice: VoiceFeed | None = None) -> None:
+    def __init__(self, config: RecordConfig, voice: Heard | None = None) -> None:
         self._config = config
         self._voice = voice  # --voice: recorded beside the avatar, by capture time
         self._tape: VoiceTape | None = None

@@ -19,11 +19,10 @@ import contextlib
 import logging
 import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -37,6 +36,44 @@ logger = logging.getLogger(__name__)
 # a listener of a VoiceFeed: (samples: (1, 1920) int16, 20 ms stereo at 48 kHz, interleaved;
 # arrived: time.monotonic() when they came); called on the feed's thread, must not block
 VoiceListener = Callable[[np.ndarray, float], None]
+
+
+class Heard(Protocol):
+    """A voice outputs can listen to: this machine's (VoiceFeed) or one come back from a
+    server (VoiceListeners fed by `headcast client`)."""
+
+    def listen(self, listener: VoiceListener) -> Callable[[], None]:
+        """Add a listener → a function that removes it."""
+        ...
+
+
+class VoiceListeners:
+    """Who hears a voice: listen() adds a VoiceListener, hand() gives each one 20 ms.
+    Thread-safe; a listener that raises is logged and the others still hear."""
+
+    def __init__(self) -> None:
+        self._listeners: list[VoiceListener] = []
+        self._lock = threading.Lock()
+
+    def listen(self, listener: VoiceListener) -> Callable[[], None]:
+        with self._lock:
+            self._listeners.append(listener)
+
+        def remove() -> None:
+            with self._lock, contextlib.suppress(ValueError):
+                self._listeners.remove(listener)
+
+        return remove
+
+    def hand(self, samples: np.ndarray, arrived: float) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(samples, arrived)
+            except Exception:  # one output's trouble is not the others'
+                logger.exception("a voice listener failed")
+
 
 CAPTURE_FORMATS = ("alsa", "pulse", "avfoundation", "dshow", "oss", "jack", "openal")
 
@@ -132,8 +169,7 @@ class VoiceFeed:
         self.spec = spec
         self._opener = opener
         self._reopen_s = reopen_s
-        self._listeners: list[VoiceListener] = []
-        self._lock = threading.Lock()
+        self._heard = VoiceListeners()
         self._thread = LoopThread("headcast-voice")
         try:
             self._voice: Voice | None = opener(spec)
@@ -153,14 +189,7 @@ class VoiceFeed:
 
     def listen(self, listener: VoiceListener) -> Callable[[], None]:
         """Add a listener → a function that removes it."""
-        with self._lock:
-            self._listeners.append(listener)
-
-        def remove() -> None:
-            with self._lock, contextlib.suppress(ValueError):
-                self._listeners.remove(listener)
-
-        return remove
+        return self._heard.listen(listener)
 
     async def _read(self) -> None:
         voice = self._voice
@@ -184,25 +213,10 @@ class VoiceFeed:
 
     async def _hand_out(self, voice: Voice) -> None:
         """Every 20 ms of `voice` to every listener, until it stops."""
-        from aiortc.mediastreams import MediaStreamError
+        from streamer.webrtc_audio import heard_chunks
 
-        from streamer.webrtc_audio import Chunker
-
-        chunker = Chunker()
-        with contextlib.suppress(MediaStreamError):
-            while True:
-                frame = await voice.track.recv()
-                arrived = time.monotonic()
-                for samples in chunker.split(frame):
-                    if self.muted:
-                        samples = np.zeros_like(samples)
-                    with self._lock:
-                        listeners = list(self._listeners)
-                    for listener in listeners:
-                        try:
-                            listener(samples, arrived)
-                        except Exception:  # one output's trouble is not the others'
-                            logger.exception("a --voice listener failed")
+        async for samples, arrived in heard_chunks(voice.track):
+            self._heard.hand(np.zeros_like(samples) if self.muted else samples, arrived)
 
     async def _reopen(self) -> Voice | None:
         """The microphone again, once it opens; None when closed first."""

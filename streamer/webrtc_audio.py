@@ -12,7 +12,9 @@ ingest.
   microphone, a gap), silence goes out, so the viewer's audio never stalls. At most
   `max_ready` due frames are kept: the newest win and the delay never grows.
 
-The sender's own connection gets no audio back (a person would hear themselves).
+The sender's own connection gets no audio back (a person would hear themselves), unless
+it asks for it to record (`subscribe(hears=sender)`: that sender's voice alone, delayed the
+same, whoever else speaks; `headcast client --record` with `--voice`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import fractions
 import logging
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -42,6 +44,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 AUDIO_TIME_BASE = fractions.Fraction(1, VOICE_RATE)
+# aiortc's audio receiver lets a packet go only once 4 more are in (its jitter buffer's
+# prefetch): a received voice comes 80 ms later than the video sent beside it
+RECEIVER_HOLD_S = 4 * VOICE_CHUNK / VOICE_RATE
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,18 @@ class Chunker:
         return [chunk.to_ndarray() for chunk in self._resampler.resample(frame)]
 
 
+async def heard_chunks(track: MediaStreamTrack) -> AsyncIterator[tuple[np.ndarray, float]]:
+    """An audio track's 20 ms chunks as they come → (samples, time.monotonic() on arrival),
+    until the track ends (MediaStreamError, which ends the iteration)."""
+    chunker = Chunker()
+    with contextlib.suppress(MediaStreamError):
+        while True:
+            frame = await track.recv()
+            arrived = time.monotonic()
+            for samples in chunker.split(frame):
+                yield samples, arrived
+
+
 def silence() -> np.ndarray:
     """20 ms of stereo silence: (1, 1920) int16."""
     return np.zeros((1, 2 * VOICE_CHUNK), np.int16)
@@ -88,8 +105,10 @@ class RelayedAudioTrack(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self, config: AudioConfig, on_stop: Callable[[RelayedAudioTrack], None]) -> None:
+    def __init__(self, config: AudioConfig, on_stop: Callable[[RelayedAudioTrack], None],
+                 hears: str | None = None) -> None:
         super().__init__()
+        self.hears = hears  # one sender's voice (its own, back to it); None: the speaker's
         self._config = config
         self._on_stop = on_stop
         self._clock = FrameClock(VOICE_RATE / VOICE_CHUNK)
@@ -178,8 +197,9 @@ class AudioRelay:
         delay = self._delays.get(sender)
         return delay.seconds if delay is not None else None
 
-    def subscribe(self) -> RelayedAudioTrack:
-        track = RelayedAudioTrack(self.config, self._viewers.remove)
+    def subscribe(self, hears: str | None = None) -> RelayedAudioTrack:
+        """A viewer's track: the speaker's voice, or with `hears` that sender's alone."""
+        track = RelayedAudioTrack(self.config, self._viewers.remove, hears)
         self._viewers.append(track)
         return track
 
@@ -217,23 +237,21 @@ class AudioRelay:
 
     def _hand(self, sender: str, samples: np.ndarray, arrived: float) -> None:
         """20 ms of a sender's voice ((1, 1920) int16), arrived at monotonic time `arrived`:
-        to every viewer, due once the sender's video delay has passed (the speaker's only)."""
+        due once the sender's video delay has passed, to every viewer when it is the
+        speaker, and to the viewers that hear it alone."""
         delay = self._delays.get(sender)
         seconds = delay.update() if delay is not None else None
-        if self.speaker != sender or seconds is None:
+        if seconds is None:
             return
+        speaking = self.speaker == sender
         for viewer in list(self._viewers):
-            viewer.push(samples, arrived + seconds)
+            if viewer.hears == sender or (speaking and viewer.hears is None):
+                viewer.push(samples, arrived + seconds)
 
     async def _pump(self, sender: str, track: MediaStreamTrack) -> None:
-        chunker = Chunker()
-        try:
-            while True:  # read all the same when not heard: an unread receiver queues forever
-                frame = await track.recv()
-                arrived = time.monotonic()
-                for samples in chunker.split(frame):
-                    self._hand(sender, samples, arrived)
-        except MediaStreamError:
+        try:  # read all the same when not heard: an unread receiver queues forever
+            async for samples, arrived in heard_chunks(track):
+                self._hand(sender, samples, arrived)
             logger.info("voice of %s ended", sender)  # a sender left, its microphone stopped
         finally:
             if self._tasks.get(sender) is asyncio.current_task():

@@ -26,6 +26,7 @@ from streamer.frames import FrameProcessor, Sink
 from streamer.paste import Detail
 from streamer.renderer import RendererConfig
 from streamer.sources import Source
+from streamer.voice import Heard
 from streamer.webrtc_client import EndpointConfig, run_client
 from streamer.webrtc_server import ServerConfig, ServerThread, resolve_token
 
@@ -192,8 +193,9 @@ def add_client_command(subparsers: argparse._SubParsersAction) -> argparse.Argum
         "--voice",
         metavar="MIC",
         help="send this microphone too, for the server's viewers (they hear it in step with "
-        "the avatar's lips): default, FORMAT:DEVICE (alsa:hw:1, pulse:default, "
-        "avfoundation::0, dshow:audio=NAME) or a sound file",
+        "the avatar's lips; with --record, the server sends it back for the file): default, "
+        "FORMAT:DEVICE (alsa:hw:1, pulse:default, avfoundation::0, dshow:audio=NAME) or a "
+        "sound file",
     )
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.set_defaults(func=run_client_command)
@@ -209,11 +211,12 @@ def whip_url(server: str) -> str:
     return base if path else f"{base}/whip"
 
 
-def client_sink(args: argparse.Namespace) -> Sink:
+def client_sink(args: argparse.Namespace, voice: Heard | None = None) -> Sink:
+    """--record's file (with `voice` beside the avatar), else the virtual camera."""
     from streamer.sinks import create_sink
 
     if args.record:
-        return create_sink("record", path=args.record)
+        return create_sink("record", path=args.record, voice=voice)
     return create_sink("virtualcam")
 
 
@@ -226,7 +229,7 @@ def client_source(args: argparse.Namespace) -> Source:
 
 
 def run_client_command(args: argparse.Namespace) -> int:
-    from streamer.voice import open_voice_feed
+    from streamer.voice import VoiceListeners, open_voice_feed
 
     config = EndpointConfig(url=whip_url(args.server), token=args.token)
 
@@ -242,8 +245,11 @@ def run_client_command(args: argparse.Namespace) -> int:
             stack.callback(voice.close)
         source = client_source(args)
         stack.callback(source.close)
-        sink = client_sink(args)
+        # the recording's voice: the server sends it back, delayed as the avatar comes back
+        back = VoiceListeners() if voice is not None and args.record else None
+        sink = client_sink(args, back)
         with suppress(KeyboardInterrupt):
-            stats = asyncio.run(run_client(config, source, sink, args.duration, connected, voice))
+            stats = asyncio.run(run_client(config, source, sink, args.duration, connected, voice,
+                                           back))
             print(f"headcast: {stats.line()}", file=sys.stderr)
     return 0

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urljoin
 
 import aiohttp
@@ -32,8 +32,8 @@ from streamer.errors import SignallingError, SinkUnavailableError
 from streamer.frames import Frame, Sink
 from streamer.sink_runner import SinkRunner, SinkStats
 from streamer.sources import PacedReader, Source
-from streamer.voice import VoiceFeed
-from streamer.webrtc_audio import AudioConfig, AudioRelay
+from streamer.voice import VoiceFeed, VoiceListeners
+from streamer.webrtc_audio import RECEIVER_HOLD_S, AudioConfig, AudioRelay, heard_chunks
 from streamer.webrtc_tracks import (
     VIDEO_CLOCK_RATE,
     VIDEO_TIME_BASE,
@@ -286,10 +286,13 @@ async def run_client(
     duration_s: float | None = None,
     on_connected: Callable[[], None] | None = None,
     voice: VoiceFeed | None = None,
+    voice_back: VoiceListeners | None = None,
 ) -> SinkStats:
     """Send `source` to a `headcast serve` WHIP endpoint and feed the avatar to `sink`;
     `voice` (this machine's microphone) goes with it as it comes, for the server's viewers
-    (the server delays it to meet the avatar).
+    (the server delays it to meet the avatar). With `voice_back` (the recording's voice), the
+    server sends that voice back, delayed as its viewers hear it, and each 20 ms is handed
+    to `voice_back` as it arrives: beside the avatar frames, which are stamped on arrival too.
 
     The sink gets frames through a SinkRunner (its own thread, newest wins; opened at the
     first avatar frame's size). Runs until the server ends the session, the source fails,
@@ -303,25 +306,36 @@ async def run_client(
     session: WebRTCSession | None = None
     worker: LatestWorker[None] | None = None
     relay = AudioRelay(AudioConfig(extra_delay_s=0.0)) if voice is not None else None
+    hearing: asyncio.Future[None] | None = None
     try:
         audio = None
         if relay is not None and voice is not None:
             relay.follow("voice", voice, lambda: 0.0)  # undelayed: `serve` delays it
             audio = relay.subscribe()
-        session = await WebRTCSession.open(config, send=track, receive=True, send_audio=audio)
+        back = voice_back is not None and audio is not None
+        endpoint = replace(config, url=_with_query(config.url, "voice=back")) if back else config
+        session = await WebRTCSession.open(endpoint, send=track, receive=True, send_audio=audio,
+                                           receive_audio=back)
         await session.wait_connected()
         if on_connected is not None:
             on_connected()
         remote = await asyncio.wait_for(session.remote_video, config.timeout_s)
+        if back and voice_back is not None:
+            hearing = asyncio.ensure_future(_hear_back(session, voice_back))
+
+        numbers = CameraFrameNumbers(source.fps)
 
         def deliver(frame: VideoFrame, received_ts: float, index: int) -> None:
-            runner.offer(Frame(frame.to_ndarray(format="bgr24"), received_ts, index))
+            image = frame.to_ndarray(format="bgr24")
+            runner.offer(Frame(image, received_ts, numbers.number(frame, index)))
 
         worker = LatestWorker(remote, deliver, convert)
         worker.start()
         await _until_done(worker, track, runner, duration_s)
         return runner.stats(time.monotonic())
     finally:
+        if hearing is not None:
+            hearing.cancel()
         if worker is not None:
             worker.stop()
         track.stop()
@@ -331,6 +345,43 @@ async def run_client(
             await session.close()
         await asyncio.get_running_loop().run_in_executor(convert, runner.close)
         convert.shutdown(wait=False)
+
+
+class CameraFrameNumbers:
+    """Which camera frame each avatar frame that comes back was made from, counted from the
+    first to come back. The server keeps each frame's pts (its capture time), so the frames
+    it skipped (a renderer slower than the camera) show as gaps, which a recording fills
+    with the frame before: counted one by one, a 25 fps file of an avatar coming back at 10
+    fps played 2.5× too fast."""
+
+    def __init__(self, fps: float) -> None:
+        self._fps = fps
+        self._last = -1
+
+    def number(self, frame: VideoFrame, arrived: int) -> int:
+        """frame: as received; arrived: its count among those received (where no pts)."""
+        if frame.pts is None or frame.time_base is None:
+            number = arrived
+        else:
+            number = round(float(frame.pts * frame.time_base) * self._fps)
+        self._last = max(number, self._last + 1)
+        return self._last
+
+
+def _with_query(url: str, query: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}{query}"
+
+
+async def _hear_back(session: WebRTCSession, heard: VoiceListeners) -> None:
+    """The sender's own voice as the server sends it back, to `heard`, stamped when it came
+    less aiortc's hold on received audio (RECEIVER_HOLD_S), which the avatar frames it is
+    laid beside do not wait. A server that sends none (one from before `?voice=back`): the
+    recording stays silent, said once."""
+    if not session.remote_audio.done():  # set by the answer, before the connection
+        logger.warning("the server sends no voice back: the recording has none")
+        return
+    async for samples, arrived in heard_chunks(session.remote_audio.result()):
+        heard.hand(samples, arrived - RECEIVER_HOLD_S)
 
 
 async def _until_done(

@@ -11,7 +11,9 @@ Routes (all but /static/ need the token when one is set: `Authorization: Bearer 
                         (serve mode only). A sendrecv offer gets the avatar back on the same
                         connection; every result also goes to the WHEP viewers, and sent
                         audio goes to them too, delayed to meet its video
-                        (streamer/webrtc_audio.py), never back to its sender.
+                        (streamer/webrtc_audio.py), never back to its sender but with
+                        `?voice=back` (its own voice alone, delayed as the viewers', for
+                        a sender that records the avatar: `headcast client --record`).
     DELETE /whip/{id}, /whep/{id}   end a session (404 when unknown)
     GET  /whip/{id}     {"status": what the session's avatar waits for, or null}: the page
                         shows it ("hold still: taking your resting face", "no face in view")
@@ -154,6 +156,7 @@ class Session:
     processor: FrameProcessor | None = None
     tracks: list[MediaStreamTrack] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    voice_back: bool = False  # a WHIP sender that asked for its own voice (?voice=back)
 
 
 async def _control(session: Session, fn: Callable[..., object], *args: object) -> None:
@@ -359,6 +362,10 @@ class AvatarServer:
         def _on_track(track: MediaStreamTrack) -> None:
             if track.kind == "audio" and self.audio is not None:
                 self.audio.publish(session.id, track, lambda: _video_latency(session))
+                if session.voice_back:  # its own voice, delayed as the viewers hear it
+                    own = self.audio.subscribe(hears=session.id)
+                    session.tracks.append(own)
+                    session.pc.addTrack(own)
                 return
             if track.kind != "video" or any(isinstance(t, ProcessedTrack) for t in session.tracks):
                 session.tasks.append(asyncio.ensure_future(_discard(track)))
@@ -437,6 +444,10 @@ class AvatarServer:
         if request.content_type != SDP_TYPE:
             return _error(415, f"send the SDP offer with Content-Type: {SDP_TYPE}")
         offer_sdp = await request.text()
+        voice = request.query.get("voice")
+        if voice not in (None, "back") or (voice and kind != "whip"):
+            return _error(400, f"voice={voice}: the one value is voice=back, on /whip (a "
+                          "sender's own voice back with its avatar, to record both)")
         if kind == "whip" and not _sends_video(offer_sdp):
             return _error(400, "a WHIP offer to headcast must send video (the face that "
                           "drives the avatar); a voice goes with it, not alone")
@@ -448,6 +459,7 @@ class AvatarServer:
                 headers={"Retry-After": "5"},
             )
         session = self._new_session(kind)
+        session.voice_back = voice == "back"
         try:
             await (self._setup_whip(session) if kind == "whip"
                    else self._setup_whep(session, offer_sdp))

@@ -4,6 +4,7 @@ delay alone, then over loopback WebRTC from a WHIP sender to WHEP viewers."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 from aiortc import MediaStreamTrack
 from webrtc_utils import (
+    MARK_ROWS,
     FakeFactory,
     Feeder,
     Listener,
@@ -25,8 +27,8 @@ from webrtc_utils import (
 )
 
 from benchmarks.voice_sync import Flashes, is_bright, is_loud, watch_onsets
-from streamer.frames import VOICE_CHUNK
-from streamer.voice import VoiceFeed, open_voice_feed
+from streamer.frames import VOICE_CHUNK, Frame
+from streamer.voice import VoiceFeed, VoiceListeners, open_voice_feed
 from streamer.webrtc_audio import AudioConfig, AudioRelay, VoiceDelay
 from streamer.webrtc_client import EndpointConfig, WebRTCSession, run_client, whip_sink
 from streamer.webrtc_server import ServerConfig, ServerThread, webrtc_sink
@@ -306,6 +308,176 @@ def test_client_with_a_voice(serve: tuple[ServerThread, FakeFactory], hum_feed: 
         assert_hears(asyncio.run(run()), TONES[0])
     finally:
         source.close()
+
+
+# ---- a sender's own voice back, to record it ----------------------------------------------
+
+
+def test_a_sender_that_asks_gets_its_own_voice_back_and_no_other(
+    serve: tuple[ServerThread, FakeFactory],
+) -> None:
+    """`POST /whip?voice=back`: sender A (440 Hz) gets its own voice back, and only its own
+    while the newer sender B (550 Hz) is the one the viewers hear; B, which did not ask, gets
+    none."""
+    server, _ = serve
+    slot = FrameSlot()
+
+    async def run() -> tuple[np.ndarray, np.ndarray, bool]:
+        a = await WebRTCSession.open(
+            EndpointConfig(f"{server.url}/whip?voice=back"), AvatarTrack(slot, FPS, (128, 96)),
+            True, send_audio=ToneTrack(TONES[0]), receive_audio=True)
+        b = await open_sender(server.url, TONES[1], slot)
+        back = Listener(await asyncio.wait_for(a.remote_audio, 10))
+        try:
+            await asyncio.sleep(1.0)
+            own = await back.after(1.0)
+            viewers = await whep_hear(server.url)
+            return own, viewers, b.remote_audio.done()
+        finally:
+            back.close()
+            await a.close()
+            await b.close()
+
+    with Feeder(slot.put, moving_frames(), FPS):
+        own, viewers, b_got_audio = asyncio.run(run())
+    assert_hears(own, TONES[0])
+    assert_hears(viewers, TONES[1])
+    assert not b_got_audio
+
+
+@pytest.mark.parametrize("path", ["/whip?voice=loud", "/whep?voice=back"])
+def test_voice_back_is_asked_for_on_whip_only(
+    serve: tuple[ServerThread, FakeFactory], path: str
+) -> None:
+    server, _ = serve
+
+    async def run() -> tuple[int, str]:
+        async with aiohttp.ClientSession() as http, http.post(
+            f"{server.url}{path}", data="v=0", headers={"Content-Type": "application/sdp"},
+        ) as response:
+            return response.status, await response.text()
+
+    status, body = asyncio.run(run())
+    assert status == 400 and "voice=back" in body
+    assert server.session_count() == 0
+
+
+class FlashCamera:
+    """A 25 fps camera (a streamer.sources.Source) showing a dark room until `at`, a bright
+    one after."""
+
+    name = "flash camera"
+    fps = FPS
+    waiting = False
+
+    def __init__(self, at: float) -> None:
+        self._at = at
+        self._next = time.monotonic()
+        self._index = 0
+
+    def read(self, timeout: float | None = None) -> Frame | None:
+        wait = self._next - time.monotonic()
+        if timeout is not None and wait > timeout:
+            time.sleep(timeout)
+            return None
+        time.sleep(max(0.0, wait))
+        now = time.monotonic()
+        self._next = max(self._next + 1.0 / FPS, now)
+        self._index += 1
+        return Frame(np.full((96, 128, 3), 220 if now >= self._at else 20, np.uint8), now,
+                     self._index - 1)
+
+    def close(self) -> None:
+        pass
+
+
+class HummingMicrophone(VoiceListeners):
+    """A --voice: 20 ms every 20 ms on its own thread, silent until `at`, humming after."""
+
+    def __init__(self, at: float) -> None:
+        super().__init__()
+        self._at = at
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        start, k = time.monotonic(), 0
+        t = np.arange(VOICE_CHUNK) / 48_000
+        hum = np.repeat((0.3 * 32767 * np.sin(2 * np.pi * 440 * t)).astype(np.int16), 2)[None]
+        while not self._stop.wait(max(0.0, start + (k + 1) * 0.02 - time.monotonic())):
+            k += 1
+            now = time.monotonic()  # the end of this 20 ms: when it was heard
+            self.hand(hum if now - 0.02 >= self._at else np.zeros_like(hum), now)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def test_client_records_its_voice_beside_the_avatar(
+    serve: tuple[ServerThread, FakeFactory], tmp_path: Path
+) -> None:
+    """`client --record OUT --voice MIC`, the server taking ≥ 200 ms a frame: the camera
+    turns bright and the microphone starts humming at one instant; in the recording the hum
+    starts with the first bright avatar frame (laid by this machine's clock, the voice would
+    start ≥ 0.2 s before it)."""
+    import av
+
+    from streamer.sink_record import RecordConfig, RecordSink
+
+    server, factory = serve
+    factory.staged_s = 0.1
+    at = time.monotonic() + 2.0
+    camera, microphone, back = FlashCamera(at), HummingMicrophone(at), VoiceListeners()
+    path = tmp_path / "avatar.mp4"
+    try:
+        asyncio.run(run_client(EndpointConfig(f"{server.url}/whip"), camera,  # type: ignore[arg-type]
+                               RecordSink(RecordConfig(str(path)), voice=back), 4.0,
+                               voice=microphone, voice_back=back))  # type: ignore[arg-type]
+    finally:
+        microphone.close()
+    with av.open(str(path)) as container:
+        video = [f.to_ndarray(format="gray")[MARK_ROWS:-40].mean()
+                 for f in container.decode(video=0)]
+    with av.open(str(path)) as container:
+        frames = list(container.decode(audio=0))
+    start = float(frames[0].pts * frames[0].time_base)
+    samples = np.concatenate([np.abs(f.to_ndarray()).max(axis=0) for f in frames])
+    bright = next(i for i, v in enumerate(video) if v > 120) / FPS
+    loud = start + int(np.argmax(samples > 0.05)) / 48_000
+    assert samples.max() > 0.2 and bright > 0.5
+    assert -0.05 < loud - bright < 0.15, f"hum at {loud:.3f} s, bright frame at {bright:.3f} s"
+    # the avatar came back at ~10 fps: its gaps filled, the video lasts as long as the voice
+    assert abs(len(video) / FPS - (start + len(samples) / 48_000)) < 0.2
+
+
+def test_client_command_line_records_the_voice(
+    serve: tuple[ServerThread, FakeFactory], data_dir: Path, hum_wav: Path, tmp_path: Path
+) -> None:
+    """`headcast client --driving CLIP --record OUT --voice hum.wav`: the file has the
+    avatar and the voice, a 440 Hz hum."""
+    import argparse
+
+    import av
+
+    from streamer.webrtc_cli import add_client_command
+
+    server, _ = serve
+    parser = argparse.ArgumentParser()
+    add_client_command(parser.add_subparsers())
+    out = tmp_path / "avatar.mp4"
+    clip = data_dir / "driving" / "man_green_backdrop.mp4"
+    args = parser.parse_args(
+        ["client", "--server", server.url, "--driving", str(clip), "--record", str(out),
+         "--voice", str(hum_wav), "--duration", "2.5"]
+    )  # fmt: skip
+    assert args.func(args) == 0
+    with av.open(str(out)) as container:
+        assert container.streams.video and container.streams.audio
+        heard = np.concatenate([f.to_ndarray()[0] for f in container.decode(audio=0)])
+    assert len(heard) > 48_000 and rms(heard) > 0.1
+    assert abs(dominant_hz(heard[heard.size // 2:]) - 440) < 5
 
 
 # ---- a voice alone ------------------------------------------------------------------------
