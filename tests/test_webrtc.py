@@ -19,8 +19,10 @@ from webrtc_utils import (
     FakeFactory,
     Feeder,
     clip_frames,
+    dominant_hz,
     mean_abs_diff,
     receive,
+    rms,
     whep_receive,
     whip_sessions_end,
 )
@@ -657,9 +659,13 @@ def test_client_keeps_its_session_while_the_camera_is_away(
 
 
 def test_client_command_line(
-    serve: tuple[ServerThread, FakeFactory], data_dir: Path, tmp_path: Path
+    serve: tuple[ServerThread, FakeFactory], data_dir: Path, hum_wav: Path, tmp_path: Path
 ) -> None:
+    """`headcast client --driving CLIP --record OUT --voice hum.wav`: the file has the
+    avatar and the voice the server sent back, a 440 Hz hum."""
     import argparse
+
+    import av
 
     from streamer.webrtc_cli import add_client_command
 
@@ -670,10 +676,14 @@ def test_client_command_line(
     clip = data_dir / "driving" / "man_green_backdrop.mp4"
     args = parser.parse_args(
         ["client", "--server", server.url, "--driving", str(clip), "--record", str(out),
-         "--duration", "1.5"]
+         "--voice", str(hum_wav), "--duration", "2.5"]
     )  # fmt: skip
     assert args.func(args) == 0
-    assert out.stat().st_size > 1000
+    with av.open(str(out)) as container:
+        assert container.streams.video and container.streams.audio
+        heard = np.concatenate([f.to_ndarray()[0] for f in container.decode(audio=0)])
+    assert len(heard) > 48_000 and rms(heard) > 0.1
+    assert abs(dominant_hz(heard[heard.size // 2:]) - 440) < 5
     assert wait_until(lambda: server.session_count() == 0)
 
 

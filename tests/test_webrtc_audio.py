@@ -452,34 +452,6 @@ def test_client_records_its_voice_beside_the_avatar(
     assert abs(len(video) / FPS - (start + len(samples) / 48_000)) < 0.2
 
 
-def test_client_command_line_records_the_voice(
-    serve: tuple[ServerThread, FakeFactory], data_dir: Path, hum_wav: Path, tmp_path: Path
-) -> None:
-    """`headcast client --driving CLIP --record OUT --voice hum.wav`: the file has the
-    avatar and the voice, a 440 Hz hum."""
-    import argparse
-
-    import av
-
-    from streamer.webrtc_cli import add_client_command
-
-    server, _ = serve
-    parser = argparse.ArgumentParser()
-    add_client_command(parser.add_subparsers())
-    out = tmp_path / "avatar.mp4"
-    clip = data_dir / "driving" / "man_green_backdrop.mp4"
-    args = parser.parse_args(
-        ["client", "--server", server.url, "--driving", str(clip), "--record", str(out),
-         "--voice", str(hum_wav), "--duration", "2.5"]
-    )  # fmt: skip
-    assert args.func(args) == 0
-    with av.open(str(out)) as container:
-        assert container.streams.video and container.streams.audio
-        heard = np.concatenate([f.to_ndarray()[0] for f in container.decode(audio=0)])
-    assert len(heard) > 48_000 and rms(heard) > 0.1
-    assert abs(dominant_hz(heard[heard.size // 2:]) - 440) < 5
-
-
 # ---- a voice alone ------------------------------------------------------------------------
 
 
