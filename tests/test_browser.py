@@ -310,8 +310,8 @@ def test_serve_page_sends_the_voice_to_the_viewers_and_the_player_plays_it(
     serve: ServerThread, fake_camera: Path, fake_microphone: Path
 ) -> None:
     """The page sends the microphone with the webcam ("Voice to viewers" is on by default):
-    a WHEP viewer hears its hum, the page gets no voice back, and the player page offers
-    "Sound on" and plays it once pressed."""
+    a WHEP viewer hears its hum, the page plays no voice back (it comes back only for the
+    page's recordings), and the player page offers "Sound on" and plays it once pressed."""
     from selenium.webdriver.common.by import By
 
     with chromium(fake_camera, fake_microphone) as driver:
@@ -327,7 +327,8 @@ def test_serve_page_sends_the_voice_to_the_viewers_and_the_player_plays_it(
         assert rms(heard) > 0.01 and abs(dominant_hz(heard) - HUM_HZ) < 5, (
             f"rms {rms(heard):.4f}, {dominant_hz(heard):.0f} Hz")
         assert driver.execute_script(
-            "return headcast.state.session.stream.getAudioTracks().length") == 0
+            "return headcast.state.session.stream.getAudioTracks().length") == 1
+        assert driver.execute_script("return document.getElementById('avatar').muted") is True
         voice = driver.find_element(By.ID, "voice")
         voice.click()  # unticked while live: muted
         assert rms(asyncio.run(whep_hear(serve.url, 1.0))) < 1e-3
@@ -345,6 +346,48 @@ def test_serve_page_sends_the_voice_to_the_viewers_and_the_player_plays_it(
         level = wait_for_js(driver, "(await headcast.audioLevel()) > 0.01 && "
                             "(await headcast.audioLevel())", 15)
         assert level > 0.01
+
+
+def test_serve_page_records_the_avatar_with_the_voice(
+    serve: ServerThread, fake_camera: Path, fake_microphone: Path, tmp_path: Path
+) -> None:
+    """Record, 3 s, Stop recording: the page offers the file, a WebM of the avatar as it came
+    back (moving, the portrait's picture) with the page's own voice beside it (the hum)."""
+    import base64
+
+    import av
+    from selenium.webdriver.common.by import By
+
+    with chromium(fake_camera, fake_microphone) as driver:
+        driver.get(f"{serve.url}/?autostart=1")
+        wait_for_js(driver, "window.headcast && headcast.state.phase === 'live'", 30)
+        record = driver.find_element(By.ID, "record")
+        record.click()
+        assert record.text == "Stop recording"
+        time.sleep(3.0)
+        record.click()
+        wait_for_js(driver, "headcast.state.recording !== null", 10)
+        link = driver.find_element(By.ID, "download")
+        assert link.is_displayed() and link.text == "Save the recording (3 s)"
+        assert record.text == "Record"
+        data = driver.execute_async_script("""
+            const done = arguments[arguments.length - 1];
+            fetch(headcast.state.recording.url).then((r) => r.blob()).then((blob) => {
+              const reader = new FileReader();
+              reader.onload = () => done(reader.result);
+              reader.readAsDataURL(blob);
+            });""")
+    path = tmp_path / "recording.webm"
+    path.write_bytes(base64.b64decode(data.split(";base64,", 1)[1]))
+    with av.open(str(path)) as container:
+        assert container.streams.video and container.streams.audio
+        frames = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+    with av.open(str(path)) as container:
+        heard = np.concatenate([f.to_ndarray()[0] for f in container.decode(audio=0)])
+    assert len(frames) >= 20, f"{len(frames)} frames in 3 s"
+    assert_moving_picture(frames[len(frames) // 4:])
+    assert len(heard) > 48_000 and rms(heard[24_000:]) > 0.01
+    assert abs(dominant_hz(heard[24_000:]) - HUM_HZ) < 5
 
 
 def test_serve_page_without_a_microphone_goes_live_without_voice(

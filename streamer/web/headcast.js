@@ -124,6 +124,38 @@ export function levelMeter(track, meter) {
   return () => { clearInterval(timer); context.close(); meter.value = 0; meter.hidden = true; };
 }
 
+/** Records a MediaStream (the avatar that comes back, and the voice beside it when there is
+ * one) from now; stop() resolves to {url, seconds, bytes, type}: an object URL of the file. */
+export class Recorder {
+  constructor(stream) {
+    const audio = stream.getAudioTracks().length > 0;
+    const wanted = audio ? "video/webm;codecs=vp8,opus" : "video/webm;codecs=vp8";
+    const type = MediaRecorder.isTypeSupported(wanted) ? wanted : "";
+    this.recorder = new MediaRecorder(stream, type ? { mimeType: type } : {});
+    this.chunks = [];
+    this.recorder.addEventListener("dataavailable", (e) => {
+      if (e.data.size) this.chunks.push(e.data);
+    });
+    this.started = performance.now();
+    this.recorder.start(1000);  // a chunk a second: a long recording does not wait in one
+  }
+
+  stop() {
+    return new Promise((resolve) => {
+      this.recorder.addEventListener("stop", () => {
+        const blob = new Blob(this.chunks, { type: this.recorder.mimeType || "video/webm" });
+        resolve({
+          url: URL.createObjectURL(blob),
+          seconds: (performance.now() - this.started) / 1000,
+          bytes: blob.size,
+          type: blob.type,
+        });
+      }, { once: true });
+      this.recorder.stop();
+    });
+  }
+}
+
 /** Loudness of the audio a session receives, 0..1 (the newest inbound audio's level), or
  * null before any arrives: for tests and tools. */
 export async function receivedAudioLevel(pc) {
