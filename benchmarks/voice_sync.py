@@ -10,7 +10,8 @@ against the same bright frame: what the viewer would get if the voice were sent 
 
 From there the viewer's player keeps the two in step: the answer puts them in one stream
 (one msid), the grouping by which WebRTC players line up audio and video by the sender's
-clocks (RTCP sender reports).
+clocks (RTCP sender reports). benchmarks/voice_sync_browser.py measures it there, in
+Chromium.
 
 Run from the project root: python -m benchmarks.voice_sync [--events 8] [--render-ms 0 40 100 200]
 """

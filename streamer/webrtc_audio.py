@@ -249,9 +249,12 @@ class AudioRelay:
                 viewer.push(samples, arrived + seconds)
 
     async def _pump(self, sender: str, track: MediaStreamTrack) -> None:
+        """A remote voice, each 20 ms stamped when it came less RECEIVER_HOLD_S: when it
+        would have come had it not waited in aiortc's receiver, beside the video it was
+        sent with, whose latency is counted from when it came."""
         try:  # read all the same when not heard: an unread receiver queues forever
             async for samples, arrived in heard_chunks(track):
-                self._hand(sender, samples, arrived)
+                self._hand(sender, samples, arrived - RECEIVER_HOLD_S)
             logger.info("voice of %s ended", sender)  # a sender left, its microphone stopped
         finally:
             if self._tasks.get(sender) is asyncio.current_task():

@@ -375,8 +375,9 @@ def _with_query(url: str, query: str) -> str:
 async def _hear_back(session: WebRTCSession, heard: VoiceListeners) -> None:
     """The sender's own voice as the server sends it back, to `heard`, stamped when it came
     less aiortc's hold on received audio (RECEIVER_HOLD_S), which the avatar frames it is
-    laid beside do not wait. A server that sends none (one from before `?voice=back`): the
-    recording stays silent, said once."""
+    laid beside do not wait (the server takes its own receiver's hold off the same way). A
+    server that sends none (one from before `?voice=back`): the recording stays silent, said
+    once."""
     if not session.remote_audio.done():  # set by the answer, before the connection
         logger.warning("the server sends no voice back: the recording has none")
         return

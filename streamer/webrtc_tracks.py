@@ -313,6 +313,8 @@ class ProcessedTrack(MediaStreamTrack):
         self._result: VideoFrame | None = None
         self._result_ready = asyncio.Event()
         self.last_latency_s = 0.0  # receive → processed, for the newest result
+        self.last_interval_s = 0.0  # between the two newest results
+        self._last_published: float | None = None
 
     @property
     def worker(self) -> LatestWorker[tuple[VideoFrame, Frame]]:
@@ -375,7 +377,11 @@ class ProcessedTrack(MediaStreamTrack):
 
     def _publish(self, result: tuple[VideoFrame, Frame]) -> None:
         out, avatar = result
-        self.last_latency_s = time.monotonic() - avatar.capture_ts
+        now = time.monotonic()
+        self.last_latency_s = now - avatar.capture_ts
+        if self._last_published is not None:
+            self.last_interval_s = now - self._last_published
+        self._last_published = now
         self._result = out
         self._result_ready.set()
         if self._on_result is not None:
