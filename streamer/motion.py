@@ -107,11 +107,10 @@ def _proportion_scales(driver: np.ndarray, portrait: np.ndarray, clip: float,
     so a long-jawed driver does not stretch a short face; the mouth's vertical one is at most
     opening_clip. The brows rise in proportion to how high they stand over the eyes: a
     driver's brows far above her lids rise further than a portrait's low ones can show
-    (cross-reenactment by woman_long_expressive, whose brows stand 0.143 of her face's
-    height over her lids, the Mona Lisa's 0.087: her raised brows, a stretch of bare skin
-    over the lids, read as the head tilting: pose error 1.55° → 1.45°, eye r 0.876 →
-    0.886; lab notes, "The brows rise as far as they stand"). driver, portrait:
-    face-aligned."""
+    (cross-reenactment by woman_long_expressive, whose brows stand 0.222 eye distances over
+    her lids, the Mona Lisa's 0.135: her raised brows, a stretch of bare skin over the
+    lids, read as the head tilting: pose error 1.55° → 1.45°, eye r 0.876 → 0.886; lab
+    notes, "The brows rise as far as they stand"). driver, portrait: face-aligned."""
 
     def clipped(r: float) -> float:
         return float(np.clip(r, 1.0 / clip, clip))
