@@ -218,12 +218,17 @@ def table(rows: Sequence[tuple[float, dict[str, object]]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def event_options(parser: argparse.ArgumentParser, render_ms: Sequence[float]) -> None:
+    """--events, --period and --render-ms, for this benchmark and its browser twin."""
     parser.add_argument("--events", type=int, default=8, help="flash + hum events per row")
     parser.add_argument("--period", type=float, default=1.0, help="seconds between events")
-    parser.add_argument("--render-ms", type=float, nargs="+", default=[0, 40, 100, 200],
+    parser.add_argument("--render-ms", type=float, nargs="+", default=list(render_ms),
                         help="how long the processor takes a frame, one row each")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    event_options(parser, [0, 40, 100, 200])
     args = parser.parse_args(argv)
     rows = [(ms / 1000, measure(ms / 1000, args.events, args.period)) for ms in args.render_ms]
     print("Voice vs avatar at the server's output to a viewer (skew = hum − bright frame;"

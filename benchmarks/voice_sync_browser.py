@@ -12,7 +12,7 @@ the server's output.
 Needs Debian's chromium and chromium-driver (and selenium, in `[dev]`).
 
 Run from the project root: python -m benchmarks.voice_sync_browser [--events 8]
-[--render-ms 40 200]
+[--render-ms 40 100 200]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.voice_sync import pair
+from benchmarks.voice_sync import event_options, pair
 from benchmarks.webrtc_latency import PassThroughFactory, browser_available, chromium, wait_for_js
 
 # The page's camera and microphone, replaced before it loads: one clock switches both.
@@ -157,10 +157,7 @@ def table(rows: Sequence[tuple[float, dict[str, list[float]]]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=8, help="flash + hum events per row")
-    parser.add_argument("--period", type=float, default=1.0, help="seconds between events")
-    parser.add_argument("--render-ms", type=float, nargs="+", default=[40, 200],
-                        help="how long the processor takes a frame, one row each")
+    event_options(parser, [40, 100, 200])
     args = parser.parse_args(argv)
     if not browser_available():
         print("needs /usr/bin/chromium and /usr/bin/chromedriver (apt-get install chromium "
