@@ -381,10 +381,13 @@ def test_serve_page_records_the_avatar_with_the_voice(
     path.write_bytes(base64.b64decode(data.split(";base64,", 1)[1]))
     with av.open(str(path)) as container:
         assert container.streams.video and container.streams.audio
-        frames = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+        decoded = [(f.time, f.to_ndarray(format="bgr24")) for f in container.decode(video=0)]
     with av.open(str(path)) as container:
         heard = np.concatenate([f.to_ndarray()[0] for f in container.decode(audio=0)])
-    assert len(frames) >= 20, f"{len(frames)} frames in 3 s"
+    frames = [image for _, image in decoded]
+    # as many as came back (~14 a second here, 6 on a loaded 2-core CI machine), over the 3 s
+    assert len(frames) >= 8 and decoded[-1][0] - decoded[0][0] > 2.0, (
+        f"{len(frames)} frames over {decoded[-1][0] - decoded[0][0]:.2f} s")
     assert_moving_picture(frames[len(frames) // 4:])
     assert len(heard) > 48_000 and rms(heard[24_000:]) > 0.01
     assert abs(dominant_hz(heard[24_000:]) - HUM_HZ) < 5
