@@ -159,10 +159,15 @@ class Session:
     voice_back: bool = False  # a WHIP sender that asked for its own voice (?voice=back)
 
 
+def _processed(session: Session) -> ProcessedTrack | None:
+    """A WHIP session's processed video (the avatar it sends back), once its video came."""
+    return next((t for t in session.tracks if isinstance(t, ProcessedTrack)), None)
+
+
 async def _control(session: Session, fn: Callable[..., object], *args: object) -> None:
     """fn(*args) on a WHIP session's processor thread, between frames (a staged processor is
     switched only while no frame is between its halves)."""
-    processed = next((t for t in session.tracks if isinstance(t, ProcessedTrack)), None)
+    processed = _processed(session)
     if processed is not None:
         await processed.control(fn, *args)
     elif session.executor is not None:
@@ -198,7 +203,7 @@ def _video_latency(session: Session) -> float | None:
     its newest frame's latency, plus half the time between avatar frames, which a moment
     waits on average for the processor to take a frame of it (newer frames are taken, the
     ones in between dropped: at 5 avatar frames a second, 100 ms)."""
-    processed = next((t for t in session.tracks if isinstance(t, ProcessedTrack)), None)
+    processed = _processed(session)
     if processed is None or processed.worker.frames_done == 0:
         return None
     return processed.last_latency_s + 0.5 * processed.last_interval_s
@@ -370,7 +375,7 @@ class AvatarServer:
                     session.tracks.append(own)
                     session.pc.addTrack(own)
                 return
-            if track.kind != "video" or any(isinstance(t, ProcessedTrack) for t in session.tracks):
+            if track.kind != "video" or _processed(session) is not None:
                 session.tasks.append(asyncio.ensure_future(_discard(track)))
                 return
             assert session.processor is not None and session.executor is not None
