@@ -31,7 +31,7 @@ from av import AudioFrame
 
 from benchmarks.webrtc_latency import PassThroughFactory
 from streamer.frames import VOICE_CHUNK, VOICE_RATE, Frame
-from streamer.webrtc_audio import AUDIO_TIME_BASE
+from streamer.video_io import audio_frame
 from streamer.webrtc_tracks import FrameClock, FrameSlot
 
 FPS = 25.0
@@ -71,9 +71,7 @@ class ToneTrack(MediaStreamTrack):
             self.sounding_since = now
         t = (self._pts + np.arange(VOICE_CHUNK)) / VOICE_RATE
         mono = (level * 32767 * np.sin(2 * np.pi * self.hz * t)).astype(np.int16)
-        frame = AudioFrame.from_ndarray(np.repeat(mono, 2)[None], format="s16", layout="stereo")
-        frame.sample_rate = VOICE_RATE
-        frame.pts, frame.time_base = self._pts, AUDIO_TIME_BASE
+        frame = audio_frame(np.repeat(mono, 2)[None], self._pts)
         self._pts += VOICE_CHUNK
         return frame
 

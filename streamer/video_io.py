@@ -5,12 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from streamer.errors import ImageReadError, VideoReadError
 from streamer.frames import VOICE_RATE
+
+if TYPE_CHECKING:
+    import av
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -92,6 +96,18 @@ def _video_stream(container, path: str | Path):  # type: ignore[no-untyped-def]
     return container.streams.video[0]
 
 
+def audio_frame(samples: np.ndarray, pts: int | None = None) -> av.AudioFrame:
+    """samples: (1, 2 × n) int16, stereo interleaved → a 48 kHz AudioFrame (the voice's
+    format, frames.VOICE_RATE), stamped `pts` samples in when given."""
+    import av
+
+    frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="stereo")
+    frame.sample_rate = VOICE_RATE
+    if pts is not None:
+        frame.pts, frame.time_base = pts, Fraction(1, VOICE_RATE)
+    return frame
+
+
 class VideoWriter:
     """H.264 mp4 writer; copies the audio track of `audio_from` (if it has one) into the file,
     or with `voice`, encodes the sound given to write_voice() as AAC.
@@ -155,14 +171,9 @@ class VideoWriter:
     def write_voice(self, samples: np.ndarray, pts: int) -> None:
         """samples: (1, 2 × n) int16, stereo at 48 kHz, interleaved, starting `pts` samples
         into the file (after the first frame: the file's header is written with it)."""
-        import av
-
         if self._voice is None or self._stream is None:
             raise RuntimeError("write_voice needs voice=True and a frame written first")
-        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="stereo")
-        frame.sample_rate = VOICE_RATE
-        frame.pts, frame.time_base = pts, Fraction(1, VOICE_RATE)
-        for packet in self._voice.encode(frame):
+        for packet in self._voice.encode(audio_frame(samples, pts)):
             self._container.mux(packet)
 
     def close(self) -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import fractions
 import logging
 import statistics
 import time
@@ -36,6 +35,7 @@ from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, AudioResampler
 
 from streamer.frames import VOICE_CHUNK, VOICE_RATE
+from streamer.video_io import audio_frame
 from streamer.webrtc_tracks import FrameClock
 
 if TYPE_CHECKING:
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-AUDIO_TIME_BASE = fractions.Fraction(1, VOICE_RATE)
 # aiortc's audio receiver lets a packet go only once 4 more are in (its jitter buffer's
 # prefetch): a received voice comes 80 ms later than the video sent beside it
 RECEIVER_HOLD_S = 4 * VOICE_CHUNK / VOICE_RATE
@@ -61,13 +60,6 @@ class AudioConfig:
     extra_delay_s: float = 1.0 / 60.0
     max_ready: int = 3  # due frames a viewer keeps; older ones are dropped (newest wins)
     max_queued: int = 100  # frames (2 s) a viewer holds in all: a stalled viewer drops
-
-
-def audio_frame(samples: np.ndarray) -> AudioFrame:
-    """samples: (1, 2 × n) int16, stereo interleaved → a 48 kHz AudioFrame (pts unset)."""
-    frame = AudioFrame.from_ndarray(samples, format="s16", layout="stereo")
-    frame.sample_rate = VOICE_RATE
-    return frame
 
 
 class Chunker:
@@ -139,8 +131,7 @@ class RelayedAudioTrack(MediaStreamTrack):
             raise MediaStreamError
         await self._clock.tick()
         samples = self.take(time.monotonic())
-        frame = audio_frame(silence() if samples is None else samples)
-        frame.pts, frame.time_base = self._pts, AUDIO_TIME_BASE
+        frame = audio_frame(silence() if samples is None else samples, self._pts)
         self._pts += frame.samples
         return frame
 
