@@ -265,15 +265,20 @@ def hum_feed(hum_wav: Path) -> Iterator[VoiceFeed]:
     feed.close()
 
 
-def test_stream_to_webrtc_with_a_voice(hum_feed: VoiceFeed) -> None:
-    """`stream --output webrtc --voice MIC`: the viewers hear the microphone."""
-    sink = webrtc_sink(port=0, voice=hum_feed)
+def heard_through(sink, url: str | None = None) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Open an output sink, feed it moving frames, → what a WHEP viewer of the server at
+    `url` (default: the sink's own) hears."""
     sink.open(128, 96, FPS)
     try:
         with Feeder(sink.send, moving_frames(), FPS):
-            assert_hears(asyncio.run(whep_hear(sink.url)), TONES[0])
+            return asyncio.run(whep_hear(url or sink.url))
     finally:
         sink.close()
+
+
+def test_stream_to_webrtc_with_a_voice(hum_feed: VoiceFeed) -> None:
+    """`stream --output webrtc --voice MIC`: the viewers hear the microphone."""
+    assert_hears(heard_through(webrtc_sink(port=0, voice=hum_feed)), TONES[0])
 
 
 def test_stream_to_whip_with_a_voice(
@@ -283,12 +288,7 @@ def test_stream_to_whip_with_a_voice(
     (here `serve`, whose viewers then hear it)."""
     server, _ = serve
     sink = whip_sink(f"{server.url}/whip", voice=hum_feed)
-    sink.open(128, 96, FPS)
-    try:
-        with Feeder(sink.send, moving_frames(), FPS):
-            assert_hears(asyncio.run(whep_hear(server.url)), TONES[0])
-    finally:
-        sink.close()
+    assert_hears(heard_through(sink, server.url), TONES[0])
 
 
 def test_client_with_a_voice(serve: tuple[ServerThread, FakeFactory], hum_feed: VoiceFeed) -> None:
