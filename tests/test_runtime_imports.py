@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 
 def test_runtime_never_imports_torch():
     code = (
@@ -18,6 +20,7 @@ def test_training_needs_no_mediapipe():
     """A GPU image with numpy 2 cannot install mediapipe 0.10.21: training and export draw
     the landmark image from the contour tables kept in streamer.mesh_contours, and need no
     PyAV (only packing encodes video)."""
+    pytest.importorskip("torch")
     code = (
         "import sys\n"
         "sys.modules['mediapipe'] = sys.modules['av'] = None  # any import of them fails\n"
