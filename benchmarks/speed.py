@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.quality import default_data_dir
+from streamer.neural import PRECISIONS
 from streamer.paste import DETAILS
 
 TARGETS_MS = {"warp": (512, 25.0), "neural": (256, 40.0)}  # renderer → (crop, p50 ms)
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: auto)")
     parser.add_argument("--data", type=Path, default=None)
     parser.add_argument("--renderer", choices=("warp", "neural"), default="warp")
-    parser.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="the neural generator's precision")
     parser.add_argument("--detail", choices=DETAILS, default="auto",
                         help="texture from the full-resolution portrait (as animate's --detail)")

@@ -33,10 +33,11 @@ def add_renderer_option(p: argparse.ArgumentParser, precision: str = "fp32") -> 
     )
     p.add_argument(
         "--precision",
-        choices=("fp32", "int8"),
+        choices=("fp32", "int8", "fp16"),  # streamer.neural.PRECISIONS (not imported: cv2)
         default=precision,
-        help=f"the neural generator in float or quantized to int8, about 20%% faster on a CPU "
-        f"(default {precision}; a portrait's fine-tuned generator always runs in fp32)",
+        help=f"the neural generator in float, quantized to int8 (about 20%% faster on a CPU) "
+        f"or in half precision (for a GPU provider; slower than fp32 on a CPU) (default "
+        f"{precision}; a portrait's fine-tuned generator always runs in fp32)",
     )
     p.add_argument(
         "--detail",

@@ -42,7 +42,8 @@ from streamer.texture import Rendered
 log = logging.getLogger(__name__)
 
 MODEL = "small"  # the shipped neural model size
-PRECISIONS = ("fp32", "int8")  # generator files shipped: float, and quantized (export.quantize)
+# generator files shipped: float, quantized (export.quantize) and half (export.half, for GPUs)
+PRECISIONS = ("fp32", "int8", "fp16")
 SHOT_CROP = 512  # side at which shots are cut for the embedder and fine-tuning
 WINDOW_FRACTION = 0.5  # face window side / crop side
 WINDOW_STEP = 16  # window offsets snap to the generator's total stride (in network pixels),
@@ -166,7 +167,7 @@ def generator_key(config: RendererConfig) -> str:
     """The manifest key of the shipped generator at the configured precision."""
     if config.precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
-    return f"generator_{MODEL}" + ("_int8" if config.precision == "int8" else "")
+    return f"generator_{MODEL}" + ("" if config.precision == "fp32" else f"_{config.precision}")
 
 
 def neural_available(config: RendererConfig = RendererConfig()) -> bool:

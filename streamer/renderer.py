@@ -48,7 +48,8 @@ class RendererConfig:
     # else "warp" (training-free)
     providers: tuple[str, ...] = ("CPUExecutionProvider",)  # onnxruntime providers, in order
     threads: int = 0  # onnxruntime intra-op threads; 0 lets onnxruntime choose
-    precision: str = "fp32"  # neural generator: fp32, or int8 (quantized, faster: live default)
+    # neural generator: fp32; int8 (quantized, faster on a CPU: live default); fp16 (for GPUs)
+    precision: str = "fp32"
     model_dir: Path | None = None  # folder with manifest.json; None: the shipped assets
     # neural: where the generator's blend mask may replace the warp. "mouth": around the
     # target's mouth and where the warp has no texture (streamer.neural.generator_region);

@@ -64,20 +64,23 @@ def test_shipped_neural_model_is_its_weights_exported():
     assert neural_parity(E, G, paths["embedder"], paths["generator"]) < 1e-3
 
 
-def test_shipped_int8_generator_draws_what_the_float_one_draws(astronaut_bgr):
-    """The quantized generator the live commands run agrees with the float one on real face
-    windows (the astronaut, never seen in calibration)."""
-    from export.quantize import agreement
+@pytest.mark.parametrize("precision, psnr_db", [("int8", 33.0), ("fp16", 60.0)])
+def test_shipped_generator_in_other_precisions_draws_what_the_float_one_draws(
+        astronaut_bgr, precision, psnr_db):
+    """The quantized generator the live commands run, and the half-precision one for GPUs,
+    agree with the float one on real face windows (the astronaut, never seen in calibration
+    or in the check at export)."""
+    from export.variants import agreement
     from streamer.neural import NeuralRenderer, neural_available, with_embedding
     from streamer.portrait import EnrollConfig, enroll_images
     from streamer.renderer import RendererConfig, asset_dir, check_file, load_manifest_entry
 
-    int8 = RendererConfig(precision="int8")
-    if not neural_available(int8):
-        pytest.skip("no int8 generator shipped")
-    folder = asset_dir(int8)
+    other = RendererConfig(precision=precision)
+    if not neural_available(other):
+        pytest.skip(f"no {precision} generator shipped")
+    folder = asset_dir(other)
     files = [check_file(folder, load_manifest_entry(folder, k))
-             for k in ("generator_small", "generator_small_int8")]
+             for k in ("generator_small", f"generator_small_{precision}")]
     portrait = enroll_images([astronaut_bgr], EnrollConfig(crop_size=512))
     portrait = with_embedding(portrait, [astronaut_bgr])
     renderer = NeuralRenderer(portrait)
@@ -87,4 +90,4 @@ def test_shipped_int8_generator_draws_what_the_float_one_draws(astronaut_bgr):
         target[[14, 87, 178, 88, 95, 317, 402, 318, 324], 1] += opening * 512
         feeds.append(renderer.begin(target).feed)
     scores = agreement(*files, feeds)
-    assert scores["drawn_psnr_db"] > 33.0 and scores["mask_mean_abs"] < 0.01
+    assert scores["drawn_psnr_db"] > psnr_db and scores["mask_mean_abs"] < 0.01

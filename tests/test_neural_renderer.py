@@ -217,6 +217,43 @@ def test_corrupt_fine_tuned_generator_is_a_named_error(tiny_models, astronaut_po
         create_renderer(broken, config(tiny_models))
 
 
+def test_fp16_generator_is_picked_by_precision_and_draws_as_the_float_one(
+        tiny_models, astronaut_bgr, tmp_path):
+    """export.half writes the generator in half precision beside the float one (inputs and
+    outputs float32, the graph sorted so that the ONNX checker takes it, listed in the
+    manifest with its sha256); `precision="fp16"` renders with that file."""
+    import shutil
+    from dataclasses import replace
+
+    import onnx
+
+    from export.half import add_fp16_generator
+    from streamer.neural import NeuralRenderer, with_embedding
+    from streamer.portrait import EnrollConfig, enroll_images
+
+    models = tmp_path / "models"
+    shutil.copytree(tiny_models, models)
+    portrait = enroll_images([astronaut_bgr], EnrollConfig(crop_size=512))
+    portrait = with_embedding(portrait, [astronaut_bgr], config(models))
+    fp32 = NeuralRenderer(portrait, config(models))
+    target = portrait.crop_landmarks.copy()
+    target[14, 1] += 0.06 * 512
+    scores = add_fp16_generator(models, "small", [fp32.begin(target).feed])
+    assert scores["drawn_psnr_db"] > 50.0 and scores["mask_max_abs"] < 0.01
+
+    half = onnx.load(str(models / "generator_small_fp16.onnx"))
+    weights = [t for t in half.graph.initializer if t.dims and np.prod(t.dims) > 64]
+    assert weights and all(t.data_type == onnx.TensorProto.FLOAT16 for t in weights)
+    assert {i.type.tensor_type.elem_type for i in half.graph.input} == {onnx.TensorProto.FLOAT}
+
+    fp16 = replace(config(models), precision="fp16")
+    a, b = fp32.render(target), create_renderer(portrait, fp16).render(target)
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 2
+    (models / "generator_small_fp16.onnx").unlink()  # the fp16 renderer reads that file
+    with pytest.raises(ModelFileError, match="generator_small_fp16"):
+        create_renderer(portrait, fp16)
+
+
 def test_int8_generator_is_picked_by_precision_and_stays_close(tiny_models, astronaut_bgr,
                                                                tmp_path):
     import shutil
@@ -245,7 +282,7 @@ def test_int8_generator_is_picked_by_precision_and_stays_close(tiny_models, astr
     assert not np.array_equal(a, b)  # another model ran…
     assert np.abs(a.astype(int) - b.astype(int)).mean() < 2.0  # …that draws the same face
     with pytest.raises(ValueError, match="precision"):
-        create_renderer(portrait, replace(config(models), precision="fp16"))
+        create_renderer(portrait, replace(config(models), precision="fp8"))
 
     # A fine-tuned generator has no int8 version: it runs as stored, in fp32.
     blob = np.frombuffer((models / "generator_small.onnx").read_bytes(), np.uint8)
