@@ -56,18 +56,19 @@ def _sort_nodes(graph) -> None:  # type: ignore[no-untyped-def]
     graph.node.extend(ordered)
 
 
-def add_fp16_generator(model_dir: Path, name: str, check: list[dict[str, np.ndarray]]
-                       ) -> dict[str, float]:
+def add_fp16_generator(model_dir: Path, name: str, check: list[dict[str, np.ndarray]],
+                       note: str) -> dict[str, float]:
     """Write generator_<name>_fp16 beside generator_<name> of model_dir and list it in the
-    manifest (with its agreement on `check`); returns that agreement."""
+    manifest (with its agreement on `check`, which `note` says); returns that agreement."""
     return add_generator_variant(model_dir, name, "fp16", half_generator, check,
-                                 precision="fp16 (float32 inputs and outputs)")
+                                 precision="fp16 (float32 inputs and outputs)", checked_on=note)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args("python -m export.half", __doc__, argv)
     check = calibration_feeds(training_clips(shared_data(args.data), CHECK_CLIPS), per_clip=4)
-    scores = add_fp16_generator(args.out, args.name, check)
+    note = f"{len(check)} windows of {CHECK_CLIPS} shared/train clips"
+    scores = add_fp16_generator(args.out, args.name, check, note)
     report(args.out / f"generator_{args.name}_fp16.onnx", len(check), scores)
     return 0
 

@@ -54,13 +54,13 @@ def calibration_feeds(clips: list[Path], per_clip: int = WINDOWS_PER_CLIP,
     return feeds
 
 
-def agreement(fp32: Path, int8: Path, feeds: list[dict[str, np.ndarray]]) -> dict[str, float]:
-    """How close the int8 generator is to the float one: PSNR of the drawn image (0–255) and
-    mean / max |Δ| of the blend mask, over `feeds`."""
+def agreement(fp32: Path, other: Path, feeds: list[dict[str, np.ndarray]]) -> dict[str, float]:
+    """How close the generator in another precision draws to the float one: PSNR of the drawn
+    image (0–255) and mean / max |Δ| of the blend mask, over `feeds`."""
     import onnxruntime as ort
 
     sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
-                for p in (fp32, int8)]
+                for p in (fp32, other)]
     errors, mask_mean, mask_max = [], [], []
     for feed in feeds:
         (d0, m0), (d1, m1) = (s.run(["drawn", "mask"], feed) for s in sessions)
@@ -119,5 +119,6 @@ def parse_args(prog: str, doc: str | None, argv: list[str] | None) -> argparse.N
 
 
 def report(out: Path, checked: int, scores: dict[str, float]) -> None:
+    rounded = json.dumps({k: round(v, 4) for k, v in scores.items()})
     print(f"{out.name}: {out.stat().st_size / 1e6:.1f} MB; against float on {checked} "
-          f"held-back windows: {json.dumps({k: round(v, 4) for k, v in scores.items()})}")
+          f"windows it was not made from: {rounded}")

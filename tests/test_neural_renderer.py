@@ -238,7 +238,7 @@ def test_fp16_generator_is_picked_by_precision_and_draws_as_the_float_one(
     fp32 = NeuralRenderer(portrait, config(models))
     target = portrait.crop_landmarks.copy()
     target[14, 1] += 0.06 * 512
-    scores = add_fp16_generator(models, "small", [fp32.begin(target).feed])
+    scores = add_fp16_generator(models, "small", [fp32.begin(target).feed], "test")
     assert scores["drawn_psnr_db"] > 50.0 and scores["mask_max_abs"] < 0.01
 
     half = onnx.load(str(models / "generator_small_fp16.onnx"))
