@@ -361,6 +361,9 @@ def test_serve_page_records_the_avatar_with_the_voice(
     with chromium(fake_camera, fake_microphone) as driver:
         driver.get(f"{serve.url}/?autostart=1")
         wait_for_js(driver, "window.headcast && headcast.state.phase === 'live'", 30)
+        # the avatar shows (live is the connection; on a loaded machine the first avatar
+        # frame came 1.4 s later, and the 3 s recorded held 1.7 s of it)
+        wait_for_js(driver, "document.getElementById('avatar').videoWidth > 0", 30)
         record = driver.find_element(By.ID, "record")
         record.click()
         assert record.text == "Stop recording"
