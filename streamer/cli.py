@@ -22,8 +22,8 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def add_renderer_option(p: argparse.ArgumentParser, precision: str = "fp32") -> None:
-    """--renderer and --precision (whose default differs: live commands run int8), --detail,
-    --moving-background and --one-shot-per-frame."""
+    """--renderer and --precision (whose default differs: live commands run int8), --device,
+    --detail, --moving-background and --one-shot-per-frame."""
     p.add_argument(
         "--renderer",
         choices=("auto", "neural", "warp"),
@@ -38,6 +38,14 @@ def add_renderer_option(p: argparse.ArgumentParser, precision: str = "fp32") -> 
         help=f"the neural generator in float, quantized to int8 (about 20%% faster on a CPU) "
         f"or in half precision (for a GPU provider; slower than fp32 on a CPU) (default "
         f"{precision}; a portrait's fine-tuned generator always runs in fp32)",
+    )
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda", "tensorrt"),  # streamer.devices.DEVICES
+        default="auto",
+        help="where the generators run: cuda or tensorrt need onnxruntime-gpu in place of "
+        "onnxruntime (README, 'GPU'); auto (default): cuda when the onnxruntime in use has it, "
+        "else cpu",
     )
     p.add_argument(
         "--detail",
@@ -89,9 +97,11 @@ def add_overlap_option(p: argparse.ArgumentParser, where: str = "") -> None:
 
 
 def renderer_config(args: argparse.Namespace):  # -> streamer.renderer.RendererConfig
+    from streamer.devices import device_providers
     from streamer.renderer import RendererConfig
 
     return RendererConfig(name=args.renderer, precision=args.precision,
+                          providers=device_providers(args.device),
                           still_background=not args.moving_background,
                           feature_shots=not args.one_shot_per_frame)
 
@@ -220,13 +230,14 @@ def _run_animate(args: argparse.Namespace) -> int:
     if args.lip_thickness < 0:
         raise HeadcastError(f"--lip-thickness must be 0 or more, got {args.lip_thickness}: 0 keeps "
                             "the portrait's own lips, 1 takes the driver's thinning and thickening")
+    renderer = renderer_config(args)  # before any work: a device asked for must be there
     portrait = open_portrait(args.portrait, EnrollConfig(crop_size=args.crop_size, face=args.face))
     options = AnimateOptions(
         motion=MotionConfig(
             mode=args.motion, head_pose=not args.no_head_pose,
             expression_gain=args.expression_gain, lip_thickness=args.lip_thickness,
         ),
-        renderer=renderer_config(args),
+        renderer=renderer,
         refine=RefineConfig(enabled=not args.no_refine),
         detail=args.detail,
     )

@@ -36,6 +36,10 @@ class ModelFileError(HeadcastError):
     """A shipped model file is missing or does not match its manifest."""
 
 
+class DeviceUnavailableError(HeadcastError):
+    """The device asked for (--device cuda or tensorrt) is not in the onnxruntime in use."""
+
+
 class SinkUnavailableError(HeadcastError):
     """An output (virtual camera, port, window) cannot be opened."""
 

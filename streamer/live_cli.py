@@ -128,6 +128,7 @@ def run_stream(args: argparse.Namespace) -> int:
     _configure_logging()
     outputs = list(args.output or DEFAULT_OUTPUTS)
     _check_outputs(outputs, args.voice, args.record)
+    renderer = renderer_config(args)  # before the camera opens: a device asked for must be there
     portraits = load_portraits(args.portrait)
     with ExitStack() as stack:
         voice = open_voice_feed(args.voice) if args.voice else None
@@ -135,7 +136,7 @@ def run_stream(args: argparse.Namespace) -> int:
             stack.callback(voice.close)
         source = open_source(args.driving, args.camera, args.camera_wait)
         stack.callback(source.close)
-        processor = make_processor(portraits[0], source.fps, renderer_config(args), args.detail)
+        processor = make_processor(portraits[0], source.fps, renderer, args.detail)
         stack.callback(processor.close)
         config = PipelineConfig(
             mirror=args.mirror, head_pose=not args.no_head_pose, overlap=not args.no_overlap

@@ -20,6 +20,7 @@ import numpy as np
 
 from streamer import landmarks as L
 from streamer import warp_inputs as W
+from streamer.devices import session_providers
 from streamer.errors import ModelFileError
 from streamer.portrait import Portrait, eye_white_colour, own_mouth_mask
 from streamer.references import (
@@ -46,7 +47,8 @@ OWN_MOUTH_STRETCH = (3.0, 5.0)
 class RendererConfig:
     name: str = "auto"  # registered renderer; auto: "neural" when its model is installed,
     # else "warp" (training-free)
-    providers: tuple[str, ...] = ("CPUExecutionProvider",)  # onnxruntime providers, in order
+    # onnxruntime providers, in order (streamer.devices: --device); those missing are skipped
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
     threads: int = 0  # onnxruntime intra-op threads; 0 lets onnxruntime choose
     # neural generator: fp32; int8 (quantized, faster on a CPU: live default); fp16 (for GPUs)
     precision: str = "fp32"
@@ -223,11 +225,8 @@ def _session_options(config: RendererConfig):  # type: ignore[no-untyped-def]
     return options
 
 
-def _providers(config: RendererConfig) -> list[str]:
-    import onnxruntime as ort
-
-    available = set(ort.get_available_providers())
-    return [p for p in config.providers if p in available] or ["CPUExecutionProvider"]
+def _providers(config: RendererConfig) -> list[str | tuple[str, dict[str, str]]]:
+    return session_providers(config.providers, config.precision)
 
 
 def _check_signature(session, entry: dict, path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -149,7 +149,8 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
 
 def run_serve(args: argparse.Namespace) -> int:
     config = serve_config(args)
-    factory = AnimatorFactory(load_portraits(args.portrait), renderer_config(args), args.detail)
+    renderer = renderer_config(args)  # before the portraits load: a device asked must be there
+    factory = AnimatorFactory(load_portraits(args.portrait), renderer, args.detail)
     server = ServerThread(config, processors=factory)
     server.start()
     query = f"?token={config.token}" if config.token else ""

@@ -351,7 +351,7 @@ def test_serve_page_sends_the_voice_to_the_viewers_and_the_player_plays_it(
 def test_serve_page_records_the_avatar_with_the_voice(
     serve: ServerThread, fake_camera: Path, fake_microphone: Path, tmp_path: Path
 ) -> None:
-    """Record, 3 s, Stop recording: the page offers the file, a WebM of the avatar as it came
+    """Record, 4 s, Stop recording: the page offers the file, a WebM of the avatar as it came
     back (moving, the portrait's picture) with the page's own voice beside it (the hum)."""
     import base64
 
@@ -367,11 +367,11 @@ def test_serve_page_records_the_avatar_with_the_voice(
         record = driver.find_element(By.ID, "record")
         record.click()
         assert record.text == "Stop recording"
-        time.sleep(3.0)
+        time.sleep(4.0)
         record.click()
         wait_for_js(driver, "headcast.state.recording !== null", 10)
         link = driver.find_element(By.ID, "download")
-        assert link.is_displayed() and link.text == "Save the recording (3 s)"
+        assert link.is_displayed() and link.text == "Save the recording (4 s)"
         assert record.text == "Record"
         data = driver.execute_async_script("""
             const done = arguments[arguments.length - 1];
@@ -388,7 +388,8 @@ def test_serve_page_records_the_avatar_with_the_voice(
     with av.open(str(path)) as container:
         heard = np.concatenate([f.to_ndarray()[0] for f in container.decode(audio=0)])
     frames = [image for _, image in decoded]
-    # as many as came back (~14 a second here, 6 on a loaded 2-core CI machine), over the 3 s
+    # as many as came back (~14 a second here, 6 on a loaded 2-core CI machine), over the 4 s
+    # but for a stall (the CI machine once sent none for the last 1.1 s of 3)
     assert len(frames) >= 8 and decoded[-1][0] - decoded[0][0] > 2.0, (
         f"{len(frames)} frames over {decoded[-1][0] - decoded[0][0]:.2f} s")
     assert_moving_picture(frames[len(frames) // 4:])
