@@ -11,7 +11,8 @@ installed the CPU build is the one imported. So a GPU machine replaces it:
 in use.) "auto" takes CUDA where the onnxruntime in use has it, else the CPU; a device asked
 for by name must be there, or DeviceUnavailableError says what to do. TensorRT builds an
 engine for each model the first time (minutes) and keeps it in the cache folder, keyed by
-model and GPU, so later starts skip the build. Not run on a GPU yet: no GPU with
+model and GPU, so later starts skip the build; it may compute in half precision only where
+the fp16 generator runs. Not run on a GPU yet: no GPU with
 onnxruntime-gpu has been lent to this project.
 """
 
@@ -74,17 +75,19 @@ def _installed(distribution: str) -> bool:
     return True
 
 
-def session_providers(providers: Collection[str], precision: str = "fp32"
+def session_providers(providers: Collection[str], half: bool = False
                       ) -> list[str | tuple[str, dict[str, str]]]:
     """onnxruntime's providers argument: those of `providers` the onnxruntime in use has (the
-    CPU when none), TensorRT with its engine cache (and half precision for fp16)."""
+    CPU when none), TensorRT with its engine cache, and allowed half precision for the fp16
+    generator only (half: the warp graph maps pixels, which half precision puts 0.25 px
+    apart at the 512 crop)."""
     have = set(available_providers())
     out: list[str | tuple[str, dict[str, str]]] = []
     for name in [p for p in providers if p in have] or [CPU]:
         if name == TENSORRT:
             out.append((name, {"trt_engine_cache_enable": "True",
                                "trt_engine_cache_path": str(engine_cache()),
-                               "trt_fp16_enable": str(precision == "fp16")}))
+                               "trt_fp16_enable": str(half)}))
         else:
             out.append(name)
     return out

@@ -199,7 +199,9 @@ def open_session(model_dir: Path, key: str, config: RendererConfig):  # type: ig
 
     entry = load_manifest_entry(model_dir, key)
     path, blob = _checked_bytes(model_dir, entry)
-    session = ort.InferenceSession(blob, _session_options(config), providers=_providers(config))
+    half = key.endswith("_fp16")  # the generator export.half wrote
+    session = ort.InferenceSession(blob, _session_options(config),
+                                   providers=session_providers(config.providers, half))
     _check_signature(session, entry, path)
     return session, entry
 
@@ -209,7 +211,8 @@ def session_from_bytes(blob: bytes, config: RendererConfig):  # type: ignore[no-
     import onnxruntime as ort
 
     try:
-        return ort.InferenceSession(blob, _session_options(config), providers=_providers(config))
+        return ort.InferenceSession(blob, _session_options(config),
+                                    providers=session_providers(config.providers))
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad graphs
         raise ModelFileError(f"the portrait's fine-tuned generator is unreadable ({exc})") from exc
 
@@ -223,10 +226,6 @@ def _session_options(config: RendererConfig):  # type: ignore[no-untyped-def]
     # Idle workers must not spin: the frame loop runs numpy and OpenCV between runs.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
-
-
-def _providers(config: RendererConfig) -> list[str | tuple[str, dict[str, str]]]:
-    return session_providers(config.providers, config.precision)
 
 
 def _check_signature(session, entry: dict, path: Path) -> None:  # type: ignore[no-untyped-def]

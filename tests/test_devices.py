@@ -38,12 +38,12 @@ def test_a_device_asked_for_that_is_not_there_says_how_to_get_it(monkeypatch, in
 def test_sessions_get_the_providers_there_and_tensorrt_its_engine_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(devices, "available_providers", lambda: GPU_BUILD)
-    (trt, options), cuda, cpu = session_providers((TENSORRT, CUDA, CPU), precision="fp16")
+    (trt, options), cuda, cpu = session_providers((TENSORRT, CUDA, CPU), half=True)
     assert (trt, cuda, cpu) == (TENSORRT, CUDA, CPU)
     assert options["trt_engine_cache_enable"] == "True"
     assert options["trt_engine_cache_path"] == str(tmp_path / "headcast" / "tensorrt")
     assert options["trt_fp16_enable"] == "True"
-    assert session_providers((TENSORRT,), precision="fp32")[0][1]["trt_fp16_enable"] == "False"
+    assert session_providers((TENSORRT,))[0][1]["trt_fp16_enable"] == "False"
     monkeypatch.setattr(devices, "available_providers", lambda: CPU_BUILD)
     assert session_providers((TENSORRT, CUDA, CPU)) == [CPU]  # those missing are skipped
     assert session_providers((CUDA,)) == [CPU]
@@ -71,3 +71,29 @@ def test_the_commands_stop_on_a_missing_device_before_any_work(monkeypatch, caps
     err = capsys.readouterr().err
     assert "--device tensorrt" in err and "TensorrtExecutionProvider" in err
     assert "nobody.jpg" not in err
+
+
+def test_tensorrt_may_compute_in_half_for_the_fp16_generator_only(monkeypatch):
+    """The warp graph maps pixels (half precision would put them 0.25 px apart at the 512
+    crop): its sessions never allow TensorRT half precision, even with --precision fp16."""
+    import onnxruntime
+
+    from streamer.renderer import RendererConfig, asset_dir, open_session
+
+    asked: dict[str, object] = {}
+
+    class Stop(Exception):
+        pass
+
+    def session(blob, options, providers):
+        asked["providers"] = providers
+        raise Stop
+
+    monkeypatch.setattr(devices, "available_providers", lambda: GPU_BUILD)
+    monkeypatch.setattr(onnxruntime, "InferenceSession", session)
+    config = RendererConfig(providers=devices.DEVICES["tensorrt"], precision="fp16")
+    for key, half in (("warp_512", "False"), ("generator_small_fp16", "True")):
+        with pytest.raises(Stop):
+            open_session(asset_dir(config), key, config)
+        (name, options), *rest = asked["providers"]
+        assert name == TENSORRT and options["trt_fp16_enable"] == half and rest == [CUDA, CPU]
