@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.quality import default_data_dir
+from streamer.devices import DEVICES, device_providers
+from streamer.errors import DeviceUnavailableError
 from streamer.neural import PRECISIONS
 from streamer.paste import DETAILS
 
@@ -30,7 +32,8 @@ STAGES = ("decode", "track", "motion", "render", "paste")
 
 
 def measure(clip: Path, portrait_path: Path, crop: int, frames: int, threads: int,
-            renderer: str = "warp", precision: str = "fp32", detail: str = "auto") -> dict:
+            renderer: str = "warp", precision: str = "fp32", detail: str = "auto",
+            providers: tuple[str, ...] = ("CPUExecutionProvider",)) -> dict:
     from streamer.animate import AnimateOptions, Animator
     from streamer.offline import enroll_shots
     from streamer.paste import full_detail
@@ -39,7 +42,8 @@ def measure(clip: Path, portrait_path: Path, crop: int, frames: int, threads: in
     from streamer.video_io import read_image, read_video_frames
 
     portrait = enroll_shots([read_image(portrait_path)], EnrollConfig(crop_size=crop))
-    config = RendererConfig(name=renderer, threads=threads, precision=precision)
+    config = RendererConfig(name=renderer, threads=threads, precision=precision,
+                            providers=providers)
     anim = Animator(portrait, AnimateOptions(renderer=config, detail=detail))  # type: ignore[arg-type]
     times: dict[str, list[float]] = {k: [] for k in (*STAGES, "total")}
     decoder = read_video_frames(clip, frames)
@@ -90,15 +94,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--renderer", choices=("warp", "neural"), default="warp")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="the neural generator's precision")
+    parser.add_argument("--device", choices=("auto", *DEVICES), default="auto",
+                        help="onnxruntime providers, as the commands' --device (README, 'GPU')")
     parser.add_argument("--detail", choices=DETAILS, default="auto",
                         help="texture from the full-resolution portrait (as animate's --detail)")
     args = parser.parse_args(argv)
+    try:
+        providers = device_providers(args.device)
+    except DeviceUnavailableError as exc:
+        parser.error(str(exc))
     target_crop, target_ms = TARGETS_MS[args.renderer]
     data = args.data or default_data_dir()
     clip = data / "driving" / f"{args.clip}.mp4"
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; clip {clip.name}, "
           f"{args.frames} frames (first 5 not counted); renderer {args.renderer}"
-          f"{' ' + args.precision if args.renderer == 'neural' else ''}\n")
+          f"{' ' + args.precision if args.renderer == 'neural' else ''}; onnxruntime "
+          f"{', '.join(providers)}\n")
     header = ("| portrait | crop | detail | " + " | ".join(STAGES)
               + " | track+motion+render+paste | target |")
     print(header)
@@ -107,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         path = next((data / "portraits").glob(f"{name}.*"))
         for crop in (256, 512):
             r = measure(clip, path, crop, args.frames, args.threads, args.renderer,
-                        args.precision, args.detail)
+                        args.precision, args.detail, providers)
             cells = " | ".join(f"{r[s][0]:.1f} / {r[s][1]:.1f}" for s in STAGES)
             verdict = "PASS" if r["total"][0] <= target_ms else "FAIL"
             verdict = verdict if crop == target_crop else "—"
