@@ -12,7 +12,6 @@ runtime makes them, and listed in the manifest beside it.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import numpy as np
@@ -33,27 +32,13 @@ def half_generator(fp32: Path, out: Path) -> None:
     """Write the fp16 generator (float32 inputs and outputs) of the float one."""
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.onnx_model import OnnxModel
 
-    model = convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True)
-    _sort_nodes(model.graph)  # the converter appends its input casts after their readers
-    onnx.save(model, str(out))
-
-
-def _sort_nodes(graph) -> None:  # type: ignore[no-untyped-def]
-    """Order graph.node so that each node comes after the nodes whose outputs it reads (the
-    ONNX checker asks it; onnxruntime sorts for itself); otherwise the order is kept."""
-    known = {v.name for v in graph.input} | {t.name for t in graph.initializer} | {""}
-    waiting, ordered = [copy.deepcopy(n) for n in graph.node], []
-    while waiting:
-        ready = [n for n in waiting if all(i in known for i in n.input)]
-        if not ready:
-            raise ValueError("the fp16 graph reads a tensor that no node makes")
-        for node in ready:
-            known.update(node.output)
-        ordered += ready
-        waiting = [n for n in waiting if not any(n is r for r in ready)]
-    del graph.node[:]
-    graph.node.extend(ordered)
+    model = OnnxModel(convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True))
+    # the converter appends its input casts after the nodes that read them: onnxruntime
+    # sorts for itself, the ONNX checker (run on every manifest entry) refuses
+    model.topological_sort(is_deterministic=True)
+    onnx.save(model.model, str(out))
 
 
 def add_fp16_generator(model_dir: Path, name: str, check: list[dict[str, np.ndarray]],
