@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from streamer.devices import DEVICES
 from streamer.errors import HeadcastError
 
 
@@ -41,7 +42,7 @@ def add_renderer_option(p: argparse.ArgumentParser, precision: str = "fp32") -> 
     )
     p.add_argument(
         "--device",
-        choices=("auto", "cpu", "cuda", "tensorrt"),  # streamer.devices.DEVICES
+        choices=("auto", *DEVICES),
         default="auto",
         help="where the generators run: cuda or tensorrt need onnxruntime-gpu in place of "
         "onnxruntime (README, 'GPU'); auto (default): cuda when the onnxruntime in use has it, "
