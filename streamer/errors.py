@@ -62,3 +62,8 @@ class SignallingError(HeadcastError):
 
 class VoiceUnavailableError(HeadcastError):
     """The microphone or sound file given as --voice cannot be opened."""
+
+
+class OutputFileError(HeadcastError):
+    """A result cannot be written where asked: no such folder, not writable, a folder, a kind
+    of file headcast does not write, or one of the command's own inputs."""

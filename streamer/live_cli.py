@@ -20,6 +20,7 @@ from streamer.cli import (
 from streamer.controls import HELP, VOICE_HELP, Controls
 from streamer.errors import SinkUnavailableError, VoiceUnavailableError
 from streamer.frames import Sink
+from streamer.output_file import VIDEO_SUFFIXES, check_output
 from streamer.paste import Detail
 from streamer.pipeline import AvatarProcessor, Pipeline, PipelineConfig, PipelineStats
 from streamer.renderer import RendererConfig
@@ -127,7 +128,7 @@ def run_stream(args: argparse.Namespace) -> int:
     """Run `headcast stream`; HeadcastErrors propagate for the caller to print (exit 2)."""
     _configure_logging()
     outputs = list(args.output or DEFAULT_OUTPUTS)
-    _check_outputs(outputs, args.voice, args.record)
+    _check_outputs(outputs, args.voice, args.record, args.driving)
     renderer = renderer_config(args)  # before the camera opens: a device asked for must be there
     portraits = load_portraits(args.portrait)
     with ExitStack() as stack:
@@ -255,15 +256,21 @@ VOICE_OUTPUTS = ("webrtc", "whip", "record")  # the outputs that carry sound
 
 
 def _check_outputs(outputs: Sequence[str], voice: str | None = None,
-                   record: str | None = None) -> None:
+                   record: str | None = None, driving: str | None = None) -> None:
     """Fail before the slow loading when an output name is unknown (or lacks its argument),
-    or --voice has no output to go to, or cannot be opened as given."""
+    a recording cannot be written where asked, or --voice has no output to go to, or cannot
+    be opened as given."""
     names = [spec.partition(":")[0] for spec in outputs]
+    recordings = [record] if record else []
     for spec, name in zip(outputs, names, strict=True):
         check_sink_name(name)
-        if name == "record" and not spec.partition(":")[2]:
-            raise SinkUnavailableError("--output record needs a file: record:OUT.mp4 "
-                                       "(or --record OUT.mp4)")
+        if name == "record":
+            if not spec.partition(":")[2]:
+                raise SinkUnavailableError("--output record needs a file: record:OUT.mp4 "
+                                           "(or --record OUT.mp4)")
+            recordings.append(spec.partition(":")[2])
+    for path in recordings:
+        check_output(Path(path), VIDEO_SUFFIXES, [Path(driving) if driving else None])
     if voice is None:
         return
     if record is None and not any(name in VOICE_OUTPUTS for name in names):

@@ -12,6 +12,7 @@ import numpy as np
 from streamer.animate import AnimateOptions, Animator
 from streamer.errors import ModelFileError, NoFaceError
 from streamer.neural import neural_available, with_embedding
+from streamer.output_file import VIDEO_SUFFIXES, check_output
 from streamer.paste import PasteBack
 from streamer.portrait import EnrollConfig, Portrait, enroll_images, load_portrait, save_portrait
 from streamer.refine import refine_targets
@@ -75,6 +76,8 @@ def enroll_shots(images: list[np.ndarray], config: EnrollConfig = EnrollConfig()
 
 
 def run_enroll(job: EnrollJob, progress: bool = True) -> Portrait:
+    # the suffix is how `animate --portrait` tells a portrait file from an image
+    check_output(job.output, (PORTRAIT_SUFFIX,))
     landmarks = None
     if job.from_video is not None:
         images, landmarks = video_shots(job.from_video, job.shots or 8, job.config.face)
@@ -136,6 +139,7 @@ def run_animate(job: AnimateJob, progress: bool = True) -> int:
     (streamer.refine), then rendered."""
     from tqdm import tqdm
 
+    check_output(job.output, VIDEO_SUFFIXES, [job.driving])
     template = load_template() if job.driving is None else None
     switches: list[int] = []  # frames where another person is taken up
     if template is not None:

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Protocol
 import cv2
 import numpy as np
 
-from streamer.errors import SinkUnavailableError
+from streamer.errors import OutputFileError, SinkUnavailableError
 from streamer.frames import VOICE_CHUNK, VOICE_RATE, Frame
+from streamer.output_file import VIDEO_SUFFIXES, check_output
 from streamer.sinks import letterbox
 
 if TYPE_CHECKING:
@@ -142,8 +143,10 @@ class RecordSink:
 
     def open(self, width: int, height: int, fps: float) -> None:
         path = Path(self._config.path)
-        if not path.parent.is_dir():
-            raise SinkUnavailableError(f"cannot record to {path}: folder {path.parent} is missing")
+        try:
+            check_output(path, VIDEO_SUFFIXES)
+        except OutputFileError as exc:
+            raise SinkUnavailableError(f"cannot record: {exc}") from None
         self._fps = self._config.fps or fps
         self._size = (width, height)
         errors = []

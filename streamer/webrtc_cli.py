@@ -12,6 +12,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from contextlib import ExitStack, suppress
+from pathlib import Path
 
 import numpy as np
 
@@ -23,6 +24,7 @@ from streamer.cli import (
 )
 from streamer.errors import PortraitFileError
 from streamer.frames import FrameProcessor, Sink
+from streamer.output_file import VIDEO_SUFFIXES, check_output
 from streamer.paste import Detail
 from streamer.renderer import RendererConfig
 from streamer.sources import Source
@@ -233,6 +235,9 @@ def run_client_command(args: argparse.Namespace) -> int:
     from streamer.voice import VoiceListeners, open_voice_feed
 
     config = EndpointConfig(url=whip_url(args.server), token=args.token)
+    if args.record:
+        check_output(Path(args.record), VIDEO_SUFFIXES,
+                     [Path(args.driving) if args.driving else None])
 
     def connected() -> None:
         output = args.record or "the virtual camera"

@@ -262,7 +262,7 @@ def test_record_falls_back_to_opencv_mp4v(tmp_path, monkeypatch):
 
 def test_record_into_a_missing_folder_is_unavailable(tmp_path):
     sink = RecordSink(RecordConfig(str(tmp_path / "no" / "out.mp4")))
-    with pytest.raises(SinkUnavailableError, match="missing"):
+    with pytest.raises(SinkUnavailableError, match="no folder"):
         sink.open(64, 48, 25.0)
 
 

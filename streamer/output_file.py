@@ -1,0 +1,37 @@
+"""Where a command writes its result, checked before any work: a path that cannot take the
+file would otherwise fail only when the file is opened or finished, after minutes of
+tracking, rendering or fine-tuning, and an output that is one of the inputs would be
+emptied before it is read."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from streamer.errors import OutputFileError
+
+# containers that take H.264 beside a copied AAC track (checked for each; WebM takes neither)
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi")
+
+
+def check_output(path: Path, suffixes: Sequence[str] = (), inputs: Iterable[Path | None] = ()
+                 ) -> None:
+    """Raise OutputFileError unless `path` can be written: its name ends in one of
+    `suffixes` (any, when empty), it is not a folder, its folder exists and is writable (so
+    is the file, when it exists), and it is none of `inputs` (the files the command reads)."""
+    if path.is_dir():
+        raise OutputFileError(f"{path} is a folder: give the name of a file to write")
+    if suffixes and path.suffix.lower() not in suffixes:
+        endings = ", ".join(suffixes[:-1]) + " or " * (len(suffixes) > 1) + suffixes[-1]
+        raise OutputFileError(f"{path}: give the file a name ending in {endings}")
+    folder = path.parent
+    if not folder.is_dir():
+        raise OutputFileError(f"cannot write {path}: there is no folder {folder} (create it first)")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise OutputFileError(f"cannot write {path}: permission denied")
+    if path.exists():
+        for source in inputs:
+            if source is not None and source.exists() and path.samefile(source):
+                raise OutputFileError(f"{path} is also read by this command: writing it would "
+                                      "destroy it; give the output another name")
