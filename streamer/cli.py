@@ -231,6 +231,8 @@ def _run_animate(args: argparse.Namespace) -> int:
     if args.lip_thickness < 0:
         raise HeadcastError(f"--lip-thickness must be 0 or more, got {args.lip_thickness}: 0 keeps "
                             "the portrait's own lips, 1 takes the driver's thinning and thickening")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise HeadcastError("--max-frames must be at least 1")
     renderer = renderer_config(args)  # before any work: a device asked for must be there
     portrait = open_portrait(args.portrait, EnrollConfig(crop_size=args.crop_size, face=args.face))
     options = AnimateOptions(

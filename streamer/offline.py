@@ -55,12 +55,16 @@ def video_shots(path: Path, k: int, face: int | None = None
     tracks = driver_track(read_video_frames(path), TrackerConfig(first_face=face))
     faces = [i for i, lm in enumerate(tracks) if lm is not None]
     if not faces:
-        which = f"face {face} from the left" if face else "human face"
-        raise NoFaceError(f"{path}: no {which} found in any of its {len(tracks)} frames")
+        raise _faceless_clip(path, len(tracks), face)
     spread = np.linspace(0, len(faces) - 1, min(k, len(faces))).round().astype(int)
     picks = {faces[i] for i in spread}
     frames = [frame for i, frame in enumerate(read_video_frames(path)) if i in picks]
     return frames, [tracks[i] for i in sorted(picks)]
+
+
+def _faceless_clip(path: Path, frames: int, face: int | None) -> NoFaceError:
+    which = f"face {face} from the left" if face else "human face"
+    return NoFaceError(f"{path}: no {which} found in any of its {frames} frames")
 
 
 def enroll_shots(images: list[np.ndarray], config: EnrollConfig = EnrollConfig(),
@@ -152,6 +156,8 @@ def run_animate(job: AnimateJob, progress: bool = True) -> int:
         frames = tqdm(read_video_frames(job.driving, job.max_frames), total=count,
                       unit="frame", disable=not progress, desc="track")
         track = driver_track(frames, job.options.tracker, switches)
+        if all(landmarks is None for landmarks in track):  # the output would be a still
+            raise _faceless_clip(job.driving, len(track), job.options.tracker.first_face)
     animator, crop_targets = offline_animation(
         job.portrait, track, replace(job.options, fps=fps),
         lambda it: tqdm(it, total=len(track), unit="frame", disable=not progress, desc="refine"),

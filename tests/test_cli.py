@@ -144,6 +144,26 @@ def test_a_picture_of_two_people_asks_which_face_then_takes_the_one_chosen(tmp_p
         main(["enroll", str(image), "--face", "0", "-o", str(out)])
 
 
+def test_a_driving_clip_without_a_face_is_refused_before_rendering(tmp_path, data_dir, capsys):
+    """The output would be the portrait at rest from start to end: not what anyone asked for.
+    (A clip the face leaves for a while is fine: the next test.)"""
+    dog = cv2.resize(cv2.imread(str(data_dir / "portraits" / "no_face_dog.jpg")), (320, 240))
+    clip = tmp_path / "dog.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"mp4v"), 10, (320, 240))
+    for i in range(8):
+        writer.write(np.roll(dog, 4 * i, axis=1))
+    writer.release()
+    out = tmp_path / "o.mp4"
+    assert main(["animate", "--driving", str(clip), "-o", str(out), "--quiet"]) == 2
+    assert "no human face found in any of its 8 frames" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_animate_needs_a_frame_to_write(tmp_path, capsys):
+    assert main(["animate", "-o", str(tmp_path / "o.mp4"), "--max-frames", "0", "--quiet"]) == 2
+    assert "--max-frames must be at least 1" in capsys.readouterr().err
+
+
 def test_truncated_tail_keeps_what_decoded(tmp_path, data_dir):
     src = (data_dir / "driving" / "man_green_backdrop.mp4").read_bytes()
     cut = tmp_path / "half.mp4"
