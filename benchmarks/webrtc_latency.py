@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import os
 import shutil
 import tempfile
 import threading
@@ -503,7 +502,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--portrait", default="einstein.jpg", help="portrait for the strip")
     parser.add_argument("--data", type=Path, default=None, help="shared data folder")
     args = parser.parse_args(argv)
-    data_dir = args.data or Path(os.environ.get("HEADCAST_DATA", "../shared/data"))
+    from benchmarks.quality import default_data_dir
+
+    data_dir = args.data or default_data_dir()
     frames = clip_frames(data_dir / "driving" / "man_glasses_office.mp4", 90, SIZE)
     print(
         f"frames {SIZE}x{SIZE} at {FPS:.0f} fps, {args.seconds:.0f} s per path; "
