@@ -245,8 +245,9 @@ def _run_animate(args: argparse.Namespace) -> int:
         detail=args.detail,
     )
     job = AnimateJob(portrait, args.driving, args.output, options, args.size, args.max_frames)
-    n = run_animate(job, progress=not args.quiet)
-    print(f"{args.output}: {n} frames")
+    result = run_animate(job, progress=not args.quiet)
+    rested = f" (no face in {result.faceless}: the avatar rested there)" if result.faceless else ""
+    print(f"{args.output}: {result.frames} frames{rested}")
     return 0
 
 

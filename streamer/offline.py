@@ -135,8 +135,14 @@ class AnimateJob:
     max_frames: int | None = None  # stop after this many frames
 
 
-def run_animate(job: AnimateJob, progress: bool = True) -> int:
-    """Render the job to its output file; returns the number of frames written.
+@dataclass(frozen=True)
+class AnimateResult:
+    frames: int  # written to the output
+    faceless: int  # driving frames without the face: the avatar rested there
+
+
+def run_animate(job: AnimateJob, progress: bool = True) -> AnimateResult:
+    """Render the job to its output file.
 
     Offline the whole driving track is known, so it is tracked first and smoothed without
     lag (streamer.smoothing.smooth_track), the targets are refined against a first render
@@ -169,7 +175,8 @@ def run_animate(job: AnimateJob, progress: bool = True) -> int:
                 if job.size is not None and frame.shape[1::-1] != job.size:
                     frame = _fit(frame, job.size)
                 writer.write(frame)
-            return writer.frames_written
+            faceless = sum(landmarks is None for landmarks in track)
+            return AnimateResult(writer.frames_written, faceless)
     finally:
         animator.close()
 

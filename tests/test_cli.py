@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 
 from streamer.cli import main
+from streamer.offline import AnimateResult
 from tests.helpers import two_people
+
+NOTHING = AnimateResult(frames=0, faceless=0)  # what a stand-in for run_animate returns
 
 
 def _frames_and_audio(path):
@@ -34,7 +37,7 @@ def test_animate_detail_flag_reaches_the_paste_back(monkeypatch, flags, detail):
 
     seen = []
     monkeypatch.setattr(streamer.offline, "run_animate",
-                        lambda job, progress=True: seen.append(job.options) or 0)
+                        lambda job, progress=True: seen.append(job.options) or NOTHING)
     assert main(["animate", "-o", "x.mp4", "--quiet", *flags]) == 0
     assert seen[0].detail == detail
 
@@ -51,7 +54,7 @@ def test_animate_renderer_flags_reach_the_renderer(monkeypatch, flags, still, fe
 
     seen = []
     monkeypatch.setattr(streamer.offline, "run_animate",
-                        lambda job, progress=True: seen.append(job.options) or 0)
+                        lambda job, progress=True: seen.append(job.options) or NOTHING)
     assert main(["animate", "-o", "x.mp4", "--quiet", *flags]) == 0
     assert seen[0].renderer.still_background is still
     assert seen[0].renderer.feature_shots is features
@@ -64,7 +67,7 @@ def test_animate_lip_thickness_flag_reaches_the_motion_transfer(monkeypatch, fla
 
     seen = []
     monkeypatch.setattr(streamer.offline, "run_animate",
-                        lambda job, progress=True: seen.append(job.options) or 0)
+                        lambda job, progress=True: seen.append(job.options) or NOTHING)
     assert main(["animate", "-o", "x.mp4", "--quiet", *flags]) == 0
     assert seen[0].motion.lip_thickness == thickness
 
@@ -178,9 +181,9 @@ def test_truncated_tail_keeps_what_decoded(tmp_path, data_dir):
     assert 0 < len(frames) < 78 and frames[0].shape == (512, 512, 3)
 
 
-def test_face_leaves_the_frame_and_the_run_goes_on(tmp_path, data_dir):
+def test_face_leaves_the_frame_and_the_run_goes_on(tmp_path, data_dir, capsys):
     """A driving clip whose face is gone for a second (frames blacked out): every frame is
-    still written."""
+    still written, and the user is told where the avatar rested."""
     from streamer.video_io import VideoWriter, read_video_frames
 
     clip = tmp_path / "gap.mp4"
@@ -191,6 +194,7 @@ def test_face_leaves_the_frame_and_the_run_goes_on(tmp_path, data_dir):
     out = tmp_path / "o.mp4"
     assert main(["animate", "--driving", str(clip), "-o", str(out), "--quiet"]) == 0
     assert _frames_and_audio(out)[0] == 70
+    assert "70 frames (no face in 25: the avatar rested there)" in capsys.readouterr().out
 
 
 def test_python_dash_m_streamer():
