@@ -18,9 +18,10 @@ def face_size(landmarks: np.ndarray) -> float:
     return float(np.sqrt(box_area(landmarks)))
 
 
-def choose_face(faces: list[np.ndarray], image: int, face: int | None = None
+def choose_face(faces: list[np.ndarray], image: str, face: int | None = None
                 ) -> np.ndarray | None:
-    """The face of picture number `image` (1-based, for messages) to make the portrait from.
+    """The face of the picture called `image` in messages (its file, or "portrait image N")
+    to make the portrait from.
 
     faces: the faces found in it (on people: streamer.segment.PersonCheck). face=None: the
     only face, or the largest where every other is smaller than RIVAL_SIZE of it; face=N:
@@ -34,7 +35,7 @@ def choose_face(faces: list[np.ndarray], image: int, face: int | None = None
     if face is not None:
         if not 1 <= face <= len(by_x):
             raise FaceChoiceError(
-                f"portrait image {image} shows {len(by_x)} face(s) ({where}); "
+                f"{image} shows {len(by_x)} face(s) ({where}); "
                 f"--face {face} is not one of them"
             )
         return by_x[face - 1]
@@ -44,7 +45,7 @@ def choose_face(faces: list[np.ndarray], image: int, face: int | None = None
     if rivals > 1:
         count = f"{len(faces)} faces" + ("" if rivals == len(faces) else f", {rivals} of them")
         raise FaceChoiceError(
-            f"portrait image {image} shows {count} of about one size (left to right: "
+            f"{image} shows {count} of about one size (left to right: "
             f"{where}): crop it to one face, or choose one by its number, 1 for the leftmost "
             "(`--face N` on enroll and animate, whose file every command takes; the Face field "
             "of `headcast serve`'s page; `POST /portrait?face=N`)"

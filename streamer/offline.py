@@ -69,11 +69,12 @@ def _faceless_clip(path: Path, frames: int, face: int | None) -> NoFaceError:
 
 def enroll_shots(images: list[np.ndarray], config: EnrollConfig = EnrollConfig(),
                  skip_faceless: bool = False, render_first: bool = False,
-                 landmarks: list[np.ndarray | None] | None = None) -> Portrait:
+                 landmarks: list[np.ndarray | None] | None = None,
+                 names: Sequence[str] | None = None) -> Portrait:
     """Enroll K images of one face, with the neural model's embedding when it is installed
-    (landmarks: as for streamer.portrait.enroll_images)."""
+    (landmarks, names: as for streamer.portrait.enroll_images)."""
     portrait = enroll_images(images, config, skip_faceless=skip_faceless,
-                             render_first=render_first, landmarks=landmarks)
+                             render_first=render_first, landmarks=landmarks, names=names)
     if neural_available():
         portrait = with_embedding(portrait, images)
     return portrait
@@ -83,11 +84,13 @@ def run_enroll(job: EnrollJob, progress: bool = True) -> Portrait:
     # the suffix is how `animate --portrait` tells a portrait file from an image
     check_output(job.output, (PORTRAIT_SUFFIX,))
     landmarks = None
+    names = None
     if job.from_video is not None:
         images, landmarks = video_shots(job.from_video, job.shots or 8, job.config.face)
     else:
         images = [read_image(p) for p in job.images[: job.shots]]
-    portrait = enroll_shots(images, job.config, landmarks=landmarks)
+        names = [str(p) for p in job.images[: job.shots]]
+    portrait = enroll_shots(images, job.config, landmarks=landmarks, names=names)
     if job.finetune_steps > 0:
         portrait = finetune_portrait(portrait, images, job.finetune_steps, progress,
                                      job.finetune_anchors)
@@ -122,7 +125,7 @@ def open_portrait(path: Path | None, config: EnrollConfig = EnrollConfig()) -> P
         return enroll_shots([default_portrait_image()], config)
     if path.suffix == PORTRAIT_SUFFIX:
         return load_portrait(path)
-    return enroll_shots([read_image(path)], config)
+    return enroll_shots([read_image(path)], config, names=[str(path)])
 
 
 @dataclass(frozen=True)

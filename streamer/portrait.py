@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -227,6 +228,7 @@ def enroll_images(
     skip_faceless: bool = False,
     render_first: bool = False,
     landmarks: list[np.ndarray | None] | None = None,
+    names: Sequence[str] | None = None,
 ) -> Portrait:
     """Enroll 1..K BGR images of one face. The most frontal is rendered (the first, with
     render_first); all are kept as shots, and those of the rendered image's size (frames of
@@ -235,7 +237,8 @@ def enroll_images(
     per image, tracked by the caller (frames of a video, tracked in video mode as the driver
     is, so a shot and a driver frame showing the same face get the same landmarks); None:
     each image is tracked here on its own, and where it shows several faces on people
-    (streamer.segment.PersonCheck) config.face chooses (streamer.faces.choose_face).
+    (streamer.segment.PersonCheck) config.face chooses (streamer.faces.choose_face). names:
+    what the messages call each image (its file; default "portrait image N").
 
     Raises NoFaceError (no face in an image), FaceChoiceError (several faces of about one
     size, none chosen) and FaceTooSmallError."""
@@ -245,23 +248,25 @@ def enroll_images(
         raise ValueError("crop_size must be 256 or 512")
     found: list[np.ndarray] = []
     kept: list[np.ndarray] = []
+    names = list(names) if names else [f"portrait image {i}" for i in range(1, len(images) + 1)]
     if landmarks is None:
         with FaceTracker(tracker_config, video=False) as tracker, PersonCheck() as check:
-            landmarks = [choose_face(check.persons(image, tracker.detect_all(image)), i,
-                                     config.face) for i, image in enumerate(images, 1)]
+            landmarks = [choose_face(check.persons(image, tracker.detect_all(image)), name,
+                                     config.face)
+                         for image, name in zip(images, names, strict=True)]
     elif len(landmarks) != len(images):
         raise ValueError("one landmark array (or None) per image is needed")
-    for i, (image, lm) in enumerate(zip(images, landmarks, strict=True)):
+    for image, lm, name in zip(images, landmarks, names, strict=True):
         if lm is None and skip_faceless:
             continue
         if lm is None:
             raise NoFaceError(
-                f"no human face found in portrait image {i + 1}: use a photo or painting "
+                f"no human face found in {name}: use a photo or painting "
                 "with one clearly visible face, eyes open, looking roughly at the camera"
             )
         if L.iod(lm) < MIN_IOD_PX:
             raise FaceTooSmallError(
-                f"the face in portrait image {i + 1} is too small ({L.iod(lm):.0f} px between "
+                f"the face in {name} is too small ({L.iod(lm):.0f} px between "
                 f"the eyes, {MIN_IOD_PX:.0f} needed): use a larger or closer-cropped image"
             )
         found.append(lm)

@@ -79,7 +79,7 @@ def load_portraits(paths: Sequence[str]) -> object:
         return open_portrait(Path(paths[0]) if paths else None)
     if any(p.endswith(".headcast") for p in paths):
         raise PortraitFileError("give one .headcast file, or image files only")
-    return enroll_images([read_image(p) for p in paths], EnrollConfig())
+    return enroll_images([read_image(p) for p in paths], EnrollConfig(), names=paths)
 
 
 # ---- serve --------------------------------------------------------------------------

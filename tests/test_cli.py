@@ -137,6 +137,7 @@ def test_a_picture_of_two_people_asks_which_face_then_takes_the_one_chosen(tmp_p
     assert main(["enroll", str(image), "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert "2 faces of about one size" in err and "--face N" in err and not out.exists()
+    assert f"{image} shows 2 faces" in err  # the file, by its name
     assert main(["enroll", str(image), "--face", "2", "-o", str(out)]) == 0
     from streamer.portrait import load_portrait
 
@@ -145,6 +146,19 @@ def test_a_picture_of_two_people_asks_which_face_then_takes_the_one_chosen(tmp_p
                  "--max-frames", "3", "--no-refine", "--quiet", "-o", str(tmp_path / "a.mp4")]) == 0
     with pytest.raises(SystemExit):
         main(["enroll", str(image), "--face", "0", "-o", str(out)])
+
+
+def test_enrollment_errors_name_the_file(tmp_path, data_dir, capsys):
+    """Of several pictures, the one without a face is named: as shots of one face (enroll),
+    and as avatars to switch between (stream)."""
+    portraits = data_dir / "portraits"
+    dog = portraits / "no_face_dog.jpg"
+    out = tmp_path / "x.headcast"
+    assert main(["enroll", str(portraits / "einstein.jpg"), str(dog), "-o", str(out)]) == 2
+    assert f"no human face found in {dog}:" in capsys.readouterr().err and not out.exists()
+    assert main(["stream", "--portrait", str(portraits / "einstein.jpg"), str(dog),
+                 "--driving", "absent.mp4", "--output", "record:x.mp4"]) == 2
+    assert f"no human face found in {dog}:" in capsys.readouterr().err
 
 
 def test_a_driving_clip_without_a_face_is_refused_before_rendering(tmp_path, data_dir, capsys):
