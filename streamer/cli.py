@@ -251,10 +251,30 @@ def _run_animate(args: argparse.Namespace) -> int:
     return 0
 
 
+def version_line() -> str:
+    """headcast's version and what it runs on, for `headcast --version` (and bug reports);
+    from the installed packages' metadata, importing none of them."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    runtime = [f"{name} {v}" for name in ("onnxruntime", "onnxruntime-gpu", "mediapipe", "numpy")
+               if (v := installed(name))]
+    python = ".".join(map(str, sys.version_info[:3]))
+    return f"headcast {installed('headcast') or 'not installed'} (Python {python}, " \
+        f"{', '.join(runtime)})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="headcast", description="Make a portrait talk, blink and turn its head like you."
+        prog="headcast", description="Make a portrait talk, blink and turn its head like you.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # --version on one line
     )
+    parser.add_argument("--version", action="version", version=version_line())
     sub = parser.add_subparsers(dest="command", required=True)
     _add_enroll(sub)
     _add_animate(sub)

@@ -25,8 +25,11 @@ def read_image(path: str | Path) -> np.ndarray:
     data = np.fromfile(path, np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
+        video = path.suffix.lower() in (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm")
+        hint = (": to take a portrait's shots from a clip, `headcast enroll --from-video "
+                f"{path} -o NAME.headcast`") if video else ""
         raise ImageReadError(
-            f"{path}: not a readable image (JPEG, PNG, WebP, BMP or TIFF expected)"
+            f"{path}: not a readable image (JPEG, PNG, WebP, BMP or TIFF expected){hint}"
         )
     return image
 

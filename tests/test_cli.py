@@ -218,6 +218,23 @@ def test_python_dash_m_streamer():
         assert command in r.stdout
 
 
+def test_version_names_what_it_runs_on(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    line = capsys.readouterr().out
+    assert info.value.code == 0 and line.count("\n") == 1
+    assert line.startswith(f"headcast {version('headcast')} (Python {sys.version.split()[0]}, ")
+    assert f"mediapipe {version('mediapipe')}" in line and "onnxruntime" in line
+
+
+def test_a_video_given_as_a_portrait_points_to_enroll_from_video(tmp_path, data_dir, capsys):
+    clip = data_dir / "driving" / "man_green_backdrop.mp4"
+    assert main(["animate", "--portrait", str(clip), "-o", str(tmp_path / "o.mp4")]) == 2
+    assert f"enroll --from-video {clip}" in capsys.readouterr().err
+
+
 def test_enroll_k_shots_from_a_video_then_animate_with_each_renderer(tmp_path, data_dir):
     from streamer.neural import neural_available
     from streamer.portrait import load_portrait
