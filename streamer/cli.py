@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from streamer.devices import DEVICES
+from streamer.devices import DEVICES, installed_version
 from streamer.errors import HeadcastError
 
 
@@ -254,27 +254,32 @@ def _run_animate(args: argparse.Namespace) -> int:
 def version_line() -> str:
     """headcast's version and what it runs on, for `headcast --version` (and bug reports);
     from the installed packages' metadata, importing none of them."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    def installed(name: str) -> str | None:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return None
-
     runtime = [f"{name} {v}" for name in ("onnxruntime", "onnxruntime-gpu", "mediapipe", "numpy")
-               if (v := installed(name))]
+               if (v := installed_version(name))]
     python = ".".join(map(str, sys.version_info[:3]))
-    return f"headcast {installed('headcast') or 'not installed'} (Python {python}, " \
+    return f"headcast {installed_version('headcast') or 'not installed'} (Python {python}, " \
         f"{', '.join(runtime)})"
+
+
+class _PrintVersion(argparse.Action):
+    """--version: the line is made only when asked for, not on every start."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS,
+                 help: str | None = None) -> None:  # `help`: the name argparse passes
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        print(version_line())
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="headcast", description="Make a portrait talk, blink and turn its head like you.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,  # --version on one line
+        prog="headcast", description="Make a portrait talk, blink and turn its head like you."
     )
-    parser.add_argument("--version", action="version", version=version_line())
+    parser.add_argument("--version", action=_PrintVersion,
+                        help="show headcast's version and what it runs on, and exit")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_enroll(sub)
     _add_animate(sub)

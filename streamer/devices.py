@@ -68,11 +68,15 @@ def _gpu_hint() -> str:
 
 
 def _installed(distribution: str) -> bool:
+    return installed_version(distribution) is not None
+
+
+def installed_version(distribution: str) -> str | None:
+    """The installed version of a distribution (from its metadata, not importing it)."""
     try:
-        metadata.version(distribution)
+        return metadata.version(distribution)
     except metadata.PackageNotFoundError:
-        return False
-    return True
+        return None
 
 
 def session_providers(providers: Collection[str], half: bool = False
