@@ -265,12 +265,13 @@ def _check_outputs(outputs: Sequence[str], voice: str | None = None,
     for spec, name in zip(outputs, names, strict=True):
         check_sink_name(name)
         if name == "record":
-            if not spec.partition(":")[2]:
+            path = spec.partition(":")[2]
+            if not path:
                 raise SinkUnavailableError("--output record needs a file: record:OUT.mp4 "
                                            "(or --record OUT.mp4)")
-            recordings.append(spec.partition(":")[2])
+            recordings.append(path)
     for path in recordings:
-        check_output(Path(path), VIDEO_SUFFIXES, [Path(driving) if driving else None])
+        check_output(Path(path), VIDEO_SUFFIXES, [driving])
     if voice is None:
         return
     if record is None and not any(name in VOICE_OUTPUTS for name in names):

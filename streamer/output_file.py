@@ -15,8 +15,8 @@ from streamer.errors import OutputFileError
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi")
 
 
-def check_output(path: Path, suffixes: Sequence[str] = (), inputs: Iterable[Path | None] = ()
-                 ) -> None:
+def check_output(path: Path, suffixes: Sequence[str] = (),
+                 inputs: Iterable[str | Path | None] = ()) -> None:
     """Raise OutputFileError unless `path` can be written: its name ends in one of
     `suffixes` (any, when empty), it is not a folder, its folder exists and is writable (so
     is the file, when it exists), and it is none of `inputs` (the files the command reads)."""
@@ -32,6 +32,6 @@ def check_output(path: Path, suffixes: Sequence[str] = (), inputs: Iterable[Path
         raise OutputFileError(f"cannot write {path}: permission denied")
     if path.exists():
         for source in inputs:
-            if source is not None and source.exists() and path.samefile(source):
+            if source is not None and Path(source).exists() and path.samefile(source):
                 raise OutputFileError(f"{path} is also read by this command: writing it would "
                                       "destroy it; give the output another name")

@@ -12,6 +12,7 @@ import numpy as np
 
 from streamer.errors import ImageReadError, VideoReadError
 from streamer.frames import VOICE_RATE
+from streamer.output_file import VIDEO_SUFFIXES
 
 if TYPE_CHECKING:
     import av
@@ -25,7 +26,7 @@ def read_image(path: str | Path) -> np.ndarray:
     data = np.fromfile(path, np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
-        video = path.suffix.lower() in (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm")
+        video = path.suffix.lower() in (*VIDEO_SUFFIXES, ".webm")  # .webm: read, not written
         hint = (": to take a portrait's shots from a clip, `headcast enroll --from-video "
                 f"{path} -o NAME.headcast`") if video else ""
         raise ImageReadError(

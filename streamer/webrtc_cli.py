@@ -236,8 +236,7 @@ def run_client_command(args: argparse.Namespace) -> int:
 
     config = EndpointConfig(url=whip_url(args.server), token=args.token)
     if args.record:
-        check_output(Path(args.record), VIDEO_SUFFIXES,
-                     [Path(args.driving) if args.driving else None])
+        check_output(Path(args.record), VIDEO_SUFFIXES, [args.driving])
 
     def connected() -> None:
         output = args.record or "the virtual camera"
