@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -16,6 +17,20 @@ from streamer.output_file import VIDEO_SUFFIXES
 
 if TYPE_CHECKING:
     import av
+
+log = logging.getLogger(__name__)
+
+# The driving clip's sound is copied as it is into an output that takes it and that common
+# players play from it; any other sound is re-encoded, to AAC (MP3 in .avi). Copied as it
+# was, PCM (a camera's or an .avi's) made an .mp4 that could not be finished, and Opus or
+# FLAC (WebM, .mkv) an .mov that could not be begun, MP3 an .m4v: after the whole clip
+# was rendered.
+_SOUND_KEPT = {
+    ".mp4": {"aac", "mp3"}, ".m4v": {"aac"}, ".mov": {"aac", "mp3", "pcm_s16le"},
+    ".mkv": {"aac", "mp3", "opus", "vorbis", "flac", "alac", "ac3", "eac3", "pcm_s16le"},
+    ".avi": {"mp3", "ac3", "pcm_s16le"},
+}
+_SOUND_ENCODER = {".avi": "libmp3lame"}
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -113,8 +128,10 @@ def audio_frame(samples: np.ndarray, pts: int | None = None) -> av.AudioFrame:
 
 
 class VideoWriter:
-    """H.264 mp4 writer; copies the audio track of `audio_from` (if it has one) into the file,
-    or with `voice`, encodes the sound given to write_voice() as AAC.
+    """H.264 writer (the container by the path's suffix); puts the audio track of
+    `audio_from` (if it has one) into the file, copied where the container takes it
+    (_SOUND_KEPT), else re-encoded; or with `voice`, encodes the sound given to
+    write_voice() as AAC.
 
     Frames: (H, W, 3) uint8 BGR, all the same size. Use as a context manager; close() muxes
     the audio and is safe to call more than once.
@@ -134,6 +151,7 @@ class VideoWriter:
         self._stream = None
         self._audio_in = None
         self._audio_out = None
+        self._reencode = False  # the audio is decoded and encoded again, not copied
         self._voice = None
         if voice:
             self._voice = self._container.add_stream("aac", rate=VOICE_RATE)
@@ -155,7 +173,18 @@ class VideoWriter:
             source.close()
             return
         self._audio_in = source
-        self._audio_out = self._container.add_stream_from_template(source.streams.audio[0])
+        sound = source.streams.audio[0]
+        suffix = self._path.suffix.lower()
+        if sound.codec_context.codec.canonical_name in _SOUND_KEPT.get(suffix, {"aac"}):
+            self._audio_out = self._container.add_stream_from_template(sound)
+            return
+        self._reencode = True
+        self._audio_out = self._container.add_stream(_SOUND_ENCODER.get(suffix, "aac"),
+                                                     rate=VOICE_RATE)
+        self._audio_out.layout = "stereo"
+        log.info("%s: its %s sound is re-encoded to %s for %s", self._audio_from,
+                 sound.codec_context.codec.canonical_name, self._audio_out.codec_context.name,
+                 self._path)
 
     def write(self, image: np.ndarray) -> None:
         import av
@@ -198,17 +227,60 @@ class VideoWriter:
                 self._audio_in.close()
 
     def _mux_audio(self) -> None:
-        """Copy audio packets up to the video's duration (no re-encoding)."""
+        """The audio up to the video's duration: its packets copied, or re-encoded."""
         if self._audio_in is None or self._audio_out is None:
             return
         duration = self.frames_written / self._fps
         source = self._audio_in.streams.audio[0]
+        if self._reencode:
+            self._reencode_audio(source, duration)
+            return
         for packet in self._audio_in.demux(source):
             if packet.dts is None:
                 continue
             if packet.pts is not None and packet.pts * source.time_base > duration:
                 break
             packet.stream = self._audio_out
+            self._container.mux(packet)
+
+    def _reencode_audio(self, source: av.audio.stream.AudioStream, duration: Fraction) -> None:
+        """Decode the driving clip's sound up to `duration` seconds and encode it again,
+        stereo at 48 kHz, from where it began."""
+        import av
+
+        resample = av.AudioResampler(format=self._audio_out.codec_context.format, layout="stereo",
+                                     rate=VOICE_RATE)
+        # stamped in samples (in the source's own time base, an .avi's 1152 samples a tick,
+        # the encoder's 1024-sample packets came out of order)
+        pts: int | None = None
+        for frame in self._sound_frames(source, duration):
+            if pts is None:
+                pts = round((frame.time or 0.0) * VOICE_RATE)
+            for out in resample.resample(frame):
+                out.pts, out.time_base = pts, Fraction(1, VOICE_RATE)
+                pts += out.samples
+                self._encode_audio(out)
+        self._encode_audio(None)
+
+    def _sound_frames(self, source: av.audio.stream.AudioStream, duration: Fraction
+                      ) -> Iterator[av.AudioFrame]:
+        """The source's decoded sound up to `duration` seconds; a sound that stops decoding
+        ends there."""
+        import av
+
+        assert self._audio_in is not None
+        try:
+            for frame in self._audio_in.decode(source):
+                if frame.time is not None and frame.time > duration:
+                    return
+                yield frame
+        except av.error.FFmpegError as exc:
+            log.warning("%s: its sound ends where it could not be decoded (%s)",
+                        self._audio_from, exc)
+
+    def _encode_audio(self, frame: av.AudioFrame | None) -> None:
+        assert self._audio_out is not None
+        for packet in self._audio_out.encode(frame):
             self._container.mux(packet)
 
     def __enter__(self) -> VideoWriter:

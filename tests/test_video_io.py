@@ -1,4 +1,5 @@
-"""Video files: phone clips stored on their side are read upright."""
+"""Video files: phone clips stored on their side are read upright; a written video keeps
+the driving clip's sound, in time, whatever the two containers."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import pytest
 from streamer import landmarks as L
 from streamer.sources import VideoFileSource
 from streamer.tracker import FaceTracker
-from streamer.video_io import read_video_frames, upright
+from streamer.video_io import VideoWriter, read_video_frames, upright
+
+RATE = 48_000
+TONE_HZ, TONE_FROM = 440.0, 0.3  # the driving clip's sound: silence, then a tone from 0.3 s
 
 
 def _phone_clip(path: Path, picture: np.ndarray, rotation: int, frames: int = 6) -> None:
@@ -63,3 +67,92 @@ def test_upright_turns_by_quarter_turns_only():
     assert upright(image, 90.0).shape == (3, 2, 1)
     assert np.array_equal(upright(image, -89.6), np.rot90(image, k=-1))
     assert np.array_equal(upright(image, 180.0), image[::-1, ::-1])
+
+
+def _clip_with_sound(path: Path, video_codec: str, sound_codec: str, rate: int = RATE,
+                     channels: int = 2) -> None:
+    """1 s of 64² video at 30 fps with 1 s of sound: silent, then a 440 Hz tone."""
+    t = np.arange(rate) / rate
+    tone = np.where(t >= TONE_FROM, 0.3 * np.sin(2 * np.pi * TONE_HZ * t), 0.0)
+    samples = np.repeat((tone * 32767).astype(np.int16)[:, None], channels, axis=1)
+    layout = "stereo" if channels == 2 else "mono"
+    with av.open(str(path), "w") as container:
+        video = container.add_stream(video_codec, rate=30)
+        video.width = video.height = 64
+        video.pix_fmt = "yuv420p"
+        sound = container.add_stream(sound_codec, rate=rate)
+        sound.layout = layout
+        for i in range(30):
+            picture = np.full((64, 64, 3), 8 * i, np.uint8)
+            for packet in video.encode(av.VideoFrame.from_ndarray(picture, format="bgr24")):
+                container.mux(packet)
+        step = sound.codec_context.frame_size or 1024
+        for start in range(0, rate - step + 1, step):
+            frame = av.AudioFrame.from_ndarray(samples[start:start + step].reshape(1, -1),
+                                               format="s16", layout=layout)
+            frame.sample_rate, frame.pts = rate, start
+            for packet in sound.encode(frame):
+                container.mux(packet)
+        for stream in (sound, video):
+            for packet in stream.encode():
+                container.mux(packet)
+
+
+def _sound_of(path: Path) -> tuple[str, np.ndarray]:
+    """(codec, mono samples at 48 kHz from the file's time 0)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        codec = stream.codec_context.codec.canonical_name
+        resample = av.AudioResampler(format="flt", layout="mono", rate=RATE)
+        chunks, start = [], None
+        for frame in container.decode(stream):
+            start = frame.time if start is None else start
+            chunks += [out.to_ndarray().ravel() for out in resample.resample(frame)]
+    lead = np.zeros(max(0, round(start * RATE)), np.float32)
+    return codec, np.concatenate([lead, *chunks])
+
+
+# name: (container, video codec, sound codec, sample rate, channels)
+SOURCES = {
+    "aac": ("mp4", "libx264", "aac", RATE, 2),
+    "pcm": ("avi", "mpeg4", "pcm_s16le", RATE, 2),
+    "flac": ("mkv", "libx264", "flac", RATE, 2),
+    "opus": ("webm", "libvpx-vp9", "libopus", RATE, 2),
+    "mp3": ("avi", "mpeg4", "libmp3lame", RATE, 2),
+    "pcm mono 44.1 kHz": ("mov", "libx264", "pcm_s16le", 44_100, 1),
+}
+# what each output may carry: what the container takes and common players play
+PLAYED = {".mp4": {"aac", "mp3"}, ".m4v": {"aac"}, ".mov": {"aac", "mp3", "pcm_s16le"},
+          ".avi": {"mp3", "pcm_s16le"}}
+
+
+@pytest.fixture(scope="module")
+def sound_clips(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sound")
+    clips = {}
+    for i, (name, (suffix, *codecs)) in enumerate(SOURCES.items()):
+        clips[name] = folder / f"drive{i}.{suffix}"
+        _clip_with_sound(clips[name], *codecs)
+    return clips
+
+
+@pytest.mark.parametrize("output", [".mp4", ".m4v", ".mov", ".mkv", ".avi"])
+@pytest.mark.parametrize("source", list(SOURCES))
+def test_the_driving_clips_sound_goes_into_every_container_in_time(
+        sound_clips, tmp_path, source, output):
+    out = tmp_path / f"avatar{output}"
+    with VideoWriter(out, 30, audio_from=sound_clips[source]) as writer:
+        for i in range(24):  # 0.8 s
+            writer.write(np.full((64, 64, 3), 10 * i, np.uint8))
+    assert len(list(read_video_frames(out))) == 24
+    codec, heard = _sound_of(out)
+    kept = SOURCES[source][2].removeprefix("lib").replace("mp3lame", "mp3")
+    assert codec in PLAYED.get(output, {kept}), codec  # .mkv keeps every one as it is
+    loud = np.flatnonzero(np.abs(heard) > 0.1)
+    assert abs(loud[0] / RATE - TONE_FROM) < 0.03  # the tone starts where it did
+    # and the sound ends with the picture, or with the packet the picture ends in (a FLAC
+    # packet holds 0.096 s)
+    assert 0.78 <= len(heard) / RATE <= 0.9
+    part = heard[loud[0] + 2048: loud[0] + 2048 + 8192]
+    spectrum = np.abs(np.fft.rfft(part * np.hanning(len(part))))
+    assert abs(np.argmax(spectrum) * RATE / len(part) - TONE_HZ) < 10  # the same tone
