@@ -9,17 +9,26 @@ from pathlib import Path
 from streamer.devices import DEVICES, installed_version
 from streamer.errors import HeadcastError
 
+MAX_SIDE = 8192  # 8K; beyond it frames of gigabytes (libx264 takes up to 16384)
 
-def _size(text: str) -> tuple[int, int]:
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'1280x720' → (1280, 720): a video frame's size, each side even (H.264 keeps colour at
+    half size: an odd side was cut by one pixel) and 16 to MAX_SIDE pixels (100000x100000
+    failed to allocate its first frame, after the whole clip was tracked)."""
     try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError as exc:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected WIDTHxHEIGHT, e.g. 1280x720, got {text!r}"
-        ) from exc
-    if w < 16 or h < 16:
-        raise argparse.ArgumentTypeError("size must be at least 16x16")
-    return w, h
+            f"expected WIDTHxHEIGHT, e.g. 1280x720, got {text!r}") from None
+    if not (16 <= width <= MAX_SIDE and 16 <= height <= MAX_SIDE):
+        raise argparse.ArgumentTypeError(
+            f"{text}: each side must be 16 to {MAX_SIDE} pixels")
+    if width % 2 or height % 2:
+        even = f"{width + width % 2}x{height + height % 2}"
+        raise argparse.ArgumentTypeError(
+            f"{text}: each side must be even (H.264 stores colour at half size): {even}?")
+    return width, height
 
 
 def add_renderer_option(p: argparse.ArgumentParser, precision: str = "fp32") -> None:
@@ -165,7 +174,7 @@ def _add_animate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("-o", "--output", type=Path, required=True, help="output .mp4")
     p.add_argument(
-        "--size", type=_size, default=None, help="output WIDTHxHEIGHT (default: portrait's)"
+        "--size", type=parse_size, default=None, help="output WIDTHxHEIGHT (default: portrait's)"
     )
     p.add_argument(
         "--crop-size",

@@ -15,6 +15,7 @@ from streamer.cli import (
     add_camera_wait_option,
     add_overlap_option,
     add_renderer_option,
+    parse_size,
     renderer_config,
 )
 from streamer.controls import HELP, VOICE_HELP, Controls
@@ -109,19 +110,6 @@ def add_stream_command(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.set_defaults(func=run_stream)
     return parser
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'1280x720' → (1280, 720)."""
-    try:
-        width, height = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected WIDTHxHEIGHT like 1280x720, not {text!r}"
-        ) from None
-    if width <= 0 or height <= 0 or width % 2 or height % 2:
-        raise argparse.ArgumentTypeError(f"width and height must be even and positive: {text!r}")
-    return width, height
 
 
 def run_stream(args: argparse.Namespace) -> int:

@@ -299,3 +299,22 @@ def test_enroll_finetune_anchors_on_unless_asked(tmp_path, monkeypatch, flags, a
     assert main(["enroll", str(image), "--finetune", "7", "-o", str(out), *flags]) == 0
     assert out.is_file() and len(seen) == 1
     assert seen[0].steps == 7 and (seen[0].w_anchor > 0) == anchored
+
+
+@pytest.mark.parametrize("command", [["animate", "-o", "x.mp4"], ["stream"]])
+@pytest.mark.parametrize(("size", "said"), [
+    ("641x481", "641x481: each side must be even (H.264 stores colour at half size): 642x482?"),
+    ("100000x100000", "100000x100000: each side must be 16 to 8192 pixels"),
+    ("8x720", "8x720: each side must be 16 to 8192 pixels"),
+    ("1280by720", "expected WIDTHxHEIGHT, e.g. 1280x720, got '1280by720'"),
+])
+def test_a_video_size_is_even_and_at_most_8k_before_any_work(capsys, command, size, said):
+    with pytest.raises(SystemExit) as info:
+        main([*command, "--size", size])
+    assert info.value.code == 2 and said in capsys.readouterr().err
+
+
+def test_a_video_size_reads_as_width_by_height():
+    from streamer.cli import parse_size
+
+    assert parse_size("1280x720") == (1280, 720) and parse_size("8192X16") == (8192, 16)
