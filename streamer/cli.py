@@ -31,6 +31,19 @@ def parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def parse_port(text: str) -> int:
+    """A TCP port to listen on: 0 (any free one) to 65535 (70000 had failed in the socket's
+    bind, with a traceback, after the portraits were loaded)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"a port is a number from 0 (any free one) to 65535, got {text!r}")
+    return port
+
+
 def add_renderer_option(p: argparse.ArgumentParser, precision: str = "fp32") -> None:
     """--renderer and --precision (whose default differs: live commands run int8), --device,
     --detail, --moving-background and --one-shot-per-frame."""
@@ -135,7 +148,8 @@ def add_face_option(p: argparse.ArgumentParser, what: str = "a portrait picture"
 
 
 def _add_enroll(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("enroll", help="compute a portrait's cache file once (.headcast)")
+    p = sub.add_parser("enroll", allow_abbrev=False,
+                       help="compute a portrait's cache file once (.headcast)")
     p.add_argument("images", nargs="*", type=Path, help="1..K pictures of one face")
     p.add_argument("-o", "--output", type=Path, required=True, help="NAME.headcast to write")
     p.add_argument("--shots", type=int, default=None,
@@ -159,7 +173,8 @@ def _add_enroll(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_animate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("animate", help="animate a portrait from a driving video into a file")
+    p = sub.add_parser("animate", allow_abbrev=False,
+                       help="animate a portrait from a driving video into a file")
     p.add_argument(
         "--portrait",
         type=Path,
@@ -285,7 +300,8 @@ class _PrintVersion(argparse.Action):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="headcast", description="Make a portrait talk, blink and turn its head like you."
+        prog="headcast", description="Make a portrait talk, blink and turn its head like you.",
+        allow_abbrev=False,  # whole names only: `stream --port 8080` was read as --portrait
     )
     parser.add_argument("--version", action=_PrintVersion,
                         help="show headcast's version and what it runs on, and exit")

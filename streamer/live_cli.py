@@ -15,6 +15,7 @@ from streamer.cli import (
     add_camera_wait_option,
     add_overlap_option,
     add_renderer_option,
+    parse_port,
     parse_size,
     renderer_config,
 )
@@ -38,7 +39,7 @@ DEFAULT_OUTPUTS = ("virtualcam", "preview")
 def add_stream_command(subparsers: Any) -> argparse.ArgumentParser:
     """Add `stream` to an argparse subparsers object; sets func=run_stream."""
     parser = subparsers.add_parser(
-        "stream",
+        "stream", allow_abbrev=False,
         help="animate portraits live: webcam → virtual camera, preview, WebRTC, file",
         description=f"Animate portraits live. In the preview window, {HELP}.",
     )
@@ -211,7 +212,7 @@ def _preview_options(arg: str, context: OutputContext) -> dict[str, Any]:
 
 
 def _webrtc_options(arg: str, context: OutputContext) -> dict[str, Any]:
-    port = {"port": int(arg)} if arg else {}
+    port = {"port": parse_port(arg)} if arg else {}
     return {"on_recalibrate": context.pipeline.recalibrate} | port | _voice_option(context)
 
 
@@ -258,6 +259,11 @@ def _check_outputs(outputs: Sequence[str], voice: str | None = None,
                 raise SinkUnavailableError("--output record needs a file: record:OUT.mp4 "
                                            "(or --record OUT.mp4)")
             recordings.append(path)
+        if name == "webrtc" and spec.partition(":")[2]:
+            try:
+                parse_port(spec.partition(":")[2])
+            except argparse.ArgumentTypeError as exc:
+                raise SinkUnavailableError(f"--output {spec}: {exc}") from None
     for path in recordings:
         check_output(Path(path), VIDEO_SUFFIXES, [driving])
     if voice is None:

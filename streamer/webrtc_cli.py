@@ -20,6 +20,7 @@ from streamer.cli import (
     add_camera_wait_option,
     add_overlap_option,
     add_renderer_option,
+    parse_port,
     renderer_config,
 )
 from streamer.errors import PortraitFileError
@@ -87,7 +88,7 @@ def load_portraits(paths: Sequence[str]) -> object:
 
 def add_serve_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "serve",
+        "serve", allow_abbrev=False,
         help="animate the webcam of a browser (or WHIP client) and send the avatar back",
         description="Open http://HOST:PORT/ in a browser: it sends its webcam (WHIP) and "
         "plays the avatar. WHEP players (OBS, the /player page) get the newest avatar, and "
@@ -99,7 +100,8 @@ def add_serve_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
         help="address to listen on (default 127.0.0.1: this machine only; "
         "anything else requires a token)",
     )
-    parser.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
+    parser.add_argument("--port", type=parse_port, default=8080,
+                        help="TCP port (default 8080; 0: any free one)")
     add_renderer_option(parser, precision="int8")
     parser.add_argument(
         "--token",
@@ -174,7 +176,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def add_client_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "client",
+        "client", allow_abbrev=False,
         help="send this machine's webcam to `headcast serve` and use the avatar locally",
         description="WHIP-posts the webcam (or a clip) to SERVER and feeds the avatar it "
         "returns into the virtual camera, or into a file with --record.",

@@ -318,3 +318,23 @@ def test_a_video_size_reads_as_width_by_height():
     from streamer.cli import parse_size
 
     assert parse_size("1280x720") == (1280, 720) and parse_size("8192X16") == (8192, 16)
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "http"])
+def test_a_port_out_of_range_is_refused_before_any_work(capsys, tmp_path, port):
+    said = f"a port is a number from 0 (any free one) to 65535, got '{port}'"
+    with pytest.raises(SystemExit) as info:
+        main(["serve", f"--port={port}"])
+    assert info.value.code == 2 and said in capsys.readouterr().err
+    # stream checks its outputs before it loads a portrait (this one does not exist)
+    missing = str(tmp_path / "missing.headcast")
+    assert main(["stream", "--portrait", missing, "--output", f"webrtc:{port}"]) == 2
+    assert f"--output webrtc:{port}: {said}" in capsys.readouterr().err
+
+
+def test_options_are_taken_by_their_whole_name_only(capsys):
+    # `stream --port 8080` had been read as --portrait 8080 (an abbreviation): "8080: no
+    # such file"
+    with pytest.raises(SystemExit) as info:
+        main(["stream", "--portrait", "a.headcast", "--output", "webrtc", "--port", "8080"])
+    assert info.value.code == 2 and "unrecognized arguments: --port 8080" in capsys.readouterr().err
