@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
 from streamer.devices import DEVICES, installed_version
 from streamer.errors import HeadcastError
 
+# past 2 the lids bulge and fold on a blink (3), the face tears (10); nan and inf had failed
+# in an SVD after the whole clip was tracked
+MAX_EXPRESSION_GAIN = 2.0
 MAX_SIDE = 8192  # 8K; beyond it frames of gigabytes (libx264 takes up to 16384)
 
 
@@ -208,7 +212,8 @@ def _add_animate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-head-pose", action="store_true", help="transfer expression only")
     p.add_argument(
-        "--expression-gain", type=float, default=1.0, help="scale expressions (default 1)"
+        "--expression-gain", type=float, default=1.0,
+        help=f"scale expressions, 0 to {MAX_EXPRESSION_GAIN:g} (default 1)"
     )
     p.add_argument(
         "--lip-thickness", type=float, default=0.0,
@@ -235,6 +240,8 @@ def _run_enroll(args: argparse.Namespace) -> int:
         raise HeadcastError("give portrait images or --from-video CLIP")
     if args.shots is not None and args.shots < 1:
         raise HeadcastError("--shots must be at least 1")
+    if args.finetune < 0:  # had enrolled without fine-tuning, without a word
+        raise HeadcastError(f"--finetune takes 0 (none) or more steps, got {args.finetune}")
     config = EnrollConfig(crop_size=args.crop_size, face=args.face)
     job = EnrollJob(args.images, args.output, config, args.shots, args.from_video, args.finetune,
                     not args.no_anchors)
@@ -252,9 +259,13 @@ def _run_animate(args: argparse.Namespace) -> int:
     from streamer.portrait import EnrollConfig
     from streamer.refine import RefineConfig
 
-    if args.lip_thickness < 0:
+    if not 0 <= args.lip_thickness < math.inf:  # nor nan
         raise HeadcastError(f"--lip-thickness must be 0 or more, got {args.lip_thickness}: 0 keeps "
                             "the portrait's own lips, 1 takes the driver's thinning and thickening")
+    if not 0 <= args.expression_gain <= MAX_EXPRESSION_GAIN:
+        raise HeadcastError(
+            f"--expression-gain must be 0 to {MAX_EXPRESSION_GAIN:g}, got {args.expression_gain}: "
+            "1 moves as the driver does, 0 keeps the face at rest (its blinks still follow)")
     if args.max_frames is not None and args.max_frames < 1:
         raise HeadcastError("--max-frames must be at least 1")
     renderer = renderer_config(args)  # before any work: a device asked for must be there

@@ -72,10 +72,30 @@ def test_animate_lip_thickness_flag_reaches_the_motion_transfer(monkeypatch, fla
     assert seen[0].motion.lip_thickness == thickness
 
 
-def test_animate_refuses_a_negative_lip_thickness(capsys):
-    assert main(["animate", "-o", "x.mp4", "--quiet", "--lip-thickness", "-0.5"]) == 2
+@pytest.mark.parametrize("value", ["-0.5", "nan", "inf"])
+def test_animate_refuses_a_lip_thickness_below_0_or_not_a_number(capsys, value):
+    assert main(["animate", "-o", "x.mp4", "--quiet", "--lip-thickness", value]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("headcast: error: --lip-thickness must be 0 or more")
+    assert err.startswith(f"headcast: error: --lip-thickness must be 0 or more, got {value}")
+
+
+@pytest.mark.parametrize("value", ["-1", "2.5", "nan", "inf"])
+def test_animate_refuses_an_expression_gain_outside_0_to_2(capsys, value):
+    # nan and inf had failed in an SVD after the whole clip was tracked; past 2 the face tears
+    assert main(["animate", "-o", "x.mp4", "--quiet", "--expression-gain", value]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"headcast: error: --expression-gain must be 0 to 2, got {value}")
+
+
+@pytest.mark.parametrize("value", ["0", "2"])
+def test_animate_takes_an_expression_gain_of_0_to_2(monkeypatch, value):
+    import streamer.offline
+
+    seen = []
+    monkeypatch.setattr(streamer.offline, "run_animate",
+                        lambda job, progress=True: seen.append(job.options) or NOTHING)
+    assert main(["animate", "-o", "x.mp4", "--quiet", "--expression-gain", value]) == 0
+    assert seen[0].motion.expression_gain == float(value)
 
 
 def test_animate_without_the_second_look_renders_the_targets_as_transferred(tmp_path):
@@ -338,3 +358,10 @@ def test_options_are_taken_by_their_whole_name_only(capsys):
     with pytest.raises(SystemExit) as info:
         main(["stream", "--portrait", "a.headcast", "--output", "webrtc", "--port", "8080"])
     assert info.value.code == 2 and "unrecognized arguments: --port 8080" in capsys.readouterr().err
+
+
+def test_enroll_refuses_a_negative_number_of_finetune_steps(capsys, tmp_path):
+    out = tmp_path / "a.headcast"
+    assert main(["enroll", "--finetune", "-5", "-o", str(out), "x.jpg"]) == 2
+    assert "--finetune takes 0 (none) or more steps, got -5" in capsys.readouterr().err
+    assert not out.exists()
