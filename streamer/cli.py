@@ -6,6 +6,7 @@ import argparse
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 from streamer.devices import DEVICES, installed_version
 from streamer.errors import HeadcastError
@@ -97,16 +98,45 @@ def add_renderer_option(p: argparse.ArgumentParser, precision: str = "fp32") -> 
     )
 
 
-def _seconds(text: str) -> float:
-    """A duration: a negative one counts as 0."""
-    return max(float(text), 0.0)
+def parse_seconds(text: str) -> float:
+    """A duration: a negative one counts as 0, inf is for ever; nan is refused (a --duration
+    of nan had run for ever, a --camera-wait of nan waited for nothing)."""
+    value = _number(text, float)
+    if math.isnan(value):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}")
+    return max(value, 0.0)
+
+
+def parse_count(text: str) -> int:
+    """A whole number, at least 1 (serve --max-sessions 0 had failed with a traceback)."""
+    value = _number(text, int)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number, at least 1, got {text!r}")
+    return value
+
+
+def parse_megabytes(text: str) -> float:
+    """A size in MiB, above 0 and finite (serve --max-upload-mb nan had failed with a
+    traceback, -1 refused every upload)."""
+    value = _number(text, float)
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a size in MiB above 0, got {text!r}")
+    return value
+
+
+def _number(text: str, kind: type[int] | type[float]) -> Any:
+    try:
+        return kind(text)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
 
 
 def add_camera_wait_option(p: argparse.ArgumentParser) -> None:
     """--camera-wait: how long a camera that stopped delivering is waited for (`stream`,
     `client`)."""
     p.add_argument(
-        "--camera-wait", type=_seconds, default=300.0, metavar="SECONDS",
+        "--camera-wait", type=parse_seconds, default=300.0, metavar="SECONDS",
         help="a camera that stops delivering (unplugged, taken by another app) is reopened "
         "every second for this long while the avatar rests and the outputs keep going "
         "(default 300; 0: stop at once)",

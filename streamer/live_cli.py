@@ -16,6 +16,7 @@ from streamer.cli import (
     add_overlap_option,
     add_renderer_option,
     parse_port,
+    parse_seconds,
     parse_size,
     renderer_config,
 )
@@ -105,7 +106,7 @@ def add_stream_command(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--duration",
-        type=float,
+        type=parse_seconds,
         metavar="SECONDS",
         help="stop after this many seconds (default: run until q or Ctrl+C)",
     )

@@ -20,7 +20,10 @@ from streamer.cli import (
     add_camera_wait_option,
     add_overlap_option,
     add_renderer_option,
+    parse_count,
+    parse_megabytes,
     parse_port,
+    parse_seconds,
     renderer_config,
 )
 from streamer.errors import PortraitFileError
@@ -117,13 +120,13 @@ def add_serve_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
     )
     parser.add_argument(
         "--max-sessions",
-        type=int,
+        type=parse_count,
         default=4,
         help="concurrent WebRTC sessions; more get HTTP 503 (default 4)",
     )
     parser.add_argument(
         "--max-upload-mb",
-        type=float,
+        type=parse_megabytes,
         default=8.0,
         help="largest portrait upload in MiB (default 8)",
     )
@@ -202,7 +205,7 @@ def add_client_command(subparsers: argparse._SubParsersAction) -> argparse.Argum
         "FORMAT:DEVICE (alsa:hw:1, pulse:default, avfoundation::0, dshow:audio=NAME) or a "
         "sound file",
     )
-    parser.add_argument("--duration", type=float, help="stop after this many seconds")
+    parser.add_argument("--duration", type=parse_seconds, help="stop after this many seconds")
     parser.set_defaults(func=run_client_command)
     return parser
 

@@ -365,3 +365,29 @@ def test_enroll_refuses_a_negative_number_of_finetune_steps(capsys, tmp_path):
     assert main(["enroll", "--finetune", "-5", "-o", str(out), "x.jpg"]) == 2
     assert "--finetune takes 0 (none) or more steps, got -5" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["serve", "--max-sessions", "0"], "argument --max-sessions: expected a whole number, at "
+                                       "least 1, got '0'"),
+    (["serve", "--max-upload-mb", "nan"], "argument --max-upload-mb: expected a size in MiB "
+                                          "above 0, got 'nan'"),
+    (["serve", "--max-upload-mb", "-1"], "expected a size in MiB above 0, got '-1'"),
+    (["stream", "--portrait", "a.headcast", "--duration", "nan"],
+     "argument --duration: expected a number of seconds, got 'nan'"),
+    (["client", "--camera-wait", "soon"], "argument --camera-wait: expected a number, got 'soon'"),
+])
+def test_numbers_out_of_their_range_are_refused_before_any_work(capsys, argv, said):
+    # each had failed with a traceback once the portraits were loaded, run for ever, or
+    # refused every upload
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2 and said in capsys.readouterr().err
+
+
+def test_durations_read_as_seconds_with_a_negative_one_as_0():
+    from streamer.cli import parse_count, parse_megabytes, parse_seconds
+
+    assert parse_seconds("2.5") == 2.5 and parse_seconds("-3") == 0.0
+    assert parse_seconds("inf") == float("inf")  # for ever
+    assert parse_count("4") == 4 and parse_megabytes("0.5") == 0.5
