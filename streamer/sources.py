@@ -308,13 +308,15 @@ class ThreadedSource:
         period = 1.0 / self.fps
         due = time.monotonic()
         failing_since: float | None = None  # first of the current run of failed reads
+        fails = 0  # failed reads in that run
         while not self._stop.is_set():
             image = self._reader.read()
             if image is None:
-                self._after_failed_read(failing_since)
+                self._after_failed_read(failing_since, fails)
                 failing_since = failing_since or time.monotonic()
+                fails += 1
                 continue
-            failing_since = None
+            failing_since, fails = None, 0
             if self._waiting:
                 self._waiting = False
                 log.warning("%s is back", self.name)
@@ -330,9 +332,9 @@ class ThreadedSource:
             self._stop.wait(delay)
         return max(due + period, time.monotonic() - period)
 
-    def _after_failed_read(self, failing_since: float | None) -> None:
+    def _after_failed_read(self, failing_since: float | None, fails: int) -> None:
         if self._is_file:
-            self._after_end_of_file(already_rewound=failing_since is not None)
+            self._after_end_of_file(fails)
             return
         config = self._config
         now = time.monotonic()
@@ -354,11 +356,17 @@ class ThreadedSource:
                 self._reader.reopen()
         self._stop.wait(config.retry_interval_s)
 
-    def _after_end_of_file(self, already_rewound: bool) -> None:
+    def _after_end_of_file(self, fails: int) -> None:
+        """fails: reads that failed before this one since the last frame. The file is rewound;
+        where the seek back says yes and still gives no frame (a clip of one frame, a
+        picture: OpenCV's seek "succeeds" there), it is opened again."""
         if not self._loop:
             raise EOFError(f"{self.name}: end of video")
-        if already_rewound or not self._reader.rewind():
-            raise VideoReadError(f"{self.name}: no decodable frame after rewinding the video")
+        if fails == 0 and self._reader.rewind():
+            return
+        if fails <= 1 and self._reader.reopen():
+            return
+        raise VideoReadError(f"{self.name}: no decodable frame after rewinding the video")
 
 
 class CameraSource(ThreadedSource):

@@ -6,6 +6,7 @@ import threading
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from fakes import fake_camera, write_clip
@@ -89,6 +90,23 @@ def test_video_file_source_loops(clip: Path):
         while time.monotonic() < end and (frame is None or frame.index < 100):
             frame = source.read(timeout=1.0)
         assert frame is not None and frame.index >= 100  # more frames than the clip has
+
+
+@pytest.mark.parametrize("name", ["one.mp4", "one.png"])
+def test_a_clip_of_one_frame_or_a_picture_loops_too(tmp_path, name):
+    # OpenCV's seek back to frame 0 says yes there and gives no frame: it had stopped the
+    # stream with "no decodable frame after rewinding the video"
+    path = tmp_path / name
+    if name.endswith(".mp4"):
+        write_clip(path, frames=1, fps=10.0)
+    else:
+        cv2.imwrite(str(path), np.full((48, 64, 3), 128, np.uint8))
+    with VideoFileSource(path, loop=True, realtime=False) as source:
+        end = time.monotonic() + 20.0
+        frame = None
+        while time.monotonic() < end and (frame is None or frame.index < 5):
+            frame = source.read(timeout=1.0)
+        assert frame is not None and frame.index >= 5 and frame.image.shape == (48, 64, 3)
 
 
 def test_video_file_source_plays_at_the_files_frame_rate(tmp_path):
