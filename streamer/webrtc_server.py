@@ -180,7 +180,7 @@ def _nothing() -> None:
 
 def _offered(offer_sdp: str) -> list[tuple[str, str]]:
     """An SDP offer's m-lines → [(kind, the offerer's direction)]; [] when it does not parse
-    (setRemoteDescription then refuses it with its own 400)."""
+    or offers no media (the offer is refused then)."""
     from aiortc.sdp import SessionDescription
 
     try:
@@ -190,12 +190,10 @@ def _offered(offer_sdp: str) -> list[tuple[str, str]]:
     return [(m.kind, m.direction or "sendrecv") for m in media]
 
 
-def _sends_video(offer_sdp: str) -> bool:
-    """Whether an SDP offer sends video (True for one that is no offer of media at all: it is
-    refused as such)."""
-    offered = _offered(offer_sdp)
-    return not offered or any(kind == "video" and direction in ("sendonly", "sendrecv")
-                              for kind, direction in offered)
+def _sends_video(offered: list[tuple[str, str]]) -> bool:
+    """Whether an SDP offer (as _offered gives it) sends video."""
+    return any(kind == "video" and direction in ("sendonly", "sendrecv")
+               for kind, direction in offered)
 
 
 def _video_latency(session: Session) -> float | None:
@@ -456,7 +454,8 @@ class AvatarServer:
         if voice not in (None, "back") or (voice and kind != "whip"):
             return _error(400, f"voice={voice}: the one value is voice=back, on /whip (a "
                           "sender's own voice back with its avatar, to record both)")
-        if kind == "whip" and not _sends_video(offer_sdp):
+        offered = _offered(offer_sdp)
+        if kind == "whip" and offered and not _sends_video(offered):
             return _error(400, "a WHIP offer to headcast must send video (the face that "
                           "drives the avatar); a voice goes with it, not alone")
         if len(self.sessions) >= self.config.max_sessions:
@@ -466,6 +465,8 @@ class AvatarServer:
                 "the server with a larger --max-sessions",
                 headers={"Retry-After": "5"},
             )
+        if not offered:  # aiortc took such an offer on /whip, and answered it with no media
+            return _error(400, "not an SDP offer of media: it has no m= line")
         session = self._new_session(kind)
         session.voice_back = voice == "back"
         try:

@@ -594,10 +594,11 @@ def test_offer_needs_sdp_content_type(serve: tuple[ServerThread, FakeFactory]) -
         http("POST", f"{server.url}/whip", "{}", {"Content-Type": "application/json"})
     )
     assert status == 415 and "application/sdp" in body
-    status, _, body = asyncio.run(
-        http("POST", f"{server.url}/whep", "garbage", {"Content-Type": "application/sdp"})
-    )
-    assert status == 400
+    for kind in ("whep", "whip"):  # /whip had answered "garbage" with 201 and a session
+        status, _, body = asyncio.run(
+            http("POST", f"{server.url}/{kind}", "garbage", {"Content-Type": "application/sdp"})
+        )
+        assert status == 400 and "not an SDP offer of media: it has no m= line" in body
     assert server.session_count() == 0
 
 
