@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -20,7 +20,13 @@ from streamer.renderer import create_renderer, render_textured
 from streamer.smoothing import smooth_track
 from streamer.template import load_template
 from streamer.tracker import FaceTracker, TrackerConfig
-from streamer.video_io import VideoWriter, read_image, read_video_frames, video_info
+from streamer.video_io import (
+    VideoWriter,
+    read_image,
+    read_timed_frames,
+    read_video_frames,
+    video_info,
+)
 
 PORTRAIT_SUFFIX = ".headcast"
 
@@ -155,6 +161,7 @@ def run_animate(job: AnimateJob, progress: bool = True) -> AnimateResult:
     check_output(job.output, VIDEO_SUFFIXES, [job.driving])
     template = load_template() if job.driving is None else None
     switches: list[int] = []  # frames where another person is taken up
+    times: list[float | None] = []  # when each driving frame shows, as its file says
     if template is not None:
         fps, track = template.fps, list(template.landmarks[: job.max_frames])
     else:
@@ -162,8 +169,8 @@ def run_animate(job: AnimateJob, progress: bool = True) -> AnimateResult:
         fps, count = video_info(job.driving)
         if job.max_frames is not None:
             count = min(count, job.max_frames) if count else job.max_frames
-        frames = tqdm(read_video_frames(job.driving, job.max_frames), total=count,
-                      unit="frame", disable=not progress, desc="track")
+        frames = tqdm(_noting_times(read_timed_frames(job.driving, job.max_frames), times),
+                      total=count, unit="frame", disable=not progress, desc="track")
         track = driver_track(frames, job.options.tracker, switches)
         if all(landmarks is None for landmarks in track):  # the output would be a still
             raise _faceless_clip(job.driving, len(track), job.options.tracker.first_face)
@@ -173,15 +180,25 @@ def run_animate(job: AnimateJob, progress: bool = True) -> AnimateResult:
         switches=switches)
     try:
         with VideoWriter(job.output, fps, audio_from=job.driving) as writer:
-            for target in tqdm(crop_targets, unit="frame", disable=not progress, desc="animate"):
+            timed = None not in times and len(times) == len(crop_targets)
+            for i, target in enumerate(tqdm(crop_targets, unit="frame", disable=not progress,
+                                            desc="animate")):
                 frame = animator.render_target(target)
                 if job.size is not None and frame.shape[1::-1] != job.size:
                     frame = _fit(frame, job.size)
-                writer.write(frame)
+                writer.write(frame, times[i] if timed else None)
             faceless = sum(landmarks is None for landmarks in track)
             return AnimateResult(writer.frames_written, faceless)
     finally:
         animator.close()
+
+
+def _noting_times(timed: Iterable[tuple[np.ndarray, float | None]],
+                  times: list[float | None]) -> Iterator[np.ndarray]:
+    """The frames of read_timed_frames, their times appended to `times` as they pass."""
+    for image, time in timed:
+        times.append(time)
+        yield image
 
 
 def driver_track(frames: Iterable[np.ndarray], config: TrackerConfig = TrackerConfig(),

@@ -31,6 +31,7 @@ _SOUND_KEPT = {
     ".avi": {"mp3", "ac3", "pcm_s16le"},
 }
 _SOUND_ENCODER = {".avi": "libmp3lame"}
+_TICK = Fraction(1, 90_000)  # the written frames' time unit (MPEG's clock)
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -68,6 +69,13 @@ def read_video_frames(path: str | Path, max_frames: int | None = None) -> Iterat
     """Decode a video → (H, W, 3) uint8 BGR frames, turned upright where the file says how
     to show them (a phone's display matrix). Raises VideoReadError when the file is not a
     video, has no video stream or no decodable frame; a truncated tail ends the clip."""
+    return (image for image, _ in read_timed_frames(path, max_frames))
+
+
+def read_timed_frames(path: str | Path, max_frames: int | None = None
+                      ) -> Iterator[tuple[np.ndarray, float | None]]:
+    """read_video_frames, each frame with the second at which it shows (None where the file
+    does not say): a phone's clip changes its frame rate as the light does."""
     import av
 
     count = 0
@@ -76,7 +84,7 @@ def read_video_frames(path: str | Path, max_frames: int | None = None) -> Iterat
         stream.thread_type = "AUTO"
         try:
             for frame in container.decode(stream):
-                yield upright(frame.to_ndarray(format="bgr24"), frame.rotation)
+                yield upright(frame.to_ndarray(format="bgr24"), frame.rotation), frame.time
                 count += 1
                 if max_frames is not None and count >= max_frames:
                     return
@@ -157,6 +165,8 @@ class VideoWriter:
             self._voice = self._container.add_stream("aac", rate=VOICE_RATE)
             self._voice.layout = "stereo"
         self.frames_written = 0
+        self._frame_ticks = round(1 / (self._fps * _TICK))  # a frame's time at fps
+        self._last_pts: int | None = None  # the last frame's, in _TICKs
         self._closed = False
         self._add_audio()
 
@@ -186,7 +196,10 @@ class VideoWriter:
                  sound.codec_context.codec.canonical_name, self._audio_out.codec_context.name,
                  self._path)
 
-    def write(self, image: np.ndarray) -> None:
+    def write(self, image: np.ndarray, time: float | None = None) -> None:
+        """time: the second at which the frame shows (a driving frame's own, so a clip of
+        changing frame rate keeps its timing and its sound in step); None: 1/fps after the
+        last one."""
         import av
 
         if self._stream is None:
@@ -195,11 +208,25 @@ class VideoWriter:
             self._stream.width, self._stream.height = w - w % 2, h - h % 2
             self._stream.pix_fmt = "yuv420p"
             self._stream.options = {"crf": str(self._crf), "preset": "veryfast"}
+            self._stream.codec_context.time_base = _TICK
         h, w = self._stream.height, self._stream.width
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:h, :w]), format="bgr24")
+        last = self._last_pts
+        if time is None:
+            pts = 0 if last is None else last + self._frame_ticks
+        else:  # in order, whatever the file said
+            pts = round(time / _TICK) if last is None else max(round(time / _TICK), last + 1)
+        frame.pts, frame.time_base = pts, _TICK
+        self._last_pts = pts
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
         self.frames_written += 1
+
+    @property
+    def end_time(self) -> Fraction:
+        """Seconds from the file's start to the end of the last frame written."""
+        return Fraction(0) if self._last_pts is None else (
+            (self._last_pts + self._frame_ticks) * _TICK)
 
     def write_voice(self, samples: np.ndarray, pts: int) -> None:
         """samples: (1, 2 × n) int16, stereo at 48 kHz, interleaved, starting `pts` samples
@@ -230,7 +257,7 @@ class VideoWriter:
         """The audio up to the video's duration: its packets copied, or re-encoded."""
         if self._audio_in is None or self._audio_out is None:
             return
-        duration = self.frames_written / self._fps
+        duration = self.end_time
         source = self._audio_in.streams.audio[0]
         if self._reencode:
             self._reencode_audio(source, duration)

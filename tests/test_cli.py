@@ -391,3 +391,32 @@ def test_durations_read_as_seconds_with_a_negative_one_as_0():
     assert parse_seconds("2.5") == 2.5 and parse_seconds("-3") == 0.0
     assert parse_seconds("inf") == float("inf")  # for ever
     assert parse_count("4") == 4 and parse_megabytes("0.5") == 0.5
+
+
+def test_animate_keeps_the_timing_of_a_clip_whose_frame_rate_changes(tmp_path, astronaut_bgr):
+    # a phone's clip changes its frame rate with the light: written at its mean rate, the
+    # avatar had run 0.26 s ahead of the clip's sound in a clip of 30 fps, then 15, then 30
+    from fractions import Fraction
+
+    face = cv2.resize(astronaut_bgr, (256, 256))
+    times = [i / 30 for i in range(20)] + [20 / 30 + i / 15 for i in range(10)]
+    times += [times[-1] + (i + 1) / 30 for i in range(10)]
+    clip = tmp_path / "phone.mp4"
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width = stream.height = 256
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 90000)
+        for t in times:
+            frame = av.VideoFrame.from_ndarray(face, format="bgr24")
+            frame.pts, frame.time_base = round(t * 90000), Fraction(1, 90000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    out = tmp_path / "avatar.mp4"
+    assert main(["animate", "--driving", str(clip), "-o", str(out), "--quiet", "--no-refine",
+                 "--renderer", "warp"]) == 0
+    with av.open(str(out)) as container:
+        shown = [frame.time for frame in container.decode(video=0)]
+    assert shown == pytest.approx(times, abs=1e-3)
