@@ -214,8 +214,8 @@ class VideoWriter:
         last = self._last_pts
         if time is None:
             pts = 0 if last is None else last + self._frame_ticks
-        else:  # in order, whatever the file said
-            pts = round(time / _TICK) if last is None else max(round(time / _TICK), last + 1)
+        else:  # from 0 and in order, whatever the file said
+            pts = max(round(time / _TICK), 0 if last is None else last + 1)
         frame.pts, frame.time_base = pts, _TICK
         self._last_pts = pts
         for packet in self._stream.encode(frame):

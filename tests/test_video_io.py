@@ -156,3 +156,15 @@ def test_the_driving_clips_sound_goes_into_every_container_in_time(
     part = heard[loud[0] + 2048: loud[0] + 2048 + 8192]
     spectrum = np.abs(np.fft.rfft(part * np.hanning(len(part))))
     assert abs(np.argmax(spectrum) * RATE / len(part) - TONE_HZ) < 10  # the same tone
+
+
+def test_frames_are_written_when_they_show_from_0_and_in_order(tmp_path):
+    out = tmp_path / "timed.mp4"
+    with VideoWriter(out, 30) as writer:
+        for t in (-0.1, 0.0, 0.0, 0.2, 0.1, 0.3):  # before 0, twice at 0, back in time
+            writer.write(np.zeros((64, 64, 3), np.uint8), t)
+        assert writer.end_time == pytest.approx(0.3 + 1 / 30)
+    with av.open(str(out)) as container:
+        shown = [frame.time for frame in container.decode(video=0)]
+    assert shown[0] == 0.0 and all(b > a for a, b in zip(shown, shown[1:], strict=False))
+    assert shown[3] == pytest.approx(0.2, abs=1e-3) and shown[5] == pytest.approx(0.3, abs=1e-3)
