@@ -21,7 +21,7 @@ from streamer.cli import (
     renderer_config,
 )
 from streamer.controls import HELP, VOICE_HELP, Controls
-from streamer.errors import SinkUnavailableError, VoiceUnavailableError
+from streamer.errors import HeadcastError, SinkUnavailableError, VoiceUnavailableError
 from streamer.frames import Sink
 from streamer.output_file import VIDEO_SUFFIXES, check_output
 from streamer.paste import Detail
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from streamer.portrait import Portrait
 
 DEFAULT_OUTPUTS = ("virtualcam", "preview")
+MAX_PORTRAITS = 9  # one per key, 1-9
 
 
 def add_stream_command(subparsers: Any) -> argparse.ArgumentParser:
@@ -117,6 +118,9 @@ def add_stream_command(subparsers: Any) -> argparse.ArgumentParser:
 def run_stream(args: argparse.Namespace) -> int:
     """Run `headcast stream`; HeadcastErrors propagate for the caller to print (exit 2)."""
     _configure_logging()
+    if len(args.portrait) > MAX_PORTRAITS:  # the 10th on could not be switched to
+        raise HeadcastError(f"stream takes up to {MAX_PORTRAITS} portraits (keys 1-9 switch "
+                            f"between them), got {len(args.portrait)}")
     outputs = list(args.output or DEFAULT_OUTPUTS)
     _check_outputs(outputs, args.voice, args.record, args.driving)
     renderer = renderer_config(args)  # before the camera opens: a device asked for must be there

@@ -420,3 +420,11 @@ def test_animate_keeps_the_timing_of_a_clip_whose_frame_rate_changes(tmp_path, a
     with av.open(str(out)) as container:
         shown = [frame.time for frame in container.decode(video=0)]
     assert shown == pytest.approx(times, abs=1e-3)
+
+
+def test_stream_takes_up_to_9_portraits_one_per_key(capsys, tmp_path):
+    # the 10th on had been enrolled and could not be switched to
+    many = [str(tmp_path / f"p{i}.jpg") for i in range(10)]  # none exists: refused before
+    assert main(["stream", "--portrait", *many]) == 2
+    assert "stream takes up to 9 portraits (keys 1-9 switch between them), got 10" in (
+        capsys.readouterr().err)
