@@ -285,7 +285,7 @@ def _run_enroll(args: argparse.Namespace) -> int:
 def _run_animate(args: argparse.Namespace) -> int:
     from streamer.animate import AnimateOptions
     from streamer.motion import MotionConfig
-    from streamer.offline import AnimateJob, open_portrait, run_animate
+    from streamer.offline import PORTRAIT_SUFFIX, AnimateJob, open_portrait, run_animate
     from streamer.portrait import EnrollConfig
     from streamer.refine import RefineConfig
 
@@ -298,6 +298,9 @@ def _run_animate(args: argparse.Namespace) -> int:
             "1 moves as the driver does, 0 keeps the face at rest (its blinks still follow)")
     if args.max_frames is not None and args.max_frames < 1:
         raise HeadcastError("--max-frames must be at least 1")
+    if args.face is not None and args.portrait and args.portrait.suffix == PORTRAIT_SUFFIX:
+        raise HeadcastError(f"--face picks a face in a picture; {args.portrait} holds one "
+                            "already (it had been ignored)")
     renderer = renderer_config(args)  # before any work: a device asked for must be there
     portrait = open_portrait(args.portrait, EnrollConfig(crop_size=args.crop_size, face=args.face))
     options = AnimateOptions(

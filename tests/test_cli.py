@@ -428,3 +428,11 @@ def test_stream_takes_up_to_9_portraits_one_per_key(capsys, tmp_path):
     assert main(["stream", "--portrait", *many]) == 2
     assert "stream takes up to 9 portraits (keys 1-9 switch between them), got 10" in (
         capsys.readouterr().err)
+
+
+def test_animate_refuses_face_with_a_portrait_file(capsys, tmp_path):
+    portrait = tmp_path / "one.headcast"  # refused before it is read
+    assert main(["animate", "--portrait", str(portrait), "--face", "2", "-o",
+                 str(tmp_path / "o.mp4")]) == 2
+    assert f"--face picks a face in a picture; {portrait} holds one already" in (
+        capsys.readouterr().err)
