@@ -6,7 +6,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from streamer.animate import AnimateOptions, Animator
@@ -17,6 +16,7 @@ from streamer.paste import PasteBack
 from streamer.portrait import EnrollConfig, Portrait, enroll_images, load_portrait, save_portrait
 from streamer.refine import refine_targets
 from streamer.renderer import create_renderer, render_textured
+from streamer.sinks import crop_to_fill
 from streamer.smoothing import smooth_track
 from streamer.template import load_template
 from streamer.tracker import FaceTracker, TrackerConfig
@@ -181,16 +181,26 @@ def run_animate(job: AnimateJob, progress: bool = True) -> AnimateResult:
     try:
         with VideoWriter(job.output, fps, audio_from=job.driving) as writer:
             timed = None not in times and len(times) == len(crop_targets)
+            face = _face_centre(job.portrait, job.options.full_frame)
             for i, target in enumerate(tqdm(crop_targets, unit="frame", disable=not progress,
                                             desc="animate")):
                 frame = animator.render_target(target)
                 if job.size is not None and frame.shape[1::-1] != job.size:
-                    frame = _fit(frame, job.size)
+                    frame = crop_to_fill(frame, job.size, face)
                 writer.write(frame, times[i] if timed else None)
             faceless = sum(landmarks is None for landmarks in track)
             return AnimateResult(writer.frames_written, faceless)
     finally:
         animator.close()
+
+
+def _face_centre(portrait: Portrait, full_frame: bool) -> tuple[float, float]:
+    """Where the portrait's head is in an output frame (the middle of its crop box, which
+    holds the face with room for hair): the point --size keeps in view."""
+    box = portrait.box
+    if not full_frame:
+        return box.size / 2, box.size / 2
+    return box.x0 + box.side / 2, box.y0 + box.side / 2
 
 
 def _noting_times(timed: Iterable[tuple[np.ndarray, float | None]],
@@ -270,16 +280,3 @@ def offline_animation(portrait: Portrait, track: list[np.ndarray | None], option
     except BaseException:
         animator.close()
         raise
-
-
-def _fit(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Scale to cover (width, height) and centre-crop: no bars, no distortion."""
-    w, h = size
-    scale = max(w / frame.shape[1], h / frame.shape[0])
-    resized = cv2.resize(
-        frame,
-        (round(frame.shape[1] * scale), round(frame.shape[0] * scale)),
-        interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC,
-    )
-    y0, x0 = (resized.shape[0] - h) // 2, (resized.shape[1] - w) // 2
-    return resized[y0 : y0 + h, x0 : x0 + w]

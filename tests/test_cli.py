@@ -436,3 +436,20 @@ def test_animate_refuses_face_with_a_portrait_file(capsys, tmp_path):
                  str(tmp_path / "o.mp4")]) == 2
     assert f"--face picks a face in a picture; {portrait} holds one already" in (
         capsys.readouterr().err)
+
+
+def test_animate_to_another_shape_keeps_the_face_in_view(tmp_path, data_dir):
+    # cut equally from both sides, the Mona Lisa's face (in the top third of a tall picture)
+    # was cut away at 1280x720
+    from streamer.tracker import FaceTracker
+    from streamer.video_io import read_video_frames
+
+    out = tmp_path / "wide.mp4"
+    assert main(["animate", "--portrait", str(data_dir / "portraits" / "mona_lisa.jpg"),
+                 "-o", str(out), "--size", "640x360", "--max-frames", "2", "--no-refine",
+                 "--renderer", "warp", "--quiet"]) == 0
+    frame = next(iter(read_video_frames(out)))
+    assert frame.shape == (360, 640, 3)
+    with FaceTracker(video=False) as tracker:
+        face = tracker.detect(frame)
+    assert face is not None and face[:, 1].min() > 0 and face[:, 1].max() < 360  # all of it
