@@ -39,6 +39,23 @@ def test_largest_of_two_faces(tracker, astronaut_bgr):
     assert lm[:468, 0].mean() < 280  # the big face, on the left
 
 
+@pytest.mark.parametrize(("size", "at"), [((900, 512), (0, 0)), ((512, 1600), (0, 1088)),
+                                          ((1400, 1400), (700, 350))])
+def test_a_face_small_against_a_large_picture_is_found_where_it_is(tracker, astronaut_bgr, size,
+                                                                   at):
+    # the face detector sees the picture at 128 x 128: the astronaut at the top of a 512 x
+    # 900 picture (a half-length phone photo) had been "no human face"
+    alone = tracker.detect(astronaut_bgr)
+    picture = np.full((*size, 3), 90, np.uint8)
+    y, x = at
+    picture[y:y + 512, x:x + 512] = astronaut_bgr
+    found = tracker.detect_all(picture)
+    assert len(found) == 1  # once, though several squares hold it
+    assert np.abs(found[0][:, :2] - (alone[:, :2] + (x, y))).mean() < 1.5  # pixels
+    with FaceTracker(video=True) as video:  # video mode reads the whole frame only
+        assert video.detect(picture) is None
+
+
 def test_rejects_non_bgr_input(tracker):
     with pytest.raises(ValueError):
         tracker.detect(np.zeros((32, 32), np.uint8))
