@@ -58,7 +58,7 @@ def video_shots(path: Path, k: int, face: int | None = None
     (TrackerConfig.first_face), None: the largest. The first pass tracks the whole clip in
     video mode, as a driving clip is tracked, so the shots' landmarks match the driver's; the
     second keeps only the K frames in memory (headers can lie about the frame count)."""
-    tracks = driver_track(read_video_frames(path), TrackerConfig(first_face=face))
+    tracks = clip_track(path, None, TrackerConfig(first_face=face))
     faces = [i for i, lm in enumerate(tracks) if lm is not None]
     if not faces:
         raise _faceless_clip(path, len(tracks), face)
@@ -169,9 +169,9 @@ def run_animate(job: AnimateJob, progress: bool = True) -> AnimateResult:
         fps, count = video_info(job.driving)
         if job.max_frames is not None:
             count = min(count, job.max_frames) if count else job.max_frames
-        frames = tqdm(_noting_times(read_timed_frames(job.driving, job.max_frames), times),
-                      total=count, unit="frame", disable=not progress, desc="track")
-        track = driver_track(frames, job.options.tracker, switches)
+        track = clip_track(job.driving, job.max_frames, job.options.tracker, switches, times,
+                           lambda it, what: tqdm(it, total=count, unit="frame",
+                                                 disable=not progress, desc=what))
         if all(landmarks is None for landmarks in track):  # the output would be a still
             raise _faceless_clip(job.driving, len(track), job.options.tracker.first_face)
     animator, crop_targets = offline_animation(
@@ -209,6 +209,59 @@ def _noting_times(timed: Iterable[tuple[np.ndarray, float | None]],
     for image, time in timed:
         times.append(time)
         yield image
+
+
+def clip_track(path: Path, max_frames: int | None = None,
+               config: TrackerConfig = TrackerConfig(), switches: list[int] | None = None,
+               times: list[float | None] | None = None,
+               progress: Callable[[Iterable, str], Iterable] = lambda it, what: it,
+               ) -> list[np.ndarray | None]:
+    """driver_track of a clip's frames (times: gets each frame's time). Where it finds no
+    face in any frame, the face may be too small against the frame for the video-mode face
+    detector (a head 250 px tall in a 1080p frame): it is looked for in a few frames spread
+    over the clip in image mode (which reads squares of the frame), and the clip is tracked
+    again within a square around where it was found, the landmarks put back in place."""
+    noted: list[float | None] = [] if times is None else times
+    frames = _noting_times(read_timed_frames(path, max_frames), noted)
+    track = driver_track(progress(frames, "track"), config, switches)
+    if any(landmarks is not None for landmarks in track):
+        return track
+    square = _face_square(path, len(track), config)
+    if square is None:
+        return track
+    x, y, side = square
+    if switches is not None:
+        switches.clear()
+    crops = (image[y:y + side, x:x + side] for image in read_video_frames(path, max_frames))
+    track = driver_track(progress(crops, "track (around the small face)"), config, switches)
+    for landmarks in track:
+        if landmarks is not None:
+            landmarks[:, :2] += (x, y)
+    return track
+
+
+def _face_square(path: Path, frames: int, config: TrackerConfig, looks: int = 8
+                 ) -> tuple[int, int, int] | None:
+    """(x, y, side) of a square of the clip's frames around the faces image mode finds in
+    `looks` frames spread over its first `frames` (at least three face widths, and the
+    faces' span with a face width around it); None where none is found."""
+    picks = set(np.linspace(0, max(frames - 1, 0), looks).round().astype(int).tolist())
+    boxes, shape = [], (0, 0)
+    with FaceTracker(config, video=False) as tracker:
+        for i, image in enumerate(read_video_frames(path, frames)):
+            if i in picks and (face := tracker.detect(image)) is not None:
+                boxes.append(np.concatenate([face[:, :2].min(axis=0), face[:, :2].max(axis=0)]))
+                shape = image.shape[:2]
+    if not boxes:
+        return None
+    span = np.array([np.min(boxes, axis=0)[:2], np.max(boxes, axis=0)[2:]])  # (2, 2)
+    width = float(np.median([b[2] - b[0] for b in boxes]))
+    h, w = shape
+    side = int(min(max(3.0 * width, *(span[1] - span[0] + 2.0 * width)), h, w))
+    centre = span.mean(axis=0)
+    x = int(np.clip(round(centre[0] - side / 2), 0, w - side))
+    y = int(np.clip(round(centre[1] - side / 2), 0, h - side))
+    return x, y, side
 
 
 def driver_track(frames: Iterable[np.ndarray], config: TrackerConfig = TrackerConfig(),

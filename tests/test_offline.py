@@ -122,3 +122,28 @@ def test_shots_from_a_clip_of_two_people_follow_the_face_asked_for(data_dir, tmp
     assert main(["enroll", "--from-video", str(clip), "--face", "2", "--shots", "2",
                  "--crop-size", "256", "-o", str(out)]) == 0
     assert load_portrait(out).landmarks[:468, 0].mean() > 320
+
+
+def test_a_clip_whose_face_is_small_against_the_frame_is_tracked_around_it(tmp_path,
+                                                                           astronaut_bgr):
+    # video mode's face detector lost the astronaut's face, 95 px wide, in a 1080p frame:
+    # "no human face found in any of its frames"
+    from streamer.offline import clip_track
+
+    alone = cv2.resize(astronaut_bgr, (400, 400))
+    with FaceTracker(video=False) as tracker:
+        near = tracker.detect(cv2.resize(astronaut_bgr, (800, 800)))
+    clip = tmp_path / "far.mp4"
+    with VideoWriter(clip, 25) as writer:
+        for _ in range(10):
+            frame = np.full((1080, 1920, 3), 110, np.uint8)
+            frame[500:900, 1300:1700] = alone
+            writer.write(frame)
+    with FaceTracker(video=True) as tracker:
+        assert tracker.detect(next(iter(read_video_frames(clip)))) is None  # as before
+    times: list[float | None] = []
+    track = clip_track(clip, times=times)
+    assert len(track) == len(times) == 10 and all(lm is not None for lm in track)
+    expected = near[:, :2] / 2.0 + (1300, 500)  # where the face is in the frame
+    for landmarks in track:
+        assert np.abs(landmarks[:, :2] - expected).mean() < 2.0  # pixels, IOD ~48

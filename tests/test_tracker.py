@@ -51,9 +51,20 @@ def test_a_face_small_against_a_large_picture_is_found_where_it_is(tracker, astr
     picture[y:y + 512, x:x + 512] = astronaut_bgr
     found = tracker.detect_all(picture)
     assert len(found) == 1  # once, though several squares hold it
-    assert np.abs(found[0][:, :2] - (alone[:, :2] + (x, y))).mean() < 1.5  # pixels
+    # where it is, within what a read from another detector box moves the mesh (1.5 px)
+    assert np.abs(found[0][:, :2] - (alone[:, :2] + (x, y))).mean() < 0.04 * L.iod(alone)
     with FaceTracker(video=True) as video:  # video mode reads the whole frame only
         assert video.detect(picture) is None
+
+
+@pytest.mark.parametrize(("name", "size"), [
+    ("no_face_dog.jpg", (320, 240)), ("no_face_dog.jpg", (640, 480)),
+    ("no_face_cartoon_alpaca.jpg", (480, 640)), ("no_face_cartoon_alpaca.jpg", (1080, 1920))])
+def test_squares_of_a_dog_or_a_cartoon_show_no_face(tracker, data_dir, name, size):
+    # read at the whole picture's detector threshold (0.5), squares of these squeezed
+    # pictures showed a face; at SQUARE_CONFIDENCE none
+    image = cv2.resize(cv2.imread(str(data_dir / "portraits" / name)), size)
+    assert tracker.detect_all(image) == []
 
 
 def test_rejects_non_bgr_input(tracker):
