@@ -132,6 +132,16 @@ class Animator:
         return None
 
     @property
+    def face_centre(self) -> tuple[float, float]:
+        """Where the portrait's head is in this animator's frames (the middle of its crop box,
+        which holds the face with room for hair): the point a cut to another shape keeps in
+        view (animate --size, a virtual camera's --fit crop)."""
+        box = self.portrait.box
+        if not self.options.full_frame:
+            return box.size / 2, box.size / 2
+        return box.x0 + box.side / 2, box.y0 + box.side / 2
+
+    @property
     def calibrated(self) -> bool:
         """Whether the driver's neutral reference is taken (until then the avatar rests)."""
         return self._neutral is not None

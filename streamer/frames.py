@@ -21,11 +21,14 @@ class Frame:
     image: (H, W, 3) uint8, BGR.
     capture_ts: time.monotonic() at capture; carried to the sink so latency is measured.
     index: running number from the source, starting at 0.
+    face: an avatar frame's head, (x, y) image pixels, where the processor says (a sink that
+    cuts the frame to another shape keeps it in view); None: not known.
     """
 
     image: np.ndarray
     capture_ts: float
     index: int
+    face: tuple[float, float] | None = None
 
 
 class FrameProcessor(Protocol):

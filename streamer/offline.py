@@ -181,26 +181,16 @@ def run_animate(job: AnimateJob, progress: bool = True) -> AnimateResult:
     try:
         with VideoWriter(job.output, fps, audio_from=job.driving) as writer:
             timed = None not in times and len(times) == len(crop_targets)
-            face = _face_centre(job.portrait, job.options.full_frame)
             for i, target in enumerate(tqdm(crop_targets, unit="frame", disable=not progress,
                                             desc="animate")):
                 frame = animator.render_target(target)
                 if job.size is not None and frame.shape[1::-1] != job.size:
-                    frame = crop_to_fill(frame, job.size, face)
+                    frame = crop_to_fill(frame, job.size, animator.face_centre)
                 writer.write(frame, times[i] if timed else None)
             faceless = sum(landmarks is None for landmarks in track)
             return AnimateResult(writer.frames_written, faceless)
     finally:
         animator.close()
-
-
-def _face_centre(portrait: Portrait, full_frame: bool) -> tuple[float, float]:
-    """Where the portrait's head is in an output frame (the middle of its crop box, which
-    holds the face with room for hair): the point --size keeps in view."""
-    box = portrait.box
-    if not full_frame:
-        return box.size / 2, box.size / 2
-    return box.x0 + box.side / 2, box.y0 + box.side / 2
 
 
 def _noting_times(timed: Iterable[tuple[np.ndarray, float | None]],

@@ -426,7 +426,8 @@ class Pipeline:
         self._rate.tick(done)
         self._processed += 1
         self._offered = frame.index + 1
-        result = Frame(image, frame.capture_ts, frame.index)
+        face = getattr(self._processor, "face_centre", None)  # an Animator knows it
+        result = Frame(image, frame.capture_ts, frame.index, face)
         for runner in self._runners:
             runner.offer(result)
 

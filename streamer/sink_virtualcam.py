@@ -79,7 +79,7 @@ class VirtualCamSink:
     def send(self, frame: Frame) -> None:
         if self._camera is None:
             raise RuntimeError("VirtualCamSink.send before open")
-        self._camera.send(fit_frame(frame.image, self._config.size, self._config.fit))
+        self._camera.send(fit_frame(frame.image, self._config.size, self._config.fit, frame.face))
 
     def close(self) -> None:
         camera, self._camera = self._camera, None

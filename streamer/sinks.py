@@ -70,19 +70,19 @@ def letterbox(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def crop_to_fill(image: np.ndarray, size: tuple[int, int],
-                 centre: tuple[float, float] | None = None) -> np.ndarray:
+                 face: tuple[float, float] | None = None) -> np.ndarray:
     """The image scaled to cover `size` (w, h), the overflow cut equally from both sides, or
-    so that `centre` (image pixels: the face's) sits as near the middle as the image allows
-    (cut equally, the Mona Lisa's face at 1280x720 was cut away: it is in the top third)."""
+    so that `face` (image pixels) sits as near the middle as the image allows (cut equally,
+    the Mona Lisa's face at 1280x720 was cut away: it is in the top third)."""
     width, height = size
     h, w = image.shape[:2]
     scale = max(width / w, height / h)
     cw, ch = min(w, round(width / scale)), min(h, round(height / scale))
-    if centre is None:
+    if face is None:
         x, y = (w - cw) // 2, (h - ch) // 2
     else:
-        x = int(np.clip(round(centre[0] - cw / 2), 0, w - cw))
-        y = int(np.clip(round(centre[1] - ch / 2), 0, h - ch))
+        x = int(np.clip(round(face[0] - cw / 2), 0, w - cw))
+        y = int(np.clip(round(face[1] - ch / 2), 0, h - ch))
     return _resize(image[y : y + ch, x : x + cw], width, height)
 
 
@@ -92,11 +92,13 @@ FITS: dict[str, Callable[[np.ndarray, tuple[int, int]], np.ndarray]] = {
 }
 
 
-def fit_frame(image: np.ndarray, size: tuple[int, int], fit: str) -> np.ndarray:
-    """image: (H, W, 3) uint8 → (size[1], size[0], 3) uint8, fitted by FITS[fit]."""
+def fit_frame(image: np.ndarray, size: tuple[int, int], fit: str,
+              face: tuple[float, float] | None = None) -> np.ndarray:
+    """image: (H, W, 3) uint8 → (size[1], size[0], 3) uint8, fitted by FITS[fit]; "crop"
+    keeps `face` (image pixels) in view where it is given."""
     if fit not in FITS:
         raise ValueError(f"fit must be one of {', '.join(FITS)}, not {fit!r}")
-    return FITS[fit](image, size)
+    return crop_to_fill(image, size, face) if fit == "crop" else FITS[fit](image, size)
 
 
 # --- built-in sinks, imported on first use -----------------------------------------------

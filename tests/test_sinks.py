@@ -74,13 +74,25 @@ def test_letterbox_keeps_the_whole_image_between_black_bars():
     assert out[:, 290:990].min() == 200
 
 
-def test_crop_fills_the_frame_and_keeps_the_centre():
+def test_crop_fills_the_frame_and_keeps_the_middle_where_no_face_is_given():
     tall = np.zeros((800, 400, 3), np.uint8)
     tall[300:500] = 255  # a band in the middle survives, the top and bottom are cut
     out = crop_to_fill(tall, (1280, 720))
     assert out.shape == (720, 1280, 3)
     assert out[360, 640].tolist() == [255, 255, 255]
     assert out[0].max() == 0 and out[-1].max() == 0
+
+
+def test_crop_keeps_the_face_in_view_where_it_is_given():
+    # cut equally from both sides, a face in the top third of a tall portrait (the Mona
+    # Lisa's) was cut away
+    tall = np.zeros((800, 400, 3), np.uint8)
+    tall[100:200] = 255  # the face, near the top
+    out = crop_to_fill(tall, (1280, 720), face=(200.0, 150.0))
+    assert out[360, 640].tolist() == [255, 255, 255]
+    top = crop_to_fill(tall, (1280, 720), face=(200.0, 10.0))  # clamped to the picture
+    assert np.array_equal(top, crop_to_fill(tall[:225], (1280, 720)))
+    assert fit_frame(tall, (1280, 720), "crop", (200.0, 150.0))[360, 640].max() == 255
 
 
 def test_fit_rejects_unknown_modes():
@@ -143,6 +155,28 @@ def test_install_hints_per_platform():
         "Windows"
     )
     assert "OBS Studio ≥ 30" in install_hint("Darwin")
+
+
+class TallProcessor(FakeProcessor):
+    """Gives a tall frame with its "face", a white band, near the top, and says where."""
+
+    face_centre = (50.0, 40.0)
+
+    def process(self, image: np.ndarray) -> np.ndarray:
+        super().process(image)
+        tall = np.zeros((400, 100, 3), np.uint8)
+        tall[20:60] = 255
+        return tall
+
+
+def test_virtualcam_crop_keeps_the_face_the_pipeline_was_told_of(tmp_path):
+    backend = fake_cam_backend()
+    clip = write_clip(tmp_path / "clip.mp4", frames=5, fps=25.0)
+    source = VideoFileSource(clip, loop=False, realtime=False)
+    sink = VirtualCamSink(VirtualCamConfig(size=(640, 360), fit="crop", backend="fake"))
+    with Pipeline(source, TallProcessor(), [sink]) as pipeline:
+        pipeline.run(duration=5.0)
+    assert backend.instances[0].last[180, 320].tolist() == [255, 255, 255]  # not the middle
 
 
 def test_virtualcam_through_the_pipeline_gets_every_frame_at_the_clip_pace(tmp_path):
