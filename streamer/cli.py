@@ -100,7 +100,7 @@ def add_renderer_option(p: argparse.ArgumentParser, precision: str = "fp32") -> 
 
 def parse_seconds(text: str) -> float:
     """A duration: a negative one counts as 0, inf is for ever; nan is refused (a --duration
-    of nan had run for ever, a --camera-wait of nan waited for nothing)."""
+    or a --camera-wait of nan had run or waited for ever: nan is past no time)."""
     value = _number(text, float)
     if math.isnan(value):
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}")
