@@ -19,7 +19,7 @@ from streamer.renderer import create_renderer, render_textured
 from streamer.sinks import crop_to_fill
 from streamer.smoothing import smooth_track
 from streamer.template import load_template
-from streamer.tracker import FaceTracker, TrackerConfig
+from streamer.tracker import FaceTracker, TrackerConfig, face_box
 from streamer.video_io import (
     VideoWriter,
     read_image,
@@ -240,7 +240,7 @@ def _face_square(path: Path, frames: int, config: TrackerConfig, looks: int = 8
     with FaceTracker(config, video=False) as tracker:
         for i, image in enumerate(read_video_frames(path, frames)):
             if i in picks and (face := tracker.detect(image)) is not None:
-                boxes.append(np.concatenate([face[:, :2].min(axis=0), face[:, :2].max(axis=0)]))
+                boxes.append(face_box(face))
                 shape = image.shape[:2]
     if not boxes:
         return None

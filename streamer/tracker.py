@@ -57,16 +57,8 @@ class FaceTracker:
 
     def __init__(self, config: TrackerConfig = TrackerConfig(), *, video: bool) -> None:
         os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's C++ logging is noisy
-        from mediapipe.python.solutions import face_mesh  # deferred: heavy import
-
         with _stderr_silenced():
-            self._mesh = face_mesh.FaceMesh(
-                static_image_mode=not video,
-                max_num_faces=config.max_faces,
-                refine_landmarks=True,
-                min_detection_confidence=config.min_detection_confidence,
-                min_tracking_confidence=config.min_tracking_confidence,
-            )
+            self._mesh = _face_mesh(config, not video, config.min_detection_confidence)
         self._config = config
         self._video = video
         self._lock_on = config.lock_on if video else 0  # image mode: every read is a first
@@ -97,10 +89,10 @@ class FaceTracker:
             self._followed, self._missed = None, 0
             return None
         if self._followed is not None:
-            overlaps = [_iou(_box(face), self._followed) for face in faces]
+            overlaps = [_iou(face_box(face), self._followed) for face in faces]
             if max(overlaps) >= self._config.follow_iou:
                 face = faces[int(np.argmax(overlaps))]
-                self._followed, self._missed = _box(face), 0
+                self._followed, self._missed = face_box(face), 0
                 return face
             self._missed += 1
             if self._missed <= self._config.switch_after:
@@ -114,7 +106,7 @@ class FaceTracker:
             face = sorted(persons, key=lambda f: float(f[:468, 0].mean()))[first - 1]
         else:
             face = max(persons, key=box_area)
-        self._followed, self._missed, self._taken = _box(face), 0, True
+        self._followed, self._missed, self._taken = face_box(face), 0, True
         return face
 
     def detect_all(self, image: np.ndarray) -> list[np.ndarray]:
@@ -152,7 +144,7 @@ class FaceTracker:
                 square = np.ascontiguousarray(rgb[y:y + side, x:x + side])
                 for face in self._read(square, self._square_mesh()):
                     face[:, :2] += (x, y)
-                    found.append((_depth(_box(face), (x, y, x + side, y + side)), face))
+                    found.append((_depth(face_box(face), (x, y, x + side, y + side)), face))
             if found:
                 return _distinct([face for _, face in sorted(found, key=lambda f: -f[0])])
             side //= 2
@@ -165,14 +157,9 @@ class FaceTracker:
         a 1080p frame, and the astronaut in a 512 x 900 picture, were still found (0.9 lost
         the first)."""
         if self._squares is None:
-            from mediapipe.python.solutions import face_mesh
-
+            surer = max(self._config.min_detection_confidence, SQUARE_CONFIDENCE)
             with _stderr_silenced():
-                self._squares = face_mesh.FaceMesh(
-                    static_image_mode=True, max_num_faces=self._config.max_faces,
-                    refine_landmarks=True,
-                    min_detection_confidence=max(self._config.min_detection_confidence,
-                                                 SQUARE_CONFIDENCE))
+                self._squares = _face_mesh(self._config, True, surer)
                 self._squares.process(np.zeros((64, 64, 3), np.uint8))  # its start-up chatter
         return self._squares
 
@@ -210,14 +197,23 @@ class FaceTracker:
         self.close()
 
 
-def _box(landmarks: np.ndarray) -> np.ndarray:
+def _face_mesh(config: TrackerConfig, static: bool, detection: float) -> Any:
+    """MediaPipe's FaceMesh (478 points with iris) for config.max_faces faces."""
+    from mediapipe.python.solutions import face_mesh  # deferred: heavy import
+
+    return face_mesh.FaceMesh(static_image_mode=static, max_num_faces=config.max_faces,
+                              refine_landmarks=True, min_detection_confidence=detection,
+                              min_tracking_confidence=config.min_tracking_confidence)
+
+
+def face_box(landmarks: np.ndarray) -> np.ndarray:
     """(x0, y0, x1, y1) around the landmarks, pixels."""
     return np.concatenate([landmarks[:, :2].min(axis=0), landmarks[:, :2].max(axis=0)])
 
 
 def box_area(landmarks: np.ndarray) -> float:
     """Area of the box around a face's landmarks, pixels² (what "largest face" compares)."""
-    x0, y0, x1, y1 = _box(landmarks)
+    x0, y0, x1, y1 = face_box(landmarks)
     return float((x1 - x0) * (y1 - y0))
 
 
@@ -240,7 +236,7 @@ def _distinct(faces: list[np.ndarray], iou: float = 0.3) -> list[np.ndarray]:
     """The faces, best first, less any overlapping one before it (the same face again)."""
     kept: list[np.ndarray] = []
     for face in faces:
-        if all(_iou(_box(face), _box(other)) < iou for other in kept):
+        if all(_iou(face_box(face), face_box(other)) < iou for other in kept):
             kept.append(face)
     return kept
 
