@@ -57,8 +57,10 @@ def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
     )
 
 
-def letterbox(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """The whole image, scaled to fit `size` (w, h), centred on black bars."""
+def letterbox(image: np.ndarray, size: tuple[int, int],
+              face: tuple[float, float] | None = None) -> np.ndarray:
+    """The whole image, scaled to fit `size` (w, h), centred on black bars (the face is in
+    view wherever it is)."""
     width, height = size
     h, w = image.shape[:2]
     scale = min(width / w, height / h)
@@ -86,7 +88,8 @@ def crop_to_fill(image: np.ndarray, size: tuple[int, int],
     return _resize(image[y : y + ch, x : x + cw], width, height)
 
 
-FITS: dict[str, Callable[[np.ndarray, tuple[int, int]], np.ndarray]] = {
+# image, (w, h), where the face is (image pixels; None: not known) → the fitted frame
+FITS: dict[str, Callable[[np.ndarray, tuple[int, int], tuple[float, float] | None], np.ndarray]] = {
     "letterbox": letterbox,
     "crop": crop_to_fill,
 }
@@ -94,11 +97,11 @@ FITS: dict[str, Callable[[np.ndarray, tuple[int, int]], np.ndarray]] = {
 
 def fit_frame(image: np.ndarray, size: tuple[int, int], fit: str,
               face: tuple[float, float] | None = None) -> np.ndarray:
-    """image: (H, W, 3) uint8 → (size[1], size[0], 3) uint8, fitted by FITS[fit]; "crop"
-    keeps `face` (image pixels) in view where it is given."""
+    """image: (H, W, 3) uint8 → (size[1], size[0], 3) uint8, fitted by FITS[fit], keeping
+    `face` (image pixels) in view where it is given."""
     if fit not in FITS:
         raise ValueError(f"fit must be one of {', '.join(FITS)}, not {fit!r}")
-    return crop_to_fill(image, size, face) if fit == "crop" else FITS[fit](image, size)
+    return FITS[fit](image, size, face)
 
 
 # --- built-in sinks, imported on first use -----------------------------------------------
