@@ -256,17 +256,17 @@ def _check_outputs(outputs: Sequence[str], voice: str | None = None,
     be opened as given."""
     names = [spec.partition(":")[0] for spec in outputs]
     recordings = [record] if record else []
-    for spec, name in zip(outputs, names, strict=True):
+    for spec in outputs:
+        name, _, arg = spec.partition(":")
         check_sink_name(name)
         if name == "record":
-            path = spec.partition(":")[2]
-            if not path:
+            if not arg:
                 raise SinkUnavailableError("--output record needs a file: record:OUT.mp4 "
                                            "(or --record OUT.mp4)")
-            recordings.append(path)
-        if name == "webrtc" and spec.partition(":")[2]:
+            recordings.append(arg)
+        if name == "webrtc" and arg:
             try:
-                parse_port(spec.partition(":")[2])
+                parse_port(arg)
             except argparse.ArgumentTypeError as exc:
                 raise SinkUnavailableError(f"--output {spec}: {exc}") from None
     for path in recordings:

@@ -346,9 +346,9 @@ class AvatarServer:
             logger.info("%s session %s never connected", session.kind, session.id)
             await self.close_session(session.id)
 
-    async def _setup_whep(self, session: Session, offer_sdp: str) -> None:
+    async def _setup_whep(self, session: Session, offered: list[tuple[str, str]]) -> None:
         tracks: list[MediaStreamTrack] = [AvatarTrack(self.slot, self.config.fps)]
-        wants_audio = any(kind == "audio" for kind, _ in _offered(offer_sdp))
+        wants_audio = any(kind == "audio" for kind, _ in offered)
         if self.audio is not None and wants_audio:
             tracks.append(self.audio.subscribe())
         for track in tracks:
@@ -471,7 +471,7 @@ class AvatarServer:
         session.voice_back = voice == "back"
         try:
             await (self._setup_whip(session) if kind == "whip"
-                   else self._setup_whep(session, offer_sdp))
+                   else self._setup_whep(session, offered))
             await session.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
             await session.pc.setLocalDescription(await session.pc.createAnswer())
         except (ValueError, TypeError) as exc:
