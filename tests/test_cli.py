@@ -13,6 +13,18 @@ from tests.helpers import two_people
 NOTHING = AnimateResult(frames=0, faceless=0)  # what a stand-in for run_animate returns
 
 
+def _animate_options(monkeypatch, flags):  # -> streamer.animate.AnimateOptions
+    """The options `headcast animate -o x.mp4 --quiet FLAGS` runs with (run_animate stubbed;
+    main must return 0)."""
+    import streamer.offline
+
+    seen = []
+    monkeypatch.setattr(streamer.offline, "run_animate",
+                        lambda job, progress=True: seen.append(job.options) or NOTHING)
+    assert main(["animate", "-o", "x.mp4", "--quiet", *flags]) == 0
+    return seen[0]
+
+
 def _frames_and_audio(path):
     with av.open(str(path)) as c:
         n = sum(1 for _ in c.decode(video=0))
@@ -33,13 +45,7 @@ def test_animate_on_embedded_defaults(tmp_path):
                                            (["--detail", "crop"], "crop")])
 def test_animate_detail_flag_reaches_the_paste_back(monkeypatch, flags, detail):
     """`--detail` picks where the texture comes from (streamer.paste; tested in test_paste)."""
-    import streamer.offline
-
-    seen = []
-    monkeypatch.setattr(streamer.offline, "run_animate",
-                        lambda job, progress=True: seen.append(job.options) or NOTHING)
-    assert main(["animate", "-o", "x.mp4", "--quiet", *flags]) == 0
-    assert seen[0].detail == detail
+    assert _animate_options(monkeypatch, flags).detail == detail
 
 
 @pytest.mark.parametrize("flags, still, features", [
@@ -50,26 +56,15 @@ def test_animate_detail_flag_reaches_the_paste_back(monkeypatch, flags, detail):
 def test_animate_renderer_flags_reach_the_renderer(monkeypatch, flags, still, features):
     """`--moving-background` turns the still background off, `--one-shot-per-frame` the
     mouth's and eyes' own shots (streamer.renderer; tested in test_renderer)."""
-    import streamer.offline
-
-    seen = []
-    monkeypatch.setattr(streamer.offline, "run_animate",
-                        lambda job, progress=True: seen.append(job.options) or NOTHING)
-    assert main(["animate", "-o", "x.mp4", "--quiet", *flags]) == 0
-    assert seen[0].renderer.still_background is still
-    assert seen[0].renderer.feature_shots is features
+    renderer = _animate_options(monkeypatch, flags).renderer
+    assert renderer.still_background is still
+    assert renderer.feature_shots is features
 
 
 @pytest.mark.parametrize("flags, thickness", [([], 0.0), (["--lip-thickness", "1"], 1.0)])
 def test_animate_lip_thickness_flag_reaches_the_motion_transfer(monkeypatch, flags, thickness):
     """`--lip-thickness` (streamer.motion; tested in test_motion)."""
-    import streamer.offline
-
-    seen = []
-    monkeypatch.setattr(streamer.offline, "run_animate",
-                        lambda job, progress=True: seen.append(job.options) or NOTHING)
-    assert main(["animate", "-o", "x.mp4", "--quiet", *flags]) == 0
-    assert seen[0].motion.lip_thickness == thickness
+    assert _animate_options(monkeypatch, flags).motion.lip_thickness == thickness
 
 
 @pytest.mark.parametrize("value", ["-0.5", "nan", "inf"])
@@ -89,13 +84,8 @@ def test_animate_refuses_an_expression_gain_outside_0_to_2(capsys, value):
 
 @pytest.mark.parametrize("value", ["0", "2"])
 def test_animate_takes_an_expression_gain_of_0_to_2(monkeypatch, value):
-    import streamer.offline
-
-    seen = []
-    monkeypatch.setattr(streamer.offline, "run_animate",
-                        lambda job, progress=True: seen.append(job.options) or NOTHING)
-    assert main(["animate", "-o", "x.mp4", "--quiet", "--expression-gain", value]) == 0
-    assert seen[0].motion.expression_gain == float(value)
+    options = _animate_options(monkeypatch, ["--expression-gain", value])
+    assert options.motion.expression_gain == float(value)
 
 
 def test_animate_without_the_second_look_renders_the_targets_as_transferred(tmp_path):
