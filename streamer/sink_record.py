@@ -17,11 +17,14 @@ from streamer.errors import OutputFileError, SinkUnavailableError
 from streamer.frames import VOICE_CHUNK, VOICE_RATE, Frame
 from streamer.output_file import VIDEO_SUFFIXES, check_output
 from streamer.sinks import letterbox
+from streamer.timing import SlidingMinimum
 
 if TYPE_CHECKING:
     from streamer.voice import Heard
 
 log = logging.getLogger(__name__)
+
+VOICE_ANCHOR_FRAMES = 50  # frames whose capture times place the voice (RecordSink)
 
 
 @dataclass(frozen=True)
@@ -78,15 +81,16 @@ WRITERS: list[Callable[[Path, tuple[int, int], float, int, bool], _Writer]] = [
 
 class VoiceTape:
     """Lays a voice's 20 ms chunks (a VoiceFeed's, or one come back from a server) into a
-    recording at the moments they were heard, counted from `start_ts` (the first frame's
-    capture time): the voice of one moment beside the avatar frame of that moment. The
-    chunks are laid end to end; where they fall behind their moment by more than `slack`
-    chunks (the microphone paused), silence fills the gap, and a chunk more than `slack`
-    ahead of it (the microphone's clock runs fast) is dropped. Thread-safe on the listening
-    side (the feed's thread); take() on one thread."""
+    recording at the moments they were heard, counted from `start_ts` (when the recording's
+    first instant was captured, which its owner may correct as frames come): the voice of
+    one moment beside the avatar frame of that moment. The chunks are laid end to end; where
+    they fall behind their moment by more than `slack` chunks (the microphone paused),
+    silence fills the gap, and a chunk more than `slack` ahead of it (the microphone's clock
+    runs fast) is dropped. Thread-safe on the listening side (the feed's thread); take() and
+    start_ts on one thread."""
 
     def __init__(self, feed: Heard, start_ts: float, slack: int = 3) -> None:
-        self._start_ts = start_ts
+        self.start_ts = start_ts
         self._slack = slack * VOICE_CHUNK
         self._heard: queue.SimpleQueue[tuple[np.ndarray, float]] = queue.SimpleQueue()
         self._next: int | None = None  # the sample the next chunk starts at
@@ -101,7 +105,7 @@ class VoiceTape:
                 samples, arrived = self._heard.get_nowait()
             except queue.Empty:
                 return out
-            at = round((arrived - self._start_ts) * VOICE_RATE) - VOICE_CHUNK  # its start
+            at = round((arrived - self.start_ts) * VOICE_RATE) - VOICE_CHUNK  # its start
             if self._next is None:
                 if at < 0:
                     continue  # heard before the first frame
@@ -127,6 +131,12 @@ class RecordSink:
     Frames the pipeline skipped (their source index jumped) are filled by repeating the last
     frame, so the file plays in real time; runs longer than config.max_fill_s are cut short.
     Frames of another size than the first (a portrait switch) are letterboxed into it.
+
+    The voice is laid by when it was heard, from when the file's first instant was captured:
+    each frame's capture time less its place in the file, the least of the last
+    VOICE_ANCHOR_FRAMES (a frame that came late, as an avatar frame coming back from a
+    server may, moves nothing; laid from the first frame's alone, the voice of `client
+    --record` was 0.04 s early beside the avatar where that frame had come late).
     """
 
     name = "record"
@@ -139,6 +149,7 @@ class RecordSink:
         self._fps = 0.0
         self._size = (0, 0)  # (w, h) the file was opened at
         self._last: Frame | None = None
+        self._start = SlidingMinimum(VOICE_ANCHOR_FRAMES)  # → the tape's start_ts
         self.frames_written = 0
 
     def open(self, width: int, height: int, fps: float) -> None:
@@ -170,10 +181,13 @@ class RecordSink:
             missed = frame.index - self._last.index - 1
             for _ in range(min(missed, int(self._config.max_fill_s * self._fps))):
                 self._write(self._last.image)
+        start_ts = self._start.push(frame.capture_ts - self.frames_written / self._fps)
         self._write(frame.image)
         self._last = frame
-        if self._voice is not None and self._tape is None:
-            self._tape = VoiceTape(self._voice, frame.capture_ts)
+        if self._voice is not None:
+            if self._tape is None:
+                self._tape = VoiceTape(self._voice, start_ts)
+            self._tape.start_ts = start_ts
         self._write_voice()
 
     def close(self) -> None:

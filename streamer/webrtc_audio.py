@@ -10,7 +10,11 @@ ingest.
 * ``RelayedAudioTrack``: one per viewer, paced at 20 ms frames of its own. A frame leaves
   once it is as old as the video's delay; until one is due (no sender, a sender without a
   microphone, a gap), silence goes out, so the viewer's audio never stalls. At most
-  `max_ready` due frames are kept: the newest win and the delay never grows.
+  `max_ready` due frames are kept, and a backlog that stays (frames queued behind a stalled
+  loop) loses a frame every `catch_up_ticks`: the newest win and the delay never grows.
+  Its pts follow the clock, so frames skipped behind a stall leave a gap in them.
+* ``heard_chunks``: a received voice in 20 ms chunks, each stamped when it came as read
+  from its pts (``ArrivalClock``), so a stalled loop does not move it later.
 
 The sender's own connection gets no audio back (a person would hear themselves), unless
 it asks for it to record (`subscribe(hears=sender)`: that sender's voice alone, delayed the
@@ -35,8 +39,9 @@ from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, AudioResampler
 
 from streamer.frames import VOICE_CHUNK, VOICE_RATE
+from streamer.timing import ArrivalClock
 from streamer.video_io import audio_frame
-from streamer.webrtc_tracks import FrameClock
+from streamer.webrtc_tracks import VIDEO_CLOCK_RATE, FrameClock
 
 if TYPE_CHECKING:
     from streamer.voice import VoiceFeed
@@ -59,6 +64,9 @@ class AudioConfig:
     # at its own frame ticks, on average half a frame after it is made (1/60 s at 30 fps)
     extra_delay_s: float = 1.0 / 60.0
     max_ready: int = 3  # due frames a viewer keeps; older ones are dropped (newest wins)
+    # more than one frame due at every tick for this long (frames that queued up behind a
+    # stalled loop): the oldest is dropped, or the voice would stay that much behind the video
+    catch_up_ticks: int = 25
     max_queued: int = 100  # frames (2 s) a viewer holds in all: a stalled viewer drops
 
 
@@ -75,14 +83,23 @@ class Chunker:
         return [chunk.to_ndarray() for chunk in self._resampler.resample(frame)]
 
 
+def _end_s(frame: AudioFrame) -> float | None:
+    """Where an audio frame ends on its own clock (seconds), None where it has no pts."""
+    if frame.pts is None or frame.time_base is None or not frame.sample_rate:
+        return None
+    return float(frame.pts * frame.time_base) + frame.samples / frame.sample_rate
+
+
 async def heard_chunks(track: MediaStreamTrack) -> AsyncIterator[tuple[np.ndarray, float]]:
-    """An audio track's 20 ms chunks as they come → (samples, time.monotonic() on arrival),
-    until the track ends (MediaStreamError, which ends the iteration)."""
+    """An audio track's 20 ms chunks as they come → (samples, monotonic time it came, as
+    ArrivalClock reads it from the pts), until the track ends (MediaStreamError, which ends
+    the iteration)."""
     chunker = Chunker()
+    clock = ArrivalClock()
     with contextlib.suppress(MediaStreamError):
         while True:
             frame = await track.recv()
-            arrived = time.monotonic()
+            arrived = clock.stamp(_end_s(frame), time.monotonic())
             for samples in chunker.split(frame):
                 yield samples, arrived
 
@@ -108,6 +125,7 @@ class RelayedAudioTrack(MediaStreamTrack):
         self._queue: collections.deque[tuple[float, np.ndarray]] = collections.deque(
             maxlen=config.max_queued)
         self._pts = 0
+        self._behind = 0  # ticks in a row with more than one frame due
         self.frames_dropped = 0
 
     def push(self, samples: np.ndarray, due: float) -> None:
@@ -116,9 +134,14 @@ class RelayedAudioTrack(MediaStreamTrack):
 
     def take(self, now: float) -> np.ndarray | None:
         """The oldest frame due by `now`, or None: silence goes out. Keeps at most
-        max_ready due frames (the older ones are dropped), so the delay cannot grow."""
+        max_ready due frames (the older ones are dropped), and drops one more after
+        catch_up_ticks calls in a row with more than one due, so the delay cannot grow."""
         due = sum(1 for at, _ in self._queue if at <= now)
-        while due > self._config.max_ready:
+        drop = max(0, due - self._config.max_ready)
+        self._behind = self._behind + 1 if due > 1 else 0
+        if self._behind >= self._config.catch_up_ticks:
+            self._behind, drop = 0, max(drop, 1)
+        for _ in range(drop):
             self._queue.popleft()
             self.frames_dropped += 1
             due -= 1
@@ -129,10 +152,17 @@ class RelayedAudioTrack(MediaStreamTrack):
     async def recv(self) -> AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        await self._clock.tick()
-        samples = self.take(time.monotonic())
-        frame = audio_frame(silence() if samples is None else samples, self._pts)
-        self._pts += frame.samples
+        # The pts follow the clock, so the frames skipped behind a stalled loop leave a gap
+        # in them: laid end to end, what comes after a stall would be heard as sent before
+        # it. The encoder stamps its first packet after a gap as if there were none (its
+        # look-ahead holds samples from before), so the frame after a gap goes out silent
+        # and what is due waits a frame.
+        ticked = round(await self._clock.tick() * VOICE_RATE / VIDEO_CLOCK_RATE)
+        gap = ticked - self._pts >= VOICE_CHUNK // 2
+        pts = ticked if gap else self._pts
+        samples = None if gap else self.take(time.monotonic())
+        frame = audio_frame(silence() if samples is None else samples, pts)
+        self._pts = pts + frame.samples
         return frame
 
     def stop(self) -> None:

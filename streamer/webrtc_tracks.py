@@ -30,6 +30,7 @@ from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
 
 from streamer.frames import Frame, FrameProcessor, StagedProcessor
+from streamer.timing import ArrivalClock
 
 logger = logging.getLogger(__name__)
 
@@ -90,9 +91,11 @@ class FrameClock:
             self._start = self._next = now
         else:
             self._next += self.interval
-            if self._next < now - self.interval:  # fell behind by more than a frame: skip
-                self._next = now
             await asyncio.sleep(max(0.0, self._next - now))
+            # fell behind by more than a frame, or woke that late (a stalled loop): skip
+            now = time.monotonic()
+            if self._next < now - self.interval:
+                self._next = now
         pts = int(round((self._next - self._start) * VIDEO_CLOCK_RATE))
         pts = max(pts, self._last_pts + 1)
         self._last_pts = pts
@@ -142,8 +145,9 @@ class AvatarTrack(MediaStreamTrack):
 class LatestWorker(Generic[T]):
     """Reads a video track as fast as it delivers and runs `work` on the newest frame.
 
-    work(frame, received_ts, index) runs in `executor`; frames that arrive while it runs
-    wait in a one-item slot that drops when full, so only the newest is worked on next.
+    work(frame, received_ts, index) runs in `executor` (received_ts: when the frame came, as
+    an ArrivalClock reads it from its pts); frames that arrive while it runs wait in a
+    one-item slot that drops when full, so only the newest is worked on next.
     With `finish` (and `finish_executor`, one thread), work is the first half of a frame:
     finish(work's result) runs on the other thread while the next frame's work runs, one
     frame in each half at most, results in order. on_result(result) is called on the loop.
@@ -208,13 +212,16 @@ class LatestWorker(Generic[T]):
             self._done.set_result(None)
 
     async def _pump(self) -> None:
+        clock = ArrivalClock()  # received_ts: when a frame came, as its pts say
         try:
             while True:
                 frame = await self._track.recv()
                 self.frames_in += 1
                 if self._pending is not None:
                     self.frames_dropped += 1
-                self._pending = (frame, time.monotonic())
+                own = None if frame.pts is None or frame.time_base is None else float(
+                    frame.pts * frame.time_base)
+                self._pending = (frame, clock.stamp(own, time.monotonic()))
                 self._input_ready.set()
         except MediaStreamError:
             pass

@@ -340,10 +340,13 @@ def test_the_voice_tape_lays_each_chunk_at_its_moment() -> None:
     assert feed.listeners == []
 
 
-def test_record_carries_the_voice_beside_the_avatar_frame_of_its_moment(tmp_path):
+@pytest.mark.parametrize("late", [(), (0, 30)])
+def test_record_carries_the_voice_beside_the_avatar_frame_of_its_moment(tmp_path, late):
     """Frames of a camera at 25 fps, dark until 1 s, bright after; the voice silent until
     1 s, humming after, each 20 ms heard at the end of its moment: in the file, the hum
-    starts where the bright frames do."""
+    starts where the bright frames do. So too where some frames came 0.1 s late, the first
+    among them (as an avatar frame coming back from a server may): laid from the first
+    frame's time, the hum began 0.1 s early."""
     import av
 
     feed = FakeFeed()
@@ -354,7 +357,8 @@ def test_record_carries_the_voice_beside_the_avatar_frame_of_its_moment(tmp_path
     hum = np.repeat((0.3 * 32767 * np.sin(2 * np.pi * 440 * t)).astype(np.int16), 2)[None]
     for k in range(50):
         at = 100.0 + k * 0.04
-        sink.send(Frame(np.full((48, 64, 3), 220 if k >= 25 else 20, np.uint8), at, k))
+        came = at + (0.1 if k in late else 0.0)
+        sink.send(Frame(np.full((48, 64, 3), 220 if k >= 25 else 20, np.uint8), came, k))
         for half in (0.02, 0.04):
             feed.say(hum if k >= 25 else np.zeros_like(hum), at + half)
     sink.close()

@@ -109,6 +109,20 @@ def test_frame_clock_pts_follow_wall_time_and_never_burst() -> None:
     assert pts[3] - pts[2] > 0.2 * 90000 * 0.9
 
 
+def test_frame_clock_that_wakes_late_stamps_the_frame_when_it_woke() -> None:
+    """The loop stalls 0.2 s while a tick sleeps: that frame goes out 0.2 s late, and its
+    pts say so (they said when it had been due: what it carried was heard as sent then)."""
+    async def run() -> list[int]:
+        clock = FrameClock(50.0)
+        pts = [await clock.tick() for _ in range(3)]
+        asyncio.get_running_loop().call_later(0.005, time.sleep, 0.2)
+        return pts + [await clock.tick() for _ in range(2)]
+
+    pts = asyncio.run(run())
+    assert pts[3] - pts[2] > 0.18 * 90000
+    assert pts[4] - pts[3] == pytest.approx(1800, abs=2)
+
+
 def test_each_viewer_track_reads_the_newest_frame_itself() -> None:
     slot = FrameSlot()
     image = np.full((64, 64, 3), 200, np.uint8)

@@ -80,6 +80,42 @@ def test_the_delay_follows_the_median_latency_and_moves_only_past_the_hysteresis
     assert delay.update() == pytest.approx(0.170)  # median 0.160: past it
 
 
+def test_a_backlog_that_stays_loses_a_frame_every_catch_up_ticks() -> None:
+    """Three frames due at once (they queued behind a stalled loop), then one more due at
+    each tick: without a catch-up the voice stays two frames late for good."""
+    track = AudioRelay(AudioConfig(max_ready=3, catch_up_ticks=5)).subscribe()
+    for i in range(40):
+        track.push(samples(i), due=1.0 + 0.02 * max(i, 2))  # 0, 1, 2 all due at 1.04
+    taken = [int(track.take(1.04 + 0.02 * tick)[0, 0]) for tick in range(13)]
+    # each tick takes the oldest due; two behind, a frame goes at the 5th tick and the 10th
+    assert taken == [0, 1, 2, 3, 5, 6, 7, 8, 9, 11, 12, 13, 14]
+    assert track.frames_dropped == 2 and track.take(1.04 + 0.02 * 13)[0, 0] == 15
+
+
+def test_a_viewer_track_leaves_a_gap_in_its_pts_behind_a_stalled_loop() -> None:
+    """The loop stalls 0.2 s: the next frame's pts jump as far (laid end to end, the frames
+    after a stall would be heard as sent 0.2 s before they were), and it goes out silent, as
+    the encoder stamps its first packet after a gap as if there were none."""
+    track = AudioRelay().subscribe()
+
+    async def run() -> list[tuple[int, int]]:
+        out = []
+        for i in range(6):
+            if i == 3:
+                asyncio.get_running_loop().call_soon(time.sleep, 0.2)
+            now = time.monotonic()
+            track.push(samples(7), due=now)  # due at once: sent at the next tick
+            frame = await track.recv()
+            out.append((frame.pts, int(np.abs(frame.to_ndarray()).max())))
+        return out
+
+    sent = asyncio.run(run())
+    steps = [b[0] - a[0] for a, b in zip(sent, sent[1:], strict=False)]
+    assert steps[:2] == [960, 960] and steps[3:] == [960, 960]
+    assert 0.15 * 48_000 < steps[2] < 0.3 * 48_000
+    assert [level for _, level in sent] == [7, 7, 7, 0, 7, 7]
+
+
 def test_a_stopped_viewer_leaves_the_relay() -> None:
     relay = AudioRelay()
     track = relay.subscribe()
@@ -409,8 +445,13 @@ def frames_after_flash(picture: np.ndarray) -> int:
     return round(float(np.argmin(columns[:120])) / STRIPE) - 1
 
 
-class HummingMicrophone(VoiceListeners):
-    """A --voice: 20 ms every 20 ms on its own thread, silent until `at`, humming after."""
+SWEEP_HZ = (300.0, 1000.0)  # a SweepingMicrophone's pitch: Hz at its start, Hz more a second
+
+
+class SweepingMicrophone(VoiceListeners):
+    """A --voice: 20 ms every 20 ms on its own thread, silent until `at`, then a tone whose
+    pitch rises SWEEP_HZ[1] Hz a second from SWEEP_HZ[0] (so any 20 ms of it says how long
+    after `at` it was heard: sweep_start reads it)."""
 
     def __init__(self, at: float) -> None:
         super().__init__()
@@ -421,25 +462,45 @@ class HummingMicrophone(VoiceListeners):
 
     def _run(self) -> None:
         start, k = time.monotonic(), 0
-        t = np.arange(VOICE_CHUNK) / 48_000
-        hum = np.repeat((0.3 * 32767 * np.sin(2 * np.pi * 440 * t)).astype(np.int16), 2)[None]
+        base, rise = SWEEP_HZ
         while not self._stop.wait(max(0.0, start + (k + 1) * 0.02 - time.monotonic())):
             k += 1
             now = time.monotonic()  # the end of this 20 ms: when it was heard
-            self.hand(hum if now - 0.02 >= self._at else np.zeros_like(hum), now)
+            t = now - 0.02 - self._at + np.arange(VOICE_CHUNK) / 48_000  # since `at`
+            wave = 0.3 * 32767 * np.sin(2 * np.pi * (base * t + rise / 2 * t * t)) * (t >= 0)
+            self.hand(np.repeat(wave.astype(np.int16), 2)[None], now)
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
 
 
+def sweep_start(samples: np.ndarray, loud_from: int, rate: int = 48_000) -> float:
+    """Where (seconds into `samples`) a SweepingMicrophone's sweep began: each 20 ms window
+    (10 ms apart) over the first 0.3 s after `loud_from` is read for its pitch, which says how
+    long after the start it is; the median of their answers. A frame lost on the way (a
+    relay drops the oldest behind a stall) shifts what follows it as little as its moment."""
+    n, base, rise = 960, *SWEEP_HZ
+    starts = []
+    for at in range(loud_from + n // 2, loud_from + int(0.3 * rate), n // 2):
+        spectrum = np.abs(np.fft.rfft(samples[at:at + n] * np.hanning(n), rate))
+        hz = int(np.argmax(spectrum[1:])) + 1  # rfft over `rate` points: 1 Hz bins
+        starts.append((at + n / 2) / rate - (hz - base) / rise)
+    return float(np.median(starts))
+
+
+@pytest.mark.parametrize("stall", [None, "client", "server"])
 def test_client_records_its_voice_beside_the_avatar(
-    serve: tuple[ServerThread, FakeFactory], tmp_path: Path
+    serve: tuple[ServerThread, FakeFactory], tmp_path: Path, stall: str | None
 ) -> None:
     """`client --record OUT --voice MIC`, the server taking ≥ 200 ms a frame: the camera
-    turns bright and the microphone starts humming at one instant; in the recording the hum
-    starts with the first bright avatar frame (laid by this machine's clock, the voice would
-    start ≥ 0.2 s before it)."""
+    turns bright and the microphone starts its sweep at one instant; in the recording the
+    sweep starts with the first bright avatar frame (laid by this machine's clock, the voice
+    would start ≥ 0.2 s before it). So too where a loop stalls for 0.25 s as the voice
+    passes it: the client's as it comes back, the server's as it is due to go back out
+    (before, the sweep was laid 0.53–0.57 s and 0.42–0.44 s late: the client stamped the
+    voice on its arrival, and the server's first frame after a stall carried the time it had
+    been due at)."""
     import av
 
     from streamer.sink_record import RecordConfig, RecordSink
@@ -447,12 +508,24 @@ def test_client_records_its_voice_beside_the_avatar(
     server, factory = serve
     factory.staged_s = 0.1
     at = time.monotonic() + 2.0
-    camera, microphone, back = FlashCamera(at), HummingMicrophone(at), VoiceListeners()
+    camera, microphone, back = FlashCamera(at), SweepingMicrophone(at), VoiceListeners()
     path = tmp_path / "avatar.mp4"
+
+    async def record() -> None:
+        # the voice reaches the server ~0.1 s after `at`, is due back out ~0.3 s after that,
+        # and is back ~0.4 s after `at`
+        if stall == "client":
+            asyncio.get_running_loop().call_later(at + 0.25 - time.monotonic(), time.sleep, 0.25)
+        elif stall == "server":
+            loop = server._thread.loop
+            loop.call_soon_threadsafe(
+                lambda: loop.call_later(at + 0.2 - time.monotonic(), time.sleep, 0.25))
+        await run_client(EndpointConfig(f"{server.url}/whip"), camera,  # type: ignore[arg-type]
+                         RecordSink(RecordConfig(str(path)), voice=back), 4.0,
+                         voice=microphone, voice_back=back)  # type: ignore[arg-type]
+
     try:
-        asyncio.run(run_client(EndpointConfig(f"{server.url}/whip"), camera,  # type: ignore[arg-type]
-                               RecordSink(RecordConfig(str(path)), voice=back), 4.0,
-                               voice=microphone, voice_back=back))  # type: ignore[arg-type]
+        asyncio.run(record())
     finally:
         microphone.close()
     with av.open(str(path)) as container:
@@ -461,19 +534,23 @@ def test_client_records_its_voice_beside_the_avatar(
     with av.open(str(path)) as container:
         frames = list(container.decode(audio=0))
     start = float(frames[0].pts * frames[0].time_base)
-    samples = np.concatenate([np.abs(f.to_ndarray()).max(axis=0) for f in frames])
+    samples = np.concatenate([f.to_ndarray()[0] for f in frames])
     first = next(i for i, v in enumerate(video) if v > 120)
-    loud = start + int(np.argmax(samples > 0.05)) / 48_000
-    assert samples.max() > 0.2 and first / FPS > 0.5
+    loud_from = int(np.argmax(np.abs(samples) > 0.05))
+    assert np.abs(samples).max() > 0.2 and first / FPS > 0.5
     # The server animates the newest camera frame when it is free (≥ 0.2 s a frame here), so
-    # the first bright frame it draws may be one taken some frames after the flash (the hum
-    # led it by 0.23 s once in CI): its stripe says how many, and the flash is that many
-    # frames before it in the file. Laid by the client's clock the hum would lead by 0.32 s.
+    # the first bright frame it draws may be one taken some frames after the flash (a hum's
+    # start led it by 0.23 s once in CI): its stripe says how many, and the flash is that
+    # many frames before it in the file. Laid by the client's clock the voice would lead by
+    # 0.32 s. The sweep is read for where it began, not where it is first loud: behind a
+    # stall the relay drops the oldest frames (its start once came 0.24 s late in CI), which
+    # moves what follows no more than their own moments.
     late = frames_after_flash(pictures[first])
     assert 0 <= late < 14
     flash = (first - late) / FPS
-    assert -0.05 < loud - flash < 0.15, (
-        f"hum at {loud:.3f} s, flash at {flash:.3f} s (frame {first}, {late} after it)")
+    sweep = start + sweep_start(samples, loud_from)
+    assert -0.05 < sweep - flash < 0.15, (
+        f"sweep from {sweep:.3f} s, flash at {flash:.3f} s (frame {first}, {late} after it)")
     # the avatar came back at ~10 fps: its gaps filled, the video lasts as long as the voice
     # (before, 1.5 s of video for 3.6 s of voice; 0.002–0.025 s apart alone, 0.204 once in
     # the full suite, where the voice, held back as long as the avatar frames take, had not
