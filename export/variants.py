@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -101,8 +100,9 @@ def add_generator_variant(model_dir: Path, name: str, suffix: str,
 
 def shared_data(given: Path | None) -> Path:
     """--data, else $HEADCAST_DATA, else ../shared/data beside the project."""
-    shared = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    return given or Path(os.environ.get("HEADCAST_DATA") or shared)
+    from benchmarks.quality import default_data_dir
+
+    return given or default_data_dir()
 
 
 def parse_args(prog: str, doc: str | None, argv: list[str] | None) -> argparse.Namespace:
