@@ -16,6 +16,10 @@ def test_the_sliding_minimum_is_the_least_of_the_last_window_values() -> None:
     assert least.push(10.0) == 10.0
     with pytest.raises(ValueError):
         SlidingMinimum(0)
+    # by position: those within 1.0 before the newest
+    timed = SlidingMinimum(1.0)
+    got = [timed.push(v, at) for v, at in [(2.0, 0.0), (5.0, 0.5), (3.0, 0.9), (4.0, 1.4)]]
+    assert got == [2.0, 2.0, 2.0, 3.0]  # at 1.4, 0.0 has left the window, 0.5 has too
 
 
 def test_frames_that_waited_out_a_stall_keep_the_moments_they_would_have_come_at() -> None:
@@ -41,3 +45,16 @@ def test_times_that_go_back_or_do_not_follow_the_clock_begin_the_count_again() -
     # its arrival is stamped on arrival, and the count begins again from it
     stamps = [clock.stamp(0.04, 0.14 + 0.6 * i) for i in range(4)]
     assert stamps == pytest.approx([0.14, 0.14, 1.34, 1.34])
+
+
+def test_a_path_that_got_slower_for_good_is_followed_within_the_window() -> None:
+    """A video at 5 fps whose path takes 0.2 s longer from its 2nd second on: 5 s (of its
+    own time) later, frames are stamped as they come again; counted in frames (250, as
+    the voice's 5 s), it would have taken 50 s."""
+    clock = ArrivalClock(window_s=5.0)
+    stamps = {}
+    for k in range(50):
+        own = 0.2 * k
+        stamps[k] = clock.stamp(own, own + (0.03 if k < 10 else 0.23))
+    assert stamps[30] == pytest.approx(6.0 + 0.03)  # the fast frame at 1.8 s is in view
+    assert stamps[35] == pytest.approx(7.0 + 0.23)
