@@ -19,7 +19,7 @@ from streamer.renderer import create_renderer, render_textured
 from streamer.sinks import crop_to_fill
 from streamer.smoothing import smooth_track
 from streamer.template import load_template
-from streamer.tracker import FaceTracker, TrackerConfig, face_box
+from streamer.tracker import FaceTracker, TrackerConfig, face_box, square_around
 from streamer.video_io import (
     VideoWriter,
     read_image,
@@ -210,9 +210,12 @@ def clip_track(path: Path, max_frames: int | None = None,
     face in any frame, the face may be too small against the frame for the video-mode face
     detector (a head 250 px tall in a 1080p frame): it is looked for in a few frames spread
     over the clip in image mode (which reads squares of the frame), and the clip is tracked
-    again within a square around where it was found, the landmarks put back in place."""
+    again within a square around where it was found, the landmarks put back in place. (The
+    live tracker's own look closer, TrackerConfig.look_closer_after, is not used here: it
+    finds a small face only after that many frames without one.)"""
     noted: list[float | None] = [] if times is None else times
     frames = _noting_times(read_timed_frames(path, max_frames), noted)
+    config = replace(config, look_closer_after=None)
     track = driver_track(progress(frames, "track"), config, switches)
     if any(landmarks is not None for landmarks in track):
         return track
@@ -242,16 +245,7 @@ def _face_square(path: Path, frames: int, config: TrackerConfig, looks: int = 8
             if i in picks and (face := tracker.detect(image)) is not None:
                 boxes.append(face_box(face))
                 shape = image.shape[:2]
-    if not boxes:
-        return None
-    span = np.array([np.min(boxes, axis=0)[:2], np.max(boxes, axis=0)[2:]])  # (2, 2)
-    width = float(np.median([b[2] - b[0] for b in boxes]))
-    h, w = shape
-    side = int(min(max(3.0 * width, *(span[1] - span[0] + 2.0 * width)), h, w))
-    centre = span.mean(axis=0)
-    x = int(np.clip(round(centre[0] - side / 2), 0, w - side))
-    y = int(np.clip(round(centre[1] - side / 2), 0, h - side))
-    return x, y, side
+    return square_around(boxes, shape) if boxes else None
 
 
 def driver_track(frames: Iterable[np.ndarray], config: TrackerConfig = TrackerConfig(),

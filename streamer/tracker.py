@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +15,7 @@ from streamer.segment import PersonCheck
 
 NUM_LANDMARKS = 478
 SQUARE_CONFIDENCE = 0.8  # face detector threshold in squares of a picture (_square_mesh)
+LOST_AROUND = 3  # video: frames a small face may be missing from its square before it is let go
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,13 @@ class TrackerConfig:
     # (1 = the leftmost; `enroll --from-video CLIP --face N`); until a frame shows it, no
     # face. None: the largest.
     first_face: int | None = None
+    # Video mode: where the whole frame has shown no face for this many frames (and every
+    # this many after), its squares are read as image mode reads a picture's: the face
+    # detector sees the frame at 128 × 128, and a face under about a fifth of its height is
+    # lost (a person 2 m from a 720p webcam). A face found there is tracked within a square
+    # around it (square_around) that follows it, until it is lost there. None: the whole
+    # frame only.
+    look_closer_after: int | None = 30
 
 
 class FaceTracker:
@@ -70,7 +78,9 @@ class FaceTracker:
         self.switches = 0  # video: times another face was taken up in place of the followed one
         self._taken = False  # video: a face has been taken up (first_face applies before)
         self._persons = PersonCheck()  # video: which of several faces to take up are people
-        self._squares = None  # image mode: the mesh that reads squares (_square_mesh)
+        self._squares = None  # the mesh that reads squares (_square_mesh)
+        self._around: tuple[int, int, int] | None = None  # video: (x, y, side) tracked within
+        self._faceless = 0  # video: frames in a row with no face in the whole frame
 
     def detect(self, image: np.ndarray) -> np.ndarray | None:
         """image: (H, W, 3) uint8 BGR → (478, 3) float32 pixels (z scaled like x), or None.
@@ -118,14 +128,52 @@ class FaceTracker:
                 f"expected an (H, W, 3) uint8 BGR image, got {image.shape} {image.dtype}"
             )
         rgb = np.ascontiguousarray(image[:, :, ::-1])
-        faces = self._read(rgb)
-        if not faces and not self._video:  # a face small against a large picture
+        faces = self._read_frame(rgb)
+        if self._video:
+            faces = self._look_closer(rgb, faces)
+        elif not faces:  # a face small against a large picture
             faces = self._read_squares(rgb)
         if faces and not self._tracking:  # just found: read again until the mesh settles
             for _ in range(self._lock_on):
-                faces = self._read(rgb) or faces
+                faces = self._read_frame(rgb) or faces
         self._tracking = bool(faces)
         return faces
+
+    def _read_frame(self, rgb: np.ndarray) -> list[np.ndarray]:
+        """The frame's faces: read in the whole frame, or (video mode, a small face) in the
+        square it is tracked within, put back in place."""
+        if self._around is None:
+            return self._read(rgb)
+        x, y, side = self._around
+        faces = self._read(np.ascontiguousarray(rgb[y:y + side, x:x + side]))
+        for face in faces:
+            face[:, :2] += (x, y)
+        return faces
+
+    def _look_closer(self, rgb: np.ndarray, faces: list[np.ndarray]) -> list[np.ndarray]:
+        """Video mode: the faces of this frame, where the face detector misses a small one
+        (TrackerConfig.look_closer_after). A face tracked within its square moves the square
+        with it; lost there, the whole frame is read again."""
+        if faces:
+            self._faceless = 0
+            if self._around is not None:
+                self._around = _follow_square(self._around, faces, rgb.shape[:2])
+            return faces
+        self._faceless += 1
+        if self._around is not None:
+            # the mesh looks for a face it lost on the next frame: lost for good after a few
+            if self._faceless <= LOST_AROUND:
+                return []
+            self._around, self._faceless = None, 0
+            return self._read(rgb)
+        every = self._config.look_closer_after
+        if every is None or self._faceless % every:
+            return []
+        found = self._read_squares(rgb)
+        if not found:
+            return []
+        self._around = square_around([face_box(max(found, key=box_area))], rgb.shape[:2])
+        return self._read_frame(rgb) or found
 
     def _read_squares(self, rgb: np.ndarray) -> list[np.ndarray]:
         """Faces the whole picture's pass missed: the face detector sees the picture at
@@ -215,6 +263,37 @@ def box_area(landmarks: np.ndarray) -> float:
     """Area of the box around a face's landmarks, pixels² (what "largest face" compares)."""
     x0, y0, x1, y1 = face_box(landmarks)
     return float((x1 - x0) * (y1 - y0))
+
+
+def square_around(boxes: Sequence[np.ndarray], shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(x, y, side) of a square of a frame of `shape` (h, w, ...) around faces' (x0, y0, x1,
+    y1) boxes: three face widths (their median) at least, and their span with a face width
+    around it; as large as the frame allows, and within it."""
+    span = np.array([np.min(boxes, axis=0)[:2], np.max(boxes, axis=0)[2:]])  # (2, 2)
+    width = float(np.median([b[2] - b[0] for b in boxes]))
+    h, w = shape[:2]
+    side = int(min(max(3.0 * width, *(span[1] - span[0] + 2.0 * width)), h, w))
+    centre = span.mean(axis=0)
+    x = int(np.clip(round(centre[0] - side / 2), 0, w - side))
+    y = int(np.clip(round(centre[1] - side / 2), 0, h - side))
+    return x, y, side
+
+
+def _follow_square(square: tuple[int, int, int], faces: list[np.ndarray],
+                   shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """The square a small face is tracked within, centred on the (largest) face at every
+    frame, so the face stays still in it (moved in steps, the mesh lost a face moving 5 px a
+    frame when the square jumped a sixth of its side); its side changes only where the face
+    has changed size by a quarter."""
+    box = face_box(max(faces, key=box_area))
+    side = square[2]
+    if not 0.75 <= (box[2] - box[0]) * 3.0 / side <= 1.25:
+        return square_around([box], shape)
+    h, w = shape[:2]
+    centre = (box[:2] + box[2:]) / 2.0
+    x = int(np.clip(round(centre[0] - side / 2), 0, w - side))
+    y = int(np.clip(round(centre[1] - side / 2), 0, h - side))
+    return x, y, side
 
 
 def _starts(length: int, side: int) -> list[int]:

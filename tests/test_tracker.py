@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from streamer import landmarks as L
-from streamer.tracker import NUM_LANDMARKS, FaceTracker, TrackerConfig
+from streamer.tracker import LOST_AROUND, NUM_LANDMARKS, FaceTracker, TrackerConfig
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +55,41 @@ def test_a_face_small_against_a_large_picture_is_found_where_it_is(tracker, astr
     assert np.abs(found[0][:, :2] - (alone[:, :2] + (x, y))).mean() < 0.04 * L.iod(alone)
     with FaceTracker(video=True) as video:  # video mode reads the whole frame only
         assert video.detect(picture) is None
+
+
+def far_frame(astronaut_bgr, i: int, face: bool = True) -> tuple[np.ndarray, tuple[int, int]]:
+    """Frame i of a person far from a 720p webcam: the astronaut at 300 px (a face 100 px
+    wide) moving 5 px a frame across a 1280 × 720 frame, and bobbing; → (frame, where)."""
+    frame = np.full((720, 1280, 3), 100, np.uint8)
+    x, y = 100 + 5 * i, 300 + int(60 * np.sin(i / 15))
+    if face:
+        frame[y:y + 300, x:x + 300] = cv2.resize(astronaut_bgr, (300, 300))
+    return frame, (x, y)
+
+
+def test_video_mode_looks_closer_for_a_small_face_and_follows_it(tracker, astronaut_bgr):
+    """The whole frame's face detector misses the far face; after look_closer_after frames
+    without a face the frame's squares are read, and the face is tracked from there on
+    within a square that follows it, where it is. Let go once it has been gone a few
+    frames: a face near the camera is then found at once."""
+    near = tracker.detect(cv2.resize(astronaut_bgr, (900, 900)))
+    expected = near[:, :2] / 3.0  # the face at 300 px, at (0, 0)
+    found = []
+    with FaceTracker(TrackerConfig(look_closer_after=10), video=True) as video:
+        for i in range(40):
+            frame, (x, y) = far_frame(astronaut_bgr, i)
+            lm = video.detect(frame)
+            found.append(lm is not None)
+            if lm is not None:
+                assert np.abs(lm[:, :2] - (expected + (x, y))).mean() < 0.03 * L.iod(expected)
+        assert found == [False] * 9 + [True] * 31
+        for i in range(40, 41 + LOST_AROUND):  # gone: the square is let go
+            assert video.detect(far_frame(astronaut_bgr, i, face=False)[0]) is None
+        close = np.full((720, 1280, 3), 100, np.uint8)  # her head, 640 px high
+        close[40:680, 600:1240] = cv2.resize(astronaut_bgr[:320, 80:400], (640, 640))
+        assert video.detect(close) is not None
+    with FaceTracker(TrackerConfig(look_closer_after=None), video=True) as video:
+        assert all(video.detect(far_frame(astronaut_bgr, i)[0]) is None for i in range(20))
 
 
 @pytest.mark.parametrize(("name", "size"), [
