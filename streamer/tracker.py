@@ -273,7 +273,12 @@ def square_around(boxes: Sequence[np.ndarray], shape: tuple[int, ...]) -> tuple[
     width = float(np.median([b[2] - b[0] for b in boxes]))
     h, w = shape[:2]
     side = int(min(max(3.0 * width, *(span[1] - span[0] + 2.0 * width)), h, w))
-    centre = span.mean(axis=0)
+    return _square_at(span.mean(axis=0), side, shape)
+
+
+def _square_at(centre: np.ndarray, side: int, shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(x, y, side) of the square of `side` centred at `centre` (x, y), moved into the frame."""
+    h, w = shape[:2]
     x = int(np.clip(round(centre[0] - side / 2), 0, w - side))
     y = int(np.clip(round(centre[1] - side / 2), 0, h - side))
     return x, y, side
@@ -289,11 +294,7 @@ def _follow_square(square: tuple[int, int, int], faces: list[np.ndarray],
     side = square[2]
     if not 0.75 <= (box[2] - box[0]) * 3.0 / side <= 1.25:
         return square_around([box], shape)
-    h, w = shape[:2]
-    centre = (box[:2] + box[2:]) / 2.0
-    x = int(np.clip(round(centre[0] - side / 2), 0, w - side))
-    y = int(np.clip(round(centre[1] - side / 2), 0, h - side))
-    return x, y, side
+    return _square_at((box[:2] + box[2:]) / 2.0, side, shape)
 
 
 def _starts(length: int, side: int) -> list[int]:
