@@ -58,7 +58,7 @@ def test_a_face_small_against_a_large_picture_is_found_where_it_is(tracker, astr
 
 
 def far_frame(astronaut_bgr, i: int, face: bool = True) -> tuple[np.ndarray, tuple[int, int]]:
-    """Frame i of a person far from a 720p webcam: the astronaut at 300 px (a face 100 px
+    """Frame i of a person far from a 720p webcam: the astronaut at 300 px (a face 54 px
     wide) moving 5 px a frame across a 1280 × 720 frame, and bobbing; → (frame, where)."""
     frame = np.full((720, 1280, 3), 100, np.uint8)
     x, y = 100 + 5 * i, 300 + int(60 * np.sin(i / 15))
