@@ -45,6 +45,11 @@ class AnimateOptions:
     ease_seconds: float = 0.35  # time constant of the ease to neutral when the face is lost
     regain_seconds: float = 0.2  # blend time back onto the face when it returns
     idle_blink_seconds: float = 3.5  # mean interval of idle blinks while no face is seen
+    # The face's size against its resting size beyond which the avatar rests, as where no
+    # face is seen: a person who stepped far back from the camera (a face found small by the
+    # tracker's look closer) shrank the portrait into its own background, swirled round it.
+    # The shared driving clips keep within 0.63–1.07.
+    head_scale_range: tuple[float, float] = (0.5, 2.0)
     full_frame: bool = True  # paste the crop back into the full portrait (else: the crop)
     # where the crop shows the portrait's texture, take it from the full-resolution portrait:
     # "auto" when the portrait's face is larger than the crop (streamer.paste), "full"
@@ -99,6 +104,7 @@ class Animator:
         self._regain = 1.0
         self._switches = 0  # the tracker's count of faces taken up in place of another
         self._face_in_view = False  # the last frame had a face
+        self._out_of_range: float | None = None  # the face's size against its rest, if outside
         self._next_blink = self._blink_interval()
         self.timings: dict[str, float] = {}  # ms spent per stage on the last frame
         self.set_portrait(portrait)
@@ -125,6 +131,9 @@ class Animator:
     def status(self) -> str | None:
         """What the avatar waits for, for the person in front of the camera (the preview
         window shows it); None while it follows the face."""
+        if self._out_of_range is not None:
+            return (f"your face is {self._out_of_range:.1f}× its resting size: come back to "
+                    "where you were, or take your resting face again there (r)")
         if not self._face_in_view:
             return "no face in view"
         if self._neutral is None:
@@ -230,6 +239,7 @@ class Animator:
         """The portrait's target landmarks (crop pixels) for this frame."""
         dt = self._frame_dt()
         self._face_in_view = driver is not None
+        self._out_of_range = None
         if driver is None:
             self._state = self._idle_state(dt)
             return self._transfer.compose(self._state)
@@ -239,6 +249,11 @@ class Animator:
         if self.options.motion.mode == "absolute":
             return self.portrait.box.to_crop(driver)
         measured = self._transfer.measure(driver)
+        low, high = self.options.head_scale_range
+        self._out_of_range = None if low <= measured.scale <= high else measured.scale
+        if self._out_of_range is not None:  # far nearer or farther than at rest: rest
+            self._state = self._idle_state(dt)
+            return self._transfer.compose(self._state)
         if self._lost_time > 0.0:  # face came back: blend from the eased state
             self._regain = 0.0
         self._lost_time = 0.0

@@ -48,6 +48,33 @@ def test_face_lost_eases_to_neutral_and_recovers(astronaut_portrait):
     assert _mouth(back[-1]) > _mouth(neutral) + 0.2  # following again
 
 
+def test_a_face_far_smaller_than_at_rest_rests_the_avatar(astronaut_portrait):
+    """The person steps far back (a face the tracker's look closer finds at 0.3× its
+    resting size): the avatar eases to rest, as where no face is seen, and says why, instead
+    of shrinking the portrait into its background; at 0.7× it follows the face."""
+    anim = Animator(astronaut_portrait, AnimateOptions(fps=30))
+    neutral = astronaut_portrait.crop_landmarks
+    driver = astronaut_portrait.landmarks
+    anim.target_landmarks(driver)  # calibrates on the neutral driver
+
+    def stepped_back(scale: float) -> np.ndarray:
+        centre = driver[L.RIGID].mean(axis=0)
+        return (centre + scale * (open_mouth(driver, 0.3) - centre)).astype(np.float32)
+
+    for _ in range(10):
+        opened = anim.target_landmarks(stepped_back(0.7))
+    assert _mouth(opened) > _mouth(neutral) + 0.2 and anim.status() is None
+    assert L.iod(opened) < 0.8 * L.iod(neutral)  # it follows the step back that far
+    far = [anim.target_landmarks(stepped_back(0.3)) for _ in range(30)]
+    steps = [np.abs(b - a)[:, :2].max() for a, b in zip([opened] + far, far, strict=False)]
+    assert max(steps) < 0.1 * L.iod(neutral)  # eased, no jump
+    assert abs(_mouth(far[-1]) - _mouth(neutral)) < 0.02
+    assert abs(L.iod(far[-1]) / L.iod(neutral) - 1.0) < 0.02  # at its own size
+    assert "0.3× its resting size" in (anim.status() or "")
+    anim.target_landmarks(stepped_back(0.7))
+    assert anim.status() is None
+
+
 def test_idle_blinks_while_no_face(astronaut_portrait):
     anim = Animator(astronaut_portrait, AnimateOptions(fps=30, idle_blink_seconds=1.0))
     anim.target_landmarks(astronaut_portrait.landmarks)
