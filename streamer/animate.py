@@ -241,8 +241,7 @@ class Animator:
         self._face_in_view = driver is not None
         self._out_of_range = None
         if driver is None:
-            self._state = self._idle_state(dt)
-            return self._transfer.compose(self._state)
+            return self._rest(dt)
         driver = self._filter(driver, dt, unit=L.iod(driver))
         if self._neutral is None and not self._calibrate(driver, dt):
             return self._transfer.compose(self._idle_state(dt))  # rest until the face is steady
@@ -251,9 +250,8 @@ class Animator:
         measured = self._transfer.measure(driver)
         low, high = self.options.head_scale_range
         self._out_of_range = None if low <= measured.scale <= high else measured.scale
-        if self._out_of_range is not None:  # far nearer or farther than at rest: rest
-            self._state = self._idle_state(dt)
-            return self._transfer.compose(self._state)
+        if self._out_of_range is not None:  # far nearer or farther than at rest
+            return self._rest(dt)
         if self._lost_time > 0.0:  # face came back: blend from the eased state
             self._regain = 0.0
         self._lost_time = 0.0
@@ -272,6 +270,11 @@ class Animator:
         now = self._clock()
         last, self._last_time = self._last_time, now
         return step if last is None else float(np.clip(now - last, step, max(step, 1.0)))
+
+    def _rest(self, dt: float) -> np.ndarray:
+        """The target while no face is followed: easing to neutral (_idle_state)."""
+        self._state = self._idle_state(dt)
+        return self._transfer.compose(self._state)
 
     def _idle_state(self, dt: float) -> MotionState:
         """No face: ease towards neutral, with an idle blink now and then."""

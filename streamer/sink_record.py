@@ -134,9 +134,9 @@ class RecordSink:
 
     The voice is laid by when it was heard, from when the file's first instant was captured:
     each frame's capture time less its place in the file, the least of the last
-    VOICE_ANCHOR_FRAMES (a frame that came late, as an avatar frame coming back from a
-    server may, moves nothing; laid from the first frame's alone, the voice of `client
-    --record` was 0.04 s early beside the avatar where that frame had come late).
+    VOICE_ANCHOR_FRAMES. A frame that came late (as an avatar frame coming back from a
+    server may) moves nothing; laid from the first frame's time alone, the voice was as
+    early as that frame had been late.
     """
 
     name = "record"
@@ -181,13 +181,13 @@ class RecordSink:
             missed = frame.index - self._last.index - 1
             for _ in range(min(missed, int(self._config.max_fill_s * self._fps))):
                 self._write(self._last.image)
-        start_ts = self._start.push(frame.capture_ts - self.frames_written / self._fps)
-        self._write(frame.image)
-        self._last = frame
-        if self._voice is not None:
+        if self._voice is not None:  # this frame's place in the file, before it is written
+            start_ts = self._start.push(frame.capture_ts - self.frames_written / self._fps)
             if self._tape is None:
                 self._tape = VoiceTape(self._voice, start_ts)
             self._tape.start_ts = start_ts
+        self._write(frame.image)
+        self._last = frame
         self._write_voice()
 
     def close(self) -> None:
