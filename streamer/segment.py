@@ -40,7 +40,7 @@ def person_masks(crops: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         return out
     with _segmenter() as segmenter:
         for i, (crop, lm) in enumerate(zip(crops, landmarks, strict=True)):
-            rgb = np.ascontiguousarray(crop[:, :, ::-1])
+            rgb = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
             soft = segmenter.process(rgb).segmentation_mask
             mask = np.where(soft >= 0.5, np.uint8(255), np.uint8(0))
             np.maximum(mask, face_region(crop.shape[0], lm), out=mask)
@@ -83,7 +83,7 @@ class PersonCheck:
         """Mean person probability inside each face's outline shrunk to PERSON_CORE."""
         if self._segmenter is None:
             self._segmenter = _segmenter()
-        soft = self._segmenter.process(np.ascontiguousarray(image[:, :, ::-1])).segmentation_mask
+        soft = self._segmenter.process(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)).segmentation_mask
         shares = []
         for face in faces:
             core = np.zeros(image.shape[:2], np.uint8)

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 
 from streamer.segment import PersonCheck
@@ -127,7 +128,10 @@ class FaceTracker:
             raise ValueError(
                 f"expected an (H, W, 3) uint8 BGR image, got {image.shape} {image.dtype}"
             )
-        rgb = np.ascontiguousarray(image[:, :, ::-1])
+        # cvtColor, not numpy's reversed view copied: the same bytes, 100× sooner (a 720p
+        # frame 0.07 ms against 6.9 ms on this 2-core machine; tracked alternately in one
+        # process, the track stage took 12.8 ms p50 with it, 24.3 ms with the copy)
+        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         faces = self._read_frame(rgb)
         if self._video:
             faces = self._look_closer(rgb, faces)

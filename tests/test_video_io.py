@@ -62,9 +62,9 @@ def test_a_phone_clip_is_read_upright(astronaut_bgr, tmp_path, rotation):
 
 
 def test_upright_turns_by_quarter_turns_only():
-    image = np.arange(6, dtype=np.uint8).reshape(2, 3, 1)
+    image = np.arange(18, dtype=np.uint8).reshape(2, 3, 3)  # a BGR frame, as decoded
     assert upright(image, 0.0) is image
-    assert upright(image, 90.0).shape == (3, 2, 1)
+    assert np.array_equal(upright(image, 90.0), np.rot90(image, k=1))
     assert np.array_equal(upright(image, -89.6), np.rot90(image, k=-1))
     assert np.array_equal(upright(image, 180.0), image[::-1, ::-1])
 
