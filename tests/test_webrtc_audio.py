@@ -154,12 +154,17 @@ TONES = (440.0, 550.0)  # the two senders' hums
 
 def assert_hears(heard: np.ndarray, hz: float | None) -> None:
     """A tone of `hz` and not the other sender's (None: silence) over at least 0.5 s of
-    what a viewer received."""
+    what a viewer received. Who is heard, not how smoothly: the relay sends silence where a
+    sender's frame is late, and with five peers and the server in this one process a
+    loaded 2-core CI machine once let the hum through in 15 % of a second's frames (rms
+    0.08, against 0.21 whole), so 5 frames of it (0.1 s) must come, at its level."""
     assert len(heard) >= 24_000, f"only {len(heard)} samples arrived"
     if hz is None:
         assert rms(heard) < 1e-3, f"not silent: rms {rms(heard):.4f}"
         return
-    assert rms(heard) > 0.1, f"too quiet: rms {rms(heard):.4f}"
+    frames = heard[: heard.size // 960 * 960].reshape(-1, 960)
+    sounding = int((np.abs(frames).max(axis=1) > 0.2).sum())  # the hum peaks at 0.3
+    assert sounding >= 5, f"the hum in {sounding} of {len(frames)} frames"
     assert abs(dominant_hz(heard) - hz) < 5, f"heard {dominant_hz(heard):.0f} Hz, not {hz}"
     (other,) = (t for t in TONES if t != hz)
     assert power_at(heard, other) < 0.01 * power_at(heard, hz), f"{other} Hz heard too"
