@@ -4,7 +4,7 @@ from __future__ import annotations
 
 # First, before numpy: streamer keeps OpenBLAS to one thread, as `headcast` runs. Two threads'
 # idle workers spin; on two cores they stalled the WebRTC tests' event loops (a viewer got
-# 36-42 of 65 audio frames in 1.3 s, in 60-100 ms gaps).
+# 19-42 of about 65 audio frames in 1.3 s, in 60-230 ms gaps).
 import streamer  # noqa: F401
 
 # isort: split

@@ -286,7 +286,7 @@ def dominant_hz(samples: np.ndarray, rate: int = VOICE_RATE, window: int = 960) 
     long spectrum then reads the tone a few Hz off (a 660 Hz hum missing every third frame
     reads 665), while each frame alone still holds it whole. Windows of silence (under half
     the loud windows' level: the relay's filler while a late sender's frame is not yet due)
-    have no peak and do not vote; a third of them once pulled a 550 Hz hum's median to 543."""
+    have no peak and do not vote; they once pulled a 550 Hz hum's median to 543 in CI."""
     n = min(len(samples), window)
     windows = [samples[start:start + n] for start in range(0, len(samples) - n + 1, n)]
     levels = np.array([rms(w) for w in windows])
