@@ -20,6 +20,7 @@ from webrtc_utils import (
     Listener,
     ToneTrack,
     dominant_hz,
+    frames_of,
     power_at,
     rms,
     whep_hear,
@@ -162,7 +163,7 @@ def assert_hears(heard: np.ndarray, hz: float | None) -> None:
     if hz is None:
         assert rms(heard) < 1e-3, f"not silent: rms {rms(heard):.4f}"
         return
-    frames = heard[: heard.size // 960 * 960].reshape(-1, 960)
+    frames = frames_of(heard)
     sounding = int((np.abs(frames).max(axis=1) > 0.2).sum())  # the hum peaks at 0.3
     assert sounding >= 5, f"the hum in {sounding} of {len(frames)} frames"
     assert abs(dominant_hz(heard) - hz) < 5, f"heard {dominant_hz(heard):.0f} Hz, not {hz}"

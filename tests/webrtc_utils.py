@@ -26,7 +26,7 @@ from benchmarks.webrtc_latency import (  # browser helpers live with the latency
     write_y4m,
 )
 from streamer.errors import NoFaceError
-from streamer.frames import VOICE_RATE
+from streamer.frames import VOICE_CHUNK, VOICE_RATE
 from streamer.webrtc_client import EndpointConfig, WebRTCSession
 
 # ---- fakes --------------------------------------------------------------------------
@@ -279,7 +279,13 @@ def power_at(samples: np.ndarray, hz: float, rate: int = VOICE_RATE) -> float:
     return float(spectrum[np.abs(freqs - hz) <= 10].sum())
 
 
-def dominant_hz(samples: np.ndarray, rate: int = VOICE_RATE, window: int = 960) -> float:
+def frames_of(samples: np.ndarray, n: int = VOICE_CHUNK) -> np.ndarray:
+    """`samples` cut into whole frames of `n` (20 ms: one received frame each) → (k, n); a
+    part frame at the end is left out."""
+    return samples[: len(samples) // n * n].reshape(-1, n)
+
+
+def dominant_hz(samples: np.ndarray, rate: int = VOICE_RATE, window: int = VOICE_CHUNK) -> float:
     """The strongest frequency in `samples` (Hz): the median over 20 ms windows (one received
     frame each) of each window's spectral peak, read to 1 Hz (zero-padded). A relay that
     drops a frame under load (the newest wins) breaks the tone's phase at a frame's edge; one
@@ -288,11 +294,10 @@ def dominant_hz(samples: np.ndarray, rate: int = VOICE_RATE, window: int = 960) 
     the loud windows' level: the relay's filler while a late sender's frame is not yet due)
     have no peak and do not vote; they once pulled a 550 Hz hum's median to 543 in CI."""
     n = min(len(samples), window)
-    windows = [samples[start:start + n] for start in range(0, len(samples) - n + 1, n)]
-    levels = np.array([rms(w) for w in windows])
-    loud = levels >= 0.5 * np.percentile(levels, 90)
+    windows = frames_of(samples, n)
+    levels = np.sqrt(np.mean(np.square(windows), axis=1))
     peaks = []
-    for w in (w for w, keep in zip(windows, loud, strict=True) if keep):
+    for w in windows[levels >= 0.5 * np.percentile(levels, 90)]:
         spectrum = np.abs(np.fft.rfft(w * np.hanning(n), rate))
         peaks.append(int(np.argmax(spectrum[1:])) + 1)  # rfft over `rate` points: 1 Hz bins
     return float(np.median(peaks))
@@ -306,6 +311,7 @@ __all__ = [
     "Listener",
     "ToneTrack",
     "dominant_hz",
+    "frames_of",
     "power_at",
     "rms",
     "FakeFactory",
