@@ -17,6 +17,7 @@ import numpy as np
 
 from streamer import landmarks as L
 from streamer.errors import FaceTooSmallError, NoFaceError, PortraitFileError
+from streamer.face_check import faces_seen_again
 from streamer.faces import choose_face
 from streamer.geometry import face_frame
 from streamer.segment import PersonCheck, person_masks
@@ -236,8 +237,10 @@ def enroll_images(
     (frames of a video) instead of failing. landmarks: one (478, 3) array (or None: no face)
     per image, tracked by the caller (frames of a video, tracked in video mode as the driver
     is, so a shot and a driver frame showing the same face get the same landmarks); None:
-    each image is tracked here on its own, and where it shows several faces on people
-    (streamer.segment.PersonCheck) config.face chooses (streamer.faces.choose_face). names:
+    each image is tracked here on its own, a face kept only where it is found again mirrored
+    and turned (streamer.face_check: the mesh finds "faces" on animals), and where it shows
+    several faces on people (streamer.segment.PersonCheck) config.face chooses
+    (streamer.faces.choose_face). names:
     what the messages call each image (its file; default "portrait image N").
 
     Raises NoFaceError (no face in an image), FaceChoiceError (several faces of about one
@@ -251,8 +254,8 @@ def enroll_images(
     names = list(names) if names else [f"portrait image {i}" for i in range(1, len(images) + 1)]
     if landmarks is None:
         with FaceTracker(tracker_config, video=False) as tracker, PersonCheck() as check:
-            landmarks = [choose_face(check.persons(image, tracker.detect_all(image)), name,
-                                     config.face)
+            landmarks = [choose_face(check.persons(image, faces_seen_again(tracker, image)),
+                                     name, config.face)
                          for image, name in zip(images, names, strict=True)]
     elif len(landmarks) != len(images):
         raise ValueError("one landmark array (or None) per image is needed")

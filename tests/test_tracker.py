@@ -204,3 +204,41 @@ def test_a_face_on_no_person_is_not_taken_up_though_larger(data_dir):
         faces = video.detect_all(frame)
     assert len(faces) == 2 and max(faces, key=box_area)[:468, 0].mean() > 880  # the phantom
     assert face is not None and face[:468, 0].mean() < 880  # hers
+
+
+def _dog_in_view(data_dir) -> np.ndarray:
+    """(480, 640, 3) BGR: the shared dog photo, 200 px wide, where the mesh sees a "face"."""
+    from benchmarks.face_check import place
+
+    dog = cv2.imread(str(data_dir / "portraits" / "no_face_dog.jpg"))
+    return place(dog, (480, 640), 200, 120, 140, 128)
+
+
+def test_a_dog_in_view_is_not_taken_up(data_dir):
+    """Video mode follows the "face" the mesh finds on the dog unless it is checked
+    (streamer.face_check): 30 of 30 frames without the check, none with it."""
+    frames = [np.roll(_dog_in_view(data_dir), 2 * i, axis=1) for i in range(30)]
+    with FaceTracker(TrackerConfig(check_after=None), video=True) as video:
+        assert sum(video.detect(frame) is not None for frame in frames) >= 20
+    with FaceTracker(video=True) as video:
+        assert all(video.detect(frame) is None for frame in frames)
+
+
+def test_a_person_away_from_the_dog_is_taken_up_at_once_and_in_its_place_soon(
+        data_dir, astronaut_bgr):
+    """A face away from the doubted dog's place is looked at at once; one where the dog was,
+    after the check_after frames left."""
+    face = cv2.resize(astronaut_bgr[20:300, 110:390], (240, 240))  # at 200 px, not found
+    dog = _dog_in_view(data_dir)
+    elsewhere = np.full_like(dog, 128)
+    elsewhere[120:360, 390:630] = face
+    instead = dog.copy()
+    instead[120:360, 100:340] = face
+    with FaceTracker(TrackerConfig(check_after=6), video=True) as video:
+        assert [video.detect(dog) for _ in range(3)] == [None] * 3
+        found = video.detect(elsewhere)
+        assert found is not None and found[:468, 0].mean() > 390
+    with FaceTracker(TrackerConfig(check_after=6), video=True) as video:
+        assert [video.detect(dog) for _ in range(3)] == [None] * 3
+        seen = [video.detect(instead) is not None for _ in range(8)]
+    assert seen == [False] * 3 + [True] * 5  # looked at again 6 frames after the first look
