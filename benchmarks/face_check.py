@@ -73,7 +73,7 @@ def people(data: Path) -> Iterator[tuple[str, np.ndarray]]:
 
 def main(argv: list[str] | None = None) -> None:
     import streamer  # noqa: F401  (one BLAS thread, as headcast runs)
-    from streamer.face_check import MAX_DRIFT, view_drifts
+    from streamer.face_check import MAX_DRIFT, seen_again, view_drifts
     from streamer.tracker import FaceTracker
     from streamer.video_io import read_image
 
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
                 shown += 1
                 for face in tracker.detect_all(image):
                     found += 1
-                    kept += max(view_drifts(tracker, image, face)) <= MAX_DRIFT
+                    kept += seen_again(tracker, image, face)
             print(f"| {name} | {shown} | {found} | {kept} |")
         rows = []
         for name, image in people(args.data):

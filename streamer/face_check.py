@@ -45,7 +45,8 @@ _View = tuple[np.ndarray, Callable[[np.ndarray], np.ndarray], np.ndarray]
 
 def faces_seen_again(tracker: FaceTracker, image: np.ndarray) -> list[np.ndarray]:
     """The faces of a BGR picture (tracker: image mode) that are found again, in place, in
-    the picture mirrored and turned by TURN_DEGREES: (478, 3) float32 pixels each."""
+    the square around each mirrored and turned by TURN_DEGREES: (478, 3) float32 pixels
+    each."""
     return [face for face in tracker.detect_all(image) if seen_again(tracker, image, face)]
 
 
