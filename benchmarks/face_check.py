@@ -1,6 +1,6 @@
 """What enrollment's face check (streamer.face_check) keeps: animals' "faces" and people's.
 
-    python -m benchmarks.face_check [--data ../shared/data] [--placements 150]
+    python -m benchmarks.face_check [--data ../shared/data] [--placements 150] [--beside 150]
 
 Animals: the shared dog and cartoon alpaca pictures, each set into plain pictures of five
 sizes at --placements random sizes, places and greys (seeded), and on a grid of places in
@@ -8,6 +8,10 @@ two; counts the "faces" the face mesh finds there and those the check keeps (tar
 People: the shared portraits, scikit-image's astronaut, and every 15th frame of the
 driving clips and 40th of the training clips; counts the faces found and kept (target:
 all), and how far each view's face sits from the face found (IOD, p50 / p99 / max).
+Beside a person: each animal at --beside random places in the left half of a plain picture,
+and scikit-image's astronaut in the right; where the mesh finds the animal's "face" alone,
+whether enrollment keeps the person and not the animal (target: all, none), and in video
+mode how soon the person is taken up and how many frames the animal is followed (none).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from benchmarks.quality import default_data_dir
 ANIMALS = ("no_face_dog.jpg", "no_face_cartoon_alpaca.jpg")
 CANVASES = ((480, 640), (720, 1280), (900, 600), (1080, 1920), (512, 512))
 VIEWS = ("mirrored", "turned +", "turned -")
+SHOWN = 45  # frames an animal beside a person is shown to video mode
 
 
 def place(picture: np.ndarray, canvas: tuple[int, int], side: int, x: int, y: int,
@@ -53,6 +58,27 @@ def placements(picture: np.ndarray, count: int, seed: int = 1) -> Iterator[np.nd
                 yield place(picture, canvas, side, x, (canvas[0] - side) // 2, 128)
 
 
+def beside_a_person(picture: np.ndarray, person: np.ndarray, count: int,
+                    seed: int = 3) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """`count` pairs of plain pictures (480 × 640 and 720 × 1280 in turn): `picture` at a
+    random size and place in the left half, and the same with `person` at a random size and
+    place in the right half."""
+    rng = np.random.default_rng(seed)
+    for k in range(count):
+        canvas = CANVASES[k % 2]
+        side = int(rng.integers(160, 320))
+        x = int(rng.integers(0, canvas[1] // 2 - side // 2))
+        alone = place(picture, canvas, side, x, int(rng.integers(0, canvas[0] - side)), 128)
+        wide = int(rng.integers(160, 320))
+        tall = wide * person.shape[0] // person.shape[1]
+        x = canvas[1] - wide - int(rng.integers(0, 60))
+        y = int(rng.integers(0, max(canvas[0] - tall, 1)))
+        both = alone.copy()
+        scaled = cv2.resize(person, (wide, tall))[:canvas[0] - y]
+        both[y:y + scaled.shape[0], x:x + wide] = scaled
+        yield alone, both
+
+
 def people(data: Path) -> Iterator[tuple[str, np.ndarray]]:
     """(name, BGR picture) of the shared portraits with a face, the astronaut, and frames of
     the shared clips."""
@@ -73,13 +99,15 @@ def people(data: Path) -> Iterator[tuple[str, np.ndarray]]:
 
 def main(argv: list[str] | None = None) -> None:
     import streamer  # noqa: F401  (one BLAS thread, as headcast runs)
-    from streamer.face_check import MAX_DRIFT, seen_again, view_drifts
+    from streamer.face_check import MAX_DRIFT, faces_seen_again, view_drifts
     from streamer.tracker import FaceTracker
     from streamer.video_io import read_image
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=default_data_dir())
     parser.add_argument("--placements", type=int, default=150)
+    parser.add_argument("--beside", type=int, default=150,
+                        help="tries at an animal beside a person (beside_a_person)")
     args = parser.parse_args(argv)
 
     print("| pictures | placements | faces found | faces kept |")
@@ -89,9 +117,8 @@ def main(argv: list[str] | None = None) -> None:
             found = kept = shown = 0
             for image in placements(read_image(args.data / "portraits" / name), args.placements):
                 shown += 1
-                for face in tracker.detect_all(image):
-                    found += 1
-                    kept += seen_again(tracker, image, face)
+                found += len(tracker.detect_all(image))
+                kept += len(faces_seen_again(tracker, image))  # squares too, where none is
             print(f"| {name} | {shown} | {found} | {kept} |")
         rows = []
         for name, image in people(args.data):
@@ -112,6 +139,49 @@ def main(argv: list[str] | None = None) -> None:
     missed = [name for name, d in rows if max(d) > MAX_DRIFT]
     if missed:
         print("people not kept:", ", ".join(missed))
+    print()
+    beside(args.data, args.beside)
+
+
+def beside(data: Path, tries: int) -> None:
+    """An animal whose "face" the mesh finds, and a person beside it (beside_a_person, the
+    astronaut's head and shoulders): whether enrollment's check (faces_seen_again) keeps the
+    person and not the animal, and how soon video mode takes the person up with the picture
+    held for SHOWN frames (and whether it follows the animal)."""
+    from skimage import data as stock
+
+    from streamer.face_check import faces_seen_again
+    from streamer.tracker import FaceTracker, face_box
+    from streamer.video_io import read_image
+
+    person = cv2.cvtColor(stock.astronaut(), cv2.COLOR_RGB2BGR)[0:300, 120:400]
+    print(f"| beside a person ({tries} tries) | animal found alone | whole pass finds the "
+          "person | person kept | animal kept | video: person taken up (frame p50 / max) | "
+          "video: frames the animal followed |")
+    print("|---|---|---|---|---|---|---|")
+    with FaceTracker(video=False) as still:
+        for name in ANIMALS:
+            picture = read_image(data / "portraits" / name)
+            found = whole = kept = animal = followed = 0
+            taken: list[float] = []
+            for alone, both in beside_a_person(picture, person, tries):
+                if not still.detect_all(alone):
+                    continue
+                found += 1
+                right = [face_box(f)[0] > both.shape[1] / 2 for f in still.detect_all(both)]
+                whole += any(right)
+                sides = [face_box(f)[0] > both.shape[1] / 2 for f in faces_seen_again(still, both)]
+                kept += any(sides)
+                animal += not all(sides)
+                with FaceTracker(video=True) as video:
+                    seen = [video.detect(both) for _ in range(SHOWN)]
+                on_right = [f is not None and face_box(f)[0] > both.shape[1] / 2 for f in seen]
+                followed += sum(f is not None for f in seen) - sum(on_right)
+                taken.append(on_right.index(True) if any(on_right) else np.inf)
+            first = np.array(taken)
+            print(f"| {name} | {found} | {whole} | {kept} | {animal} | "
+                  f"{int(np.isfinite(first).sum())} ({np.median(first):.0f} / {first.max():.0f}) "
+                  f"| {followed} |")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import numpy as np
 
 from streamer.animate import AnimateOptions, Animator
 from streamer.errors import ModelFileError, NoFaceError
+from streamer.face_check import faces_seen_again
 from streamer.neural import neural_available, with_embedding
 from streamer.output_file import VIDEO_SUFFIXES, check_output
 from streamer.paste import PasteBack
@@ -19,7 +20,7 @@ from streamer.renderer import create_renderer, render_textured
 from streamer.sinks import crop_to_fill
 from streamer.smoothing import smooth_track
 from streamer.template import load_template
-from streamer.tracker import FaceTracker, TrackerConfig, face_box, square_around
+from streamer.tracker import FaceTracker, TrackerConfig, box_area, face_box, square_around
 from streamer.video_io import (
     VideoWriter,
     read_image,
@@ -236,14 +237,15 @@ def clip_track(path: Path, max_frames: int | None = None,
 def _face_square(path: Path, frames: int, config: TrackerConfig, looks: int = 8
                  ) -> tuple[int, int, int] | None:
     """(x, y, side) of a square of the clip's frames around the faces image mode finds in
-    `looks` frames spread over its first `frames` (at least three face widths, and the
-    faces' span with a face width around it); None where none is found."""
+    `looks` frames spread over its first `frames` (the largest of each that is found again
+    mirrored and turned, streamer.face_check: not a dog's beside it; at least three face
+    widths, and the faces' span with a face width around it); None where none is found."""
     picks = set(np.linspace(0, max(frames - 1, 0), looks).round().astype(int).tolist())
     boxes, shape = [], (0, 0)
     with FaceTracker(config, video=False) as tracker:
         for i, image in enumerate(read_video_frames(path, frames)):
-            if i in picks and (face := tracker.detect(image)) is not None:
-                boxes.append(face_box(face))
+            if i in picks and (faces := faces_seen_again(tracker, image)):
+                boxes.append(face_box(max(faces, key=box_area)))
                 shape = image.shape[:2]
     return square_around(boxes, shape) if boxes else None
 

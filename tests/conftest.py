@@ -65,6 +65,19 @@ def two_faces(astronaut_bgr: np.ndarray):
 
 
 @pytest.fixture(scope="session")
+def dog_beside_a_person(data_dir: Path, astronaut_bgr: np.ndarray) -> np.ndarray:
+    """(720, 1280, 3) BGR: the shared dog photo top left, where the face mesh sees a "face",
+    and the astronaut's head and shoulders bottom right, her face (some 100 px wide) under a
+    fifth of the frame (benchmarks.face_check.beside_a_person)."""
+    from benchmarks.face_check import place
+
+    image = place(cv2.imread(str(data_dir / "portraits" / "no_face_dog.jpg")), (720, 1280),
+                  287, 89, 19, 128)
+    image[317:615, 991:1270] = cv2.resize(astronaut_bgr[0:300, 120:400], (279, 298))
+    return image
+
+
+@pytest.fixture(scope="session")
 def astronaut_landmarks(astronaut_bgr: np.ndarray) -> np.ndarray:
     """(478, 3) float32 landmarks of the astronaut photo, pixels."""
     from streamer.tracker import FaceTracker

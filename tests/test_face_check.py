@@ -83,3 +83,16 @@ def test_each_view_maps_its_points_back_onto_the_picture(astronaut_bgr):
         ys, xs = np.nonzero(mark[:, :, 0] > 60)
         seen = back(np.array([[xs.mean(), ys.mean()]]))[0]
         assert np.allclose(seen, (300, 200), atol=1.0)
+
+
+def test_a_person_beside_a_dog_is_enrolled(still, dog_beside_a_person):
+    """The whole picture's pass finds only the dog's "face", which is not seen again; the
+    squares are then looked at, and the astronaut's face, too small for that pass, is
+    kept and enrolled."""
+    image = dog_beside_a_person
+    faces = still.detect_all(image)
+    assert len(faces) == 1 and faces[0][:468, 0].mean() < 640, "the mesh sees no dog here"
+    kept = faces_seen_again(still, image)
+    assert len(kept) == 1 and kept[0][:468, 0].mean() > 990
+    portrait = enroll_images([image])
+    assert portrait.landmarks[:468, 0].mean() > 990

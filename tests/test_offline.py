@@ -147,3 +147,22 @@ def test_a_clip_whose_face_is_small_against_the_frame_is_tracked_around_it(tmp_p
     expected = near[:, :2] / 2.0 + (1300, 500)  # where the face is in the frame
     for landmarks in track:
         assert np.abs(landmarks[:, :2] - expected).mean() < 2.0  # pixels, IOD ~48
+
+
+def test_a_clip_of_a_small_face_beside_a_dog_is_tracked_around_the_face(tmp_path,
+                                                                        dog_beside_a_person):
+    """Video mode passes the dog's "face" over and (with the live look closer off, as
+    clip_track runs it) finds no other; the square to track within is then looked for
+    around a face that is seen again, hers, not around the largest, the dog's."""
+    from streamer.offline import clip_track
+
+    clip = tmp_path / "dog_and_her.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"mp4v"), 30, (1280, 720))
+    for _ in range(10):
+        writer.write(dog_beside_a_person)
+    writer.release()
+    with FaceTracker(video=False) as tracker:  # the largest face of each frame: the dog's
+        largest = [tracker.detect(frame) for frame in read_video_frames(clip)]
+    assert sum(face is not None and face[:468, 0].mean() < 640 for face in largest) >= 5
+    track = clip_track(clip)
+    assert len(track) == 10 and all(lm is not None and lm[:468, 0].mean() > 990 for lm in track)

@@ -242,3 +242,17 @@ def test_a_person_away_from_the_dog_is_taken_up_at_once_and_in_its_place_soon(
         assert [video.detect(dog) for _ in range(3)] == [None] * 3
         seen = [video.detect(instead) is not None for _ in range(8)]
     assert seen == [False] * 3 + [True] * 5  # looked at again 6 frames after the first look
+
+
+def test_a_person_beside_a_dog_is_taken_up_at_once(tracker, dog_beside_a_person):
+    """The whole frame's pass finds the dog's "face" and misses hers (under a fifth of the
+    frame); with the dog passed over, the squares are read past it: she is followed from the
+    first frame, the dog never. Without reading squares (look_closer_after None), nobody."""
+    image = dog_beside_a_person
+    faces = tracker.detect_all(image)
+    assert len(faces) == 1 and faces[0][:468, 0].mean() < 640, "the mesh sees no dog here"
+    with FaceTracker(video=True) as video:
+        seen = [video.detect(image) for _ in range(10)]
+    assert all(face is not None and face[:468, 0].mean() > 990 for face in seen)
+    with FaceTracker(TrackerConfig(look_closer_after=None), video=True) as video:
+        assert all(video.detect(image) is None for _ in range(10))
