@@ -50,8 +50,10 @@ class TrackerConfig:
     # this many after), its squares are read as image mode reads a picture's: the face
     # detector sees the frame at 128 × 128, and a face under about a fifth of its height is
     # lost (a person 2 m from a 720p webcam). A face found there is tracked within a square
-    # around it (square_around) that follows it, until it is lost there. None: the whole
-    # frame only.
+    # around it (square_around) that follows it, until it is lost there. So too, at once
+    # and then every this many frames, where faces are in view and none is taken up as one
+    # was not seen again (check_after: a dog's "face" beside a person's smaller one). None:
+    # the whole frame only.
     look_closer_after: int | None = 30
     # Video mode: a face about to be taken up must be found again in place in its square
     # mirrored and turned (streamer.face_check): the mesh follows "faces" on a dog in view
