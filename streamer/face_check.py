@@ -13,7 +13,7 @@ square mirrored and turned by TURN_DEGREES each way, and no animal's was in all 
 `python -m benchmarks.face_check`: of the 51 animal "faces" none is kept; of 527 people's
 (the 24 shared portraits, the astronaut, every 15th frame of the driving clips and 40th of
 the training clips) all are, each view's face within 0.33 IOD of the first (mean over 13
-points: eye and mouth corners, irises, nose, chin, forehead; 0.058 at the 99th
+points: eye and mouth corners, irises, nose, chin, forehead; 0.033 at the 99th
 percentile), the 0.33 on a head turned 45° with its eyes shut. Views of the whole picture
 instead of the square kept the same faces; the square bounds a look's cost whatever the
 picture's size. A picture's check takes 30 ms (einstein, the Mona Lisa) to 90 ms (the 2048²

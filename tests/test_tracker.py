@@ -274,3 +274,21 @@ def test_a_face_found_in_squares_is_read_in_its_own_square(tracker, dog_beside_a
                    / np.linalg.norm(faces[0][c, :2] - faces[0][d, :2])
                    for a, b, c, d in ((159, 145, 33, 133), (386, 374, 263, 362)))
     assert abs(right - left) < 0.05
+
+
+def test_a_face_under_a_quarter_of_the_picture_is_read_again_around_it(tracker, astronaut_bgr,
+                                                                        monkeypatch):
+    """Her head and shoulders, 746 px in a 1080p picture: the whole picture's pass finds her
+    face (a sixth of the height) and its read lies a fifth of an IOD from where she is; read
+    again in the square around it, within 0.02 IOD."""
+    import streamer.tracker as tracking
+
+    her = cv2.resize(astronaut_bgr[0:300, 120:400], (512, 512))
+    expected = tracker.detect(her)[:, :2] * 746 / 512 + (427, 141)
+    picture = np.full((1080, 1920, 3), 141, np.uint8)
+    picture[141:887, 427:1173] = cv2.resize(her, (746, 746))
+    unit = L.iod(expected)
+    monkeypatch.setattr(tracking, "SMALL_FACE", 0.0)  # as first read
+    assert np.abs(tracker.detect(picture)[:, :2] - expected).mean() > 0.1 * unit
+    monkeypatch.undo()
+    assert np.abs(tracker.detect(picture)[:, :2] - expected).mean() < 0.02 * unit
