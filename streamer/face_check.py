@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from streamer import landmarks as L
-from streamer.tracker import FaceTracker, box_iou, face_box, square_around
+from streamer.tracker import FaceTracker, face_box, faces_apart, square_around
 
 # degrees the picture is turned about the face, each way
 TURN_DEGREES = 15.0
@@ -53,10 +53,8 @@ def faces_seen_again(tracker: FaceTracker, image: np.ndarray) -> list[np.ndarray
     found = tracker.detect_all(image)
     kept = [face for face in found if seen_again(tracker, image, face)]
     if found and not kept:
-        passed = [face_box(face) for face in found]
-        kept = [face for face in tracker.detect_in_squares(image)
-                if all(box_iou(face_box(face), box) < 0.3 for box in passed)
-                and seen_again(tracker, image, face)]
+        others = faces_apart(tracker.detect_in_squares(image), [face_box(f) for f in found], 0.3)
+        kept = [face for face in others if seen_again(tracker, image, face)]
     return kept
 
 

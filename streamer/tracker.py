@@ -181,13 +181,11 @@ class FaceTracker:
         her in 17, see benchmarks.face_check). One found is tracked within its square, and
         taken up if it is a face."""
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        doubted = [box for box, _ in self._doubted]
-        found = [face for face in self._read_squares(rgb)
-                 if all(box_iou(face_box(face), box) < self._config.follow_iou for box in doubted)]
+        found = faces_apart(self._read_squares(rgb), [box for box, _ in self._doubted],
+                            self._config.follow_iou)
         if not found:
             return None
-        self._around = square_around([face_box(max(found, key=box_area))], rgb.shape[:2])
-        faces = self._read_frame(rgb) or found
+        faces = self._track_around(rgb, found)
         for _ in range(self._lock_on):  # a face just found: read again until the mesh settles
             faces = self._read_frame(rgb) or faces
         return self._follow(image, faces)
@@ -280,8 +278,12 @@ class FaceTracker:
         if every is None or self._faceless % every:
             return []
         found = self._read_squares(rgb)
-        if not found:
-            return []
+        return self._track_around(rgb, found) if found else []
+
+    def _track_around(self, rgb: np.ndarray, found: list[np.ndarray]) -> list[np.ndarray]:
+        """Video mode: from this frame on, track within the square around the largest of
+        `found` (faces read in the frame's squares); this frame's faces read there (else
+        `found`)."""
         self._around = square_around([face_box(max(found, key=box_area))], rgb.shape[:2])
         return self._read_frame(rgb) or found
 
@@ -448,6 +450,12 @@ def _depth(face: np.ndarray, square: tuple[int, int, int, int]) -> float:
     inside = min(face[0] - square[0], face[1] - square[1], square[2] - face[2],
                  square[3] - face[3])
     return float(inside / max(face[2] - face[0], 1.0))
+
+
+def faces_apart(faces: list[np.ndarray], boxes: Sequence[np.ndarray],
+                iou: float) -> list[np.ndarray]:
+    """The faces whose box overlaps none of `boxes` (x0, y0, x1, y1) by `iou` or more."""
+    return [face for face in faces if all(box_iou(face_box(face), box) < iou for box in boxes)]
 
 
 def _distinct(faces: list[np.ndarray], iou: float = 0.3) -> list[np.ndarray]:
