@@ -171,20 +171,31 @@ class RelayedAudioTrack(MediaStreamTrack):
         super().stop()
 
 
-class VoiceDelay:
-    """The delay a sender's audio takes: the median of its video's latest latencies."""
+# (the newest video frame's number, how long it took to become the avatar, seconds): what
+# a sender's latency() says, None before its first frame
+FrameLatency = tuple[int, float]
 
-    def __init__(self, config: AudioConfig, latency: Callable[[], float | None]) -> None:
+
+class VoiceDelay:
+    """The delay a sender's audio takes: the median latency of its latest video frames, each
+    frame counted once however often it is read (the voice reads it every 20 ms: behind a
+    stall, one late frame read for the whole burst of voice after it had filled the window
+    and held the voice 0.2 s late)."""
+
+    def __init__(self, config: AudioConfig,
+                 latency: Callable[[], FrameLatency | None]) -> None:
         self._config = config
         self._latency = latency
         self._samples: collections.deque[float] = collections.deque(maxlen=config.window)
+        self._frame: int | None = None
         self.seconds: float | None = None
 
     def update(self) -> float | None:
         """→ the delay now, None until the sender's video has become the avatar once."""
-        latency = self._latency()
-        if latency is not None:
-            self._samples.append(latency)
+        reading = self._latency()
+        if reading is not None and reading[0] != self._frame:
+            self._frame = reading[0]
+            self._samples.append(reading[1])
         if not self._samples:
             return None
         target = statistics.median(self._samples) + self._config.extra_delay_s
@@ -225,10 +236,10 @@ class AudioRelay:
         return track
 
     def publish(self, sender: str, track: MediaStreamTrack,
-                latency: Callable[[], float | None]) -> None:
+                latency: Callable[[], FrameLatency | None]) -> None:
         """Relay `track` (a WHIP session's audio) until it ends or unpublish(sender).
-        latency(): how long the sender's newest video frame took to become the avatar
-        (seconds), None before the first."""
+        latency(): the sender's newest video frame's number and how long it took to become
+        the avatar (seconds), None before the first."""
         self.unpublish(sender)
         self._delays[sender] = VoiceDelay(self.config, latency)
         task = asyncio.ensure_future(self._pump(sender, track))
@@ -236,7 +247,8 @@ class AudioRelay:
         self._senders[sender] = task.cancel
         logger.info("voice of %s relayed to the viewers", sender)
 
-    def follow(self, sender: str, feed: VoiceFeed, latency: Callable[[], float | None]) -> None:
+    def follow(self, sender: str, feed: VoiceFeed,
+               latency: Callable[[], FrameLatency | None]) -> None:
         """Relay a VoiceFeed (this machine's --voice) as `sender` until unpublish(sender);
         latency() as for publish(). Call on the relay's loop."""
         self.unpublish(sender)

@@ -310,7 +310,7 @@ async def run_client(
     try:
         audio = None
         if relay is not None and voice is not None:
-            relay.follow("voice", voice, lambda: 0.0)  # undelayed: `serve` delays it
+            relay.follow("voice", voice, lambda: (0, 0.0))  # undelayed: `serve` delays it
             audio = relay.subscribe()
         back = voice_back is not None and audio is not None
         endpoint = replace(config, url=_with_query(config.url, "voice=back")) if back else config

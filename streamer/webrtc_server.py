@@ -68,7 +68,7 @@ from streamer.errors import (
 )
 from streamer.frames import Frame, FrameProcessor, StagedProcessor
 from streamer.voice import VoiceFeed
-from streamer.webrtc_audio import AudioRelay
+from streamer.webrtc_audio import AudioRelay, FrameLatency
 from streamer.webrtc_tracks import AvatarTrack, FrameSlot, LoopThread, ProcessedTrack
 
 logger = logging.getLogger(__name__)
@@ -196,15 +196,17 @@ def _sends_video(offered: list[tuple[str, str]]) -> bool:
                for kind, direction in offered)
 
 
-def _video_latency(session: Session) -> float | None:
-    """How long a WHIP session's moment takes to show in the avatar (None before a frame):
-    its newest frame's latency, plus half the time between avatar frames, which a moment
-    waits on average for the processor to take a frame of it (newer frames are taken, the
-    ones in between dropped: at 5 avatar frames a second, 100 ms)."""
+def _video_latency(session: Session) -> FrameLatency | None:
+    """How long a WHIP session's moment takes to show in the avatar (None before a frame),
+    with the number of the avatar frame it is read from: that frame's latency, plus half
+    the time between avatar frames, which a moment waits on average for the processor to
+    take a frame of it (newer frames are taken, the ones in between dropped: at 5 avatar
+    frames a second, 100 ms)."""
     processed = _processed(session)
     if processed is None or processed.worker.frames_done == 0:
         return None
-    return processed.last_latency_s + 0.5 * processed.last_interval_s
+    return (processed.worker.frames_done,
+            processed.last_latency_s + 0.5 * processed.last_interval_s)
 
 
 class AvatarServer:

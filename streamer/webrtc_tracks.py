@@ -58,10 +58,10 @@ class FrameSlot:
             self._version += 1
             self._latency = time.monotonic() - frame.capture_ts
 
-    def latency(self) -> float | None:
-        """Capture → put of the newest frame (seconds); None before the first put."""
+    def latency(self) -> tuple[int, float] | None:
+        """(version, capture → put in seconds) of the newest frame; None before the first."""
         with self._lock:
-            return self._latency
+            return None if self._latency is None else (self._version, self._latency)
 
     def get(self) -> tuple[Frame | None, int]:
         """→ (newest frame or None before the first put, version)."""

@@ -68,8 +68,9 @@ def test_a_viewer_that_falls_behind_drops_the_oldest_frames() -> None:
 
 def test_the_delay_follows_the_median_latency_and_moves_only_past_the_hysteresis() -> None:
     latencies = iter([None, 0.100, 0.300, 0.105, 0.110, 0.118, 0.160, 0.160, 0.160])
+    frames = iter(range(100))
     delay = VoiceDelay(AudioConfig(window=5, hysteresis_s=0.015, extra_delay_s=0.01),
-                   lambda: next(latencies))
+                       lambda: None if (s := next(latencies)) is None else (next(frames), s))
     assert delay.update() is None  # no latency known yet: the voice is held back
     assert delay.update() == pytest.approx(0.110)
     assert delay.update() == pytest.approx(0.210)  # median of 0.1, 0.3: one outlier moves it
@@ -79,6 +80,16 @@ def test_the_delay_follows_the_median_latency_and_moves_only_past_the_hysteresis
     assert delay.update() == pytest.approx(0.115)  # window 5: 0.1 left, median 0.118: within
     assert delay.update() == pytest.approx(0.115)  # median 0.118
     assert delay.update() == pytest.approx(0.170)  # median 0.160: past it
+
+
+def test_the_delay_counts_each_video_frame_once() -> None:
+    """Behind a stall the newest video frame is late, and the voice after the stall reads it
+    at every 20 ms: counted at each read it filled the window and moved the delay 0.2 s."""
+    readings = [(i, 0.1) for i in range(4)] + [(4, 0.35)] * 30 + [(5, 0.1)]
+    it = iter(readings)
+    delay = VoiceDelay(AudioConfig(window=5, hysteresis_s=0.015, extra_delay_s=0.0),
+                       lambda: next(it))
+    assert {round(delay.update(), 3) for _ in readings} == {0.1}
 
 
 def test_a_backlog_that_stays_loses_a_frame_every_catch_up_ticks() -> None:
@@ -481,18 +492,20 @@ class SweepingMicrophone(VoiceListeners):
         self._thread.join()
 
 
-def sweep_start(samples: np.ndarray, loud_from: int, rate: int = 48_000) -> float:
-    """Where (seconds into `samples`) a SweepingMicrophone's sweep began: each 20 ms window
-    (10 ms apart) over the first 0.3 s after `loud_from` is read for its pitch, which says how
-    long after the start it is; the median of their answers. A frame lost on the way (a
-    relay drops the oldest behind a stall) shifts what follows it as little as its moment."""
+def sweep_starts(samples: np.ndarray, loud_from: int, rate: int = 48_000) -> np.ndarray:
+    """Where (seconds into `samples`) a SweepingMicrophone's sweep began, as each loud 20 ms
+    window (10 ms apart) from `loud_from` on reads it: its pitch says how long after the
+    start it is. A window with a silent 5 ms in it is passed over (a frame dropped on the
+    way leaves the file silent where it would have been: read, silence says nothing)."""
     n, base, rise = 960, *SWEEP_HZ
     starts = []
-    for at in range(loud_from + n // 2, loud_from + int(0.3 * rate), n // 2):
+    for at in range(loud_from, len(samples) - n, n // 2):
+        if np.abs(samples[at:at + n]).reshape(4, -1).mean(axis=1).min() < 0.05:
+            continue
         spectrum = np.abs(np.fft.rfft(samples[at:at + n] * np.hanning(n), rate))
         hz = int(np.argmax(spectrum[1:])) + 1  # rfft over `rate` points: 1 Hz bins
         starts.append((at + n / 2) / rate - (hz - base) / rise)
-    return float(np.median(starts))
+    return np.array(starts)
 
 
 @pytest.mark.parametrize("stall", [None, "client", "server"])
@@ -550,13 +563,21 @@ def test_client_records_its_voice_beside_the_avatar(
     # many frames before it in the file. Laid by the client's clock the voice would lead by
     # 0.32 s. The sweep is read for where it began, not where it is first loud: behind a
     # stall the relay drops the oldest frames (its start once came 0.24 s late in CI), which
-    # moves what follows no more than their own moments.
+    # moves what follows no more than their own moments; and from its loud windows alone:
+    # read over the silence that dropped frames leave, it says anything (0.8 s late behind a
+    # 0.5 s stall of every thread, where the voice lay 0.26 s late).
     late = frames_after_flash(pictures[first])
     assert 0 <= late < 14
     flash = (first - late) / FPS
-    sweep = start + sweep_start(samples, loud_from)
+    after = start + sweep_starts(samples, loud_from) - flash  # where each window says
+    sweep = flash + float(np.median(after[:30]))
     assert -0.05 < sweep - flash < 0.15, (
         f"sweep from {sweep:.3f} s, flash at {flash:.3f} s (frame {first}, {late} after it)")
+    # and it stays there: behind the server's stall, a third of the voice after it was laid
+    # 0.2 s late (the delay it is held back counted one late video frame at each 20 ms of
+    # voice read after it)
+    astray = float(np.mean((after < -0.1) | (after > 0.15)))
+    assert astray < 0.1, f"{astray:.0%} of the voice lies over 0.15 s late or 0.1 s early"
     # the avatar came back at ~10 fps: its gaps filled, the video lasts as long as the voice
     # (before, 1.5 s of video for 3.6 s of voice; 0.002–0.025 s apart alone, 0.204 once in
     # the full suite, where the voice, held back as long as the avatar frames take, had not
