@@ -168,14 +168,18 @@ def beside(data: Path, tries: int) -> None:
                 if not still.detect_all(alone):
                     continue
                 found += 1
-                right = [face_box(f)[0] > both.shape[1] / 2 for f in still.detect_all(both)]
-                whole += any(right)
-                sides = [face_box(f)[0] > both.shape[1] / 2 for f in faces_seen_again(still, both)]
+
+                def hers(face: np.ndarray | None, width: int = both.shape[1]) -> bool:
+                    """A face in the right half: the person's, not the animal's."""
+                    return face is not None and face_box(face)[0] > width / 2
+
+                whole += any(hers(f) for f in still.detect_all(both))
+                sides = [hers(f) for f in faces_seen_again(still, both)]
                 kept += any(sides)
                 animal += not all(sides)
                 with FaceTracker(video=True) as video:
                     seen = [video.detect(both) for _ in range(SHOWN)]
-                on_right = [f is not None and face_box(f)[0] > both.shape[1] / 2 for f in seen]
+                on_right = [hers(f) for f in seen]
                 followed += sum(f is not None for f in seen) - sum(on_right)
                 taken.append(on_right.index(True) if any(on_right) else np.inf)
             first = np.array(taken)

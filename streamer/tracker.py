@@ -185,10 +185,7 @@ class FaceTracker:
                             self._config.follow_iou)
         if not found:
             return None
-        faces = self._track_around(rgb, found)
-        for _ in range(self._lock_on):  # a face just found: read again until the mesh settles
-            faces = self._read_frame(rgb) or faces
-        return self._follow(image, faces)
+        return self._follow(image, self._settle(rgb, self._track_around(rgb, found)))
 
     def _seen_again(self, image: np.ndarray, face: np.ndarray) -> bool:
         """Video mode: whether a face about to be taken up is a face (streamer.face_check).
@@ -233,10 +230,15 @@ class FaceTracker:
             faces = self._read_squares(rgb)
         else:
             faces = [self._second_read(rgb, face) for face in faces]
-        if faces and not self._tracking:  # just found: read again until the mesh settles
-            for _ in range(self._lock_on):
-                faces = self._read_frame(rgb) or faces
+        if faces and not self._tracking:
+            faces = self._settle(rgb, faces)
         self._tracking = bool(faces)
+        return faces
+
+    def _settle(self, rgb: np.ndarray, faces: list[np.ndarray]) -> list[np.ndarray]:
+        """Faces just found, read again lock_on times (video mode) until the mesh settles."""
+        for _ in range(self._lock_on):
+            faces = self._read_frame(rgb) or faces
         return faces
 
     def detect_in_squares(self, image: np.ndarray) -> list[np.ndarray]:
