@@ -183,9 +183,9 @@ def beside(data: Path, tries: int) -> None:
                 followed += sum(f is not None for f in seen) - sum(on_right)
                 taken.append(on_right.index(True) if any(on_right) else np.inf)
             first = np.array(taken)
+            when = f"({np.median(first):.0f} / {first.max():.0f})" if taken else "(— / —)"
             print(f"| {name} | {found} | {whole} | {kept} | {animal} | "
-                  f"{int(np.isfinite(first).sum())} ({np.median(first):.0f} / {first.max():.0f}) "
-                  f"| {followed} |")
+                  f"{int(np.isfinite(first).sum())} {when} | {followed} |")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -96,3 +98,16 @@ def test_a_person_beside_a_dog_is_enrolled(still, dog_beside_a_person):
     assert len(kept) == 1 and kept[0][:468, 0].mean() > 990
     portrait = enroll_images([image])
     assert portrait.landmarks[:468, 0].mean() > 990
+
+
+def test_the_beside_table_says_so_where_no_animal_face_is_found(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`python -m benchmarks.face_check --beside 1`: the one try finds neither animal's
+    "face" alone, so nobody is taken up; its rows say so (it stopped with a ValueError on
+    the max of no frames)."""
+    from benchmarks.face_check import beside
+
+    beside(data_dir, 1)
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| no_")]
+    assert [row.split(" | ")[1:] for row in rows] == [["0", "0", "0", "0", "0 (— / —)", "0 |"]] * 2
