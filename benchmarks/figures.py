@@ -24,7 +24,8 @@ region (streamer.neural.generator_region).
     python -m benchmarks.figures --own-mouth [--own-mouth-rows EAMM_14:man_glasses_office:70 ...]
 
 draws docs/own_mouth.jpg: portraits that rest with their mouth open, opened wider by a clip;
-their own mouth kept however far the warp stretches it, next to what animate renders now.
+their own mouth kept however far the warp stretches it, given way past 3 × (teeth or a
+shadow), and what animate renders now.
 
     python -m benchmarks.figures --int8 [--int8-pairs mona_lisa:woman_long_expressive ...]
 
@@ -287,18 +288,21 @@ MOUTH_TILE = 240  # side of the own-mouth figure's tiles
 
 def own_mouth_figure(data: Path, rows: list[tuple[str, str, int]]) -> np.ndarray:
     """One row per (portrait, clip, frame) as `animate` renders it with the training-free
-    renderer: the driver's mouth, the portrait's own open mouth kept however far the warp
-    stretches it (before), and given way to the drawn interior where it is stretched past
-    RendererConfig.own_mouth_stretch (now)."""
+    renderer: the driver's mouth; the portrait's own open mouth kept however far the warp
+    stretches it ("kept"); given way to the drawn interior where stretched past 3 ×, teeth
+    or not ("3x", until 2026-12-06); as now (RendererConfig: lips parted over a shadow give
+    way from 1.5 ×)."""
     from streamer.animate import AnimateOptions
     from streamer.offline import offline_animation
     from streamer.portrait import EnrollConfig, enroll_images
-    from streamer.renderer import RendererConfig
+    from streamer.renderer import OWN_MOUTH_STRETCH, RendererConfig
     from streamer.tracker import FaceTracker
     from streamer.video_io import read_image, read_video_frames, video_fps
 
-    variants = [("before", (float("inf"), float("inf"))),
-                ("now", RendererConfig().own_mouth_stretch)]
+    kept = (float("inf"), float("inf"))
+    variants = [("kept", RendererConfig("warp", own_mouth_stretch=kept, own_shadow_stretch=kept)),
+                ("3x", RendererConfig("warp", own_shadow_stretch=OWN_MOUTH_STRETCH)),
+                ("now", RendererConfig("warp"))]
     tracks: dict[str, tuple[list[np.ndarray], list[np.ndarray | None]]] = {}
     out = []
     for name, clip, t in rows:
@@ -311,8 +315,7 @@ def own_mouth_figure(data: Path, rows: list[tuple[str, str, int]]) -> np.ndarray
         image = read_image(next((data / "portraits").glob(f"{name}.*")))
         portrait = enroll_images([image], EnrollConfig(crop_size=512))
         tiles = [_mouth_tile(video[t], lms[t], f"{clip[:16]} t={t}")]
-        for label, stretch in variants:
-            config = RendererConfig("warp", own_mouth_stretch=stretch)
+        for label, config in variants:
             anim, targets = offline_animation(portrait, lms, AnimateOptions(
                 fps=video_fps(path), renderer=config, detail="crop"))
             frame = anim.render_target(targets[t])
@@ -390,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="draw the own-mouth figure instead")
     parser.add_argument("--own-mouth-rows", nargs="+",
                         default=["EAMM_14:man_glasses_office:70",
+                                 "EAMM_14:woman_long_expressive:66",
+                                 "photo_of_child_photo:woman_long_expressive:132",
                                  "EAMM_60:woman_long_expressive:57",
                                  "dreamtalk_menglu2:woman_long_expressive:57",
                                  "dreamtalk_menglu2:woman_long_expressive:165"],

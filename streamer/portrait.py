@@ -211,11 +211,59 @@ def mouth_colors(crop: np.ndarray, lm: np.ndarray) -> np.ndarray:
     return np.clip(np.stack(rows), 0.0, 0.95).astype(np.float32)
 
 
+OWN_MOUTH_GAP = 0.03  # IOD: a portrait's lips further apart than this show its own opening
+
+
 def own_mouth_mask(size: int, lm: np.ndarray) -> np.ndarray:
     """The portrait's open-mouth interior (empty when the lips touch)."""
-    if L.mouth_gap(lm) < 0.03:
+    if L.mouth_gap(lm) < OWN_MOUTH_GAP:
         return np.zeros((size, size), np.uint8)
     return _fill(size, [lm[L.LIPS_INNER]])
+
+
+# An own open mouth shows teeth where at least this share of it is teeth-like: lighter than
+# TEETH_LIGHTER × the lips, or lighter than TEETH_LIGHT × them and less coloured than
+# TEETH_CHROMA × them (grey teeth under red lips; not on a grey picture, where the lips' chroma
+# × TEETH_CHROMA is under TEETH_GREY). The shared portraits that rest with the mouth open
+# (256 / 512 crop): EAMM_60 0.10 / 0.16, Thin-Plate-Spline-Motion-Model_source 0.41 / 0.41,
+# dreamtalk_menglu2 0.45 / 0.49 (teeth); EAMM_14 0.00 / 0.01 and photo_of_child_photo 0.00
+# (lips parted over a shadow).
+# woman_long_expressive's small openings: 0.06–0.21 where a few teeth show (frames 48, 282,
+# 297), 0.00–0.03 where none do (66, 210, 222): her teeth are as coloured as her pale lips.
+TEETH_SHARE = 0.05
+TEETH_LIGHTER = 1.1
+TEETH_LIGHT = 0.85
+TEETH_CHROMA = 0.6
+TEETH_GREY = 4.0  # Lab chroma units
+# An own opening narrower than this (IOD) that shows no teeth is lips parted over a shadow.
+# Wider, what shows is a mouth's inside, teeth or not (the tongue, the dark of the mouth).
+SHADOW_GAP = 0.08
+
+
+def own_teeth_share(crop: np.ndarray, lm: np.ndarray) -> float:
+    """0–1: how much of the portrait's own mouth opening (own_mouth_mask) looks like teeth;
+    0 for a closed mouth."""
+    size = crop.shape[0]
+    inner = own_mouth_mask(size, lm) > 128
+    lips = (_fill(size, [lm[L.LIPS_OUTER]]) > 128) & ~inner
+    if not inner.any() or not lips.any():
+        return 0.0
+    lab = cv2.cvtColor(crop, cv2.COLOR_BGR2LAB).astype(np.float32)
+    lip = np.median(lab[lips], axis=0)
+    inside = lab[inner]
+    chroma = np.hypot(inside[:, 1] - 128.0, inside[:, 2] - 128.0)
+    limit = TEETH_CHROMA * float(np.hypot(lip[1] - 128.0, lip[2] - 128.0))
+    teeth = inside[:, 0] > TEETH_LIGHTER * lip[0]
+    if limit >= TEETH_GREY:
+        teeth |= (inside[:, 0] > TEETH_LIGHT * lip[0]) & (chroma < limit)
+    return float(teeth.mean())
+
+
+def own_mouth_is_shadow(crop: np.ndarray, lm: np.ndarray) -> bool:
+    """Whether the portrait's own mouth opening is lips parted over a shadow: open (it has an
+    own_mouth_mask), narrower than SHADOW_GAP and showing no teeth (own_teeth_share)."""
+    gap = L.mouth_gap(lm)
+    return OWN_MOUTH_GAP <= gap < SHADOW_GAP and own_teeth_share(crop, lm) < TEETH_SHARE
 
 
 def _frontalness(lm: np.ndarray) -> float:

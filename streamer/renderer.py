@@ -22,7 +22,7 @@ from streamer import landmarks as L
 from streamer import warp_inputs as W
 from streamer.devices import session_providers
 from streamer.errors import ModelFileError
-from streamer.portrait import Portrait, eye_white_colour, own_mouth_mask
+from streamer.portrait import Portrait, eye_white_colour, own_mouth_is_shadow, own_mouth_mask
 from streamer.references import (
     FEATURE_SWITCH,
     FEATURES,
@@ -37,10 +37,15 @@ from streamer.texture import Box, Rendered, Texture
 # Where the target opens the mouth wider than the shot it is warped from, the composite keeps
 # that shot's own open mouth (teeth and all) where the warp stretches it down the image by up
 # to 3 ×, and from there to 5 × gives way to the drawn interior. Kept however far stretched,
-# EAMM_14 and EAMM_60 (photos resting 0.06 IOD open, teeth showing) opened wide had their
-# teeth smeared into vertical streaks; dropping the whole own mouth from 1.5 × its opening
-# replaced smiling teeth (dreamtalk_menglu2) with a dark smear.
+# EAMM_60 (a photo resting 0.07 IOD open, teeth showing) opened wide had its teeth smeared
+# into vertical streaks; dropping the whole own mouth from 1.5 × its opening replaced smiling
+# teeth (dreamtalk_menglu2) with a dark smear.
 OWN_MOUTH_STRETCH = (3.0, 5.0)
+# Lips parted over a shadow (portrait.own_mouth_is_shadow: a narrow own opening with no
+# teeth, EAMM_14, photo_of_child_photo) give way sooner: stretched 2–3 ×, the shadow between
+# the lips became a tall blurred band of lip colour, where the drawn interior shows an open
+# mouth.
+OWN_SHADOW_STRETCH = (1.5, 2.5)
 
 
 @dataclass(frozen=True)
@@ -58,8 +63,10 @@ class RendererConfig:
     # "all": wherever G's own mask says (as trained)
     generator_region: str = "mouth"
     # warp: the portrait's own open mouth is kept where the warp stretches it down the image by
-    # up to [0] ×, the drawn interior replaces it from [1] × (inf, inf: kept however stretched)
+    # up to [0] ×, the drawn interior replaces it from [1] × (inf, inf: kept however stretched);
+    # own_shadow_stretch for lips parted over a shadow (portrait.own_mouth_is_shadow)
     own_mouth_stretch: tuple[float, float] = OWN_MOUTH_STRETCH
+    own_shadow_stretch: tuple[float, float] = OWN_SHADOW_STRETCH
     # warp: the background stays still where the portrait file has its person masks
     # (StillBackground); False: the background near the head moves with it, as the spline says
     still_background: bool = True
@@ -247,6 +254,7 @@ class _Source:
     landmarks: np.ndarray  # (478, 3) float64 crop pixels
     fit: np.ndarray  # (510, 2) float32 normalized fitted points (warp_inputs.fit_points)
     own_mouth: np.ndarray | None  # (S, S) uint8 its open mouth, None when closed
+    stretch: tuple[float, float]  # how far own_mouth is kept (own_mouth_kept)
     lids: np.ndarray  # warp_inputs.lids
     irises: np.ndarray  # warp_inputs.irises
     white: np.ndarray  # (3,) float32 BGR 0–255 its eyes' white (portrait.eye_white_colour)
@@ -266,7 +274,9 @@ class WarpRenderer:
         size = portrait.crop_size
         self._tongue = not as_trained
         self._as_trained = as_trained
-        self._stretch = (np.inf, np.inf) if as_trained else config.own_mouth_stretch
+        kept = (np.inf, np.inf)
+        self._stretch = kept if as_trained else config.own_mouth_stretch
+        self._shadow_stretch = kept if as_trained else config.own_shadow_stretch
         self._still = config.still_background
         self._feature_shots = config.feature_shots
         self._session, entry = open_session(asset_dir(config), f"warp_{size}", config)
@@ -313,8 +323,11 @@ class WarpRenderer:
                 person: np.ndarray | None) -> _Source:
         size = self._size
         lm = landmarks.astype(np.float64)
-        return _Source(crop, lm, W.normalize(W.fit_points(lm, size), size),
-                       mouth if mouth.any() else None, W.lids(lm, size), W.irises(lm, size),
+        own = mouth if mouth.any() else None
+        shadow = own is not None and own_mouth_is_shadow(crop, lm)
+        return _Source(crop, lm, W.normalize(W.fit_points(lm, size), size), own,
+                       self._shadow_stretch if shadow else self._stretch,
+                       W.lids(lm, size), W.irises(lm, size),
                        eye_white_colour(crop, lm),
                        None if person is None else StillBackground(person))
 
@@ -391,7 +404,7 @@ class WarpRenderer:
     def _part(self, target: np.ndarray, src: _Source, shot: int) -> _Part:
         grid, mouth, box, white = self._run(target, src)
         warped, out, alpha = composite_layers(src.crop, src.own_mouth, grid, mouth, box,
-                                              self._stretch)
+                                              src.stretch)
         mouth_layer = None if alpha is None else (tuple(int(v) for v in box), alpha)
         eyes: list[tuple[Box, np.ndarray]] = []
         if (white > 1e-3).any():

@@ -218,6 +218,54 @@ def test_teeth_take_the_colour_of_the_portraits_light(astronaut_portrait):
     assert np.allclose(light_colour(grey, p.crop_landmarks), 1.0)  # black and white: grey
 
 
+def _painted_mouth(p, gap: float, inside_bgr: tuple[int, int, int], grey: bool = False,
+                   lips_bgr: tuple[int, int, int] = (70, 60, 170)):
+    """The astronaut's crop with her lips shut, then parted by gap IOD (the jaw dropped) and
+    painted: lips_bgr lips around an opening of inside_bgr (teeth, a shadow, the dark inside)."""
+    from tests.helpers import open_mouth
+
+    lm = p.crop_landmarks.astype(np.float64)
+    lm[[lo for _, lo in L.LIP_PAIRS], :2] = lm[[up for up, _ in L.LIP_PAIRS], :2]
+    lm = open_mouth(lm, gap)
+    crop = p.crop.copy()
+    cv2.fillPoly(crop, [lm[L.LIPS_OUTER, :2].astype(np.int32)], lips_bgr)
+    cv2.fillPoly(crop, [lm[L.LIPS_INNER, :2].astype(np.int32)], inside_bgr)
+    if grey:
+        crop = cv2.cvtColor(cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    return crop, lm
+
+
+def test_an_own_open_mouth_tells_teeth_from_a_shadow(astronaut_portrait):
+    """Teeth are lighter than the lips, or as light and less coloured (grey teeth under red
+    lips), in colour or in grey; lips parted a little over something darker are a shadow;
+    parted wide, what shows is the mouth's inside, teeth or not; a closed mouth has no
+    opening at all."""
+    from streamer.portrait import TEETH_SHARE, own_mouth_is_shadow, own_teeth_share
+
+    p = astronaut_portrait
+    assert own_teeth_share(p.crop, p.crop_landmarks) >= TEETH_SHARE  # she smiles, teeth showing
+    assert not own_mouth_is_shadow(p.crop, p.crop_landmarks)
+    closed = p.crop_landmarks.copy()
+    closed[[lo for _, lo in L.LIP_PAIRS], :2] = closed[[up for up, _ in L.LIP_PAIRS], :2]
+    assert own_teeth_share(p.crop, closed) == 0.0 and not own_mouth_is_shadow(p.crop, closed)
+    teeth, shadow, lip_dark = (225, 232, 238), (40, 35, 80), (60, 70, 110)
+    for gap, inside, grey, has_teeth, is_shadow in [
+        (0.06, teeth, False, True, False), (0.06, shadow, False, False, True),
+        (0.06, lip_dark, False, False, True), (0.06, teeth, True, True, False),
+        (0.06, shadow, True, False, True), (0.15, shadow, False, False, False),
+    ]:
+        crop, lm = _painted_mouth(p, gap, inside, grey)
+        share = own_teeth_share(crop, lm)
+        assert (share >= TEETH_SHARE) == has_teeth, (gap, inside, grey, share)
+        assert share > 0.5 if has_teeth else share == 0.0
+        assert own_mouth_is_shadow(crop, lm) == is_shadow, (gap, inside, grey)
+    pale, warm_teeth, grey_teeth = (150, 150, 200), (195, 200, 240), (95, 100, 105)
+    crop, lm = _painted_mouth(p, 0.06, warm_teeth, lips_bgr=pale)  # as coloured, lighter
+    assert own_teeth_share(crop, lm) > 0.5 and not own_mouth_is_shadow(crop, lm)
+    crop, lm = _painted_mouth(p, 0.06, grey_teeth)  # no lighter than the red lips, but grey
+    assert own_teeth_share(crop, lm) > 0.5 and not own_mouth_is_shadow(crop, lm)
+
+
 def test_several_faces_of_about_one_size_ask_which(two_faces):
     """A picture of two people: taking the larger face would be a guess; the error says how
     to choose, and --face N (left to right) chooses."""

@@ -16,6 +16,7 @@ from streamer.renderer import (
     own_mouth_kept,
     register_renderer,
 )
+from streamer.video_io import read_image
 from streamer.warp_inputs import fine_boxes, mouth_box
 from tests.helpers import open_mouth
 
@@ -129,6 +130,33 @@ def test_a_mouth_opened_far_past_the_portraits_own_is_drawn(data_dir):
     assert drawn(ours, little) < 0.05 and drawn(as_trained, little) < 0.05
     wide = open_mouth(rest, 0.15)
     assert drawn(ours, wide) > 0.4 and drawn(as_trained, wide) < 0.15
+
+
+def test_an_own_opening_without_teeth_gives_way_sooner(data_dir):
+    """photo_of_child_photo rests with her lips parted over a shadow (0.044 IOD, no teeth):
+    opened to 0.1 IOD, kept until 3 × its shadow was a tall blurred band of lip colour;
+    now the drawn interior shows an open mouth there. EAMM_60 (teeth showing) keeps its own
+    teeth so far. Share of the opening drawn at the 256 crop: the child 0.56, against 0.13
+    with her shadow kept as teeth are; EAMM_60 0.01."""
+    from streamer.portrait import EnrollConfig, enroll_images, own_mouth_is_shadow
+
+    def drawn(config: RendererConfig, name: str, gap: float) -> tuple[float, bool]:
+        portrait = enroll_images([read_image(next((data_dir / "portraits").glob(name + ".*")))],
+                                 EnrollConfig(crop_size=256))
+        rest = portrait.crop_landmarks
+        renderer = WarpRenderer(portrait, config)
+        target = open_mouth(rest, gap - L.mouth_gap(rest))
+        _, valid = renderer.render_with_validity(target)
+        opening = np.zeros(valid.shape, np.uint8)
+        cv2.fillPoly(opening, [target[L.LIPS_INNER, :2].astype(np.int32)], 1)
+        return 1.0 - float(valid[opening > 0].mean()), own_mouth_is_shadow(portrait.crop, rest)
+
+    as_teeth = RendererConfig("warp", own_shadow_stretch=OWN_MOUTH_STRETCH)
+    child, shadow = drawn(RendererConfig("warp"), "photo_of_child_photo", 0.1)
+    child_before, _ = drawn(as_teeth, "photo_of_child_photo", 0.1)
+    assert shadow and child > 0.4 and child_before < 0.2
+    teeth, shadow = drawn(RendererConfig("warp"), "EAMM_60", 0.1)
+    assert not shadow and teeth < 0.1
 
 
 def _spline_map(renderer, target, size):
