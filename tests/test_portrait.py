@@ -236,10 +236,10 @@ def _painted_mouth(p, gap: float, inside_bgr: tuple[int, int, int], grey: bool =
 
 
 def test_an_own_open_mouth_tells_teeth_from_a_shadow(astronaut_portrait):
-    """Teeth are lighter than the lips, or as light and less coloured (grey teeth under red
-    lips), in colour or in grey; lips parted a little over something darker are a shadow;
-    parted wide, what shows is the mouth's inside, teeth or not; a closed mouth has no
-    opening at all."""
+    """Teeth are lighter than the lips, or nearly as light and less coloured (grey teeth
+    under red lips), in colour or in grey; lips parted a little over something darker are a
+    shadow; parted wide, what shows is the mouth's inside, teeth or not; a closed mouth has
+    no opening at all."""
     from streamer.portrait import TEETH_SHARE, own_mouth_is_shadow, own_teeth_share
 
     p = astronaut_portrait
