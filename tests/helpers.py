@@ -32,6 +32,13 @@ def open_mouth(lm: np.ndarray, amount: float) -> np.ndarray:
     return out
 
 
+def shut_lips(lm: np.ndarray) -> np.ndarray:
+    """Lower inner lips up onto the upper ones: no opening."""
+    out = lm.copy()
+    out[[lo for _, lo in L.LIP_PAIRS], :2] = out[[up for up, _ in L.LIP_PAIRS], :2]
+    return out
+
+
 def close_eyes(lm: np.ndarray) -> np.ndarray:
     """Upper lids down onto the lower lids."""
     out = lm.copy()

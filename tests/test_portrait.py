@@ -222,11 +222,9 @@ def _painted_mouth(p, gap: float, inside_bgr: tuple[int, int, int], grey: bool =
                    lips_bgr: tuple[int, int, int] = (70, 60, 170)):
     """The astronaut's crop with her lips shut, then parted by gap IOD (the jaw dropped) and
     painted: lips_bgr lips around an opening of inside_bgr (teeth, a shadow, the dark inside)."""
-    from tests.helpers import open_mouth
+    from tests.helpers import open_mouth, shut_lips
 
-    lm = p.crop_landmarks.astype(np.float64)
-    lm[[lo for _, lo in L.LIP_PAIRS], :2] = lm[[up for up, _ in L.LIP_PAIRS], :2]
-    lm = open_mouth(lm, gap)
+    lm = open_mouth(shut_lips(p.crop_landmarks.astype(np.float64)), gap)
     crop = p.crop.copy()
     cv2.fillPoly(crop, [lm[L.LIPS_OUTER, :2].astype(np.int32)], lips_bgr)
     cv2.fillPoly(crop, [lm[L.LIPS_INNER, :2].astype(np.int32)], inside_bgr)
@@ -241,12 +239,12 @@ def test_an_own_open_mouth_tells_teeth_from_a_shadow(astronaut_portrait):
     shadow; parted wide, what shows is the mouth's inside, teeth or not; a closed mouth has
     no opening at all."""
     from streamer.portrait import TEETH_SHARE, own_mouth_is_shadow, own_teeth_share
+    from tests.helpers import shut_lips
 
     p = astronaut_portrait
     assert own_teeth_share(p.crop, p.crop_landmarks) >= TEETH_SHARE  # she smiles, teeth showing
     assert not own_mouth_is_shadow(p.crop, p.crop_landmarks)
-    closed = p.crop_landmarks.copy()
-    closed[[lo for _, lo in L.LIP_PAIRS], :2] = closed[[up for up, _ in L.LIP_PAIRS], :2]
+    closed = shut_lips(p.crop_landmarks)
     assert own_teeth_share(p.crop, closed) == 0.0 and not own_mouth_is_shadow(p.crop, closed)
     teeth, shadow, lip_dark = (225, 232, 238), (40, 35, 80), (60, 70, 110)
     for gap, inside, grey, has_teeth, is_shadow in [
