@@ -41,7 +41,7 @@ from av import AudioFrame, AudioResampler
 from streamer.frames import VOICE_CHUNK, VOICE_RATE
 from streamer.timing import ArrivalClock
 from streamer.video_io import audio_frame
-from streamer.webrtc_tracks import VIDEO_CLOCK_RATE, FrameClock
+from streamer.webrtc_tracks import VIDEO_CLOCK_RATE, FrameClock, FrameLatency
 
 if TYPE_CHECKING:
     from streamer.voice import VoiceFeed
@@ -169,11 +169,6 @@ class RelayedAudioTrack(MediaStreamTrack):
         if self.readyState == "live":
             self._on_stop(self)
         super().stop()
-
-
-# (the newest video frame's number, how long it took to become the avatar, seconds): what
-# a sender's latency() says, None before its first frame
-FrameLatency = tuple[int, float]
 
 
 class VoiceDelay:

@@ -68,8 +68,14 @@ from streamer.errors import (
 )
 from streamer.frames import Frame, FrameProcessor, StagedProcessor
 from streamer.voice import VoiceFeed
-from streamer.webrtc_audio import AudioRelay, FrameLatency
-from streamer.webrtc_tracks import AvatarTrack, FrameSlot, LoopThread, ProcessedTrack
+from streamer.webrtc_audio import AudioRelay
+from streamer.webrtc_tracks import (
+    AvatarTrack,
+    FrameLatency,
+    FrameSlot,
+    LoopThread,
+    ProcessedTrack,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -35,6 +35,10 @@ from streamer.timing import ArrivalClock
 logger = logging.getLogger(__name__)
 
 VIDEO_CLOCK_RATE = 90_000  # RTP video clock (RFC 3551): pts count 1/90000 s
+# (the newest video frame's number, how long it took to become the avatar, seconds): what a
+# sender's latency() says (FrameSlot.latency; the voice's delay follows it), None before its
+# first frame
+FrameLatency = tuple[int, float]
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
 
 T = TypeVar("T")
@@ -58,7 +62,7 @@ class FrameSlot:
             self._version += 1
             self._latency = time.monotonic() - frame.capture_ts
 
-    def latency(self) -> tuple[int, float] | None:
+    def latency(self) -> FrameLatency | None:
         """(version, capture → put in seconds) of the newest frame; None before the first."""
         with self._lock:
             return None if self._latency is None else (self._version, self._latency)
