@@ -154,6 +154,11 @@ def beside(data: Path, tries: int) -> None:
     from streamer.tracker import FaceTracker, face_box
     from streamer.video_io import read_image
 
+    def hers(face: np.ndarray | None, width: int) -> bool:
+        """A face in the right half of a picture `width` wide: the person's, not the
+        animal's."""
+        return face is not None and face_box(face)[0] > width / 2
+
     person = cv2.cvtColor(stock.astronaut(), cv2.COLOR_RGB2BGR)[0:300, 120:400]
     print(f"| beside a person ({tries} tries) | animal found alone | whole pass finds the "
           "person | person kept | animal kept | video: person taken up (frame p50 / max) | "
@@ -168,18 +173,14 @@ def beside(data: Path, tries: int) -> None:
                 if not still.detect_all(alone):
                     continue
                 found += 1
-
-                def hers(face: np.ndarray | None, width: int = both.shape[1]) -> bool:
-                    """A face in the right half: the person's, not the animal's."""
-                    return face is not None and face_box(face)[0] > width / 2
-
-                whole += any(hers(f) for f in still.detect_all(both))
-                sides = [hers(f) for f in faces_seen_again(still, both)]
+                width = both.shape[1]
+                whole += any(hers(f, width) for f in still.detect_all(both))
+                sides = [hers(f, width) for f in faces_seen_again(still, both)]
                 kept += any(sides)
                 animal += not all(sides)
                 with FaceTracker(video=True) as video:
                     seen = [video.detect(both) for _ in range(SHOWN)]
-                on_right = [hers(f) for f in seen]
+                on_right = [hers(f, width) for f in seen]
                 followed += sum(f is not None for f in seen) - sum(on_right)
                 taken.append(on_right.index(True) if any(on_right) else np.inf)
             first = np.array(taken)
