@@ -43,8 +43,7 @@ FADE_FRAMES = 6  # frames over which a switch blends from the old shot to the ne
 # by more than this (IOD, mean over the feature's landmarks)
 FEATURE_SWITCH = 0.01
 _MOUTH = np.array(L.MOUTH_REGION)
-_IRIS_R, _IRIS_L = list(range(468, 473)), list(range(473, 478))
-_EYES = (np.array(L.RIGHT_EYE + _IRIS_R), np.array(L.LEFT_EYE + _IRIS_L))
+_EYES = (np.array(L.RIGHT_EYE + L.RIGHT_IRIS), np.array(L.LEFT_EYE + L.LEFT_IRIS))
 Distance = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (target, shots) → (K,)
 Patch = tuple[Box, np.ndarray]  # (box, coverage (h, w) float32 0–1 over it)
 

@@ -58,6 +58,17 @@ before → with both: mouth r ≥ 0.9 on 19 → 22 (Thin-Plate-Spline-Motion-Mod
 1.12); by woman_long_expressive all 24 pairs stay in range (einstein's mouth r 0.926 →
 0.915); self-reenactment within 0.03 dB a clip (lab notes, "The mouth across as one, and
 its opening as the tracker reads it").
+
+The irises move with their eyes: each takes its eye's mean correction, not its own. The
+tracker reads a drawn iris's shift short (a carved one not at all), and chasing that read
+swung the asked irises about twice as far as the driver's, towards the eyes' corners (the
+Mona Lisa by woman_long_expressive: her iris 0.82 ± 0.11 of the eye's width from its outer
+corner, the driver's 0.61 ± 0.06), while the irises read on the output moved no further
+(0.61 ± 0.033 before, 0.60 ± 0.034 now) and the eye drawn around an iris in its corner
+read narrower. Cross-reenactment, 48 pairs: eye r mean 0.948 → 0.955 (by
+woman_long_expressive: the Mona Lisa 0.882 → 0.932, SadTalker_art_11 0.920 → 0.957), other
+targets within the spread a pair's number moves by; self-reenactment AKD 0.91 → 0.90, face
+PSNR 3.05 → 3.04 dB over static.
 """
 
 from __future__ import annotations
@@ -77,6 +88,8 @@ _LIP_PAIRS = np.array(L.LIP_PAIRS)
 _GAP_PAIRS = np.concatenate([_LID_PAIRS, _LIP_PAIRS])  # (upper, lower)
 _MOUTH = np.array(L.MOUTH_REGION)
 _OVAL = np.array(L.FACE_OVAL)
+_EYE_IRISES = ((np.array(L.RIGHT_EYE), np.array(L.RIGHT_IRIS)),
+               (np.array(L.LEFT_EYE), np.array(L.LEFT_IRIS)))
 
 
 @dataclass(frozen=True)
@@ -229,6 +242,8 @@ def correct(target: np.ndarray, residual: np.ndarray | None, config: RefineConfi
     norm = np.linalg.norm(shift, axis=1, keepdims=True)
     cap = config.max_shift * unit
     shift *= np.minimum(1.0, cap / np.maximum(norm, 1e-9))
+    for eye, iris in _EYE_IRISES:  # an iris moves with its eye (see the module's notes)
+        shift[iris] = shift[eye].mean(axis=0)
     before = target.astype(np.float64)
     down = before[152, :2] - before[10, :2]  # chin − forehead: the face's downward axis
     down /= max(float(np.linalg.norm(down)), 1e-9)
