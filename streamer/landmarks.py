@@ -42,7 +42,8 @@ MOUTH_REGION = sorted(set(LIPS_OUTER + LIPS_INNER + [18, 200, 199, 175, 152, 148
 # lids), sparse where the face moves smoothly (oval, brows, cheeks, nose). Fewer points make
 # the per-frame spline cheaper; it interpolates smoothly between them.
 WARP_POINTS = sorted(set(FACE_OVAL[::2] + LIPS_OUTER + LIPS_INNER + RIGHT_EYE + LEFT_EYE
-                         + RIGHT_BROW[::2] + LEFT_BROW[::2] + NOSE + CHEEKS + [468, 473]))
+                         + RIGHT_BROW[::2] + LEFT_BROW[::2] + NOSE + CHEEKS
+                         + [RIGHT_IRIS[0], LEFT_IRIS[0]]))
 
 # Protocol landmarks (see benchmarks/protocol.py).
 EYE_OUTER_R, EYE_OUTER_L = 33, 263

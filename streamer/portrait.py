@@ -185,7 +185,7 @@ def eye_white_colour(crop: np.ndarray, lm: np.ndarray) -> np.ndarray:
     shut have too few; their white is the portrait's light (light_colour) at EYE_WHITE_DIM."""
     size = crop.shape[0]
     mask = _fill(size, [lm[L.RIGHT_EYE], lm[L.LEFT_EYE]])
-    for centre, ring in ((468, slice(469, 473)), (473, slice(474, 478))):
+    for centre, *ring in (L.RIGHT_IRIS, L.LEFT_IRIS):
         radius = float(np.linalg.norm(lm[ring, :2] - lm[centre, :2], axis=1).mean())
         x, y = (int(round(v)) for v in lm[centre, :2])
         cv2.circle(mask, (x, y), int(radius * 1.15 + 1), 0, -1)

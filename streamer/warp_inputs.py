@@ -28,7 +28,7 @@ HEAVY = sorted({p for pair in L.LIP_PAIRS for p in pair} | set(L.LIPS_INNER))
 # The generator maps the eyes between their corners itself, lid line to lid line (a spline
 # cannot shut an eye); the spline only has to keep the skin around them still.
 EYE_INNER = sorted({p for pair in L.RIGHT_LID_PAIRS + L.LEFT_LID_PAIRS for p in pair}
-                   | set(range(468, 478)))
+                   | set(L.RIGHT_IRIS + L.LEFT_IRIS))
 # Fit weight of each fitted point: the 478 landmarks, then the ring, then the border.
 FIT_WEIGHTS = np.ones(478 + RING_POINTS + 4 * BORDER_PER_SIDE)
 FIT_WEIGHTS[HEAVY] = 30.0
@@ -163,7 +163,7 @@ LID_LINES = (
     ([263, 466, 388, 387, 386, 385, 384, 398, 362], [263, 249, 390, 373, 374, 380, 381, 382, 362]),
 )
 NUM_LID = len(LID_LINES[0][0])
-IRIS_CENTRES = (468, 473)  # right, left
+IRIS_CENTRES = (L.RIGHT_IRIS[0], L.LEFT_IRIS[0])
 
 
 def lids(lm: np.ndarray, size: int) -> np.ndarray:
