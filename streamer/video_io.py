@@ -39,8 +39,7 @@ def read_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: no such file")
-    data = np.fromfile(path, np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    image = decode_image(np.fromfile(path, np.uint8))
     if image is None:
         video = path.suffix.lower() in (*VIDEO_SUFFIXES, ".webm")  # .webm: read, not written
         hint = (": to take a portrait's shots from a clip, `headcast enroll --from-video "
@@ -49,6 +48,33 @@ def read_image(path: str | Path) -> np.ndarray:
             f"{path}: not a readable image (JPEG, PNG, WebP, BMP or TIFF expected){hint}"
         )
     return image
+
+
+# Formats whose files can carry an alpha channel (PNG, WebP, TIFF), by their first bytes.
+_ALPHA_MAGIC = (b"\x89PNG", b"RIFF", b"II*\x00", b"MM\x00*")
+
+
+def decode_image(data: np.ndarray) -> np.ndarray | None:
+    """Encoded image bytes (uint8) → (H, W, 3) uint8 BGR, turned upright where its EXIF
+    says; None when they are not an image. A picture with an alpha channel (a cut-out
+    portrait) is laid over white, as viewers show it: under its transparent pixels a file
+    holds whatever the program that cut it left there (black, the old background, noise),
+    and OpenCV's colour decode drops the alpha and shows that."""
+    if not data.size:
+        return None
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if image is None or not data[:4].tobytes().startswith(_ALPHA_MAGIC):
+        return image
+    raw = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if raw is None or raw.ndim != 3 or raw.shape[2] != 4:
+        return image
+    if raw.shape[:2] != image.shape[:2]:  # turned upright by its EXIF: the alpha is not
+        log.warning("an alpha channel in a turned picture is not applied")
+        return image
+    top = 1.0 if raw.dtype.kind == "f" else float(np.iinfo(raw.dtype).max)
+    alpha = np.clip(raw[..., 3:].astype(np.float32) / top, 0.0, 1.0)
+    over = image.astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
+    return np.rint(over).astype(np.uint8)
 
 
 def video_info(path: str | Path) -> tuple[float, int | None]:

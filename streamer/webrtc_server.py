@@ -48,7 +48,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-import cv2
 import numpy as np
 from aiohttp import web
 from aiortc import (
@@ -67,6 +66,7 @@ from streamer.errors import (
     SinkUnavailableError,
 )
 from streamer.frames import Frame, FrameProcessor, StagedProcessor
+from streamer.video_io import decode_image as decode_file_image
 from streamer.voice import VoiceFeed
 from streamer.webrtc_audio import AudioRelay
 from streamer.webrtc_tracks import (
@@ -584,8 +584,7 @@ def decode_image(data: bytes) -> np.ndarray | None:
     """Uploaded bytes → (H, W, 3) uint8 BGR, or None when they are not a usable image."""
     if not data:
         return None
-    buffer = np.frombuffer(data, np.uint8)
-    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    image = decode_file_image(np.frombuffer(data, np.uint8))
     if image is None or image.shape[0] * image.shape[1] > MAX_IMAGE_PIXELS:
         return None
     return image

@@ -1,18 +1,22 @@
 """Video files: phone clips stored on their side are read upright; a written video keeps
-the driving clip's sound, in time, whatever the two containers."""
+the driving clip's sound, in time, whatever the two containers. Pictures: a phone photo is
+read upright, a cut-out portrait's transparency is laid over white."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from streamer import landmarks as L
+from streamer.portrait import EnrollConfig, enroll_images
 from streamer.sources import VideoFileSource
 from streamer.tracker import FaceTracker
-from streamer.video_io import VideoWriter, read_video_frames, upright
+from streamer.video_io import VideoWriter, read_image, read_video_frames, upright
 
 RATE = 48_000
 TONE_HZ, TONE_FROM = 440.0, 0.3  # the driving clip's sound: silence, then a tone from 0.3 s
@@ -168,3 +172,55 @@ def test_frames_are_written_when_they_show_from_0_and_in_order(tmp_path):
         shown = [frame.time for frame in container.decode(video=0)]
     assert shown[0] == 0.0 and all(b > a for a, b in zip(shown, shown[1:], strict=False))
     assert shown[3] == pytest.approx(0.2, abs=1e-3) and shown[5] == pytest.approx(0.3, abs=1e-3)
+
+
+def test_a_phone_photo_is_read_upright(astronaut_bgr, tmp_path):
+    """A JPEG stored on its side with an EXIF orientation (6: turn it a quarter clockwise),
+    as phones write them."""
+    stored = np.ascontiguousarray(np.rot90(astronaut_bgr[:, :400, ::-1], k=1))  # RGB
+    image = Image.fromarray(stored)
+    exif = image.getexif()
+    exif[0x0112] = 6
+    path = tmp_path / "phone.jpg"
+    image.save(path, exif=exif, quality=95)
+    as_stored = cv2.imread(str(path), cv2.IMREAD_IGNORE_ORIENTATION | cv2.IMREAD_COLOR)
+    assert as_stored.shape == (400, 512, 3) and not _upright_face(as_stored)
+    read = read_image(path)
+    assert read.shape == (512, 400, 3) and _upright_face(read)
+
+
+def _cut_out(picture: np.ndarray, under: np.ndarray, depth: type = np.uint8) -> np.ndarray:
+    """picture as a cut-out: BGRA, opaque inside an ellipse around the head and shoulders
+    with a soft edge, and `under` (what the cutting program left) where it is transparent."""
+    h, w = picture.shape[:2]
+    inside = np.zeros((h, w), np.float32)
+    cv2.ellipse(inside, (w // 2, h // 2 - 40), (190, 240), 0, 0, 360, 1.0, -1)
+    alpha = cv2.GaussianBlur(inside, (0, 0), 3.0)
+    colour = np.where(alpha[..., None] > 0, picture, under)
+    top = np.iinfo(depth).max
+    scale = top / 255.0
+    return np.dstack([colour * scale, alpha * top]).round().astype(depth)
+
+
+@pytest.mark.parametrize("suffix, depth", [(".png", np.uint8), (".png", np.uint16),
+                                           (".webp", np.uint8), (".tiff", np.uint8)])
+def test_a_cut_out_portrait_is_laid_over_white(astronaut_bgr, tmp_path, suffix, depth):
+    """Under a cut-out's transparent pixels a file holds anything (black, noise): read, it
+    shows white there and the portrait it enrolls does not depend on what was under."""
+    picture = astronaut_bgr
+    noise = np.random.default_rng(0).integers(0, 256, picture.shape, np.uint8)
+    reads = []
+    for name, under in (("black", np.zeros_like(picture)), ("noise", noise)):
+        path = tmp_path / f"{name}{suffix}"
+        params = [cv2.IMWRITE_WEBP_QUALITY, 101] if suffix == ".webp" else []  # lossless
+        assert cv2.imwrite(str(path), _cut_out(picture, under, depth), params)
+        assert cv2.imread(str(path), cv2.IMREAD_UNCHANGED).shape[2] == 4
+        reads.append(read_image(path))
+    black, noisy = reads
+    assert black.shape == picture.shape and black.dtype == np.uint8
+    assert np.abs(black.astype(int) - noisy.astype(int)).max() <= 1
+    assert (black[:8, :8] == 255).all() and (black[-8:, -8:] == 255).all()  # the corners
+    face = black[100:260, 180:330].astype(int)  # opaque: the picture as it was
+    assert np.abs(face - picture[100:260, 180:330]).max() <= 1
+    a, b = (enroll_images([r], EnrollConfig(crop_size=256)) for r in reads)
+    assert np.abs(a.crop_landmarks - b.crop_landmarks).max() < 0.5

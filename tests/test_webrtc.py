@@ -602,6 +602,14 @@ def test_decode_image_rejects_non_images() -> None:
     assert decode_image(png.tobytes()).shape == (4, 6, 3)
 
 
+def test_an_uploaded_cut_out_is_laid_over_white() -> None:
+    cut = np.zeros((4, 6, 4), np.uint8)  # black under transparency ...
+    cut[:, :3] = (10, 20, 30, 255)  # ... and an opaque left half
+    ok, png = cv2.imencode(".png", cut)
+    image = decode_image(png.tobytes())
+    assert (image[:, :3] == (10, 20, 30)).all() and (image[:, 3:] == 255).all()
+
+
 def test_offer_needs_sdp_content_type(serve: tuple[ServerThread, FakeFactory]) -> None:
     server, _ = serve
     status, _, body = asyncio.run(
