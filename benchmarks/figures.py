@@ -33,6 +33,12 @@ draws docs/int8_vs_fp32.jpg: the neural renderer with the float generator and wi
 one the live commands run, and their difference × 8 (labelled with its mean over the
 frame, in 0–255 levels).
 
+    python -m benchmarks.figures --turns [--portraits mona_lisa einstein]
+
+draws docs/turn_limits.jpg: the first clip's first face turned by set angles, each portrait
+turned as far as asked and as animate turns it, held inside its turn limits
+(streamer.turn_limits).
+
     python -m benchmarks.figures --still [--still-pairs self:man_glasses_office ...]
 
 draws docs/still_background.jpg: the training-free renderer with the background moved by
@@ -134,6 +140,48 @@ def figure(data: Path, clip: str, portraits: list[str], frames: int,
             with FaceTracker(video=False) as still:
                 columns.append([_tile(outs[i], still.detect(outs[i]), label) for _, i in picks])
     return _rows(columns)
+
+
+TURNS = [(0.0, 0.0, 0.0), (20.0, 0.0, 0.0), (-20.0, 0.0, 0.0), (45.0, 0.0, 0.0),
+         (-45.0, 0.0, 0.0), (0.0, 30.0, 0.0), (0.0, 0.0, 40.0), (30.0, 20.0, 0.0)]
+
+
+def turn_figure(data: Path, clip: str, portraits: list[str]) -> np.ndarray:
+    """Two rows per portrait, one column per turn (yaw/pitch/roll degrees; the first at
+    rest) of the clip's first face, turned so about its skull: the portrait as the driver
+    turns (MotionConfig.hold_turns off), and as animate turns it (held inside its turn
+    limits)."""
+    from dataclasses import replace
+
+    from streamer import landmarks as L
+    from streamer.animate import AnimateOptions, Animator
+    from streamer.turn_limits import euler_to_rotation
+
+    _, _, lms, _ = _driver(data, clip, 1)
+    driver = lms[0]
+    assert driver is not None, f"{clip}: no face in its first frame"
+    centre = driver[L.RIGID].mean(axis=0)
+    turned = [((driver - centre) @ euler_to_rotation(*t).T + centre).astype(np.float32)
+              for t in TURNS]
+    rows = []
+    for name in portraits:
+        portrait = _portrait(data, name)
+        for hold in (False, True):
+            options = AnimateOptions()
+            options = replace(options, motion=replace(options.motion, hold_turns=hold))
+            animator = Animator(portrait, options)
+            tiles = []
+            for turn, target in zip(TURNS, turned, strict=True):
+                for _ in range(40):  # at rest until the neutral is taken, then settled
+                    frame = animator.render_landmarks(driver if not animator.calibrated
+                                                      else target)
+                how = "held" if hold else "as asked"
+                angles = "/".join(f"{a:g}" for a in turn)
+                label = f"{name[:12]}, {how}" if not any(turn) else f"{how} {angles}"
+                tiles.append(_tile(frame, portrait.landmarks, label))
+            animator.close()
+            rows.append(np.hstack(tiles))
+    return _stack(rows)
 
 
 def _rows(columns: list[list[np.ndarray]]) -> np.ndarray:
@@ -404,6 +452,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--still-pairs", nargs="+",
                         default=["self:man_glasses_office", "einstein:woman_long_expressive"],
                         help="PORTRAIT:CLIP pairs for --still (PORTRAIT self: the clip's frame 0)")
+    parser.add_argument("--turns", action="store_true",
+                        help="draw the turn-limits figure instead (first clip's first face)")
     args = parser.parse_args(argv)
     data = args.data or default_data_dir()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -413,7 +463,10 @@ def main(argv: list[str] | None = None) -> int:
 
     # (file name, drawing, JPEG quality) for each figure asked for
     jobs: list[tuple[str, Callable[[], np.ndarray], int]]
-    if args.int8:
+    if args.turns:
+        jobs = [("turn_limits.jpg", lambda: turn_figure(data, args.clips[0], args.portraits),
+                 88)]
+    elif args.int8:
         pairs = [(n, c) for n, c in split(args.int8_pairs)]
         jobs = [("int8_vs_fp32.jpg", lambda: int8_figure(data, pairs, args.frames), 88)]
     elif args.still:

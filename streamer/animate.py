@@ -21,6 +21,7 @@ from streamer.refine import RefineConfig
 from streamer.renderer import Renderer, RendererConfig, create_renderer, render_stages
 from streamer.smoothing import OneEuroFilter, SmoothingConfig
 from streamer.tracker import FaceTracker, TrackerConfig
+from streamer.turn_limits import TurnLimits, find_turn_limits
 
 BLINK_SECONDS = 0.24  # duration of an idle blink
 
@@ -119,6 +120,9 @@ class Animator:
         self._paste = PasteBack(portrait, self.options.detail) if self.options.full_frame else None
 
         self._transfer = MotionTransfer(portrait.crop_landmarks, self.options.motion)
+        scale = getattr(self._renderer, "least_scale", None)  # renderers that warp a picture
+        if self.options.motion.hold_turns and scale is not None:
+            self._transfer.turn_limits = find_turn_limits(self._transfer.posed, scale)
         if self._neutral is not None:
             self._transfer.calibrate(self._neutral)
         if old is not None:
@@ -149,6 +153,11 @@ class Animator:
         if not self.options.full_frame:
             return box.size / 2, box.size / 2
         return box.x0 + box.side / 2, box.y0 + box.side / 2
+
+    @property
+    def turn_limits(self) -> TurnLimits | None:
+        """How far this portrait's head turns each way (None: as the driver turns)."""
+        return self._transfer.turn_limits
 
     @property
     def calibrated(self) -> bool:

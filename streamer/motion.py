@@ -8,12 +8,15 @@ states can be blended, which is how the avatar eases to neutral when the face is
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from streamer import landmarks as L
 from streamer.geometry import FaceFrame, face_frame, fit_head_pose, orthonormalize
+
+if TYPE_CHECKING:
+    from streamer.turn_limits import TurnLimits
 
 _LID_PAIRS = np.array(L.RIGHT_LID_PAIRS + L.LEFT_LID_PAIRS)  # (14, 2) upper, lower
 _LIP_PAIRS = np.array(L.LIP_PAIRS)  # (9, 2)
@@ -55,6 +58,10 @@ class MotionConfig:
     # self-reenactment AKD 0.89 → 0.91, face PSNR +3.07 → +3.04 dB, mouth SSIM +0.115 →
     # +0.113 over static (lab notes, "The lips keep their own thickness").
     lip_thickness: float = 0.0
+    # The head turns at most as far as the portrait's warp shows without tearing, each way
+    # (streamer.turn_limits: found once per portrait by whoever renders it, the animator),
+    # easing into that limit. False: it turns as the driver does, and folds past ~30°.
+    hold_turns: bool = True
 
 
 @dataclass(frozen=True)
@@ -145,6 +152,8 @@ class MotionTransfer:
         self._d_lid_gap: np.ndarray | None = None
         self._scales = np.ones((478, 3))
         self._turn = np.eye(3)  # the portrait's face axes in the driver's face frame
+        # how far its head may turn each way (streamer.turn_limits); None: as the driver does
+        self.turn_limits: TurnLimits | None = None
 
     @property
     def calibrated(self) -> bool:
@@ -191,9 +200,23 @@ class MotionTransfer:
         self._set_gaps(face, _LIP_PAIRS, lip_gaps)
         if cfg.head_pose:
             rotation, shift = self._portrait_pose(state)
-            centre = self._pface[L.RIGID].mean(axis=0)
-            face = centre + shift + state.scale * (face - centre) @ rotation.T
+            if self.turn_limits is not None:  # held as the camera sees the turn
+                axes = self._pframe.axes
+                rotation = axes.T @ self.turn_limits.hold(axes @ rotation @ axes.T) @ axes
+            face = self._turned(face, rotation, shift, state.scale)
         return self._pframe.to_image(face).astype(np.float32)
+
+    def posed(self, rotation: np.ndarray) -> np.ndarray:
+        """The portrait at rest turned by rotation ((3, 3), about the camera's axes, as
+        compose turns it and as its turn limits take it) → (478, 3) pixels."""
+        axes = self._pframe.axes
+        face = self._turned(self._pface, axes.T @ rotation @ axes, np.zeros(3), 1.0)
+        return self._pframe.to_image(face).astype(np.float32)
+
+    def _turned(self, face: np.ndarray, rotation: np.ndarray, shift: np.ndarray,
+                scale: float) -> np.ndarray:
+        centre = self._pface[L.RIGID].mean(axis=0)
+        return centre + shift + scale * (face - centre) @ rotation.T
 
     def _portrait_pose(self, state: MotionState) -> tuple[np.ndarray, np.ndarray]:
         """The head's rotation and shift in the portrait's face frame: the driver's turn about

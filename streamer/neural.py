@@ -260,6 +260,10 @@ class NeuralRenderer:
     def render_textured(self, target: np.ndarray) -> Rendered:
         return self.finish_textured(self.begin(target))
 
+    def least_scale(self, target: np.ndarray) -> float:
+        """How far the warp under G stretches the picture (WarpRenderer.least_scale)."""
+        return self._warp.least_scale(target)
+
     def begin(self, target: np.ndarray) -> WarpedWindow:
         """The warp and the generator's inputs (streamer.renderer.StagedRenderer)."""
         warped, valid = self._warp.render_with_validity(target)

@@ -30,9 +30,11 @@ from streamer.references import (
     Feature,
     Patch,
     ReferencePicker,
+    shot_distances,
 )
 from streamer.still_background import StillBackground
 from streamer.texture import Box, Rendered, Texture
+from streamer.turn_limits import least_scale
 
 # Where the target opens the mouth wider than the shot it is warped from, the composite keeps
 # that shot's own open mouth (teeth and all) where the warp stretches it down the image by up
@@ -421,6 +423,16 @@ class WarpRenderer:
     def _run(self, target: np.ndarray, source: _Source | None = None
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """sampling() and the eyes' white coverage (2, FH, FW) over their fine boxes."""
+        flow, mouth, white = self._warp_map(target, source)
+        src = source if source is not None else self._shots[0]
+        if src.still is not None:
+            flow = src.still.hold(flow, self._pixels)
+        return flow, mouth, W.mouth_box(target, self._size), white
+
+    def _warp_map(self, target: np.ndarray, source: _Source | None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The generator's sampling map (S, S, 2) before the still background's hold, its
+        mouth layer and the eyes' white coverage."""
         assert self._session is not None, "renderer is closed"
         s = self._size
         flow, mouth, fine, white = self._session.run(None, self.frame_inputs(target, source))
@@ -428,10 +440,18 @@ class WarpRenderer:
         for box, local in zip(W.fine_boxes(target, s), fine, strict=True):
             _blend_fine(flow, local, box)
         flow += self._pixels  # in place: the upsampled flow is this frame's own array
-        src = source if source is not None else self._shots[0]
-        if src.still is not None:
-            flow = src.still.hold(flow, self._pixels)
-        return flow, mouth, W.mouth_box(target, s), white
+        return flow, mouth, white
+
+    def least_scale(self, target: np.ndarray) -> float:
+        """How far the warp towards target stretches the picture (streamer.turn_limits.
+        least_scale of its sampling map), from the shot nearest target; where that shot's
+        background is held still, over the person only (the map there is the identity, and
+        the hold's step at the head's edge is no stretch)."""
+        shots = np.stack([s.landmarks for s in self._shots])
+        nearest = self._shots[int(np.argmin(shot_distances(target, shots)))]
+        grid = self._warp_map(target, nearest)[0]
+        shown = nearest.still.moving(grid) if nearest.still is not None else None
+        return least_scale(grid, shown)
 
     def close(self) -> None:
         self._session = None

@@ -53,12 +53,17 @@ class StillBackground:
         self._head = _grown(shown, STILL_EDGE)
         self._move = np.float32(STILL_MOVE * size / 512)
 
+    def moving(self, grid: np.ndarray) -> np.ndarray:
+        """(S, S) bool: where the sampling map grid (S, S, 2) shows the person (and its
+        edge), which moves; the rest is held still."""
+        head = cv2.remap(self._head, grid, None, cv2.INTER_NEAREST,
+                         borderMode=cv2.BORDER_REPLICATE)
+        return head > 0
+
     def hold(self, grid: np.ndarray, pixels: np.ndarray) -> np.ndarray:
         """The sampling map grid (S, S, 2) float32 with the background still: blended to the
         identity map `pixels` where it stays."""
-        head = cv2.remap(self._head, grid, None, cv2.INTER_NEAREST,
-                         borderMode=cv2.BORDER_REPLICATE)
-        background = (head == 0).astype(np.uint8)
+        background = (~self.moving(grid)).astype(np.uint8)
         weight = background.astype(np.float32)
         uncovered = background & self._near
         if uncovered.any():
