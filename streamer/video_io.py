@@ -54,6 +54,13 @@ def read_image(path: str | Path) -> np.ndarray:
 _ALPHA_MAGIC = (b"\x89PNG", b"RIFF", b"II*\x00", b"MM\x00*")
 
 
+# The eight ways an EXIF orientation turns a picture (quarter turns, each also mirrored).
+_UPRIGHT_TURNS = [
+    (lambda a, k=k, flip=flip: np.rot90(a[:, ::-1] if flip else a, k))
+    for flip in (False, True) for k in range(4)
+]
+
+
 def decode_image(data: np.ndarray) -> np.ndarray | None:
     """Encoded image bytes (uint8) → (H, W, 3) uint8 BGR, turned upright where its EXIF
     says; None when they are not an image. A picture with an alpha channel (a cut-out
@@ -68,11 +75,15 @@ def decode_image(data: np.ndarray) -> np.ndarray | None:
     raw = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if raw is None or raw.ndim != 3 or raw.shape[2] != 4:
         return image
-    if raw.shape[:2] != image.shape[:2]:  # turned upright by its EXIF: the alpha is not
-        log.warning("an alpha channel in a turned picture is not applied")
-        return image
     top = 1.0 if raw.dtype.kind == "f" else float(np.iinfo(raw.dtype).max)
     alpha = np.clip(raw[..., 3:].astype(np.float32) / top, 0.0, 1.0)
+    as_stored = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    turned = next((turn for turn in _UPRIGHT_TURNS
+                   if np.array_equal(turn(as_stored), image)), None)
+    if turned is None:  # cannot happen unless OpenCV turns pictures some other way
+        log.warning("a picture's alpha channel is not applied: its EXIF turn is unknown")
+        return image
+    alpha = turned(alpha)  # as the colour was turned upright by its EXIF
     over = image.astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
     return np.rint(over).astype(np.uint8)
 

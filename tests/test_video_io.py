@@ -189,6 +189,24 @@ def test_a_phone_photo_is_read_upright(astronaut_bgr, tmp_path):
     assert read.shape == (512, 400, 3) and _upright_face(read)
 
 
+def test_a_cut_out_stored_on_its_side_keeps_its_alpha_where_its_colour_goes(astronaut_bgr,
+                                                                           tmp_path):
+    """A PNG with transparency and an EXIF orientation (6): the alpha is turned upright with
+    the colour, so the transparent band stored on the left lies along the top, white."""
+    stored = np.ascontiguousarray(np.rot90(astronaut_bgr[:, :400, ::-1], k=1))  # RGB
+    alpha = np.full(stored.shape[:2], 255, np.uint8)
+    alpha[:, :60] = 0  # the stored picture's left edge: the top once upright
+    image = Image.fromarray(np.dstack([stored, alpha]), "RGBA")
+    exif = image.getexif()
+    exif[0x0112] = 6
+    path = tmp_path / "phone.png"
+    image.save(path, exif=exif)
+    read = read_image(path)
+    assert read.shape == (512, 400, 3) and _upright_face(read)
+    assert (read[:55] == 255).all()  # the transparent band, upright
+    assert np.abs(read[70:].astype(int) - astronaut_bgr[70:, :400]).max() <= 1
+
+
 def _cut_out(picture: np.ndarray, under: np.ndarray, depth: type = np.uint8) -> np.ndarray:
     """picture as a cut-out: BGRA, opaque inside an ellipse around the head and shoulders
     with a soft edge, and `under` (what the cutting program left) where it is transparent."""
