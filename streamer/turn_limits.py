@@ -5,8 +5,9 @@ A 2D warp shows a turned head by moving the portrait's pixels; what the turn wou
 into view the picture does not have. Turned towards the side a three-quarter portrait hides
 (the Mona Lisa's far temple), the warp stretches a few columns of skin and hair across the
 gap, and they show as streaks; tilted, the head drags the neck and the body below it
-round. A webcam user looking at a second screen turns 30–45°, where every portrait folded
-(Einstein: his face doubled over at 45° of yaw; tilted 45°, his jacket swirled). So each
+round. A webcam user looking at a second screen turns 30–45°, where portraits fold
+(Einstein and the Mona Lisa: the face doubled over at 45° of yaw; tilted 45°, his jacket
+swirled). So each
 direction turns as far as the warp stretches no direction more than 1 / MIN_SCALE, and
 the transferred turn eases into that limit instead of passing it.
 """
