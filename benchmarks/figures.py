@@ -155,7 +155,7 @@ def turn_figure(data: Path, clip: str, portraits: list[str]) -> np.ndarray:
 
     from streamer import landmarks as L
     from streamer.animate import AnimateOptions, Animator
-    from streamer.turn_limits import euler_to_rotation
+    from streamer.geometry import euler_to_rotation
 
     _, _, lms, _ = _driver(data, clip, 1)
     driver = lms[0]

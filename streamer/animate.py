@@ -121,7 +121,8 @@ class Animator:
 
         self._transfer = MotionTransfer(portrait.crop_landmarks, self.options.motion)
         scale = getattr(self._renderer, "least_scale", None)  # renderers that warp a picture
-        if self.options.motion.hold_turns and scale is not None:
+        motion = self.options.motion
+        if motion.hold_turns and motion.mode == "relative" and scale is not None:
             self._transfer.turn_limits = find_turn_limits(self._transfer.posed, scale)
         if self._neutral is not None:
             self._transfer.calibrate(self._neutral)

@@ -92,6 +92,16 @@ def rotation_to_euler(rotation: np.ndarray) -> tuple[float, float, float]:
     return float(yaw), float(pitch), float(roll)
 
 
+def euler_to_rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    """R = Ry(yaw)·Rx(pitch)·Rz(roll), degrees, image axes (y down): the inverse of
+    rotation_to_euler."""
+    y, p, r = np.radians([yaw, pitch, roll])
+    ry = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
+    rx = np.array([[1, 0, 0], [0, np.cos(p), -np.sin(p)], [0, np.sin(p), np.cos(p)]])
+    rz = np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
+    return ry @ rx @ rz
+
+
 def orthonormalize(matrix: np.ndarray) -> np.ndarray:
     """Nearest rotation to a 3×3 matrix (used after blending rotations)."""
     u, _, vt = np.linalg.svd(matrix)

@@ -302,7 +302,7 @@ class WarpRenderer:
                                     people[0])]
         self._shots += [self._source(crop, lm, own_mouth_mask(self._size, lm), person)
                         for (crop, lm), person in zip(refs, people[1:], strict=True)]
-        shots = np.stack([s.landmarks for s in self._shots])
+        shots = self._shot_landmarks = np.stack([s.landmarks for s in self._shots])
         self._picker = ReferencePicker(shots)
         features = FEATURES if self._feature_shots and len(shots) > 1 else ()
         self._features = [(f, ReferencePicker(shots, self._favouring_the_face(f)))
@@ -447,8 +447,7 @@ class WarpRenderer:
         least_scale of its sampling map), from the shot nearest target; where that shot's
         background is held still, over the person only (the map there is the identity, and
         the hold's step at the head's edge is no stretch)."""
-        shots = np.stack([s.landmarks for s in self._shots])
-        nearest = self._shots[int(np.argmin(shot_distances(target, shots)))]
+        nearest = self._shots[int(np.argmin(shot_distances(target, self._shot_landmarks)))]
         grid = self._warp_map(target, nearest)[0]
         shown = nearest.still.moving(grid) if nearest.still is not None else None
         return least_scale(grid, shown)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streamer.geometry import rotation_to_euler
+from streamer.geometry import euler_to_rotation, rotation_to_euler
 
 # Least scale the warp may reach (least_scale: 1 / the most a direction is stretched).
 # Looked at the 512 crop: the Mona Lisa turned towards her far side, 0.61 (yaw −5°) clean,
@@ -80,16 +80,6 @@ def soft_limit(reach: float, knee: float = KNEE) -> float:
     if reach <= knee:
         return reach
     return knee + (1.0 - knee) * float(np.tanh((reach - knee) / (1.0 - knee)))
-
-
-def euler_to_rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
-    """R = Ry(yaw)·Rx(pitch)·Rz(roll), degrees, image axes (y down): the inverse of
-    geometry.rotation_to_euler."""
-    y, p, r = np.radians([yaw, pitch, roll])
-    ry = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
-    rx = np.array([[1, 0, 0], [0, np.cos(p), -np.sin(p)], [0, np.sin(p), np.cos(p)]])
-    rz = np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
-    return ry @ rx @ rz
 
 
 def least_scale(grid: np.ndarray, shown: np.ndarray | None = None,

@@ -7,14 +7,13 @@ import numpy as np
 import pytest
 
 from streamer.animate import AnimateOptions, Animator
-from streamer.geometry import rotation_to_euler
+from streamer.geometry import euler_to_rotation, rotation_to_euler
 from streamer.motion import MotionConfig
 from streamer.portrait import EnrollConfig, enroll_images
 from streamer.renderer import RendererConfig
 from streamer.turn_limits import (
     MIN_SCALE,
     TurnLimits,
-    euler_to_rotation,
     find_turn_limits,
     least_scale,
     soft_limit,
