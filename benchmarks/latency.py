@@ -9,6 +9,11 @@ vs last 30 s), and where the time goes per stage.
     python -m benchmarks.latency [--seconds 120] [--processor animator|fake]
         [--renderer auto|warp|neural] [--crop-size 256|512] [--full-frame]
         [--precision int8|fp32] [--threads N] [--no-overlap]
+        [--switch-to PORTRAIT --switch-every S]
+
+With --switch-to the avatar switches between the two portraits every S seconds, as the
+preview's number keys do, and the table adds the longest gap between two frames reaching the
+sink in the SWITCH_WINDOW_S after each switch, against the longest gap away from them.
 
 With a staged processor (the Animator) the pipeline tracks frame n + 1 while it renders
 frame n; --no-overlap runs both halves on one worker thread, as before.
@@ -20,6 +25,7 @@ import argparse
 import os
 import platform
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +42,7 @@ from streamer.sink_virtualcam import VirtualCamConfig, VirtualCamSink
 from streamer.sources import VideoFileSource
 
 BACKEND = "benchmark-null"
+SWITCH_WINDOW_S = 2.0  # seconds after a switch whose frame gaps count as the switch's
 
 
 class NullCamBackend:
@@ -102,6 +109,9 @@ class FakeAnimator:
     def set_pose_transfer(self, enabled: bool) -> None:
         pass
 
+    def make_avatar(self, portrait: object) -> object:
+        return portrait
+
     def set_portrait(self, portrait: object) -> None:
         pass
 
@@ -126,29 +136,35 @@ class BenchConfig:
     overlap: bool = True  # prepare and finish frames on two threads
     detail: str = "auto"  # texture from the full-resolution portrait (animate's --detail)
     feature_shots: bool = True  # K-shot portraits: mouth and eyes from their own shots
+    switch_to: Path | None = None  # a second portrait, switched to and back every switch_every
+    switch_every: float = 5.0  # seconds
 
 
-def make_processor(config: BenchConfig, fps: float) -> AvatarProcessor:
+def load(path: Path, crop_size: int) -> object:
+    """A portrait image enrolled at crop_size, or an enrolled .headcast file (K shots, its
+    own crop size)."""
+    from streamer.offline import enroll_shots
+    from streamer.portrait import EnrollConfig, load_portrait
+    from streamer.video_io import read_image
+
+    if path.suffix == ".headcast":
+        return load_portrait(path)
+    return enroll_shots([read_image(path)], EnrollConfig(crop_size=crop_size))
+
+
+def make_processor(config: BenchConfig, fps: float, portrait: object) -> AvatarProcessor:
     if config.processor == "fake":
         return FakeAnimator(config.crop_size, config.fake_ms / 1000.0)
     from streamer.animate import AnimateOptions, Animator
-    from streamer.offline import enroll_shots
-    from streamer.portrait import EnrollConfig, load_portrait
     from streamer.renderer import RendererConfig
-    from streamer.video_io import read_image
 
-    if config.portrait.suffix == ".headcast":  # enrolled already (K shots, its own crop size)
-        portrait = load_portrait(config.portrait)
-    else:
-        image = read_image(config.portrait)
-        portrait = enroll_shots([image], EnrollConfig(crop_size=config.crop_size))
     options = AnimateOptions(fps=fps, full_frame=config.full_frame,
                              renderer=RendererConfig(name=config.renderer,
                                                      threads=config.threads,
                                                      precision=config.precision,
                                                      feature_shots=config.feature_shots),
                              detail=config.detail)  # type: ignore[arg-type]
-    return Animator(portrait, options)
+    return Animator(portrait, options)  # type: ignore[arg-type]
 
 
 def run(config: BenchConfig) -> None:
@@ -156,18 +172,36 @@ def run(config: BenchConfig) -> None:
 
     pyvirtualcam.register_backend(BACKEND, NullCamBackend)
     source = VideoFileSource(config.clip, loop=True, realtime=True)
-    processor = make_processor(config, source.fps)
+    portraits = [] if config.processor == "fake" else [load(config.portrait, config.crop_size)]
+    if config.switch_to is not None and portraits:
+        portraits.append(load(config.switch_to, config.crop_size))
+    processor = make_processor(config, source.fps, portraits[0] if portraits else None)
     sink = TimedSink(VirtualCamSink(VirtualCamConfig(size=config.size, backend=BACKEND)))
     window = int(config.seconds * source.fps) + 100  # whole-run percentiles
     pipeline = Pipeline(
-        source, processor, [sink], PipelineConfig(stats_window=window, overlap=config.overlap)
+        source, processor, [sink], PipelineConfig(stats_window=window, overlap=config.overlap),
+        portraits,  # type: ignore[arg-type]
     )
+    switches: list[float] = []
+    done = threading.Event()
+
+    def switch() -> None:  # as the preview's number keys do
+        while len(portraits) > 1 and not done.wait(config.switch_every):
+            switches.append(time.monotonic())
+            pipeline.select_portrait(len(switches) % 2)
+
+    switcher = threading.Thread(target=switch, name="bench-switch")
     start = time.monotonic()
     with pipeline:
-        pipeline.run(duration=config.seconds)
+        switcher.start()
+        try:
+            pipeline.run(duration=config.seconds)
+        finally:
+            done.set()
+            switcher.join()
         elapsed = time.monotonic() - start
     print_report(config, crop_label(processor, config), source.fps, source.captured, elapsed,
-                 start, sink, pipeline.stats())
+                 start, sink, pipeline.stats(), switches)
 
 
 def crop_label(processor: AvatarProcessor, config: BenchConfig) -> str:
@@ -193,6 +227,7 @@ def print_report(
     start: float,
     sink: TimedSink,
     stats: PipelineStats,
+    switches: Sequence[float] = (),
 ) -> None:
     captured = np.array(sink.captured)
     latency = np.array(sink.done) - captured
@@ -230,9 +265,28 @@ def print_report(
         ("stage: sink send p50/p95", f"{sink_stats.send or '-'}"),
         ("sink mailbox drops", f"{sink_stats.dropped}"),
     ]
+    if switches:
+        near, away = switch_gaps(np.array(sink.done), np.array(switches))
+        rows += [
+            ("portrait switches", f"{len(switches)}, every {config.switch_every:g} s"),
+            (f"longest frame gap, {SWITCH_WINDOW_S:g} s after a switch: p50 / max",
+             f"{_ms(near, 50)} / {_ms(near, 100)} ms"),
+            ("longest frame gap away from switches", f"{_ms(away, 100)} ms"),
+        ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
+
+
+def switch_gaps(done: np.ndarray, switches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """done: when each frame reached the sink; switches: when each switch was asked →
+    (the longest gap between frames ending within SWITCH_WINDOW_S of each switch, all the
+    gaps ending elsewhere), seconds."""
+    gaps, ends = np.diff(done), done[1:]
+    after = ends[:, None] - switches[None, :]
+    owner = (after >= 0.0) & (after < SWITCH_WINDOW_S)
+    near = np.array([gaps[owner[:, k]].max(initial=0.0) for k in range(switches.size)])
+    return near, gaps[~owner.any(axis=1)]
 
 
 def parse_args(argv: Sequence[str] | None) -> BenchConfig:
@@ -273,6 +327,10 @@ def parse_args(argv: Sequence[str] | None) -> BenchConfig:
     parser.add_argument("--one-shot-per-frame", action="store_true",
                         help="a .headcast portrait of K shots: mouth and eyes from the whole "
                              "face's shot, as `stream --one-shot-per-frame`")
+    parser.add_argument("--switch-to", default=None,
+                        help="a second portrait (as --portrait): the avatar switches to it "
+                             "and back every --switch-every seconds")
+    parser.add_argument("--switch-every", type=float, default=5.0)
     parser.add_argument(
         "--fake-ms", type=float, default=15.0, help="per-frame cost of --processor fake"
     )
@@ -303,6 +361,8 @@ def parse_args(argv: Sequence[str] | None) -> BenchConfig:
         overlap=not args.no_overlap,
         detail=args.detail,
         feature_shots=not args.one_shot_per_frame,
+        switch_to=None if args.switch_to is None else data / args.switch_to,
+        switch_every=args.switch_every,
     )
 
 

@@ -303,7 +303,10 @@ class PassThroughFactory:
     def enroll(self, image: np.ndarray, face: int | None = None) -> object:
         return None
 
-    def apply(self, processor: PassThrough, portrait: object) -> None:
+    def make_avatar(self, processor: PassThrough, portrait: object) -> object:
+        return portrait
+
+    def apply(self, processor: PassThrough, avatar: object) -> None:
         pass
 
 

@@ -78,6 +78,19 @@ class Prepared:
     render_ms: float  # time the first half took
 
 
+@dataclass
+class Avatar:
+    """A portrait made ready to animate by Animator.make_avatar, for one Animator.set_portrait
+    on that animator (a set avatar's renderer is closed when the next one is set)."""
+
+    portrait: Portrait
+    renderer: Renderer
+    paste: PasteBack | None  # None: the animator sends the crop
+    transfer: MotionTransfer  # with the portrait's turn limits
+    maker: Animator  # the animator it was made for (its options), and the only one it fits
+    taken: bool = field(default=False, init=False)  # set on its animator already
+
+
 class Animator:
     """Implements streamer.frames.StagedProcessor for one portrait (switchable).
 
@@ -85,7 +98,7 @@ class Animator:
     renderer's first half (the warp); finish runs its second half (the neural generator) and
     pastes the crop back. The live pipeline runs the two on separate threads, so one frame is
     tracked while the previous one is generated; prepare and finish are each called from one
-    thread, and set_portrait only while no frame is between them."""
+    thread, and set_portrait only while no frame is between them (make_avatar from any)."""
 
     def __init__(self, portrait: Portrait, options: AnimateOptions = AnimateOptions(),
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -111,19 +124,37 @@ class Animator:
         self.set_portrait(portrait)
 
     # -- control -------------------------------------------------------------------------
-    def set_portrait(self, portrait: Portrait) -> None:
-        """Switch avatar; the driver's neutral reference is kept."""
-        old = self._renderer
-        self.portrait = portrait
-        self._renderer = create_renderer(portrait, self.options.renderer)
-        self._begin, self._finish = render_stages(self._renderer)
-        self._paste = PasteBack(portrait, self.options.detail) if self.options.full_frame else None
-
-        self._transfer = MotionTransfer(portrait.crop_landmarks, self.options.motion)
-        scale = getattr(self._renderer, "least_scale", None)  # renderers that warp a picture
-        motion = self.options.motion
+    def make_avatar(self, portrait: Portrait) -> Avatar:
+        """Everything `portrait` needs before its first frame: its renderer, paste-back and
+        motion transfer, with how far its head may turn (streamer.turn_limits: 50 runs of the
+        warp, most of the 0.5–0.8 s this takes on a 2-core CPU). Reads only the options, so
+        it may run on any thread while this animator goes on with frames; set_portrait then
+        swaps the result in between two of them."""
+        options = self.options
+        renderer = create_renderer(portrait, options.renderer)
+        paste = PasteBack(portrait, options.detail) if options.full_frame else None
+        transfer = MotionTransfer(portrait.crop_landmarks, options.motion)
+        scale = getattr(renderer, "least_scale", None)  # renderers that warp a picture
+        motion = options.motion
         if motion.hold_turns and motion.mode == "relative" and scale is not None:
-            self._transfer.turn_limits = find_turn_limits(self._transfer.posed, scale)
+            transfer.turn_limits = find_turn_limits(transfer.posed, scale)
+        return Avatar(portrait, renderer, paste, transfer, self)
+
+    def set_portrait(self, portrait: Portrait | Avatar) -> None:
+        """Switch avatar: to a portrait (made ready here, which stalls this thread for most of
+        a second), or to an Avatar this animator's make_avatar made beforehand (at once). The
+        driver's neutral reference is kept."""
+        avatar = portrait if isinstance(portrait, Avatar) else self.make_avatar(portrait)
+        if avatar.maker is not self or avatar.taken:
+            raise ValueError("an Avatar is set once, on the animator whose make_avatar made it")
+        avatar.taken = True
+        old = self._renderer
+        self.portrait = avatar.portrait
+        self._renderer = avatar.renderer
+        self._begin, self._finish = render_stages(self._renderer)
+        self._paste = avatar.paste
+        self._transfer = avatar.transfer
+        self._transfer.config = self.options.motion  # head pose may have been switched since
         if self._neutral is not None:
             self._transfer.calibrate(self._neutral)
         if old is not None:
@@ -171,6 +202,14 @@ class Animator:
         self._steady.clear()
         self._waited = 0.0
         self._filter.reset()
+
+    def set_neutral(self, driver: np.ndarray) -> None:
+        """Take driver ((478, 3) pixels) as the neutral reference now, in place of the first
+        face or the first steady moment: a resting face chosen from a whole clip
+        (streamer.neutral)."""
+        self._steady.clear()
+        self._neutral = driver
+        self._transfer.calibrate(driver)
 
     def _calibrate(self, driver: np.ndarray, dt: float) -> bool:
         """Try to take the neutral reference from this frame (dt seconds after the last);

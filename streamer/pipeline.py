@@ -13,6 +13,9 @@ latency cannot grow with time, and a slow sink drops its own frames without slow
 others. The prepare worker takes a new camera frame only once the finish worker has taken the
 last one it prepared, so at most two frames are in flight. Frames keep their capture
 timestamp to the sink, so capture→sink latency is measured per sink.
+
+A portrait switch is made ready (processor.make_avatar: most of a second for the Animator)
+on a thread of its own while the frames go on, and swapped in between two of them.
 """
 
 from __future__ import annotations
@@ -22,13 +25,14 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import cv2
 import numpy as np
 
-from streamer.errors import SinkUnavailableError
+from streamer.errors import HeadcastError, SinkUnavailableError
 from streamer.frames import Frame, FrameProcessor, Sink, StagedProcessor
 from streamer.sink_runner import Percentiles, RateMeter, SinkRunner, SinkStats, Timings
 from streamer.sources import PacedReader, Source
@@ -47,8 +51,13 @@ class AvatarProcessor(FrameProcessor, Protocol):
         """Transfer head rotation (True) or only expressions (False) from the next frame on."""
         ...
 
-    def set_portrait(self, portrait: Portrait) -> None:
-        """Animate `portrait` from the next frame on."""
+    def make_avatar(self, portrait: Portrait) -> object:
+        """`portrait` made ready for set_portrait: the slow part of a switch, called from
+        another thread while frames go on."""
+        ...
+
+    def set_portrait(self, portrait: object) -> None:
+        """Animate a portrait (as make_avatar made it ready) from the next frame on."""
         ...
 
 
@@ -157,6 +166,8 @@ class Pipeline:
         self._frozen = False
         self._head_pose = config.head_pose
         self._portrait_index = 0
+        self._asked = 0  # portrait selections so far: a later one makes an earlier moot
+        self._avatars = ThreadPoolExecutor(1, thread_name_prefix="pipeline-avatar")
         self._pending: dict[str, object] = {"head_pose": config.head_pose}
         # Measurements.
         self._wait = Timings(config.stats_window)
@@ -247,6 +258,7 @@ class Pipeline:
         for thread in (self._worker, self._finisher):
             if thread is not None:
                 thread.join(timeout=10.0)
+        self._avatars.shutdown(wait=True, cancel_futures=True)
         for runner in self._runners:
             runner.close()
         self._source.close()
@@ -270,7 +282,10 @@ class Pipeline:
             log.info("no portrait %d (have %d)", index + 1, len(self._portraits))
             return False
         self._portrait_index = index
-        self._request("portrait", self._portraits[index])
+        with self._lock:
+            self._asked += 1
+            asked = self._asked
+        self._avatars.submit(self._make_avatar, index, asked)
         return True
 
     def set_head_pose(self, enabled: bool) -> None:
@@ -353,6 +368,22 @@ class Pipeline:
             self._processor.set_pose_transfer(bool(pending["head_pose"]))
         if "recalibrate" in pending:
             self._processor.recalibrate()
+
+    def _make_avatar(self, index: int, asked: int) -> None:
+        """(the avatar thread) portraits[index] made ready, then left for the worker to set;
+        skipped once a later selection came, and kept from the worker if one came meanwhile.
+        A portrait that cannot be made ready leaves the avatar as it was."""
+        if asked != self._asked or self._stop.is_set():
+            return
+        try:
+            avatar = self._processor.make_avatar(self._portraits[index])
+        except Exception as exc:  # the stream goes on with the avatar it has
+            log.error("portrait %d could not be shown: %s", index + 1, exc,
+                      exc_info=not isinstance(exc, HeadcastError))
+            return
+        with self._lock:
+            if asked == self._asked:
+                self._pending["portrait"] = avatar
 
     def _wait_finished(self) -> None:
         while self._handoff is not None and not self._stop.is_set():

@@ -66,8 +66,11 @@ class AnimatorFactory:
         self._portrait = portrait
         return portrait
 
-    def apply(self, processor: FrameProcessor, portrait: object) -> None:
-        processor.set_portrait(portrait)  # type: ignore[attr-defined]
+    def make_avatar(self, processor: FrameProcessor, portrait: object) -> object:
+        return processor.make_avatar(portrait)  # type: ignore[attr-defined]
+
+    def apply(self, processor: FrameProcessor, avatar: object) -> None:
+        processor.set_portrait(avatar)  # type: ignore[attr-defined]
 
 
 def load_portraits(paths: Sequence[str]) -> object:

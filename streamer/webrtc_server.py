@@ -131,7 +131,8 @@ def resolve_token(host: str, token: str | None) -> str | None:
 class ProcessorFactory(Protocol):
     """Makes one FrameProcessor per WHIP session and enrolls uploaded portraits.
 
-    create() and apply() run in the session's worker thread, enroll() in a shared one.
+    create() and apply() run in the session's worker thread, enroll() and make_avatar() in
+    a shared one, while the sessions' frames go on.
     """
 
     def create(self) -> FrameProcessor:
@@ -145,8 +146,13 @@ class ProcessorFactory(Protocol):
         HeadcastError) with a message when unusable."""
         ...
 
-    def apply(self, processor: FrameProcessor, portrait: object) -> None:
-        """Switch a live processor (made by create()) to `portrait`."""
+    def make_avatar(self, processor: FrameProcessor, portrait: object) -> object:
+        """`portrait` (from enroll()) made ready for one live processor (made by create()):
+        the slow part of a switch, done beside that processor's frames."""
+        ...
+
+    def apply(self, processor: FrameProcessor, avatar: object) -> None:
+        """Switch a live processor (made by create()) to the avatar make_avatar() made it."""
         ...
 
 
@@ -557,7 +563,10 @@ class AvatarServer:
         updated = 0
         for session in list(self.sessions.values()):
             if session.processor is not None:
-                await _control(session, self.processors.apply, session.processor, portrait)
+                avatar = await loop.run_in_executor(
+                    self._enroll_executor, self.processors.make_avatar, session.processor,
+                    portrait)
+                await _control(session, self.processors.apply, session.processor, avatar)
                 updated += 1
         return web.json_response({"ok": True, "sessions_updated": updated})
 

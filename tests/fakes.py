@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from streamer.errors import SinkUnavailableError
+from streamer.errors import HeadcastError, SinkUnavailableError
 from streamer.frames import Frame
 from streamer.sources import CaptureConfig, ThreadedSource
 
@@ -44,6 +44,9 @@ class FakeProcessor:
         self.threads: set[int] = set()  # threads that touched it
         self.inputs: list[np.ndarray] = []  # last few driving frames
         self.closed = 0
+        self.avatar_threads: set[int] = set()  # where make_avatar ran
+        self.avatar_gate: threading.Event | None = None  # make_avatar waits for it when set
+        self.unusable: object = None  # the portrait make_avatar refuses
 
     def status(self) -> str | None:
         return None
@@ -61,6 +64,14 @@ class FakeProcessor:
     def recalibrate(self) -> None:
         self.threads.add(threading.get_ident())
         self.recalibrations += 1
+
+    def make_avatar(self, portrait: object) -> object:
+        self.avatar_threads.add(threading.get_ident())
+        if self.avatar_gate is not None:
+            self.avatar_gate.wait()
+        if portrait == self.unusable:
+            raise HeadcastError(f"portrait {portrait!r} cannot be made ready")
+        return ("avatar", portrait)
 
     def set_portrait(self, portrait: object) -> None:
         self.threads.add(threading.get_ident())

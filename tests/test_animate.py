@@ -95,6 +95,51 @@ def test_switching_portrait_keeps_the_neutral(astronaut_portrait, astronaut_bgr)
     assert anim.options.motion.head_pose is False
 
 
+def test_an_avatar_made_beside_the_frames_switches_as_the_portrait_would(
+        astronaut_portrait, astronaut_bgr, monkeypatch):
+    """make_avatar does the slow part of a switch (the renderer, the turn-limit search) on
+    another thread while frames go on; set_portrait then only swaps it in, and renders what
+    a switch to the portrait itself renders. An avatar is set once, on its own animator."""
+    import threading
+
+    import streamer.animate as animate
+
+    other = enroll_images([astronaut_bgr[:, ::-1].copy()], EnrollConfig(crop_size=256))
+    driver = open_mouth(astronaut_portrait.landmarks, 0.3)
+    anim = Animator(astronaut_portrait, AnimateOptions())
+    anim.target_landmarks(astronaut_portrait.landmarks)
+    made: list[object] = []
+    maker = threading.Thread(target=lambda: made.append(anim.make_avatar(other)))
+    maker.start()
+    frames = 0
+    while maker.is_alive():  # frames go on meanwhile, with the portrait they had
+        assert anim.render_landmarks(driver).shape == astronaut_portrait.image.shape
+        frames += 1
+    maker.join()
+    assert frames > 0
+    direct = Animator(astronaut_portrait, AnimateOptions())  # the same frames, switched in place
+    direct.target_landmarks(astronaut_portrait.landmarks)
+    for _ in range(frames):
+        direct.render_landmarks(driver)
+    direct.set_portrait(other)
+    expected = direct.render_landmarks(driver)
+    avatar = made[0]
+    assert isinstance(avatar, animate.Avatar) and avatar.transfer.turn_limits is not None
+    anim.set_pose_transfer(False)  # switched while the avatar was made: it still counts
+    anim.set_pose_transfer(True)
+    # the swap makes nothing: no renderer, no limit search
+    monkeypatch.setattr(animate, "create_renderer", lambda *a: pytest.fail("made again"))
+    monkeypatch.setattr(animate, "find_turn_limits", lambda *a: pytest.fail("searched again"))
+    anim.set_portrait(avatar)
+    assert anim.portrait is other and anim.turn_limits == direct.turn_limits
+    assert np.array_equal(anim.render_landmarks(driver), expected)
+    with pytest.raises(ValueError, match="set once"):
+        anim.set_portrait(avatar)
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="set once"):
+        direct.set_portrait(anim.make_avatar(astronaut_portrait))
+
+
 @pytest.mark.parametrize("crop", [256, 512])
 def test_crop_only_output(astronaut_portrait, astronaut_bgr, crop):
     portrait = enroll_images([astronaut_bgr], EnrollConfig(crop_size=crop))

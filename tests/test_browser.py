@@ -101,8 +101,11 @@ class RecordingFactory:
     def enroll(self, image: np.ndarray, face: int | None = None) -> object:
         return self.inner.enroll(image, face)
 
-    def apply(self, processor, portrait) -> None:  # type: ignore[no-untyped-def]
-        self.inner.apply(processor.inner, portrait)
+    def make_avatar(self, processor, portrait) -> object:  # type: ignore[no-untyped-def]
+        return self.inner.make_avatar(processor.inner, portrait)
+
+    def apply(self, processor, avatar) -> None:  # type: ignore[no-untyped-def]
+        self.inner.apply(processor.inner, avatar)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,14 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.latency import BenchConfig, FakeAnimator, crop_label, make_processor
+from benchmarks.latency import (
+    BenchConfig,
+    FakeAnimator,
+    crop_label,
+    load,
+    make_processor,
+    switch_gaps,
+)
 
 
 def _config(portrait: Path, **kw) -> BenchConfig:
@@ -20,8 +27,15 @@ def test_an_enrolled_portrait_runs_with_its_own_shots_and_crop(tmp_path, astrona
     save_portrait(enroll_images([astronaut_bgr, shifted], EnrollConfig(crop_size=256),
                                 render_first=True), path)
     for features in (True, False):
-        animator = make_processor(_config(path, feature_shots=features), 30.0)
+        animator = make_processor(_config(path, feature_shots=features), 30.0, load(path, 512))
         assert animator.portrait.crop_size == 256 and len(animator.portrait.references) == 1
         assert animator.options.renderer.feature_shots is features
     assert crop_label(animator, _config(path)) == "256, 2 shots"
     assert crop_label(FakeAnimator(512, 0.0), _config(tmp_path / "mona_lisa.jpg")) == "512"
+
+
+def test_switch_gaps_take_the_longest_gap_after_each_switch():
+    done = np.array([0.0, 0.1, 0.2, 0.9, 1.0, 1.1, 3.5, 3.6, 6.0, 6.1])
+    near, away = switch_gaps(done, np.array([0.15, 3.0]))
+    assert np.allclose(near, [0.7, 2.4])  # 0.2 → 0.9 after the first; 1.1 → 3.5 after the second
+    assert np.allclose(np.sort(away), [0.1, 0.1, 2.4])  # 0 → 0.1, 3.6 → 6.0 (past 2 s), 6.0 → 6.1

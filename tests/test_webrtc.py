@@ -539,7 +539,11 @@ def test_portrait_multipart_upload_reaches_live_sessions(
             await session.close()
 
     assert '"sessions_updated": 1' in asyncio.run(run())
-    assert factory.processors[0].portraits == ["portrait-1"]
+    processor = factory.processors[0]
+    assert processor.portraits == ["portrait-1"]
+    # made ready in the enroll thread, beside the session's frames, not on their thread
+    assert processor.avatar_threads == {"headcast-enroll_0"}
+    assert processor.avatar_threads.isdisjoint(processor.threads)
 
 
 def test_recalibrate_over_http(serve: tuple[ServerThread, FakeFactory]) -> None:

@@ -43,6 +43,7 @@ class FakeProcessor:
         self.closed = 0
         self.portraits: list[object] = []
         self.threads: set[str] = set()
+        self.avatar_threads: set[str] = set()  # where make_avatar ran
         self.recalibrations = 0
         self.said: str | None = None  # what status() says
 
@@ -70,6 +71,10 @@ class FakeProcessor:
 
     def close(self) -> None:
         self.closed += 1
+
+    def make_avatar(self, portrait: object) -> object:
+        self.avatar_threads.add(threading.current_thread().name)
+        return portrait
 
     def set_portrait(self, portrait: object) -> None:
         self.portraits.append(portrait)
@@ -142,8 +147,11 @@ class FakeFactory:
         self.faces.append(face)
         return f"portrait-{len(self.enrolled)}"
 
-    def apply(self, processor: FakeProcessor, portrait: object) -> None:
-        processor.set_portrait(portrait)
+    def make_avatar(self, processor: FakeProcessor, portrait: object) -> object:
+        return processor.make_avatar(portrait)
+
+    def apply(self, processor: FakeProcessor, avatar: object) -> None:
+        processor.set_portrait(avatar)
 
 
 # ---- frames -------------------------------------------------------------------------
