@@ -39,6 +39,12 @@ draws docs/turn_limits.jpg: the first clip's first face turned by set angles, ea
 turned as far as asked and as animate turns it, held inside its turn limits
 (streamer.turn_limits).
 
+    python -m benchmarks.figures --neutral [--neutral-start 50] [--portraits mona_lisa einstein]
+
+draws docs/rest_neutral.jpg: the first clip from a frame mid-blink and mid-word, and each
+portrait driven by it with that first face as the neutral (animate --neutral first) and with
+the first face at rest (the default, streamer.neutral).
+
     python -m benchmarks.figures --still [--still-pairs self:man_glasses_office ...]
 
 draws docs/still_background.jpg: the training-free renderer with the background moved by
@@ -182,6 +188,46 @@ def turn_figure(data: Path, clip: str, portraits: list[str]) -> np.ndarray:
             animator.close()
             rows.append(np.hstack(tiles))
     return _stack(rows)
+
+
+def neutral_figure(data: Path, clip: str, start: int, portraits: list[str],
+                   frames: int = 150) -> np.ndarray:
+    """Columns: frames of the clip cut at `start` (its first, the face at rest that animate
+    takes as the neutral for the first portrait, the widest mouth, the narrowest eyes after
+    the neutral); rows: the driver, then each
+    portrait with the first face as the neutral and with the face at rest."""
+    from streamer.animate import AnimateOptions
+    from streamer.neutral import rest_frame
+    from streamer.offline import offline_animation
+    from streamer.video_io import video_fps
+
+    path, video, lms, _ = _driver(data, clip, start + frames)
+    video, lms = video[start:], lms[start:]
+    seen = [i for i, lm in enumerate(lms) if lm is not None]
+    picks = [("first", seen[0])]
+    rows = [[]]
+    for name in portraits:
+        portrait = _portrait(data, name)
+        rest = rest_frame(lms, portrait.crop_landmarks)
+        assert rest is not None
+        if len(picks) == 1:
+            later = [i for i in seen if i > rest + 10]
+            picks += [("neutral", rest),
+                      ("widest mouth", max(seen, key=lambda i: P.mouth_opening(lms[i]))),
+                      ("narrowest eyes", min(later, key=lambda i: P.eye_openness(lms[i])))]
+            picks.sort(key=lambda pick: pick[1])
+        for neutral in ("first", "rest"):
+            anim, targets = offline_animation(portrait, lms, AnimateOptions(
+                fps=video_fps(path), neutral=neutral))  # type: ignore[arg-type]
+            try:
+                outs = [anim.render_target(t) for t in targets]
+            finally:
+                anim.close()
+            label = f"{name[:12]}, neutral {'first' if neutral == 'first' else 'at rest'}"
+            rows.append([_tile(outs[i], portrait.landmarks, label) for _, i in picks])
+    rows[0] = [_tile(video[i], lms[i], f"t={i} {what}")
+               for what, i in picks]
+    return _stack([np.hstack(r) for r in rows])
 
 
 def _rows(columns: list[list[np.ndarray]]) -> np.ndarray:
@@ -452,6 +498,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--still-pairs", nargs="+",
                         default=["self:man_glasses_office", "einstein:woman_long_expressive"],
                         help="PORTRAIT:CLIP pairs for --still (PORTRAIT self: the clip's frame 0)")
+    parser.add_argument("--neutral", action="store_true",
+                        help="draw the neutral figure instead (the first clip, cut)")
+    parser.add_argument("--neutral-start", type=int, default=50,
+                        help="the frame the clip is cut at for --neutral")
     parser.add_argument("--turns", action="store_true",
                         help="draw the turn-limits figure instead (first clip's first face)")
     args = parser.parse_args(argv)
@@ -463,7 +513,10 @@ def main(argv: list[str] | None = None) -> int:
 
     # (file name, drawing, JPEG quality) for each figure asked for
     jobs: list[tuple[str, Callable[[], np.ndarray], int]]
-    if args.turns:
+    if args.neutral:
+        jobs = [("rest_neutral.jpg", lambda: neutral_figure(
+            data, args.clips[0], args.neutral_start, args.portraits), 88)]
+    elif args.turns:
         jobs = [("turn_limits.jpg", lambda: turn_figure(data, args.clips[0], args.portraits),
                  88)]
     elif args.int8:

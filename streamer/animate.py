@@ -59,6 +59,9 @@ class AnimateOptions:
     # Neutral reference: "first" frame with a face (offline clips), or the first "steady"
     # moment, when the face holds still for steady_frames frames (live cameras).
     calibration: Literal["first", "steady"] = "first"
+    # animate, which has the whole clip: its neutral is the first face "rest"ing (mouth no
+    # wider than the portrait's, eyes open: streamer.neutral), or the "first" face as it is
+    neutral: Literal["rest", "first"] = "rest"
     steady_frames: int = 8  # frames the face must hold still to be taken as neutral
     steady_motion: float = 0.02  # IOD per frame: most median (head) or lip motion when still
     steady_timeout: int = 60  # frames at fps (2 s at 30) after which the latest are taken anyway

@@ -251,6 +251,12 @@ def _add_animate(sub: argparse._SubParsersAction) -> None:
         "the portrait's own lips (default), 1 takes the driver's change",
     )
     p.add_argument(
+        "--neutral", choices=("rest", "first"), default="rest",
+        help="the driver's face the portrait's own stands for: rest (default): the first "
+        "with the eyes open and the mouth no wider than the portrait's, so a clip that starts "
+        "mid-word or mid-blink still moves the mouth and blinks; first: the first face as it is",
+    )
+    p.add_argument(
         "--no-refine",
         action="store_true",
         help="skip the second look: by default the output is rendered once, tracked, and "
@@ -311,6 +317,7 @@ def _run_animate(args: argparse.Namespace) -> int:
         renderer=renderer,
         refine=RefineConfig(enabled=not args.no_refine),
         detail=args.detail,
+        neutral=args.neutral,
     )
     job = AnimateJob(portrait, args.driving, args.output, options, args.size, args.max_frames)
     result = run_animate(job, progress=not args.quiet)

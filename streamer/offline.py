@@ -12,6 +12,7 @@ from streamer.animate import AnimateOptions, Animator
 from streamer.errors import ModelFileError, NoFaceError
 from streamer.face_check import faces_seen_again
 from streamer.neural import neural_available, with_embedding
+from streamer.neutral import rest_frame
 from streamer.output_file import VIDEO_SUFFIXES, check_output
 from streamer.paste import PasteBack
 from streamer.portrait import EnrollConfig, Portrait, enroll_images, load_portrait, save_portrait
@@ -279,14 +280,22 @@ def animation_targets(animator: Animator, track: list[np.ndarray | None],
     """The portrait's target landmarks (crop pixels) animate renders for a (smoothed) driver
     track: the motion transfer of every frame, then refined against a first render of them
     when options.refine is on. At each frame in `switches` (another person taken up:
-    driver_track) the neutral is taken anew. The first render is looked at as it will be
-    delivered (the crop pasted into the portrait; the tracker reads a face at the scale of
-    the frame), by a renderer of its own, so the animator's starts fresh."""
-    new_person = set(switches)
+    driver_track) the neutral is taken anew. Each person's neutral is their first face at
+    rest (streamer.neutral.rest_frame; options.neutral "rest"), not one caught mid-word or
+    mid-blink. The first
+    render is looked at as it will be delivered (the crop pasted into the portrait; the
+    tracker reads a face at the scale of the frame), by a renderer of its own, so the
+    animator's starts fresh."""
+    starts = sorted({0, *switches})
     targets = []
     for i, landmarks in enumerate(track):
-        if i in new_person:
-            animator.recalibrate()
+        if i in starts:
+            if i > 0:
+                animator.recalibrate()
+            end = next((s for s in starts if s > i), len(track))
+            rest = rest_frame(track[i:end], animator.portrait.crop_landmarks)
+            if rest is not None and animator.options.neutral == "rest":
+                animator.set_neutral(track[i + rest])  # type: ignore[arg-type]
         targets.append(animator.target_landmarks(landmarks))
     options = animator.options
     if not options.refine.enabled:

@@ -67,6 +67,12 @@ def test_animate_lip_thickness_flag_reaches_the_motion_transfer(monkeypatch, fla
     assert _animate_options(monkeypatch, flags).motion.lip_thickness == thickness
 
 
+@pytest.mark.parametrize("flags, neutral", [([], "rest"), (["--neutral", "first"], "first")])
+def test_animate_neutral_flag_reaches_the_animator(monkeypatch, flags, neutral):
+    """`--neutral` (streamer.neutral; tested in test_neutral)."""
+    assert _animate_options(monkeypatch, flags).neutral == neutral
+
+
 @pytest.mark.parametrize("value", ["-0.5", "nan", "inf"])
 def test_animate_refuses_a_lip_thickness_below_0_or_not_a_number(capsys, value):
     assert main(["animate", "-o", "x.mp4", "--quiet", "--lip-thickness", value]) == 2
