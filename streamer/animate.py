@@ -15,6 +15,7 @@ import numpy as np
 
 from streamer import landmarks as L
 from streamer.motion import MotionConfig, MotionState, MotionTransfer
+from streamer.neutral import eye_gap, rest_distances
 from streamer.paste import Detail, PasteBack
 from streamer.portrait import Portrait
 from streamer.refine import RefineConfig
@@ -116,6 +117,9 @@ class Animator:
         self._state = MotionState.neutral()
         self._neutral: np.ndarray | None = None
         self._steady: deque[tuple[np.ndarray, float]] = deque(maxlen=options.steady_frames)
+        # (mouth gap, eye gap, face) of the faces seen while waiting for a steady one
+        self._seen: deque[tuple[float, float, np.ndarray]] = deque(
+            maxlen=options.steady_frames + options.steady_timeout)
         self._waited = 0.0  # seconds spent waiting for a steady face
         self._lost_time = 0.0  # seconds without a face
         self._regain = 1.0
@@ -203,6 +207,7 @@ class Animator:
         """Take the neutral reference again (next face, or next steady face)."""
         self._neutral = None
         self._steady.clear()
+        self._seen.clear()
         self._waited = 0.0
         self._filter.reset()
 
@@ -211,6 +216,7 @@ class Animator:
         face or the first steady moment: a resting face chosen from a whole clip
         (streamer.neutral)."""
         self._steady.clear()
+        self._seen.clear()
         self._neutral = driver
         self._transfer.calibrate(driver)
 
@@ -220,6 +226,7 @@ class Animator:
         opts = self.options
         if opts.calibration == "steady":
             self._steady.append((driver, dt))
+            self._seen.append((L.mouth_gap(driver), eye_gap(driver), driver))
             if len(self._steady) < self._steady.maxlen:  # type: ignore[operator]
                 return False
             self._waited += dt
@@ -230,9 +237,20 @@ class Animator:
             spans = np.array([t for _, t in self._steady][1:]) * opts.fps  # frames per step
             still = (motion <= opts.steady_motion * np.maximum(spans, 1.0)).all()
             timed_out = self._waited * opts.fps >= opts.steady_timeout - 1e-6
-            if not still and not timed_out:
+            resting = frames_seen.mean(axis=0).astype(np.float32)
+            mouth, eyes, faces = zip(*self._seen, strict=True)
+            # at rest against every face seen while waiting (streamer.neutral): a pause
+            # mid-word is still, but its mouth stands open
+            past = rest_distances(np.array([*mouth, L.mouth_gap(resting)]),
+                                  np.array([*eyes, eye_gap(resting)]),
+                                  L.mouth_gap(self.portrait.crop_landmarks))
+            if still and past[-1] <= 1.0:
+                driver = resting
+            elif timed_out:  # the latest face at rest seen, or the nearest to it
+                at_rest = np.flatnonzero(past[:-1] <= 1.0)
+                driver = faces[int(at_rest[-1]) if at_rest.size else int(np.argmin(past[:-1]))]
+            else:
                 return False
-            driver = frames_seen.mean(axis=0).astype(np.float32)
             log.info("resting face taken: the avatar follows the face now")
         self._neutral = driver
         self._transfer.calibrate(driver)

@@ -44,6 +44,16 @@ def eye_gap(landmarks: np.ndarray) -> float:
     return float(np.mean(shares))
 
 
+def rest_distances(mouth: np.ndarray, eyes: np.ndarray, portrait_mouth: float) -> np.ndarray:
+    """How far each of a clip's faces is from rest, in allowances (≤ 1: at rest), judged
+    against the clip's own faces: mouth and eyes, (N,) arrays of their L.mouth_gap and
+    eye_gap; portrait_mouth: the portrait's own L.mouth_gap."""
+    shut = max(float(np.percentile(mouth, CLOSED_QUANTILE)), portrait_mouth)
+    mouth_over = (mouth - shut) / REST_MOUTH
+    eyes_under = (1.0 - eyes / max(float(np.median(eyes)), 1e-6)) / (1.0 - REST_EYES)
+    return np.maximum(mouth_over, eyes_under)
+
+
 def rest_frame(track: Sequence[np.ndarray | None], portrait: np.ndarray) -> int | None:
     """The index of the frame of track ((478, 3) landmarks, or None where no face) to take as
     the neutral for the portrait's landmarks (see the module docstring); None where the
@@ -52,11 +62,8 @@ def rest_frame(track: Sequence[np.ndarray | None], portrait: np.ndarray) -> int 
     if not seen:
         return None
     faces = [track[i] for i in seen]
-    mouth = np.array([L.mouth_gap(f) for f in faces])  # type: ignore[arg-type]
-    eyes = np.array([eye_gap(f) for f in faces])  # type: ignore[arg-type]
-    shut = max(float(np.percentile(mouth, CLOSED_QUANTILE)), L.mouth_gap(portrait))
-    mouth_over = (mouth - shut) / REST_MOUTH
-    eyes_under = (1.0 - eyes / max(float(np.median(eyes)), 1e-6)) / (1.0 - REST_EYES)
-    past = np.maximum(mouth_over, eyes_under)  # from rest, in allowances (≤ 1: at rest)
+    past = rest_distances(np.array([L.mouth_gap(f) for f in faces]),  # type: ignore[arg-type]
+                          np.array([eye_gap(f) for f in faces]),  # type: ignore[arg-type]
+                          L.mouth_gap(portrait))
     at_rest = np.flatnonzero(past <= 1.0)
     return seen[int(at_rest[0]) if at_rest.size else int(np.argmin(past))]

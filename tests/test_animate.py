@@ -168,6 +168,38 @@ def test_steady_calibration_waits_for_a_still_face(astronaut_portrait):
     assert abs(_mouth(moving[-1]) - _mouth(rest)) < 0.02
 
 
+def test_steady_calibration_takes_a_face_at_rest_from_someone_who_talks(astronaut_portrait):
+    """Live, someone already talking when the stream starts: a pause with the mouth open is
+    still, but not a resting face, so it is not taken; one with it shut is. Talking on till
+    the timeout, the latest shut face seen is taken, not the last frames (half of them open:
+    a neutral that made every shut mouth later a smaller one than the portrait's own)."""
+    driver = astronaut_portrait.landmarks
+    rest = astronaut_portrait.crop_landmarks
+
+    def talking(frames: int, anim: Animator) -> None:
+        for i in range(frames):
+            anim.target_landmarks(open_mouth(driver, 0.15 * (i % 4 < 2)))
+
+    anim = Animator(astronaut_portrait, AnimateOptions(calibration="steady"))
+    talking(20, anim)
+    for _ in range(12):  # a pause mid-word: still, the mouth open
+        anim.target_landmarks(open_mouth(driver, 0.1))
+    assert not anim.calibrated
+    for _ in range(10):  # a pause with the mouth shut
+        anim.target_landmarks(driver)
+    assert anim.calibrated
+    shut = [anim.target_landmarks(driver) for _ in range(5)][-1]
+    assert abs(_mouth(shut) - _mouth(rest)) < 0.01
+
+    anim = Animator(astronaut_portrait, AnimateOptions(calibration="steady"))
+    talking(71, anim)  # past the 2 s timeout, open at its end
+    assert anim.calibrated
+    shut = [anim.target_landmarks(driver) for _ in range(5)][-1]
+    opened = [anim.target_landmarks(open_mouth(driver, 0.3)) for _ in range(5)][-1]
+    assert abs(_mouth(shut) - _mouth(rest)) < 0.01
+    assert _mouth(opened) > _mouth(rest) + 0.2
+
+
 def test_wall_clock_counts_the_frames_a_loaded_machine_skipped(astronaut_portrait):
     """Live, a loaded machine processes every third camera frame. A face that moves a little
     between camera frames (0.015 IOD per frame at 30 fps: still) moves 0.045 IOD between
