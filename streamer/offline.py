@@ -282,10 +282,9 @@ def animation_targets(animator: Animator, track: list[np.ndarray | None],
     when options.refine is on. At each frame in `switches` (another person taken up:
     driver_track) the neutral is taken anew. Each person's neutral is their first face at
     rest (streamer.neutral.rest_frame; options.neutral "rest"), not one caught mid-word or
-    mid-blink. The first
-    render is looked at as it will be delivered (the crop pasted into the portrait; the
-    tracker reads a face at the scale of the frame), by a renderer of its own, so the
-    animator's starts fresh."""
+    mid-blink. The first render is looked at as it will be delivered (the crop pasted into
+    the portrait; the tracker reads a face at the scale of the frame), by a renderer of its
+    own, so the animator's starts fresh."""
     starts = sorted({0, *switches})
     targets = []
     for i, landmarks in enumerate(track):
@@ -293,8 +292,8 @@ def animation_targets(animator: Animator, track: list[np.ndarray | None],
             if i > 0:
                 animator.recalibrate()
             end = next((s for s in starts if s > i), len(track))
-            rest = rest_frame(track[i:end], animator.portrait.crop_landmarks)
-            if rest is not None and animator.options.neutral == "rest":
+            if animator.options.neutral == "rest" and (
+                    rest := rest_frame(track[i:end], animator.portrait.crop_landmarks)) is not None:
                 animator.set_neutral(track[i + rest])  # type: ignore[arg-type]
         targets.append(animator.target_landmarks(landmarks))
     options = animator.options
