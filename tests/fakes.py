@@ -68,7 +68,7 @@ class FakeProcessor:
     def make_avatar(self, portrait: object) -> object:
         self.avatar_threads.add(threading.get_ident())
         if self.avatar_gate is not None:
-            self.avatar_gate.wait()
+            self.avatar_gate.wait(5.0)  # (a failed test does not hang the pipeline's close)
         if portrait == self.unusable:
             raise HeadcastError(f"portrait {portrait!r} cannot be made ready")
         return ("avatar", portrait)
