@@ -194,8 +194,8 @@ def neutral_figure(data: Path, clip: str, start: int, portraits: list[str],
                    frames: int = 150) -> np.ndarray:
     """Columns: frames of the clip cut at `start` (its first, the face at rest that animate
     takes as the neutral for the first portrait, the widest mouth, the narrowest eyes after
-    the neutral); rows: the driver, then each
-    portrait with the first face as the neutral and with the face at rest."""
+    the neutral); rows: the driver, then each portrait with the first face as the neutral
+    and with the face at rest."""
     from streamer.animate import AnimateOptions
     from streamer.neutral import rest_frame
     from streamer.offline import offline_animation
@@ -225,8 +225,7 @@ def neutral_figure(data: Path, clip: str, start: int, portraits: list[str],
                 anim.close()
             label = f"{name[:12]}, neutral {'first' if neutral == 'first' else 'at rest'}"
             rows.append([_tile(outs[i], portrait.landmarks, label) for _, i in picks])
-    rows[0] = [_tile(video[i], lms[i], f"t={i} {what}")
-               for what, i in picks]
+    rows[0] = [_tile(video[i], lms[i], f"t={i} {what}") for what, i in picks]
     return _stack([np.hstack(r) for r in rows])
 
 
