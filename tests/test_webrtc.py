@@ -811,3 +811,26 @@ def test_sink_registry_factories() -> None:
         whip_sink()
     exposed = webrtc_sink(host="0.0.0.0", port=0)  # beyond loopback: a token is made up
     assert exposed.config.token
+
+
+def test_serve_makes_an_uploaded_portrait_ready_for_a_live_animator(astronaut_bgr) -> None:
+    """AnimatorFactory, as `serve` runs it: make_avatar (in the enroll thread) builds the
+    session's avatar for the portrait enroll() made, apply (on the session's thread) only
+    sets it."""
+    from streamer.animate import Avatar
+    from streamer.portrait import EnrollConfig, enroll_images
+    from streamer.renderer import RendererConfig
+    from streamer.webrtc_cli import AnimatorFactory
+
+    factory = AnimatorFactory(enroll_images([astronaut_bgr], EnrollConfig(crop_size=256)),
+                              RendererConfig(name="warp"))
+    animator = factory.create()
+    portrait = factory.enroll(astronaut_bgr[:, ::-1].copy())
+    made: list[object] = []
+    thread = threading.Thread(target=lambda: made.append(factory.make_avatar(animator, portrait)))
+    thread.start()
+    thread.join()
+    assert isinstance(made[0], Avatar) and animator.portrait is not portrait
+    factory.apply(animator, made[0])
+    assert animator.portrait is portrait and factory.portrait is portrait
+    animator.close()
