@@ -140,18 +140,6 @@ class BenchConfig:
     switch_every: float = 5.0  # seconds
 
 
-def load(path: Path, crop_size: int) -> object:
-    """A portrait image enrolled at crop_size, or an enrolled .headcast file (K shots, its
-    own crop size)."""
-    from streamer.offline import enroll_shots
-    from streamer.portrait import EnrollConfig, load_portrait
-    from streamer.video_io import read_image
-
-    if path.suffix == ".headcast":
-        return load_portrait(path)
-    return enroll_shots([read_image(path)], EnrollConfig(crop_size=crop_size))
-
-
 def make_processor(config: BenchConfig, fps: float, portrait: object) -> AvatarProcessor:
     if config.processor == "fake":
         return FakeAnimator(config.crop_size, config.fake_ms / 1000.0)
@@ -172,9 +160,14 @@ def run(config: BenchConfig) -> None:
 
     pyvirtualcam.register_backend(BACKEND, NullCamBackend)
     source = VideoFileSource(config.clip, loop=True, realtime=True)
-    portraits = [] if config.processor == "fake" else [load(config.portrait, config.crop_size)]
+    from streamer.offline import open_portrait
+    from streamer.portrait import EnrollConfig
+
+    # an image is enrolled at crop_size; a .headcast file keeps its K shots and its crop size
+    enroll = EnrollConfig(crop_size=config.crop_size)
+    portraits = [] if config.processor == "fake" else [open_portrait(config.portrait, enroll)]
     if config.switch_to is not None and portraits:
-        portraits.append(load(config.switch_to, config.crop_size))
+        portraits.append(open_portrait(config.switch_to, enroll))
     processor = make_processor(config, source.fps, portraits[0] if portraits else None)
     sink = TimedSink(VirtualCamSink(VirtualCamConfig(size=config.size, backend=BACKEND)))
     window = int(config.seconds * source.fps) + 100  # whole-run percentiles

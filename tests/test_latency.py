@@ -6,7 +6,6 @@ from benchmarks.latency import (
     BenchConfig,
     FakeAnimator,
     crop_label,
-    load,
     make_processor,
     switch_gaps,
 )
@@ -20,6 +19,7 @@ def _config(portrait: Path, **kw) -> BenchConfig:
 def test_an_enrolled_portrait_runs_with_its_own_shots_and_crop(tmp_path, astronaut_bgr):
     """`--portrait X.headcast` takes the file as enrolled (its K shots, its 256 crop, though
     the run's --crop-size says 512), and `--one-shot-per-frame` reaches the renderer."""
+    from streamer.offline import open_portrait
     from streamer.portrait import EnrollConfig, enroll_images, save_portrait
 
     shifted = np.roll(astronaut_bgr, 6, axis=1)
@@ -27,7 +27,8 @@ def test_an_enrolled_portrait_runs_with_its_own_shots_and_crop(tmp_path, astrona
     save_portrait(enroll_images([astronaut_bgr, shifted], EnrollConfig(crop_size=256),
                                 render_first=True), path)
     for features in (True, False):
-        animator = make_processor(_config(path, feature_shots=features), 30.0, load(path, 512))
+        animator = make_processor(_config(path, feature_shots=features), 30.0,
+                                  open_portrait(path))
         assert animator.portrait.crop_size == 256 and len(animator.portrait.references) == 1
         assert animator.options.renderer.feature_shots is features
     assert crop_label(animator, _config(path)) == "256, 2 shots"
