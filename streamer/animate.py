@@ -15,7 +15,7 @@ import numpy as np
 
 from streamer import landmarks as L
 from streamer.motion import MotionConfig, MotionState, MotionTransfer
-from streamer.neutral import eye_gap, rest_distances
+from streamer.neutral import rest_distances
 from streamer.paste import Detail, PasteBack
 from streamer.portrait import Portrait
 from streamer.refine import RefineConfig
@@ -226,7 +226,7 @@ class Animator:
         opts = self.options
         if opts.calibration == "steady":
             self._steady.append((driver, dt))
-            self._seen.append((L.mouth_gap(driver), eye_gap(driver), driver))
+            self._seen.append((L.mouth_gap(driver), L.eye_gap(driver), driver))
             if len(self._steady) < self._steady.maxlen:  # type: ignore[operator]
                 return False
             self._waited += dt
@@ -242,7 +242,7 @@ class Animator:
             # at rest against every face seen while waiting (streamer.neutral): a pause
             # mid-word is still, but its mouth stands open
             past = rest_distances(np.array([*mouth, L.mouth_gap(resting)]),
-                                  np.array([*eyes, eye_gap(resting)]),
+                                  np.array([*eyes, L.eye_gap(resting)]),
                                   L.mouth_gap(self.portrait.crop_landmarks))
             if still and past[-1] <= 1.0:
                 driver = resting

@@ -59,6 +59,19 @@ def mouth_gap(landmarks: np.ndarray) -> float:
     return float(np.linalg.norm(landmarks[13, :2] - landmarks[14, :2]) / max(iod(landmarks), 1e-6))
 
 
+def eye_gap(landmarks: np.ndarray) -> float:
+    """How open the eyes are: the mean lid gap over both eyes' lid pairs, each over its
+    eye's width (outer to inner corner). landmarks: (478, ≥2)."""
+    shares = []
+    for pairs, corners in ((RIGHT_LID_PAIRS, (EYE_OUTER_R, 133)),
+                           (LEFT_LID_PAIRS, (EYE_OUTER_L, 362))):
+        idx = np.array(pairs)
+        gaps = np.linalg.norm(landmarks[idx[:, 0], :2] - landmarks[idx[:, 1], :2], axis=1)
+        width = np.linalg.norm(landmarks[corners[0], :2] - landmarks[corners[1], :2])
+        shares.append(gaps.mean() / max(float(width), 1e-6))
+    return float(np.mean(shares))
+
+
 def face_box(landmarks: np.ndarray) -> tuple[float, float, float, float]:
     """(x0, y0, x1, y1) around the 468 mesh points."""
     pts = landmarks[:468, :2]

@@ -32,22 +32,10 @@ REST_MOUTH = 0.04
 REST_EYES = 0.8
 
 
-def eye_gap(landmarks: np.ndarray) -> float:
-    """How open the eyes are: the mean lid gap over both eyes' lid pairs, each over its
-    eye's width. landmarks: (478, ≥2)."""
-    shares = []
-    for pairs, (a, b) in ((L.RIGHT_LID_PAIRS, (33, 133)), (L.LEFT_LID_PAIRS, (263, 362))):
-        idx = np.array(pairs)
-        gaps = np.linalg.norm(landmarks[idx[:, 0], :2] - landmarks[idx[:, 1], :2], axis=1)
-        shares.append(gaps.mean() / max(float(np.linalg.norm(landmarks[a, :2]
-                                                             - landmarks[b, :2])), 1e-6))
-    return float(np.mean(shares))
-
-
 def rest_distances(mouth: np.ndarray, eyes: np.ndarray, portrait_mouth: float) -> np.ndarray:
     """How far each of a clip's faces is from rest, in allowances (≤ 1: at rest), judged
     against the clip's own faces: mouth and eyes, (N,) arrays of their L.mouth_gap and
-    eye_gap; portrait_mouth: the portrait's own L.mouth_gap."""
+    L.eye_gap; portrait_mouth: the portrait's own L.mouth_gap."""
     shut = max(float(np.percentile(mouth, CLOSED_QUANTILE)), portrait_mouth)
     mouth_over = (mouth - shut) / REST_MOUTH
     eyes_under = (1.0 - eyes / max(float(np.median(eyes)), 1e-6)) / (1.0 - REST_EYES)
@@ -63,7 +51,7 @@ def rest_frame(track: Sequence[np.ndarray | None], portrait: np.ndarray) -> int 
         return None
     faces = [track[i] for i in seen]
     past = rest_distances(np.array([L.mouth_gap(f) for f in faces]),  # type: ignore[arg-type]
-                          np.array([eye_gap(f) for f in faces]),  # type: ignore[arg-type]
+                          np.array([L.eye_gap(f) for f in faces]),  # type: ignore[arg-type]
                           L.mouth_gap(portrait))
     at_rest = np.flatnonzero(past <= 1.0)
     return seen[int(at_rest[0]) if at_rest.size else int(np.argmin(past))]

@@ -3,7 +3,7 @@ import pytest
 
 from streamer import landmarks as L
 from streamer.animate import AnimateOptions, Animator
-from streamer.neutral import eye_gap, rest_frame
+from streamer.neutral import rest_frame
 from streamer.offline import animation_targets
 from streamer.refine import RefineConfig
 from streamer.template import load_template
@@ -30,7 +30,7 @@ def test_a_clip_caught_mid_blink_or_mid_word_rests_on_a_later_frame(template):
         rest = rest_frame(track, template[0])
         assert rest is not None and 0 < rest < 30
         face = track[rest]
-        assert eye_gap(face) > 0.8 * np.median([eye_gap(f) for f in track])
+        assert L.eye_gap(face) > 0.8 * np.median([L.eye_gap(f) for f in track])
         assert L.mouth_gap(face) < 0.04
 
 
@@ -56,11 +56,11 @@ def test_animate_from_a_clip_caught_mid_blink_still_blinks(astronaut_portrait, t
     """The clip's first face mid-blink taken as the neutral made every later frame look
     wide-eyed next to it: the portrait's eyes never closed. From a face at rest they close
     on the clip's next blink, and stay open between."""
-    rest = eye_gap(astronaut_portrait.crop_landmarks)
+    rest = L.eye_gap(astronaut_portrait.crop_landmarks)
     blink = 141 - BLINK  # the clip's next blink
     for neutral in ("rest", "first"):
         targets = _targets(astronaut_portrait, list(template[BLINK:]), neutral)
-        eyes = np.array([eye_gap(t) for t in targets])
+        eyes = np.array([L.eye_gap(t) for t in targets])
         if neutral == "rest":
             assert eyes[blink - 1 : blink + 3].min() < 0.4 * rest
             assert eyes[20:60].min() > 0.8 * rest
