@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import threading
 import time
-from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -26,6 +25,7 @@ from streamer.pipeline import Pipeline, PipelineConfig
 from streamer.sinks import register_sink
 from streamer.sources import CaptureConfig, OpenCVReader, ThreadedSource
 from streamer.video_io import read_video_frames
+from tests.helpers import wait_until
 
 
 def live_threads() -> set[str]:
@@ -227,13 +227,6 @@ def test_controls_reach_the_processor_on_its_own_thread():
     assert len(processor.threads) == 1 and threading.get_ident() not in processor.threads
 
 
-def _wait_for(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
-    end = time.monotonic() + seconds
-    while not condition() and time.monotonic() < end:
-        time.sleep(0.01)
-    return condition()
-
-
 def test_a_portrait_is_made_ready_beside_the_frames_and_swapped_in_between_them():
     """The slow part of a switch (make_avatar: most of a second for the Animator, a frozen
     stream when the worker did it) runs on a thread of its own: frames go on while it works,
@@ -244,12 +237,12 @@ def test_a_portrait_is_made_ready_beside_the_frames_and_swapped_in_between_them(
     with Pipeline(source, processor, [FakeSink()], portraits=["mona", "einstein"]) as pipeline:
         pipeline.start()
         assert pipeline.select_portrait(1)
-        assert _wait_for(lambda: processor.avatar_threads != set())
+        assert wait_until(lambda: processor.avatar_threads != set())
         calls = processor.calls
-        assert _wait_for(lambda: processor.calls > calls + 10)  # not held up by the switch
+        assert wait_until(lambda: processor.calls > calls + 10)  # not held up by the switch
         assert processor.portraits == []
         processor.avatar_gate.set()
-        assert _wait_for(lambda: processor.portraits == [("avatar", "einstein")])
+        assert wait_until(lambda: processor.portraits == [("avatar", "einstein")])
         assert pipeline.error is None
     assert processor.avatar_threads.isdisjoint(processor.threads | {threading.get_ident()})
     assert live_threads() == set()
@@ -263,11 +256,11 @@ def test_a_later_selection_makes_an_earlier_one_moot():
     with Pipeline(source, processor, [FakeSink()], portraits=portraits) as pipeline:
         pipeline.start()
         pipeline.select_portrait(1)  # being made (waits for the gate) when the next come
-        assert _wait_for(lambda: processor.avatar_threads != set())
+        assert wait_until(lambda: processor.avatar_threads != set())
         pipeline.select_portrait(2)  # skipped: another came before it was begun
         pipeline.select_portrait(0)
         processor.avatar_gate.set()
-        assert _wait_for(lambda: processor.portraits == [("avatar", "a")])
+        assert wait_until(lambda: processor.portraits == [("avatar", "a")])
         time.sleep(0.2)
     assert processor.portraits == [("avatar", "a")]  # b, made, was kept from the worker
     assert pipeline.portrait_index == 0
@@ -280,11 +273,11 @@ def test_a_portrait_that_cannot_be_made_ready_leaves_the_avatar_as_it_was(caplog
     with Pipeline(source, processor, [FakeSink()], portraits=["a", "broken"]) as pipeline:
         pipeline.start()
         pipeline.select_portrait(1)
-        assert _wait_for(lambda: "portrait 2 could not be shown" in caplog.text)
+        assert wait_until(lambda: "portrait 2 could not be shown" in caplog.text)
         calls = processor.calls
-        assert _wait_for(lambda: processor.calls > calls + 5)  # the stream goes on
+        assert wait_until(lambda: processor.calls > calls + 5)  # the stream goes on
         pipeline.select_portrait(0)
-        assert _wait_for(lambda: processor.portraits == [("avatar", "a")])
+        assert wait_until(lambda: processor.portraits == [("avatar", "a")])
         assert pipeline.error is None
     assert "cannot be made ready" in caplog.text
 

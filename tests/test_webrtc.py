@@ -46,6 +46,7 @@ from streamer.webrtc_server import (
     resolve_token,
 )
 from streamer.webrtc_tracks import AvatarTrack, FrameClock, FrameSlot
+from tests.helpers import wait_until
 
 FPS = 25.0
 
@@ -63,15 +64,6 @@ def serve() -> Iterator[tuple[ServerThread, FakeFactory]]:
     server.start()
     yield server, factory
     server.close()
-
-
-def wait_until(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def assert_animated(images: list[np.ndarray]) -> None:
