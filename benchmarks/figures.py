@@ -49,6 +49,11 @@ the first face at rest (the default, streamer.neutral).
 
 draws docs/still_background.jpg: the training-free renderer with the background moved by
 the spline and held still (RendererConfig.still_background), and their difference × 4.
+
+    python -m benchmarks.figures --wall [--wall-pairs self:man_glasses_orange_wall ...]
+
+draws docs/still_wall.jpg: the same at the two frames where the driver's head moved
+farthest from where it started (the wall it uncovers shows the backdrop).
 """
 
 from __future__ import annotations
@@ -266,17 +271,40 @@ def int8_figure(data: Path, pairs: list[tuple[str, str]], frames: int) -> np.nda
     return _stack(blocks)
 
 
-def still_figure(data: Path, pairs: list[tuple[str, str]], frames: int) -> np.ndarray:
+def _moved_picks(lms: list[np.ndarray | None], count: int = 2, apart: int = 15
+                 ) -> list[tuple[str, int]]:
+    """The `count` frames where the face stands farthest from where it stood in the first
+    (its mean landmark, in IODs of the first face), at least `apart` frames from each other."""
+    ok = [i for i, lm in enumerate(lms) if lm is not None]
+    first = lms[ok[0]]
+    assert first is not None
+    unit = float(np.linalg.norm(first[263, :2] - first[33, :2]))
+    away = {i: float(np.linalg.norm(lms[i][:, :2].mean(0) - first[:, :2].mean(0))) / unit
+            for i in ok}  # type: ignore[index]
+    picks: list[int] = []
+    for i in sorted(away, key=away.get, reverse=True):  # type: ignore[arg-type]
+        if all(abs(i - j) >= apart for j in picks):
+            picks.append(i)
+        if len(picks) == count:
+            break
+    return [(f"moved {away[i]:.2f} IOD", i) for i in sorted(picks)]
+
+
+def still_figure(data: Path, pairs: list[tuple[str, str]], frames: int,
+                 farthest: bool = False) -> np.ndarray:
     """Rows: the picked frames of each (portrait, clip), "self" for the clip's own first
-    frame; columns: driver, the training-free renderer with the background moved by the
-    spline (still_background=False), with it still (now), and |moved − still| × 4, each the
-    portrait's crop square (where the warp acts)."""
+    frame (farthest: the two where the driver's head moved farthest); columns: driver, the
+    training-free renderer with the background moved by the spline (still_background=False),
+    with it still (now), and |moved − still| × 4, each the portrait's crop square (where the
+    warp acts)."""
     from streamer.offline import enroll_shots
     from streamer.renderer import RendererConfig
 
     blocks = []
     for name, clip in pairs:
         path, video, lms, picks = _driver(data, clip, frames)
+        if farthest:
+            picks = _moved_picks(lms)
         portrait = enroll_shots([video[0]]) if name == "self" else _portrait(data, name)
         label = "its frame 0" if name == "self" else name
         driver = "real" if name == "self" else clip[:18]
@@ -497,6 +525,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--still-pairs", nargs="+",
                         default=["self:man_glasses_office", "einstein:woman_long_expressive"],
                         help="PORTRAIT:CLIP pairs for --still (PORTRAIT self: the clip's frame 0)")
+    parser.add_argument("--wall", action="store_true",
+                        help="draw the still-background figure at the frames where the "
+                             "driver's head moved farthest instead")
+    parser.add_argument("--wall-pairs", nargs="+",
+                        default=["self:man_glasses_orange_wall", "einstein:man_glasses_orange_wall",
+                                 "Thin-Plate-Spline-Motion-Model_source:man_glasses_orange_wall"],
+                        help="PORTRAIT:CLIP pairs for --wall (PORTRAIT self: the clip's frame 0)")
     parser.add_argument("--neutral", action="store_true",
                         help="draw the neutral figure instead (the first clip, cut)")
     parser.add_argument("--neutral-start", type=int, default=50,
@@ -524,6 +559,10 @@ def main(argv: list[str] | None = None) -> int:
     elif args.still:
         pairs = [(n, c) for n, c in split(args.still_pairs)]
         jobs = [("still_background.jpg", lambda: still_figure(data, pairs, args.frames), 88)]
+    elif args.wall:
+        pairs = [(n, c) for n, c in split(args.wall_pairs)]
+        jobs = [("still_wall.jpg", lambda: still_figure(data, pairs, args.frames, farthest=True),
+                 88)]
     elif args.own_mouth:
         triples = [(n, c, int(t)) for n, c, t in split(args.own_mouth_rows)]
         jobs = [("own_mouth.jpg", lambda: own_mouth_figure(data, triples), 90)]

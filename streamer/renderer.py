@@ -331,7 +331,7 @@ class WarpRenderer:
                        self._shadow_stretch if shadow else self._stretch,
                        W.lids(lm, size), W.irises(lm, size),
                        eye_white_colour(crop, lm),
-                       None if person is None else StillBackground(person))
+                       None if person is None else StillBackground(person, crop))
 
     @property
     def shot(self) -> int:
@@ -378,7 +378,8 @@ class WarpRenderer:
         valid = inside.astype(np.float32) * np.float32(1.0 / 255.0)
         # The neural generator was trained to keep what is valid and draw the rest; the eyes'
         # white came after it, so to it the white is the warp's texture (it keeps it).
-        for box, alpha in part.drawn(eyes=not self._as_trained):
+        # (the backdrop too is the warp's picture to it: as the spline's stretched wall was)
+        for box, alpha in part.drawn(eyes=not self._as_trained, backdrop=False):
             x0, y0, x1, y1 = box
             valid[y0:y1, x0:x1] *= 1.0 - alpha
         return valid
@@ -404,15 +405,20 @@ class WarpRenderer:
         return _Frame(warped(picks), tuple(overlays))
 
     def _part(self, target: np.ndarray, src: _Source, shot: int) -> _Part:
-        grid, mouth, box, white = self._run(target, src)
+        grid, mouth, box, white, strip = self._run(target, src)
         warped, out, alpha = composite_layers(src.crop, src.own_mouth, grid, mouth, box,
                                               src.stretch)
         mouth_layer = None if alpha is None else (tuple(int(v) for v in box), alpha)
+        backdrop = None
+        if strip is not None and src.still is not None:  # the wall the head uncovered
+            out = out.copy() if out is warped else out  # warped stays the texture
+            backdrop = lay_backdrop(out, strip, src.still.backdrop)
         eyes: list[tuple[Box, np.ndarray]] = []
         if (white > 1e-3).any():
-            out = out.copy() if out is warped else out  # warped stays the texture
+            out = out.copy() if out is warped else out
             eyes = lay_eye_white(out, white, W.fine_boxes(target, self._size)[:2], src.white)
-        return _Part(shot, out, warped, grid, mouth_layer, tuple(eyes))  # type: ignore[arg-type]
+        return _Part(shot, out, warped, grid, mouth_layer, tuple(eyes),  # type: ignore[arg-type]
+                     backdrop)
 
     def sampling(self, target: np.ndarray, source: _Source | None = None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -421,13 +427,17 @@ class WarpRenderer:
         return self._run(target, source)[:3]
 
     def _run(self, target: np.ndarray, source: _Source | None = None
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """sampling() and the eyes' white coverage (2, FH, FW) over their fine boxes."""
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                        tuple[Box, np.ndarray] | None]:
+        """sampling(), the eyes' white coverage (2, FH, FW) over their fine boxes, and where
+        the shot's backdrop shows ((box, coverage there): the wall the head uncovered; None:
+        nowhere)."""
         flow, mouth, white = self._warp_map(target, source)
         src = source if source is not None else self._shots[0]
+        strip = None
         if src.still is not None:
-            flow = src.still.hold(flow, self._pixels)
-        return flow, mouth, W.mouth_box(target, self._size), white
+            flow, strip = src.still.hold(flow, self._pixels)
+        return flow, mouth, W.mouth_box(target, self._size), white, strip
 
     def _warp_map(self, target: np.ndarray, source: _Source | None
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -519,6 +529,16 @@ def _lay_over(out: np.ndarray, box: Box, alpha: np.ndarray, colour: np.ndarray) 
     out[y0:y1, x0:x1] = np.clip(region + a * (colour - region) + 0.5, 0, 255).astype(np.uint8)
 
 
+def lay_backdrop(out: np.ndarray, strip: tuple[Box, np.ndarray], backdrop: np.ndarray
+                 ) -> tuple[Box, np.ndarray]:
+    """Lay the shot's backdrop (S, S, 3) over `out` (S, S, 3) uint8 where the strip ((box,
+    coverage (h, w) 0–1 there): StillBackground.hold) says, in place → the strip."""
+    (x0, y0, x1, y1), alpha = strip
+    region = out[y0:y1, x0:x1]  # one pass over uint8 (the box rings the whole head)
+    region[:] = cv2.blendLinear(backdrop[y0:y1, x0:x1], region, alpha, 1.0 - alpha)
+    return strip
+
+
 def lay_eye_white(out: np.ndarray, white: np.ndarray, boxes: np.ndarray, colour: np.ndarray
                   ) -> list[tuple[Box, np.ndarray]]:
     """Lay the eyes' white (coverage (2, FH, FW) 0–1 over the two eye boxes, pixels) in
@@ -548,10 +568,14 @@ class _Part:
     # layer (None where no mouth is drawn) and each eye's white, where it shows
     mouth: tuple[Box, np.ndarray] | None
     eyes: tuple[tuple[Box, np.ndarray], ...]
+    backdrop: tuple[Box, np.ndarray] | None = None  # the wall the head uncovered, where shown
 
-    def drawn(self, eyes: bool = True) -> list[tuple[Box, np.ndarray]]:
-        """The layers drawn over the warped crop: the mouth's, and the eyes' whites."""
-        return ([self.mouth] if self.mouth is not None else []) + (list(self.eyes) if eyes else [])
+    def drawn(self, eyes: bool = True, backdrop: bool = True) -> list[tuple[Box, np.ndarray]]:
+        """The layers drawn over the warped crop: the backdrop's, the mouth's, and the eyes'
+        whites."""
+        layers = [self.backdrop] if backdrop and self.backdrop is not None else []
+        layers += [self.mouth] if self.mouth is not None else []
+        return layers + (list(self.eyes) if eyes else [])
 
 
 def _texture(parts: list[tuple[_Part, float]]) -> Texture | None:

@@ -1,4 +1,5 @@
-"""The still background behind a moving head, and the head's smooth outline over it.
+"""The still background behind a moving head, the wall it uncovers, and the head's smooth
+outline over it.
 
 The warp's spline moves everything near the face with it, the wall behind included.
 StillBackground (RendererConfig.still_background) leaves a shot's background still: wherever
@@ -6,10 +7,16 @@ the output shows background (the map samples the shot's background there) the ma
 pixel itself, so the background does not move with the head. Where the head moved off
 background it covered, the pixel itself would show the person left behind (that pixel of the
 shot is the person, or within STILL_FRINGE of it: a segmentation's soft edge reads the hair's
-fringe as background); there the map keeps the spline's (the background beside the head,
-stretched), fully once the pixel moved STILL_MOVE. Beyond that strip the background bends
-back to still over STILL_BEND × the distance the head moved (a step there, from the strip's
-shift to none, broke every stripe of a flag behind a turning head in two).
+fringe as background). There the shot's backdrop shows instead (the background with the
+person taken out, made once per shot: backdrop()), fully once the pixel moved STILL_MOVE over
+the person's own place, STILL_FRINGE over its fringe.
+
+Before the backdrop, that strip kept the spline's map (the wall beside the head, stretched
+across it) and the background bent back to still beyond it over twice the head's shift (a
+step there broke every stripe of a flag in two). A head moved 0.5–1 IOD sideways bent the
+whole wall with it: man_glasses_orange_wall driving its own first frame waved the cabinet's
+edge and the panels' seams across the frame, and Einstein's grain swirled round his head
+(lab notes, "The wall a head uncovers").
 
 At the head's own edge, where it moves over the still background, the map steps from the
 head to the wall. The person mask is grown by STILL_EDGE for that cut, so it runs through
@@ -21,15 +28,19 @@ shoulder against a flag, in steps of two portrait pixels).
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import cv2
 import numpy as np
 
-# px at the 512 crop: the segmentation's soft edge, moved with the head where it left it (with 1
-# px a dotted trace of the hair's outline stayed behind; 8 px moved more background than needed:
-# K-shot K = 1 face PSNR, man_glasses_office 21.07 / 20.92 / 20.42 dB for 1 / 3 / 8 px)
-STILL_FRINGE = 3.0
-STILL_MOVE = 2.0  # px at the 512 crop: a pixel moved this far is uncovered in full
-STILL_BEND = 2.0  # beyond an uncovered strip, still at this × the shift (over 1: no fold)
+from streamer.texture import Box
+
+# px at the 512 crop: the segmentation's soft edge, taken with the person: where the head left
+# it, the backdrop shows. With 3 px a thin dark line of the hair's old outline stayed on
+# man_glasses_orange_wall's cabinet (its own first frame, frame 100), with 1 px (before the
+# backdrop) a dotted trace.
+STILL_FRINGE = 6.0
+STILL_MOVE = 2.0  # px at the 512 crop: a pixel of the person moved this far is uncovered in full
 # px at the 512 crop: the head's map reaches this far past the person mask, over the shot's own
 # soft outline (Thin-Plate-Spline-Motion-Model_source × man_glasses_office, frame 175: a suit's
 # shoulder against a flag stepped in whole crop pixels at 0, is one smooth line at 2)
@@ -42,46 +53,73 @@ def _grown(mask: np.ndarray, px: float) -> np.ndarray:
     return cv2.dilate(mask, np.ones((2 * grow + 1,) * 2, np.uint8))
 
 
+def backdrop(crop: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """The crop (S, S, 3) uint8 with `hole` ((S, S) 0/1 uint8: the person and its fringe)
+    filled smoothly from the background around it (cv2.inpaint, Telea's method, at half
+    size: 0.03 s at 512). Mirroring the wall beside the hole into it kept its grain but drew
+    every seam near the outline again inside it, as a line in the outline's shape
+    (man_glasses_orange_wall's cabinet doors; lab notes, "The wall a head uncovers")."""
+    size = hole.shape[0]
+    if not hole.any() or hole.all():  # nothing to fill, or nothing to fill it from
+        return crop.copy()
+    half = (size // 2, size // 2)
+    small = cv2.resize(crop, half, interpolation=cv2.INTER_AREA)
+    small_hole = cv2.dilate(cv2.resize(hole, half, interpolation=cv2.INTER_NEAREST),
+                            np.ones((3, 3), np.uint8))
+    smooth = cv2.resize(cv2.inpaint(small, small_hole * 255, 3, cv2.INPAINT_TELEA),
+                        (size, size), interpolation=cv2.INTER_LINEAR)
+    return np.where(hole[:, :, None] > 0, smooth, crop)
+
+
 class StillBackground:
     """Leaves one shot's background still (see the module docstring)."""
 
-    def __init__(self, person: np.ndarray) -> None:
-        """person: (S, S) uint8 where the shot shows the person (streamer.segment)."""
+    def __init__(self, person: np.ndarray, crop: np.ndarray) -> None:
+        """person: (S, S) uint8 where the shot `crop` (S, S, 3) shows the person
+        (streamer.segment)."""
         size = person.shape[0]
         shown = (person >= 128).astype(np.uint8)
         self._near = _grown(shown, STILL_FRINGE)
-        self._head = _grown(shown, STILL_EDGE)
-        self._move = np.float32(STILL_MOVE * size / 512)
+        self._head = _grown(shown, STILL_EDGE) * np.uint8(255)
+        # how far a pixel must move to be uncovered in full: STILL_MOVE over the person's own
+        # place, STILL_FRINGE over its fringe (a head that moves a pixel or two keeps the
+        # shot's own fringe beside it, not a smooth fill)
+        self._move = np.where(shown > 0, STILL_MOVE, STILL_FRINGE).astype(np.float32) * (
+            size / 512)
+        self._crop = crop
+
+    @cached_property
+    def backdrop(self) -> np.ndarray:
+        """(S, S, 3) uint8: the shot with the person and its fringe filled in (backdrop()),
+        made the first time the head uncovers any (0.03 s at 512: a portrait of 32 shots
+        is not kept waiting a second for walls no frame may show)."""
+        return backdrop(self._crop, self._near)
 
     def moving(self, grid: np.ndarray) -> np.ndarray:
         """(S, S) bool: where the sampling map grid (S, S, 2) shows the person (and its
         edge), which moves; the rest is held still."""
-        head = cv2.remap(self._head, grid, None, cv2.INTER_NEAREST,
+        head = cv2.remap(self._head, grid, None, cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_REPLICATE)
-        return head > 0
+        return head >= 128
 
-    def hold(self, grid: np.ndarray, pixels: np.ndarray) -> np.ndarray:
-        """The sampling map grid (S, S, 2) float32 with the background still: blended to the
-        identity map `pixels` where it stays."""
+    def hold(self, grid: np.ndarray, pixels: np.ndarray
+             ) -> tuple[np.ndarray, tuple[Box, np.ndarray] | None]:
+        """The sampling map grid (S, S, 2) float32 with the background still (the identity
+        map `pixels` where it stays), and where the backdrop shows over it: (its box, (h, w)
+        float32 0–1 coverage there), the strip the head uncovered (None: it uncovered none)."""
         background = (~self.moving(grid)).astype(np.uint8)
         weight = background.astype(np.float32)
+        held = cv2.blendLinear(grid, pixels, 1.0 - weight, weight)
         uncovered = background & self._near
-        if uncovered.any():
-            # how far each pixel moved (smooth: worked out on every 4th pixel)
-            moved = pixels[::4, ::4] - grid[::4, ::4]
-            shift = cv2.magnitude(moved[:, :, 0], moved[:, :, 1])
-            full = grid.shape[1::-1]
-            gone = cv2.resize(np.minimum(shift / self._move, 1.0), full,
-                              interpolation=cv2.INTER_LINEAR)
-            weight -= uncovered * gone  # at rest the shot's own fringe stays
-            # Beyond the strip the map bends back to still instead of stepping there (a step
-            # breaks every stripe of a flag behind the head): still at STILL_BEND × the shift
-            # from the strip (distances on every 2nd pixel, less the one cell they round up).
-            half = uncovered[::2, ::2]
-            away = cv2.distanceTransform(1 - half, cv2.DIST_L2, 3) * 2.0 - 2.0
-            reach = STILL_BEND * cv2.resize(shift, half.shape[::-1], interpolation=cv2.INTER_LINEAR)
-            bend = np.clip(away / np.maximum(reach, 1.0), 0.0, 1.0)
-            bend = cv2.resize(bend, full, interpolation=cv2.INTER_LINEAR)
-            # (the strip keeps its own weight; the head's is 0 whatever the bend)
-            weight = cv2.min(weight, cv2.max(bend, uncovered.astype(np.float32)))
-        return cv2.blendLinear(grid, pixels, 1.0 - weight, weight)
+        if not uncovered.any():
+            return held, None
+        # how far each pixel moved (smooth: worked out on every 4th pixel); at rest the
+        # shot's own fringe stays
+        moved = pixels[::4, ::4] - grid[::4, ::4]
+        shift = cv2.resize(cv2.magnitude(moved[:, :, 0], moved[:, :, 1]), grid.shape[1::-1],
+                           interpolation=cv2.INTER_LINEAR)
+        strip = uncovered * np.minimum(shift / self._move, 1.0)
+        if strip.max() <= 1e-3:
+            return held, None
+        x, y, w, h = cv2.boundingRect((strip > 1e-3).astype(np.uint8))
+        return held, ((x, y, x + w, y + h), strip[y:y + h, x:x + w])

@@ -339,7 +339,7 @@ def test_a_widened_eye_keeps_its_iris_in_place_and_shows_white_below_it(astronau
     portrait = enroll_images([astronaut_bgr], EnrollConfig(crop_size=512))  # eyes 34 px wide
     src = portrait.crop_landmarks
     target = widen_eyes(src, 0.25, lower=0.15)
-    grid, _, _, white = WarpRenderer(portrait)._run(target)
+    grid, _, _, white, _ = WarpRenderer(portrait)._run(target)
     boxes = fine_boxes(target, 512)[:2]
     eyes = ((468, L.RIGHT_LID_PAIRS, (33, 133)), (473, L.LEFT_LID_PAIRS, (362, 263)))
     for e, (centre, pairs, (a, b)) in enumerate(eyes):
@@ -448,9 +448,9 @@ def test_head_turns_up_to_20_degrees_do_not_fold(astronaut_portrait, yaw):
     grid, _, _ = spline.sampling(target)
     assert det(grid).min() > 0.1  # no fold: every output pixel samples a distinct, unflipped place
     # With the background still, the map steps from the head's motion to the pixel itself at
-    # the head's edge (the head in front of the background), a step, not a fold; beyond the
-    # strip the head uncovered it bends back to still, and the bend folds nothing either
-    # (STILL_BEND > 1). Off the steps every pixel shown from the portrait's texture is unfolded.
+    # the head's edge (the head in front of the background), a step, not a fold; the strip
+    # the head uncovered shows the backdrop, not the texture. Off the step every pixel shown
+    # from the portrait's texture is unfolded.
     texture = WarpRenderer(astronaut_portrait).render_textured(target).texture
     assert texture is not None
     shown = np.ones(texture.grid.shape[:2], np.float32)  # the texture's share of each pixel
@@ -553,39 +553,69 @@ def _disc_head_moved(shift: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return person, pixels, pixels - np.float32([shift, 0])
 
 
+def _striped_wall(person: np.ndarray) -> np.ndarray:
+    """A 128² shot: a wall of vertical stripes (8 px, 60 / 180) with a horizontal band (rows
+    90–99, 120) across it, and the person (a uniform 220) over it."""
+    ys, xs = np.mgrid[0:128, 0:128]
+    wall = np.where((xs // 8) % 2 == 0, 60, 180)
+    wall = np.where((ys >= 90) & (ys < 100), 120, wall)
+    shot = np.where(person > 0, 220, wall).astype(np.uint8)
+    return np.dstack([shot] * 3)
+
+
 def test_the_background_stays_still_where_the_head_does_not_cover_it():
-    """The head (a disc) moved 8 px right: background it did not cover keeps its own pixel,
-    the head is sampled where the map says, and over the strip it uncovered (and the soft
-    edge beside it) the map keeps showing background from beside the head, not the head
-    left behind."""
+    """The head (a disc) moved 8 px right: the whole map outside the head is the pixel itself
+    (the wall stays, whatever the head did), the head is sampled where the map says, and over
+    the strip it uncovered (and its fringe) the backdrop shows: the wall, not the head left
+    behind. At rest nothing is laid over the shot."""
     from streamer.still_background import StillBackground
 
     person, pixels, grid = _disc_head_moved(8.0)
-    held = StillBackground(person).hold(grid, pixels)
+    still = StillBackground(person, _striped_wall(person))
+    held, strip = still.hold(grid, pixels)
     close = lambda a, b: np.allclose(a, b, atol=0.01)  # noqa: E731
     assert close(held[64, 120], pixels[64, 120])  # background: still
     assert close(held[5, 5], pixels[5, 5])
     assert close(held[64, 70], grid[64, 70])  # the head: moved
-    assert close(held[64, 46], grid[64, 46])  # the strip [44, 52) it left: background beside
-    assert person[64, int(held[64, 46, 0])] == 0  # ... it, not the head
-    assert close(held[64, 43], grid[64, 43])  # the edge's pixel beside the strip moves too
-    # At rest nothing moves.
-    assert close(StillBackground(person).hold(pixels.copy(), pixels), pixels)
+    assert close(held[64, 46], pixels[64, 46])  # the strip [44, 52) it left: still too ...
+    assert strip is not None
+    (x0, y0, x1, y1), cover = strip
+    covered = np.zeros((128, 128), np.float32)
+    covered[y0:y1, x0:x1] = cover
+    assert covered[64, 46] > 0.99 and covered[64, 48] > 0.99  # ... covered
+    assert covered[64, 20] < 0.01 and covered[64, 110] < 0.01  # the wall away: not
+    assert covered[64, 64] < 0.01  # nor the head where it is now
+    assert person[64, 46] > 0 and still.backdrop[64, 46, 0] < 200  # the person's pixel ...
+    # ... filled from the wall beside it
+    assert close(StillBackground(person, _striped_wall(person)).hold(pixels.copy(), pixels)[0],
+                 pixels)
+    assert StillBackground(person, _striped_wall(person)).hold(pixels.copy(), pixels)[1] is None
 
 
-def test_the_uncovered_strip_meets_the_still_background_without_a_step():
-    """Beyond the strip a moving head uncovered, the background bends back to still over
-    twice the distance the head moved: a striped wall behind a head that moves stays whole,
-    where a map that stepped from the strip's shift to none broke every stripe in two."""
+def test_the_wall_a_moving_head_uncovers_stays_where_it_was():
+    """A striped wall behind a head that moves 8 px: every stripe and the band across the
+    wall stay where they were, to the pixel, however the head moved (before the backdrop, the
+    wall beside the head moved with it and bent back to still over twice the shift, a wave
+    through every stripe); the strip it uncovered shows the backdrop, which meets the wall
+    without a step."""
+    from streamer.renderer import lay_backdrop
     from streamer.still_background import StillBackground
 
     person, pixels, grid = _disc_head_moved(8.0)
-    held = StillBackground(person).hold(grid, pixels)
-    shift = pixels[64, :52, 0] - held[64, :52, 0]  # left of the head, strip included
-    assert shift[44:].min() > 7.9  # the strip keeps the spline's
-    assert np.abs(np.diff(shift)).max() < 1.5  # no step: the whole 8 px at once before
-    assert np.allclose(held[64, :20], pixels[64, :20], atol=0.01)  # two shifts away: still
-    assert np.allclose(held[64, 100:], pixels[64, 100:], atol=0.01)  # the side it moved to
+    shot = _striped_wall(person)
+    still = StillBackground(person, shot)
+    held, strip = still.hold(grid, pixels)
+    out = cv2.remap(shot, held, None, cv2.INTER_LINEAR)
+    assert strip is not None
+    lay_backdrop(out, strip, still.backdrop)
+    head = cv2.dilate(person, np.ones((13, 13), np.uint8)) > 0  # the head and its fringe
+    moved_head = np.roll(head, 8, axis=1)
+    wall = ~head & ~moved_head
+    assert np.array_equal(out[wall], shot[wall])  # the wall: as it was, every pixel
+    # the strip: filled from the wall around it (its stripes' 60–180), not the head (220)
+    # left behind
+    uncovered = head & ~moved_head
+    assert out[uncovered].min() >= 60 and out[uncovered].max() <= 180
 
 
 def test_the_heads_outline_over_the_still_background_is_smooth():
@@ -599,7 +629,7 @@ def test_the_heads_outline_over_the_still_background_is_smooth():
     person, pixels, _ = _disc_head_moved(0.0)
     shift = np.float32([6.3, 2.6])
     crop = np.where(person > 0, 200, 50).astype(np.uint8)
-    held = StillBackground(person).hold(pixels - shift, pixels)
+    held, _ = StillBackground(person, np.dstack([crop] * 3)).hold(pixels - shift, pixels)
     out = cv2.remap(crop, held, None, cv2.INTER_LINEAR).astype(float)
     sub = (np.arange(8) + 0.5) / 8.0  # the moved head's share of each pixel
     xs, ys = pixels[:, :, 0], pixels[:, :, 1]
@@ -635,6 +665,48 @@ def test_the_background_stays_still_when_the_head_moves(astronaut_portrait):
     x0, y0, x1, y1 = L.face_box(p.crop_landmarks)
     face = slice(int(y0) + 10, int(y1) - 10), slice(int(x0) + 22, int(x1) - 2)
     assert _psnr(still[face], dragged[face]) > 40  # the face itself: the same warp
+
+
+def test_the_backdrop_fills_the_person_from_the_wall_around_it():
+    """backdrop(): the person's place (and only it) is filled from the wall around it; a
+    shot with nothing to fill, or nothing to fill it from, comes back as it was."""
+    from streamer.still_background import backdrop
+
+    person, _, _ = _disc_head_moved(0.0)
+    shot = _striped_wall(person)
+    hole = (person > 0).astype(np.uint8)
+    filled = backdrop(shot, hole)
+    assert np.array_equal(filled[hole == 0], shot[hole == 0])
+    inside = filled[hole > 0]
+    assert inside.min() >= 60 and inside.max() <= 180  # the wall's greys, not the head's 220
+    assert inside.std() > 5  # not one flat grey: it takes the stripes' light and dark beside it
+    assert np.array_equal(backdrop(shot, np.zeros_like(hole)), shot)
+    assert np.array_equal(backdrop(shot, np.ones_like(hole)), shot)
+
+
+def test_the_full_detail_paste_back_does_not_bring_the_head_back(astronaut_portrait):
+    """Where the head uncovered the wall, the crop shows the backdrop, and the texture says
+    it is not the portrait's own there: a paste-back at full resolution (which resamples the
+    texture from the portrait through the map, the pixel itself there) drew the head left
+    behind, a second head beside the moved one."""
+    p = astronaut_portrait
+    target = p.crop_landmarks + np.float32([16, 0, 0])
+    rendered = WarpRenderer(p).render_textured(target)
+    texture = rendered.texture
+    assert texture is not None and not texture.empty_box
+    s = p.crop_size
+    shown = np.ones((s, s), np.float32)
+    x0, y0, x1, y1 = texture.box
+    shown[y0:y1, x0:x1] = texture.weight
+    person = p.person_masks[0] >= 128
+    moved = np.roll(person, 16, axis=1)
+    left = cv2.erode((person & ~moved).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    top, nose = p.crop_landmarks[[10, 1], 1]  # forehead to nose: rows the target moves
+    left[: int(top)] = False  # whole (the collar and the body below stay nearer where they
+    left[int(nose):] = False  # were)
+    assert left.sum() > 100  # the strip the head left, well inside it
+    assert shown[left].max() < 0.05  # not the texture (the head left behind) ...
+    assert np.abs(rendered.crop[left].astype(int) - p.crop[left]).mean() > 10  # ... the backdrop
 
 
 def test_the_spline_survives_landmarks_that_coincide(astronaut_portrait):
