@@ -278,7 +278,7 @@ def _moved_picks(lms: list[np.ndarray | None], count: int = 2, apart: int = 15
     ok = [i for i, lm in enumerate(lms) if lm is not None]
     first = lms[ok[0]]
     assert first is not None
-    unit = float(np.linalg.norm(first[263, :2] - first[33, :2]))
+    unit = P.iod(first)
     away = {i: float(np.linalg.norm(lms[i][:, :2].mean(0) - first[:, :2].mean(0))) / unit
             for i in ok}  # type: ignore[index]
     picks: list[int] = []

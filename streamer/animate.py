@@ -158,8 +158,9 @@ class Animator:
         old = self._renderer
         self.portrait = avatar.portrait
         self._renderer = avatar.renderer
-        self._begin, self._finish = render_stages(self._renderer)
         self._paste = avatar.paste
+        self._begin, self._finish = render_stages(
+            self._renderer, textured=self._paste is not None and self._paste.full_detail)
         self._transfer = avatar.transfer
         self._transfer.config = self.options.motion  # head pose may have been switched since
         if self._neutral is not None:

@@ -127,11 +127,16 @@ def render_textured(renderer: Renderer, target: np.ndarray) -> Rendered:
 
 
 def render_stages(
-    renderer: Renderer,
+    renderer: Renderer, textured: bool = True,
 ) -> tuple[Callable[[np.ndarray], object], Callable[[object], Rendered]]:
-    """(begin, finish) of a renderer; one that does not split renders wholly in begin."""
+    """(begin, finish) of a renderer; one that does not split renders wholly in begin.
+    textured=False: the caller has no use for the texture (a paste-back from the crop), so a
+    renderer that does not split leaves it out (the warp's texture box rings the head where
+    it shows its backdrop: 0.5 ms a frame at 512 to make and throw away)."""
     if isinstance(renderer, StagedRenderer):
         return renderer.begin, renderer.finish_textured
+    if not textured:
+        return (lambda target: Rendered(renderer.render(target))), _rendered
     return (lambda target: render_textured(renderer, target)), _rendered
 
 

@@ -709,6 +709,20 @@ def test_the_full_detail_paste_back_does_not_bring_the_head_back(astronaut_portr
     assert np.abs(rendered.crop[left].astype(int) - p.crop[left]).mean() > 10  # ... the backdrop
 
 
+def test_stages_without_the_texture_render_the_same_crop(astronaut_portrait):
+    """A caller that pastes from the crop gets the crop alone, the same pixels."""
+    from streamer.renderer import render_stages
+
+    target = astronaut_portrait.crop_landmarks + np.float32([16, 0, 0])  # a backdrop shows
+    crops = []
+    for textured in (True, False):
+        begin, finish = render_stages(WarpRenderer(astronaut_portrait), textured=textured)
+        rendered = finish(begin(target))
+        assert (rendered.texture is not None) == textured
+        crops.append(rendered.crop)
+    assert np.array_equal(crops[0], crops[1])
+
+
 def test_the_spline_survives_landmarks_that_coincide(astronaut_portrait):
     """Landmarks rounded to a grid (a stored track, a coarse tracker) can put two of the
     spline's centres on one spot; its system is then singular (numpy 2's LAPACK raised
