@@ -12,6 +12,7 @@ from typing import Literal, get_args
 import cv2
 import numpy as np
 
+from streamer import scattered
 from streamer.portrait import CropBox, Portrait
 from streamer.texture import Rendered, Texture
 
@@ -21,7 +22,6 @@ FEATHER = 0.04  # seam width, × crop side
 # the self-reenactment clips, full detail scored face PSNR -0.16 dB and mouth SSIM -0.010
 # over the six clips: see README, "Full detail")
 DETAIL_MIN_SCALE = 1.5
-REST_TILE = 64  # portrait pixels a side: the tiles _lay_rest takes the crop's own pixels in
 Detail = Literal["auto", "full", "crop"]
 DETAILS: tuple[Detail, ...] = get_args(Detail)  # the --detail choices
 
@@ -121,11 +121,12 @@ class PasteBack:
 
     def _lay_rest(self, patch: np.ndarray, crop: np.ndarray, texture: Texture) -> None:
         """Over the texture's box: patch ← weight · patch + (crop − weight · texture), each
-        taken to the portrait's pixels (streamer.texture), tile by tile of the portrait's
-        pixels, skipping tiles whose crop pixels are all texture (weight 1): the box of a
-        backdrop (streamer.still_background) rings the whole head while its own pixels are
-        a thin band, and taking the whole box to the portrait's pixels cost the Mona Lisa's
-        paste-back at the 256 crop 7 → 16 ms a frame."""
+        taken to the portrait's pixels (streamer.texture), at only the portrait pixels whose
+        crop neighbours are not all texture (weight 1). The box of a backdrop
+        (streamer.still_background) rings the whole head while its own pixels are a thin
+        band: taking the whole box to the portrait's pixels cost the Mona Lisa's paste-back
+        at the 256 crop 7 → 16 ms a frame, in 64-pixel tiles 11–14 ms (lab notes, "The
+        paste-back's own pixels")."""
         cx0, cy0, cx1, cy1 = texture.box
         m, h, w = self._to_image, patch.shape[0], patch.shape[1]
         ox, oy = self._roi[0], self._roi[1]
@@ -133,31 +134,40 @@ class PasteBack:
         ry0 = int(np.clip(np.floor((cy0 - 1) * m[1, 1] + m[1, 2]) - oy, 0, h))
         rx1 = int(np.clip(np.ceil((cx1 + 1) * m[0, 0] + m[0, 2]) - ox, 0, w))
         ry1 = int(np.clip(np.ceil((cy1 + 1) * m[1, 1] + m[1, 2]) - oy, 0, h))
-        if rx1 <= rx0 or ry1 <= ry0:
-            return
         weight = texture.weight
-        rest = crop[cy0:cy1, cx0:cx1].astype(np.float32)
-        rest -= weight[:, :, None] * texture.warped[cy0:cy1, cx0:cx1]
-        own = weight < 1.0  # crop pixels that are not the texture alone
-        flags = cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR
-        for ty in range(ry0, ry1, REST_TILE):
-            for tx in range(rx0, rx1, REST_TILE):
-                tx1, ty1 = min(tx + REST_TILE, rx1), min(ty + REST_TILE, ry1)
-                # the tile's crop pixels (box coordinates), a pixel wider for the filter
-                bx0 = int(np.floor((tx + ox - m[0, 2]) / m[0, 0])) - cx0 - 1
-                by0 = int(np.floor((ty + oy - m[1, 2]) / m[1, 1])) - cy0 - 1
-                bx1 = int(np.ceil((tx1 + ox - m[0, 2]) / m[0, 0])) - cx0 + 2
-                by1 = int(np.ceil((ty1 + oy - m[1, 2]) / m[1, 1])) - cy0 + 2
-                if not own[max(by0, 0):max(by1, 0), max(bx0, 0):max(bx1, 0)].any():
-                    continue
-                local = self._matrix.copy()  # tile pixel → box pixel
-                local[0, 2] += local[0, 0] * tx - cx0
-                local[1, 2] += local[1, 1] * ty - cy0
-                size = (tx1 - tx, ty1 - ty)
-                tile_weight = cv2.warpAffine(weight, local, size, flags=flags,
-                                             borderMode=cv2.BORDER_CONSTANT, borderValue=1.0)
-                tile_rest = cv2.warpAffine(rest, local, size, flags=flags,
-                                           borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
-                region = patch[ty:ty1, tx:tx1]
-                region[:] = np.clip(tile_weight[:, :, None] * region + tile_rest + 0.5, 0,
-                                    255).astype(np.uint8)
+        own = (weight < 1.0).view(np.uint8)  # crop pixels that are not the texture alone
+        if rx1 <= rx0 or ry1 <= ry0 or not own.any():
+            return
+        local = self._matrix.copy()  # rectangle pixel → box pixel
+        local[0, 2] += local[0, 0] * rx0 - cx0
+        local[1, 2] += local[1, 1] * ry0 - cy0
+        size = (rx1 - rx0, ry1 - ry0)
+        if 3 * np.count_nonzero(own) > own.size:  # most of the box (a blend of shots): all of it
+            rest = crop[cy0:cy1, cx0:cx1].astype(np.float32)
+            rest -= weight[:, :, None] * texture.warped[cy0:cy1, cx0:cx1]
+            flags = cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR
+            at = cv2.warpAffine(weight, local, size, flags=flags,
+                                borderMode=cv2.BORDER_CONSTANT, borderValue=1.0)
+            rest = cv2.warpAffine(rest, local, size, flags=flags,
+                                  borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+            region = patch[ry0:ry1, rx0:rx1]
+            region[:] = np.clip(at[:, :, None] * region + rest + 0.5, 0, 255).astype(np.uint8)
+            return
+        # crop − weight · texture at those pixels (elsewhere the crop is the texture: 0)
+        bx, by = scattered.nonzero(own)
+        rest = np.zeros((*weight.shape, 3), np.float32)
+        rest[by, bx] = (crop[by + cy0, bx + cx0]
+                        - weight[by, bx, None] * texture.warped[by + cy0, bx + cx0])
+        # the portrait pixels a bilinear sample of the box reaches an own crop pixel from
+        near = cv2.warpAffine(cv2.dilate(own, np.ones((3, 3), np.uint8)), local, size,
+                              flags=cv2.WARP_INVERSE_MAP | cv2.INTER_NEAREST,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        xs, ys = scattered.nonzero(near)
+        at_x = (xs * local[0, 0] + local[0, 2]).astype(np.float32)
+        at_y = (ys * local[1, 1] + local[1, 2]).astype(np.float32)
+        at_weight = scattered.remap_at(weight, at_x, at_y, border=1.0)
+        at_rest = scattered.remap_at(rest, at_x, at_y, border=0.0)
+        pixels = (ys + ry0) * w + (xs + rx0)
+        below = scattered.take(patch, pixels)
+        scattered.put(patch, pixels, np.clip(at_weight[:, None] * below + at_rest + 0.5, 0,
+                                             255).astype(np.uint8))

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from streamer import landmarks as L
+from streamer import scattered
 from streamer import warp_inputs as W
 from streamer.devices import session_providers
 from streamer.errors import ModelFileError
@@ -539,8 +540,13 @@ def lay_backdrop(out: np.ndarray, strip: tuple[Box, np.ndarray], backdrop: np.nd
     """Lay the shot's backdrop (S, S, 3) over `out` (S, S, 3) uint8 where the strip ((box,
     coverage (h, w) 0–1 there): StillBackground.hold) says, in place → the strip."""
     (x0, y0, x1, y1), alpha = strip
-    region = out[y0:y1, x0:x1]  # one pass over uint8 (the box rings the whole head)
-    region[:] = cv2.blendLinear(backdrop[y0:y1, x0:x1], region, alpha, 1.0 - alpha)
+    # the box rings the whole head, the strip is a band in it: taken pixel by pixel
+    xs, ys = scattered.nonzero((alpha > 0).view(np.uint8))
+    share = np.take(alpha, ys * alpha.shape[1] + xs)[None]
+    pixels = (ys + y0) * out.shape[1] + (xs + x0)
+    mixed = cv2.blendLinear(scattered.take(backdrop, pixels)[None],
+                            scattered.take(out, pixels)[None], share, 1.0 - share)
+    scattered.put(out, pixels, mixed[0])
     return strip
 
 

@@ -3,6 +3,8 @@ the portrait's full resolution."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -148,3 +150,28 @@ def test_animator_pastes_full_detail(big_portrait, renderer_name):
     # Where the generator keeps the warp, the portrait's pixels come back.
     assert scores["full"].face_ssim > scores["crop"].face_ssim + 0.01
     assert scores["full"].face_psnr > scores["crop"].face_psnr + 2.0
+
+
+def test_a_thin_band_is_pasted_as_its_whole_box_would_be(big_portrait):
+    """The head moved sideways and open-mouthed: the texture gives way over the wall it
+    uncovered (a band ringing the head) and the drawn mouth. The paste-back takes only the
+    portrait pixels near that band; the same texture with every weight a hair under 1 takes
+    the whole box to the portrait's pixels. Both paste the same picture, and where neither
+    the band nor the mouth reaches, the portrait's own texture alone."""
+    p = big_portrait
+    target = open_mouth(p.crop_landmarks, 0.3) + np.float32([12, 0, 0])
+    rendered = WarpRenderer(p).render_textured(target)
+    texture = rendered.texture
+    assert texture is not None
+    own = texture.weight < 1.0
+    assert 0.02 < own.mean() < 0.33  # a band: the paste-back takes it pixel by pixel
+    paste = PasteBack(p, "full")
+    band = paste.paste(rendered)
+    whole = paste.paste(Rendered(rendered.crop, texture.scaled(1.0 - 1e-6)))
+    diff = np.abs(band.astype(int) - whole).max(axis=2)
+    assert diff.max() <= 6 and (diff > 1).mean() < 1e-4
+    # what the band changed: the backdrop and the mouth, a sizeable share of the face's box
+    plain = paste.paste(Rendered(rendered.crop, replace(texture, box=(0, 0, 0, 0))))
+    changed = np.abs(band.astype(int) - plain).max(axis=2) > 8
+    x0, y0, x1, y1 = P.face_box(p.landmarks, band.shape)
+    assert changed.sum() > 2000 and changed[y0:y1, x0:x1].mean() > 0.01
