@@ -60,8 +60,11 @@ def test_a_sound_file_is_heard_in_real_time_by_every_listener(hum_wav: Path) -> 
 def test_a_muted_voice_gives_silence_in_its_time(hum_wav: Path) -> None:
     feed = open_voice_feed(str(hum_wav))
     heard: list[tuple[float, np.ndarray]] = []
+    # each chunk by when it was handed out, which is when the feed looked at `muted` (its
+    # `arrived` is read from the media clock: on a loaded machine a chunk handed out late
+    # still says it came before the mute)
     try:
-        feed.listen(lambda samples, arrived: heard.append((arrived, samples)))
+        feed.listen(lambda samples, arrived: heard.append((time.monotonic(), samples)))
         time.sleep(0.3)
         assert feed.toggle_mute() is False  # muted now
         muted_at = time.monotonic()
@@ -72,9 +75,9 @@ def test_a_muted_voice_gives_silence_in_its_time(hum_wav: Path) -> None:
     finally:
         feed.close()
     peak = [(at, int(np.abs(s).max())) for at, s in heard]
-    assert all(p > 1000 for at, p in peak if at < muted_at)
+    assert all(p > 1000 for at, p in peak if at < muted_at - 0.05)
     quiet = [p for at, p in peak if muted_at + 0.05 < at < on_at]
-    assert len(quiet) >= 10 and max(quiet) == 0  # silence, every 20 ms all the same
+    assert len(quiet) >= 5 and max(quiet) == 0  # silence, every 20 ms all the same
     assert any(p > 1000 for at, p in peak if at > on_at + 0.05)
 
 
