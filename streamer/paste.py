@@ -58,11 +58,11 @@ class PasteBack:
         else:  # a footprint narrower than the seam: blend all of it
             iy0 = iy1 = h // 2
             ix0 = ix1 = w // 2
-        self._inner = (slice(iy0, iy1), slice(ix0, ix1))
-        self._strips = [
-            (sl, alpha[sl][:, :, None])
+        self._strips = [  # each with the crop's weight and the portrait's
+            (sl, np.ascontiguousarray(alpha[sl]), np.ascontiguousarray(1.0 - alpha[sl]))
             for sl in ((slice(0, iy0), slice(0, w)), (slice(iy1, h), slice(0, w)),
                        (slice(iy0, iy1), slice(0, ix0)), (slice(iy0, iy1), slice(ix1, w)))
+            if alpha[sl].size
         ]
 
     def _feather(self, size: int, w: int, h: int) -> np.ndarray:
@@ -84,24 +84,27 @@ class PasteBack:
                 return self._blend_in(self._textured(crop.crop, crop.texture))
             crop = crop.crop
         x0, y0, x1, y1 = self._roi
-        patch = cv2.warpAffine(
-            crop,
-            self._matrix,
-            (x1 - x0, y1 - y0),
-            flags=cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_REPLICATE,
-        )
-        return self._blend_in(patch)
+        out = self._image.copy()
+        # the crop drawn straight into the copy's footprint
+        cv2.warpAffine(crop, self._matrix, (x1 - x0, y1 - y0), dst=out[y0:y1, x0:x1],
+                       flags=cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_REPLICATE)
+        return self._feathered(out)
 
     def _blend_in(self, patch: np.ndarray) -> np.ndarray:
         """The footprint's patch (h, w, 3) uint8 into a copy of the portrait, seam feathered."""
         x0, y0, x1, y1 = self._roi
         out = self._image.copy()
-        region = out[y0:y1, x0:x1]
-        region[self._inner] = patch[self._inner]
-        for sl, alpha in self._strips:
-            below = region[sl].astype(np.float32)
-            region[sl] = (below + alpha * (patch[sl] - below) + 0.5).astype(np.uint8)
+        out[y0:y1, x0:x1] = patch
+        return self._feathered(out)
+
+    def _feathered(self, out: np.ndarray) -> np.ndarray:
+        """out (a copy of the portrait with the footprint's patch in it) with the patch
+        blended into the portrait over the seam, in place → out."""
+        x0, y0, x1, y1 = self._roi
+        region, below = out[y0:y1, x0:x1], self._image[y0:y1, x0:x1]
+        for sl, alpha, beta in self._strips:  # one pass over uint8 each
+            region[sl] = cv2.blendLinear(region[sl], below[sl], alpha, beta)
         return out
 
     def _textured(self, crop: np.ndarray, texture: Texture) -> np.ndarray:

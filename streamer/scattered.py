@@ -49,7 +49,9 @@ def remap_at(image: np.ndarray, x: np.ndarray, y: np.ndarray, border: float) -> 
     pixel coordinates; `border` outside) → (N,) or (N, C) float32. The points are laid out
     in rows of at most 4096 (remap takes maps under 32767 wide)."""
     n = len(x)
-    cols = max(min(n, 4096), 1)
+    if n == 0:
+        return np.zeros((0, *image.shape[2:]), np.float32)
+    cols = min(n, 4096)
     rows = -(-n // cols)
     map_x = np.full(rows * cols, -10.0, np.float32)
     map_y = np.full(rows * cols, -10.0, np.float32)

@@ -175,3 +175,28 @@ def test_a_thin_band_is_pasted_as_its_whole_box_would_be(big_portrait):
     changed = np.abs(band.astype(int) - plain).max(axis=2) > 8
     x0, y0, x1, y1 = P.face_box(p.landmarks, band.shape)
     assert changed.sum() > 2000 and changed[y0:y1, x0:x1].mean() > 0.01
+
+
+def test_the_crop_fades_into_the_portrait_over_the_seam(astronaut_portrait):
+    """A white crop pasted back: white inside its footprint, the portrait itself outside it,
+    and across the seam (FEATHER of the crop's side) a steady fade from one to the other."""
+    from streamer.paste import FEATHER
+
+    p = astronaut_portrait
+    out = PasteBack(p, "crop").paste(np.full_like(p.crop, 255))
+    box = p.box
+    x0, y0 = int(np.ceil(box.x0)), int(np.ceil(box.y0))
+    x1, y1 = int(box.x0 + box.side), int(box.y0 + box.side)
+    assert x0 > 0  # the footprint's left edge is inside the picture (its top is not)
+    ramp = int(np.ceil(FEATHER * box.size / box.scale))
+    inner = out[max(y0 + ramp + 1, 0) : y1 - ramp - 1, x0 + ramp + 1 : x1 - ramp - 1]
+    assert inner.size > 10000 and inner.min() == 255
+    outside = np.ones(out.shape[:2], bool)
+    outside[max(y0 - 1, 0) : y1 + 1, max(x0 - 1, 0) : x1 + 1] = False
+    assert outside.sum() > 10000 and np.array_equal(out[outside], p.image[outside])
+    # along the middle row, from the footprint's left edge inwards: the crop's share grows
+    row = (y0 + y1) // 2
+    share = ((out[row, x0 : x0 + ramp + 2].astype(float) - p.image[row, x0 : x0 + ramp + 2])
+             / np.maximum(255.0 - p.image[row, x0 : x0 + ramp + 2], 1.0)).mean(axis=1)
+    assert share[0] < 0.15 and share[-1] > 0.97
+    assert np.all(np.diff(share) > -0.02)  # no step back

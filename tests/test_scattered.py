@@ -49,3 +49,4 @@ def test_samples_at_many_points_match_a_remap_of_the_whole_image():
     inside = (x >= 0) & (y >= 0) & (x <= 79) & (y <= 63)  # no border in the sample
     assert grey.shape == (n,) and np.array_equal(grey[inside], want[inside, 1])
     assert np.all(grey[outside] == 1.0)
+    assert scattered.remap_at(image, x[:0], y[:0], border=0.0).shape == (0, 3)
