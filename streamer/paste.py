@@ -85,10 +85,12 @@ class PasteBack:
             crop = crop.crop
         x0, y0, x1, y1 = self._roi
         out = self._image.copy()
-        # the crop drawn straight into the copy's footprint
-        cv2.warpAffine(crop, self._matrix, (x1 - x0, y1 - y0), dst=out[y0:y1, x0:x1],
-                       flags=cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR,
-                       borderMode=cv2.BORDER_REPLICATE)
+        region = out[y0:y1, x0:x1]  # the crop drawn straight into the copy's footprint
+        drawn = cv2.warpAffine(crop, self._matrix, (x1 - x0, y1 - y0), dst=region,
+                               flags=cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REPLICATE)
+        if drawn is not region:  # OpenCV made its own array (it does not for uint8 BGR)
+            region[:] = drawn
         return self._feathered(out)
 
     def _blend_in(self, patch: np.ndarray) -> np.ndarray:

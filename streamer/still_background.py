@@ -29,6 +29,7 @@ shoulder against a flag, in steps of two portrait pixels).
 from __future__ import annotations
 
 from functools import cached_property
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -45,6 +46,7 @@ STILL_MOVE = 2.0  # px at the 512 crop: a pixel of the person moved this far is 
 # soft outline (Thin-Plate-Spline-Motion-Model_source × man_glasses_office, frame 175: a suit's
 # shoulder against a flag stepped in whole crop pixels at 0, is one smooth line at 2)
 STILL_EDGE = 2.0
+CUT_STEP = 1.0  # px: a step of the held map from which its cut is taken from the crop in full
 
 
 def _grown(mask: np.ndarray, px: float) -> np.ndarray:
@@ -102,24 +104,46 @@ class StillBackground:
                          borderMode=cv2.BORDER_REPLICATE)
         return head >= 128
 
-    def hold(self, grid: np.ndarray, pixels: np.ndarray
-             ) -> tuple[np.ndarray, tuple[Box, np.ndarray] | None]:
+    def hold(self, grid: np.ndarray, pixels: np.ndarray) -> Held:
         """The sampling map grid (S, S, 2) float32 with the background still (the identity
-        map `pixels` where it stays), and where the backdrop shows over it: (its box, (h, w)
-        float32 0–1 coverage there), the strip the head uncovered (None: it uncovered none)."""
-        background = (~self.moving(grid)).astype(np.uint8)
+        map `pixels` where it stays), where the backdrop shows over it, and where the held
+        map steps (Held)."""
+        moving = self.moving(grid).view(np.uint8)
+        background = 1 - moving
         weight = background.astype(np.float32)
         held = cv2.blendLinear(grid, pixels, 1.0 - weight, weight)
-        uncovered = background & self._near
-        if not uncovered.any():
-            return held, None
-        # how far each pixel moved (smooth: worked out on every 4th pixel); at rest the
-        # shot's own fringe stays
+        # how far each pixel moved (smooth: worked out on every 4th pixel)
         moved = pixels[::4, ::4] - grid[::4, ::4]
         shift = cv2.resize(cv2.magnitude(moved[:, :, 0], moved[:, :, 1]), grid.shape[1::-1],
                            interpolation=cv2.INTER_LINEAR)
-        strip = uncovered * np.minimum(shift / self._move, 1.0)
-        if strip.max() <= 1e-3:
-            return held, None
-        x, y, w, h = cv2.boundingRect((strip > 1e-3).astype(np.uint8))
-        return held, ((x, y, x + w, y + h), strip[y:y + h, x:x + w])
+        # the pixels either side of the head's cut, by how far the map steps there
+        edge = cv2.morphologyEx(moving, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+        cut = _layer(edge * np.minimum(shift / CUT_STEP, 1.0))
+        # the strip the head uncovered: at rest the shot's own fringe stays
+        uncovered = background & self._near
+        strip = _layer(uncovered * np.minimum(shift / self._move, 1.0))
+        return Held(held, strip, cut)
+
+
+class Held(NamedTuple):
+    """StillBackground.hold's map, and its layers: (box, (h, w) float32 0–1 coverage there),
+    None where it covers nothing."""
+
+    grid: np.ndarray  # (S, S, 2) float32: the sampling map, the background held still
+    # where the backdrop shows: the strip the head uncovered
+    strip: tuple[Box, np.ndarray] | None
+    # where the map steps from the head to the still wall, by how far (1 from CUT_STEP): a
+    # map sampled between two of its pixels there (the paste-back's full detail) samples
+    # whatever lies between where they point: the face's outline, drawn again as a line
+    # beside the head (photo_bw_young_man moved 20 px at 512, lab notes, "The paste-back's
+    # own pixels"); there the crop's own pixels are taken (streamer.texture)
+    cut: tuple[Box, np.ndarray] | None
+
+
+def _layer(cover: np.ndarray) -> tuple[Box, np.ndarray] | None:
+    """(S, S) float32 coverage → (its box, the coverage there), None where it is all under
+    1e-3."""
+    if cover.max() <= 1e-3:
+        return None
+    x, y, w, h = cv2.boundingRect((cover > 1e-3).view(np.uint8))
+    return (x, y, x + w, y + h), cover[y:y + h, x:x + w]

@@ -339,7 +339,7 @@ def test_a_widened_eye_keeps_its_iris_in_place_and_shows_white_below_it(astronau
     portrait = enroll_images([astronaut_bgr], EnrollConfig(crop_size=512))  # eyes 34 px wide
     src = portrait.crop_landmarks
     target = widen_eyes(src, 0.25, lower=0.15)
-    grid, _, _, white, _ = WarpRenderer(portrait)._run(target)
+    grid, _, _, white, _, _ = WarpRenderer(portrait)._run(target)
     boxes = fine_boxes(target, 512)[:2]
     eyes = ((468, L.RIGHT_LID_PAIRS, (33, 133)), (473, L.LEFT_LID_PAIRS, (362, 263)))
     for e, (centre, pairs, (a, b)) in enumerate(eyes):
@@ -572,7 +572,7 @@ def test_the_background_stays_still_where_the_head_does_not_cover_it():
 
     person, pixels, grid = _disc_head_moved(8.0)
     still = StillBackground(person, _striped_wall(person))
-    held, strip = still.hold(grid, pixels)
+    held, strip, _ = still.hold(grid, pixels)
     close = lambda a, b: np.allclose(a, b, atol=0.01)  # noqa: E731
     assert close(held[64, 120], pixels[64, 120])  # background: still
     assert close(held[5, 5], pixels[5, 5])
@@ -589,7 +589,54 @@ def test_the_background_stays_still_where_the_head_does_not_cover_it():
     # ... filled from the wall beside it
     assert close(StillBackground(person, _striped_wall(person)).hold(pixels.copy(), pixels)[0],
                  pixels)
-    assert StillBackground(person, _striped_wall(person)).hold(pixels.copy(), pixels)[1] is None
+    at_rest = StillBackground(person, _striped_wall(person)).hold(pixels.copy(), pixels)
+    assert at_rest.strip is None and at_rest.cut is None  # no step: nothing taken from the crop
+
+
+def test_the_cut_between_the_head_and_the_still_wall_is_marked_where_the_map_steps():
+    """The head (a disc) moved 8 px right: the held map steps by 8 px where the moving head
+    meets the still wall, and the cut covers the pixels either side of that step (a map
+    sampled between two of them points between where they point). Moved half a pixel, the
+    step is half a pixel: half covered."""
+    from streamer.still_background import StillBackground
+
+    person, pixels, grid = _disc_head_moved(8.0)
+    held, _, cut = StillBackground(person, _striped_wall(person)).hold(grid, pixels)
+    assert cut is not None
+    (x0, y0, x1, y1), cover = cut
+    covered = np.zeros((128, 128), np.float32)
+    covered[y0:y1, x0:x1] = cover
+    steps = np.abs(np.diff(held[:, :, 0], axis=1)) > 4.0  # from a pixel to the next in a row
+    assert steps.sum() > 40
+    assert covered[:, :-1][steps].min() > 0.99 and covered[:, 1:][steps].min() > 0.99
+    at = np.zeros((128, 128), np.uint8)  # every step, along rows and down columns
+    at[:, :-1] |= steps
+    at[:-1] |= np.abs(np.diff(held[:, :, 0], axis=0)) > 4.0
+    near = cv2.dilate(at, np.ones((5, 5), np.uint8)) > 0
+    assert covered[~near].max() < 0.01  # nothing away from the step: the head, the wall
+    _, _, small = StillBackground(person, _striped_wall(person)).hold(pixels - 0.5 * (
+        pixels - grid) / 8.0, pixels)
+    assert small is not None and 0.3 < small[1].max() < 0.7
+
+
+def test_the_texture_gives_way_at_the_cut(astronaut_portrait):
+    """Where the held map steps, the paste-back's full detail, sampling the map between two
+    crop pixels, would draw whatever lies between where they point (the face's outline
+    again, as a line beside the moved head): the texture says it is not the portrait's own
+    there, so the crop's own pixels are pasted."""
+    p = astronaut_portrait
+    target = p.crop_landmarks + np.float32([10, 0, 0])
+    rendered = WarpRenderer(p).render_textured(target)
+    texture = rendered.texture
+    assert texture is not None
+    s = p.crop_size
+    weight = np.ones((s, s), np.float32)
+    x0, y0, x1, y1 = texture.box
+    weight[y0:y1, x0:x1] = texture.weight
+    grid = texture.grid
+    steps = np.hypot(*np.moveaxis(np.diff(grid, axis=1), 2, 0)) > 3.0  # along each row
+    assert steps.sum() > 50  # the head's outline, both sides
+    assert weight[:, :-1][steps].max() < 0.05 and weight[:, 1:][steps].max() < 0.05
 
 
 def test_the_wall_a_moving_head_uncovers_stays_where_it_was():
@@ -604,7 +651,7 @@ def test_the_wall_a_moving_head_uncovers_stays_where_it_was():
     person, pixels, grid = _disc_head_moved(8.0)
     shot = _striped_wall(person)
     still = StillBackground(person, shot)
-    held, strip = still.hold(grid, pixels)
+    held, strip, _ = still.hold(grid, pixels)
     out = cv2.remap(shot, held, None, cv2.INTER_LINEAR)
     assert strip is not None
     lay_backdrop(out, strip, still.backdrop)
@@ -629,7 +676,7 @@ def test_the_heads_outline_over_the_still_background_is_smooth():
     person, pixels, _ = _disc_head_moved(0.0)
     shift = np.float32([6.3, 2.6])
     crop = np.where(person > 0, 200, 50).astype(np.uint8)
-    held, _ = StillBackground(person, np.dstack([crop] * 3)).hold(pixels - shift, pixels)
+    held = StillBackground(person, np.dstack([crop] * 3)).hold(pixels - shift, pixels).grid
     out = cv2.remap(crop, held, None, cv2.INTER_LINEAR).astype(float)
     sub = (np.arange(8) + 0.5) / 8.0  # the moved head's share of each pixel
     xs, ys = pixels[:, :, 0], pixels[:, :, 1]
