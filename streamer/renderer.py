@@ -33,7 +33,7 @@ from streamer.references import (
     ReferencePicker,
     shot_distances,
 )
-from streamer.still_background import StillBackground
+from streamer.still_background import Held, StillBackground
 from streamer.texture import Box, Rendered, Texture
 from streamer.turn_limits import least_scale
 
@@ -411,7 +411,8 @@ class WarpRenderer:
         return _Frame(warped(picks), tuple(overlays))
 
     def _part(self, target: np.ndarray, src: _Source, shot: int) -> _Part:
-        grid, mouth, box, white, strip, cut = self._run(target, src)
+        grid, mouth, box, white, held = self._run(target, src)
+        strip = None if held is None else held.strip
         warped, out, alpha = composite_layers(src.crop, src.own_mouth, grid, mouth, box,
                                               src.stretch)
         mouth_layer = None if alpha is None else (tuple(int(v) for v in box), alpha)
@@ -424,7 +425,7 @@ class WarpRenderer:
             out = out.copy() if out is warped else out
             eyes = lay_eye_white(out, white, W.fine_boxes(target, self._size)[:2], src.white)
         return _Part(shot, out, warped, grid, mouth_layer, tuple(eyes),  # type: ignore[arg-type]
-                     backdrop, cut)
+                     backdrop, held)
 
     def sampling(self, target: np.ndarray, source: _Source | None = None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -433,17 +434,17 @@ class WarpRenderer:
         return self._run(target, source)[:3]
 
     def _run(self, target: np.ndarray, source: _Source | None = None
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-                        tuple[Box, np.ndarray] | None, tuple[Box, np.ndarray] | None]:
-        """sampling(), the eyes' white coverage (2, FH, FW) over their fine boxes, where the
-        shot's backdrop shows and where the held map steps ((box, coverage there), None:
-        nowhere; still_background.Held)."""
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Held | None]:
+        """sampling(), the eyes' white coverage (2, FH, FW) over their fine boxes, and the
+        still background's hold (where the shot's backdrop shows, where the held map steps;
+        None where the background moves with the head)."""
         flow, mouth, white = self._warp_map(target, source)
         src = source if source is not None else self._shots[0]
-        strip = cut = None
+        held = None
         if src.still is not None:
-            flow, strip, cut = src.still.hold(flow, self._pixels)
-        return flow, mouth, W.mouth_box(target, self._size), white, strip, cut
+            held = src.still.hold(flow, self._pixels)
+            flow = held.grid
+        return flow, mouth, W.mouth_box(target, self._size), white, held
 
     def _warp_map(self, target: np.ndarray, source: _Source | None
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -580,9 +581,9 @@ class _Part:
     mouth: tuple[Box, np.ndarray] | None
     eyes: tuple[tuple[Box, np.ndarray], ...]
     backdrop: tuple[Box, np.ndarray] | None = None  # the wall the head uncovered, where shown
-    # where the map steps from the head to the still wall: the texture resampled between
-    # two of its pixels there is neither (still_background.Held.cut)
-    cut: tuple[Box, np.ndarray] | None = None
+    # the still background's hold: where the map steps from the head to the still wall, the
+    # texture resampled between two of its pixels is neither (Held.cut)
+    held: Held | None = None
 
     def drawn(self, eyes: bool = True, backdrop: bool = True) -> list[tuple[Box, np.ndarray]]:
         """The layers drawn over the warped crop: the backdrop's, the mouth's, and the eyes'
@@ -599,7 +600,8 @@ def _texture(parts: list[tuple[_Part, float]]) -> Texture | None:
         if part.shot != 0:
             continue
         texture = Texture(part.grid, part.warped)
-        for box, alpha in part.drawn() + ([part.cut] if part.cut is not None else []):
+        cut = None if part.held is None else part.held.cut
+        for box, alpha in part.drawn() + ([cut] if cut is not None else []):
             texture = texture.covered(box, alpha)
         return texture if weight >= 1.0 else texture.scaled(weight)
     return None

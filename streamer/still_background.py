@@ -29,7 +29,6 @@ shoulder against a flag, in steps of two portrait pixels).
 from __future__ import annotations
 
 from functools import cached_property
-from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -116,28 +115,34 @@ class StillBackground:
         moved = pixels[::4, ::4] - grid[::4, ::4]
         shift = cv2.resize(cv2.magnitude(moved[:, :, 0], moved[:, :, 1]), grid.shape[1::-1],
                            interpolation=cv2.INTER_LINEAR)
-        # the pixels either side of the head's cut, by how far the map steps there
-        edge = cv2.morphologyEx(moving, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
-        cut = _layer(edge * np.minimum(shift / CUT_STEP, 1.0))
         # the strip the head uncovered: at rest the shot's own fringe stays
         uncovered = background & self._near
         strip = _layer(uncovered * np.minimum(shift / self._move, 1.0))
-        return Held(held, strip, cut)
+        return Held(held, strip, moving, shift)
 
 
-class Held(NamedTuple):
+class Held:
     """StillBackground.hold's map, and its layers: (box, (h, w) float32 0–1 coverage there),
     None where it covers nothing."""
 
-    grid: np.ndarray  # (S, S, 2) float32: the sampling map, the background held still
-    # where the backdrop shows: the strip the head uncovered
-    strip: tuple[Box, np.ndarray] | None
-    # where the map steps from the head to the still wall, by how far (1 from CUT_STEP): a
-    # map sampled between two of its pixels there (the paste-back's full detail) samples
-    # whatever lies between where they point: the face's outline, drawn again as a line
-    # beside the head (photo_bw_young_man moved 20 px at 512, lab notes, "The paste-back's
-    # own pixels"); there the crop's own pixels are taken (streamer.texture)
-    cut: tuple[Box, np.ndarray] | None
+    def __init__(self, grid: np.ndarray, strip: tuple[Box, np.ndarray] | None,
+                 moving: np.ndarray, shift: np.ndarray) -> None:
+        self.grid = grid  # (S, S, 2) float32: the sampling map, the background held still
+        self.strip = strip  # where the backdrop shows: the strip the head uncovered
+        self._moving = moving  # (S, S) uint8 0/1: where the map shows the head
+        self._shift = shift  # (S, S) float32: how far the map moved each pixel
+
+    @cached_property
+    def cut(self) -> tuple[Box, np.ndarray] | None:
+        """Where the map steps from the head to the still wall, by how far (whole from
+        CUT_STEP): a map sampled between two of its pixels there (the paste-back's full
+        detail) samples whatever lies between where they point, the face's outline, drawn
+        again as a line beside the head (photo_bw_young_man moved 20 px at 512; lab notes,
+        "The paste-back's own pixels"); there the crop's own pixels are taken
+        (streamer.texture). Made when asked (0.6 ms at 512): a paste-back from the crop
+        does not."""
+        edge = cv2.morphologyEx(self._moving, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+        return _layer(edge * np.minimum(self._shift / CUT_STEP, 1.0))
 
 
 def _layer(cover: np.ndarray) -> tuple[Box, np.ndarray] | None:

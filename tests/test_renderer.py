@@ -339,7 +339,7 @@ def test_a_widened_eye_keeps_its_iris_in_place_and_shows_white_below_it(astronau
     portrait = enroll_images([astronaut_bgr], EnrollConfig(crop_size=512))  # eyes 34 px wide
     src = portrait.crop_landmarks
     target = widen_eyes(src, 0.25, lower=0.15)
-    grid, _, _, white, _, _ = WarpRenderer(portrait)._run(target)
+    grid, _, _, white, _ = WarpRenderer(portrait)._run(target)
     boxes = fine_boxes(target, 512)[:2]
     eyes = ((468, L.RIGHT_LID_PAIRS, (33, 133)), (473, L.LEFT_LID_PAIRS, (362, 263)))
     for e, (centre, pairs, (a, b)) in enumerate(eyes):
@@ -572,7 +572,8 @@ def test_the_background_stays_still_where_the_head_does_not_cover_it():
 
     person, pixels, grid = _disc_head_moved(8.0)
     still = StillBackground(person, _striped_wall(person))
-    held, strip, _ = still.hold(grid, pixels)
+    hold = still.hold(grid, pixels)
+    held, strip = hold.grid, hold.strip
     close = lambda a, b: np.allclose(a, b, atol=0.01)  # noqa: E731
     assert close(held[64, 120], pixels[64, 120])  # background: still
     assert close(held[5, 5], pixels[5, 5])
@@ -587,7 +588,7 @@ def test_the_background_stays_still_where_the_head_does_not_cover_it():
     assert covered[64, 64] < 0.01  # nor the head where it is now
     assert person[64, 46] > 0 and still.backdrop[64, 46, 0] < 200  # the person's pixel ...
     # ... filled from the wall beside it
-    assert close(StillBackground(person, _striped_wall(person)).hold(pixels.copy(), pixels)[0],
+    assert close(StillBackground(person, _striped_wall(person)).hold(pixels.copy(), pixels).grid,
                  pixels)
     at_rest = StillBackground(person, _striped_wall(person)).hold(pixels.copy(), pixels)
     assert at_rest.strip is None and at_rest.cut is None  # no step: nothing taken from the crop
@@ -601,7 +602,8 @@ def test_the_cut_between_the_head_and_the_still_wall_is_marked_where_the_map_ste
     from streamer.still_background import StillBackground
 
     person, pixels, grid = _disc_head_moved(8.0)
-    held, _, cut = StillBackground(person, _striped_wall(person)).hold(grid, pixels)
+    hold = StillBackground(person, _striped_wall(person)).hold(grid, pixels)
+    held, cut = hold.grid, hold.cut
     assert cut is not None
     (x0, y0, x1, y1), cover = cut
     covered = np.zeros((128, 128), np.float32)
@@ -614,8 +616,8 @@ def test_the_cut_between_the_head_and_the_still_wall_is_marked_where_the_map_ste
     at[:-1] |= np.abs(np.diff(held[:, :, 0], axis=0)) > 4.0
     near = cv2.dilate(at, np.ones((5, 5), np.uint8)) > 0
     assert covered[~near].max() < 0.01  # nothing away from the step: the head, the wall
-    _, _, small = StillBackground(person, _striped_wall(person)).hold(pixels - 0.5 * (
-        pixels - grid) / 8.0, pixels)
+    small = StillBackground(person, _striped_wall(person)).hold(pixels - 0.5 * (
+        pixels - grid) / 8.0, pixels).cut
     assert small is not None and 0.3 < small[1].max() < 0.7
 
 
@@ -651,7 +653,8 @@ def test_the_wall_a_moving_head_uncovers_stays_where_it_was():
     person, pixels, grid = _disc_head_moved(8.0)
     shot = _striped_wall(person)
     still = StillBackground(person, shot)
-    held, strip, _ = still.hold(grid, pixels)
+    hold = still.hold(grid, pixels)
+    held, strip = hold.grid, hold.strip
     out = cv2.remap(shot, held, None, cv2.INTER_LINEAR)
     assert strip is not None
     lay_backdrop(out, strip, still.backdrop)
