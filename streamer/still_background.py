@@ -24,6 +24,10 @@ the shot's background beside the head and the shot's own soft outline, resampled
 head, draws the edge. Cut at the mask itself, it ran through that outline in whole crop
 pixels: a staircase, magnified where the paste-back draws the crop larger (a suit's
 shoulder against a flag, in steps of two portrait pixels).
+
+That cut is a step in the map: sampled between two of its pixels (the paste-back's full
+detail upsamples the map), it points between the head and the wall, so the texture gives
+way along it (Held.cut) and the crop's own pixels are pasted there.
 """
 
 from __future__ import annotations
