@@ -412,20 +412,19 @@ class WarpRenderer:
 
     def _part(self, target: np.ndarray, src: _Source, shot: int) -> _Part:
         grid, mouth, box, white, held = self._run(target, src)
-        strip = None if held is None else held.strip
         warped, out, alpha = composite_layers(src.crop, src.own_mouth, grid, mouth, box,
                                               src.stretch)
         mouth_layer = None if alpha is None else (tuple(int(v) for v in box), alpha)
-        backdrop = None
-        if strip is not None and src.still is not None:  # the wall the head uncovered
+        if held is not None and held.strip is not None:  # the wall the head uncovered
+            assert src.still is not None
             out = out.copy() if out is warped else out  # warped stays the texture
-            backdrop = lay_backdrop(out, strip, src.still.backdrop)
+            lay_backdrop(out, held.strip, src.still.backdrop)
         eyes: list[tuple[Box, np.ndarray]] = []
         if (white > 1e-3).any():
             out = out.copy() if out is warped else out
             eyes = lay_eye_white(out, white, W.fine_boxes(target, self._size)[:2], src.white)
         return _Part(shot, out, warped, grid, mouth_layer, tuple(eyes),  # type: ignore[arg-type]
-                     backdrop, held)
+                     held)
 
     def sampling(self, target: np.ndarray, source: _Source | None = None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -537,18 +536,17 @@ def _lay_over(out: np.ndarray, box: Box, alpha: np.ndarray, colour: np.ndarray) 
 
 
 def lay_backdrop(out: np.ndarray, strip: tuple[Box, np.ndarray], backdrop: np.ndarray
-                 ) -> tuple[Box, np.ndarray]:
+                 ) -> None:
     """Lay the shot's backdrop (S, S, 3) over `out` (S, S, 3) uint8 where the strip ((box,
-    coverage (h, w) 0–1 there): StillBackground.hold) says, in place → the strip."""
+    coverage (h, w) 0–1 there): Held.strip) says, in place."""
     (x0, y0, x1, y1), alpha = strip
     # the box rings the whole head, the strip is a band in it: taken pixel by pixel
     xs, ys = scattered.nonzero((alpha > 0).view(np.uint8))
-    share = np.take(alpha, ys * alpha.shape[1] + xs)[None]
+    share = alpha[ys, xs][None]
     pixels = (ys + y0) * out.shape[1] + (xs + x0)
     mixed = cv2.blendLinear(scattered.take(backdrop, pixels)[None],
                             scattered.take(out, pixels)[None], share, 1.0 - share)
     scattered.put(out, pixels, mixed[0])
-    return strip
 
 
 def lay_eye_white(out: np.ndarray, white: np.ndarray, boxes: np.ndarray, colour: np.ndarray
@@ -580,15 +578,16 @@ class _Part:
     # layer (None where no mouth is drawn) and each eye's white, where it shows
     mouth: tuple[Box, np.ndarray] | None
     eyes: tuple[tuple[Box, np.ndarray], ...]
-    backdrop: tuple[Box, np.ndarray] | None = None  # the wall the head uncovered, where shown
-    # the still background's hold: where the map steps from the head to the still wall, the
-    # texture resampled between two of its pixels is neither (Held.cut)
+    # the still background's hold: the wall the head uncovered, where the backdrop is laid
+    # (Held.strip), and where the map steps from the head to the still wall, the texture
+    # resampled between two of its pixels is neither (Held.cut); None: no still background
     held: Held | None = None
 
     def drawn(self, eyes: bool = True, backdrop: bool = True) -> list[tuple[Box, np.ndarray]]:
         """The layers drawn over the warped crop: the backdrop's, the mouth's, and the eyes'
         whites."""
-        layers = [self.backdrop] if backdrop and self.backdrop is not None else []
+        strip = None if self.held is None else self.held.strip
+        layers = [strip] if backdrop and strip is not None else []
         layers += [self.mouth] if self.mouth is not None else []
         return layers + (list(self.eyes) if eyes else [])
 
