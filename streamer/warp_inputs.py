@@ -11,6 +11,9 @@ generator maps the eyes lid to lid itself).
 
 from __future__ import annotations
 
+import math
+
+import cv2
 import numpy as np
 
 from streamer import landmarks as L
@@ -34,6 +37,7 @@ FIT_WEIGHTS = np.ones(478 + RING_POINTS + 4 * BORDER_PER_SIDE)
 FIT_WEIGHTS[HEAVY] = 30.0
 FIT_WEIGHTS[EYE_INNER] = 0.05
 FIT_WEIGHTS[478:] = 8.0
+_ROOT_WEIGHTS = np.sqrt(FIT_WEIGHTS)[:, None]
 
 
 def _ring(landmarks: np.ndarray) -> np.ndarray:
@@ -91,16 +95,21 @@ def solve_tps(targets: np.ndarray, sources: np.ndarray) -> np.ndarray:
     c = t[CTRL_INDEX]
     n = NUM_CTRL
     kernel = _tps_kernel(t, c)  # (510, N); its CTRL_INDEX rows are the centres' own kernel
-    poly = np.concatenate([np.ones((len(t), 1)), t], 1)  # (510, 3)
-    design = np.concatenate([kernel, poly], 1)
-    weighted = design * FIT_WEIGHTS[:, None]
+    # The design matrix [kernel | 1 | x | y] with each row × √weight, in one buffer: its Gram
+    # matrix is then one product of the buffer with itself (BLAS's symmetric rank-k update)
+    scaled = np.empty((len(t), n + 3))
+    scaled[:, :n] = kernel
+    scaled[:, n] = 1.0
+    scaled[:, n + 1 :] = t
+    scaled *= _ROOT_WEIGHTS
     lhs = np.zeros((n + 6, n + 6))
-    lhs[: n + 3, : n + 3] = weighted.T @ design
+    lhs[: n + 3, : n + 3] = scaled.T @ scaled
     lhs[:n, :n] += TPS_SMOOTHING * kernel[CTRL_INDEX]
-    lhs[:n, n + 3 :] = poly[CTRL_INDEX]
-    lhs[n + 3 :, :n] = poly[CTRL_INDEX].T
+    lhs[:n, n + 3 :] = 1.0
+    lhs[:n, n + 4 :] = c
+    lhs[n + 3 :, :n] = lhs[:n, n + 3 :].T
     rhs = np.zeros((n + 6, 2))
-    rhs[: n + 3] = weighted.T @ sources
+    rhs[: n + 3] = scaled.T @ (sources * _ROOT_WEIGHTS)
     return _solve(lhs, rhs, _coincide(c))[: n + 3].astype(np.float32)
 
 
@@ -126,8 +135,10 @@ def _solve(lhs: np.ndarray, rhs: np.ndarray, singular: bool) -> np.ndarray:
 
 def _tps_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """U(|a_i − b_j|) = r² log r², (len(a), len(b))."""
-    r2 = np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T, 0.0)
-    return r2 * np.log(np.maximum(r2, 1e-12))
+    r2 = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
+    np.maximum(r2, 0.0, out=r2)
+    # OpenCV's log: the same to 2e-15, 5 × sooner than numpy's (a third of the solve's time)
+    return r2 * cv2.log(np.maximum(r2, 1e-12))
 
 
 def mouth_frame(target_lm: np.ndarray, size: int, tongue: bool = True) -> np.ndarray:
@@ -192,9 +203,9 @@ def fine_boxes(target_lm: np.ndarray, size: int) -> np.ndarray:
 
 def _box(points: np.ndarray, pad: float, size: int) -> np.ndarray:
     """Integer box around points, padded, clipped to the crop; (0, 0, 1, 1) when outside."""
-    x0, y0 = np.floor(points.min(axis=0) - pad)
-    x1, y1 = np.ceil(points.max(axis=0) + pad)
-    box = np.array([max(x0, 0), max(y0, 0), min(x1, size), min(y1, size)])
-    if box[2] <= box[0] or box[3] <= box[1]:
-        box = np.array([0, 0, 1, 1])
-    return box.astype(np.int32)
+    (lx, ly), (hx, hy) = points.min(axis=0).tolist(), points.max(axis=0).tolist()
+    x0, y0 = max(math.floor(lx - pad), 0), max(math.floor(ly - pad), 0)
+    x1, y1 = min(math.ceil(hx + pad), size), min(math.ceil(hy + pad), size)
+    if x1 <= x0 or y1 <= y0:
+        x0, y0, x1, y1 = 0, 0, 1, 1
+    return np.array([x0, y0, x1, y1], np.int32)

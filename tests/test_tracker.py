@@ -292,3 +292,23 @@ def test_a_face_under_a_quarter_of_the_picture_is_read_again_around_it(tracker, 
     assert np.abs(tracker.detect(picture)[:, :2] - expected).mean() > 0.1 * unit
     monkeypatch.undo()
     assert np.abs(tracker.detect(picture)[:, :2] - expected).mean() < 0.02 * unit
+
+
+def test_points_are_read_from_the_wire_as_from_their_fields(astronaut_bgr):
+    from mediapipe.framework.formats import landmark_pb2
+    from mediapipe.python.solutions import face_mesh
+
+    from streamer.tracker import _points
+
+    with face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True) as mesh:
+        face = mesh.process(cv2.cvtColor(astronaut_bgr, cv2.COLOR_BGR2RGB)).multi_face_landmarks[0]
+    fields = np.array([(p.x, p.y, p.z) for p in face.landmark], np.float32)
+    assert np.array_equal(_points(face), fields)  # the wire's layout, read to the bit
+    # any other layout is read through the fields: a visibility set, a coordinate left out
+    odd = landmark_pb2.NormalizedLandmarkList()
+    odd.CopyFrom(face)
+    odd.landmark[5].visibility = 0.5
+    odd.landmark[9].ClearField("z")
+    expected = fields.copy()
+    expected[9, 2] = 0.0
+    assert np.array_equal(_points(odd), expected)
