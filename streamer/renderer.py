@@ -413,7 +413,7 @@ class WarpRenderer:
     def _part(self, target: np.ndarray, src: _Source, shot: int) -> _Part:
         grid, mouth, box, white, held = self._run(target, src)
         warped, out, alpha = composite_layers(src.crop, src.own_mouth, grid, mouth, box,
-                                              src.stretch)
+                                              src.stretch, None if held is None else held.warped)
         mouth_layer = None if alpha is None else (tuple(int(v) for v in box), alpha)
         if held is not None and held.strip is not None:  # the wall the head uncovered
             assert src.still is not None
@@ -508,10 +508,13 @@ def composite_layers(
     mouth: np.ndarray,
     box: np.ndarray,
     stretch: tuple[float, float] = OWN_MOUTH_STRETCH,
+    warped: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """composite() in its layers → (the resampled crop, the composite, the mouth layer's
-    coverage over box: (h, w) float32 0–1, or None where no mouth is drawn)."""
-    warped = cv2.remap(crop, grid, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    coverage over box: (h, w) float32 0–1, or None where no mouth is drawn). warped: the crop
+    resampled through grid, where the caller has it (streamer.still_background.Held)."""
+    if warped is None:
+        warped = cv2.remap(crop, grid, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     x0, y0, x1, y1 = (int(v) for v in box)
     layer = cv2.resize(mouth, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
     alpha = layer[:, :, 3]

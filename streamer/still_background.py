@@ -92,6 +92,8 @@ class StillBackground:
         self._move = np.where(shown > 0, STILL_MOVE, STILL_FRINGE).astype(np.float32) * (
             size / 512)
         self._crop = crop
+        # the crop and the head's mask as one picture: resampled together (hold), one remap
+        self._layered = np.dstack([crop, self._head])
 
     @cached_property
     def backdrop(self) -> np.ndarray:
@@ -109,12 +111,18 @@ class StillBackground:
 
     def hold(self, grid: np.ndarray, pixels: np.ndarray) -> Held:
         """The sampling map grid (S, S, 2) float32 with the background still (the identity
-        map `pixels` where it stays), where the backdrop shows over it, and where the held
-        map steps (Held)."""
-        moving = self.moving(grid).view(np.uint8)
+        map `pixels` where it stays), the crop resampled through it, where the backdrop shows
+        over it, and where the held map steps (Held)."""
+        # the crop and the head's mask resampled in one remap (two took 0.7 ms more at 512):
+        # where the map shows the head, the crop as the map has it; elsewhere the crop itself
+        both = cv2.remap(self._layered, grid, None, cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
+        moving = (both[:, :, 3] >= 128).view(np.uint8)
         background = 1 - moving
-        weight = background.astype(np.float32)
-        held = cv2.blendLinear(grid, pixels, 1.0 - weight, weight)
+        held = grid.copy()
+        cv2.copyTo(pixels, background, held)
+        warped = cv2.cvtColor(both, cv2.COLOR_BGRA2BGR)
+        cv2.copyTo(self._crop, background, warped)
         # how far each pixel moved (smooth: worked out on every 4th pixel)
         moved = pixels[::4, ::4] - grid[::4, ::4]
         shift = cv2.resize(cv2.magnitude(moved[:, :, 0], moved[:, :, 1]), grid.shape[1::-1],
@@ -122,16 +130,18 @@ class StillBackground:
         # the strip the head uncovered: at rest the shot's own fringe stays
         uncovered = background & self._near
         strip = _layer(uncovered * np.minimum(shift / self._move, 1.0))
-        return Held(held, strip, moving, shift)
+        return Held(held, warped, strip, moving, shift)
 
 
 class Held:
     """StillBackground.hold's map, and its layers: (box, (h, w) float32 0–1 coverage there),
     None where it covers nothing."""
 
-    def __init__(self, grid: np.ndarray, strip: tuple[Box, np.ndarray] | None,
-                 moving: np.ndarray, shift: np.ndarray) -> None:
+    def __init__(self, grid: np.ndarray, warped: np.ndarray,
+                 strip: tuple[Box, np.ndarray] | None, moving: np.ndarray, shift: np.ndarray
+                 ) -> None:
         self.grid = grid  # (S, S, 2) float32: the sampling map, the background held still
+        self.warped = warped  # (S, S, 3) uint8: the shot's crop resampled through it
         self.strip = strip  # where the backdrop shows: the strip the head uncovered
         self._moving = moving  # (S, S) uint8 0/1: where the map shows the head
         self._shift = shift  # (S, S) float32: how far the map moved each pixel

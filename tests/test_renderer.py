@@ -594,6 +594,24 @@ def test_the_background_stays_still_where_the_head_does_not_cover_it():
     assert at_rest.strip is None and at_rest.cut is None  # no step: nothing taken from the crop
 
 
+def test_the_held_crop_is_the_crop_resampled_through_the_held_map():
+    """hold resamples the crop with the head's mask in one remap: where the head shows, the
+    crop as the map has it; on the wall, the crop itself; both as one remap through the held
+    map gives them, to the level."""
+    from streamer.still_background import StillBackground
+
+    person, pixels, grid = _disc_head_moved(8.0)
+    rng = np.random.default_rng(0)
+    crop = np.clip(_striped_wall(person).astype(np.int16)
+                   + rng.integers(-30, 30, (128, 128, 3)), 0, 255).astype(np.uint8)
+    grid = grid + rng.uniform(-0.3, 0.3, grid.shape).astype(np.float32)  # off whole pixels
+    hold = StillBackground(person, crop).hold(grid, pixels)
+    expected = cv2.remap(crop, hold.grid, None, cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
+    assert np.array_equal(hold.warped, expected)
+    assert not np.array_equal(hold.warped, crop)  # the head moved in it
+
+
 def test_the_cut_between_the_head_and_the_still_wall_is_marked_where_the_map_steps():
     """The head (a disc) moved 8 px right: the held map steps by 8 px where the moving head
     meets the still wall, and the cut covers the pixels either side of that step (a map
