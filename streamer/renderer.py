@@ -660,9 +660,9 @@ def _blend_fine(flow: np.ndarray, fine: np.ndarray, box: np.ndarray) -> None:
     if w < 4 or h < 4:
         return
     local = cv2.resize(fine, (w, h), interpolation=cv2.INTER_LINEAR)
-    weight = np.minimum(_ramp(h)[:, None], _ramp(w)[None, :])[:, :, None]
-    region = flow[y0:y1, x0:x1]
-    region += weight * (local - region)
+    weight = np.minimum(_ramp(h)[:, None], _ramp(w)[None, :])
+    # blendLinear divides by the weights' sum + 1e-5: 1e-4 px here, a third of numpy's time
+    flow[y0:y1, x0:x1] = cv2.blendLinear(local, flow[y0:y1, x0:x1], weight, 1.0 - weight)
 
 
 def _ramp(n: int, width: float = 4.0) -> np.ndarray:

@@ -12,6 +12,7 @@ generator maps the eyes lid to lid itself).
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -40,23 +41,30 @@ FIT_WEIGHTS[478:] = 8.0
 _ROOT_WEIGHTS = np.sqrt(FIT_WEIGHTS)[:, None]
 
 
+_RING_ANGLES = np.linspace(0.0, 2.0 * np.pi, RING_POINTS, endpoint=False)
+_RING_DIRECTIONS = np.stack([np.cos(_RING_ANGLES), np.sin(_RING_ANGLES)], axis=1)
+
+
 def _ring(landmarks: np.ndarray) -> np.ndarray:
     """(RING_POINTS, 2) points around the face centre. landmarks: (478, ≥2) pixels."""
     pts = landmarks[:468, :2]
-    centre = 0.5 * (pts.min(axis=0) + pts.max(axis=0))
-    radius = RING_RADIUS * 0.5 * float((pts.max(axis=0) - pts.min(axis=0)).max())
-    angles = np.linspace(0.0, 2.0 * np.pi, RING_POINTS, endpoint=False)
-    return centre + radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    low, high = pts.min(axis=0), pts.max(axis=0)
+    radius = RING_RADIUS * 0.5 * float((high - low).max())
+    return 0.5 * (low + high) + radius * _RING_DIRECTIONS
 
 
+@lru_cache(maxsize=4)
 def _border(size: int) -> np.ndarray:
-    """(4 * BORDER_PER_SIDE, 2) points on the crop's outer edge, in pixels."""
+    """(4 * BORDER_PER_SIDE, 2) points on the crop's outer edge, in pixels (read-only: made
+    once per crop size)."""
     t = np.linspace(0.0, size, BORDER_PER_SIDE, endpoint=False)
     top = np.stack([t, np.zeros_like(t)], 1)
     right = np.stack([np.full_like(t, size), t], 1)
     bottom = np.stack([size - t, np.full_like(t, size)], 1)
     left = np.stack([np.zeros_like(t), size - t], 1)
-    return np.concatenate([top, right, bottom, left])
+    border = np.concatenate([top, right, bottom, left])
+    border.flags.writeable = False
+    return border
 
 
 def fit_points(crop_landmarks: np.ndarray, size: int) -> np.ndarray:
