@@ -312,3 +312,40 @@ def test_points_are_read_from_the_wire_as_from_their_fields(astronaut_bgr):
     expected = fields.copy()
     expected[9, 2] = 0.0
     assert np.array_equal(_points(odd), expected)
+
+
+def _track(frames: list[np.ndarray], **config) -> tuple[list[np.ndarray | None], list[bool]]:
+    """A video tracker's reads of frames, and whether it read each with the one-face mesh."""
+    with FaceTracker(TrackerConfig(**config), video=True) as video:
+        reads = [(video.detect(frame), video.reads_one_face) for frame in frames]
+    return [face for face, _ in reads], [one for _, one in reads]
+
+
+def test_a_face_alone_in_view_is_read_by_the_one_face_mesh_to_the_bit(data_dir):
+    """With one face in view, the mesh that looks for one face (no face detector on every
+    frame) reads it as the mesh that looks for several does, to the bit, from the first frame
+    on."""
+    from streamer.video_io import read_video_frames
+
+    frames = list(read_video_frames(data_dir / "driving" / "man_glasses_office.mp4", 40))
+    one, used = _track(frames)
+    several, never = _track(frames, single_face=False)
+    assert all(used) and not any(never)
+    assert all(a is not None and np.array_equal(a, b) for a, b in zip(one, several, strict=True))
+
+
+def test_a_face_the_one_face_mesh_loses_is_followed_as_before(two_faces):
+    """The followed face alone, then a second face beside it, then the followed one gone: the
+    one-face mesh reads it while it is there (the second face cannot take it over, as
+    before); gone, every face is looked for again, the avatar rests for switch_after frames
+    and the other face is taken up, as without the one-face mesh; alone, it is read by the
+    one-face mesh single_after frames after the loss."""
+    frames = ([two_faces(240, 0)] * 3 + [two_faces(240, 220)] * 3 + [two_faces(0, 220)] * 6
+              + [two_faces(0, 240)] * 4)
+    config = {"switch_after": 3, "single_after": 4}
+    one, used = _track(frames, **config)
+    several, _ = _track(frames, single_face=False, **config)
+    sides = [_side(face) for face in one]
+    assert sides == [_side(face) for face in several]
+    assert sides == ["left"] * 6 + [None] * 3 + ["right"] * 7
+    assert used == [True] * 6 + [False] * 4 + [True] * 6  # single_after counted from the loss
