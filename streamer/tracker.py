@@ -80,10 +80,11 @@ class TrackerConfig:
     # Video mode: while the face followed is the only one in view, frames are read by a mesh
     # that looks for one face. MediaPipe runs its face detector on every frame while it
     # tracks fewer faces than it looks for: 2.0 of 5.4 ms a frame on this 2-core machine. The
-    # face tracked is read the same to the bit (every frame of two shared clips, read both
-    # ways). A frame where that mesh does not find the followed face is read again as
-    # before, with every face looked for; so are the next single_after frames before one
-    # face alone is read so again (a face that comes and goes costs the switch, ~35 ms, once).
+    # face tracked is read the same to the bit (every frame of the eight shared clips, read
+    # both ways). A frame where that mesh does not find the followed face is read again as
+    # before, with every face looked for; so are the frames after it, until single_after
+    # have passed (the whole mesh's restart costs 20–30 ms on the frame the face is lost,
+    # the one-face mesh's start 40–50 ms on the frame it reads a face alone again).
     single_face: bool = True
     single_after: int = 30
 
@@ -129,7 +130,7 @@ class FaceTracker:
         """image: (H, W, 3) uint8 BGR → (478, 3) float32 pixels (z scaled like x), or None.
         Image mode: the largest face. Video mode: the face followed (see TrackerConfig)."""
         if self._single_on:
-            face = self._read_single(image)
+            face = self._read_single(self._checked(image))
             if face is not None:
                 return face
         faces = self.detect_all(image)
@@ -271,14 +272,19 @@ class FaceTracker:
         self._doubted = [*self._doubted[-7:], (box, every - 1)]  # a few places at most
         return False
 
-    def detect_all(self, image: np.ndarray) -> list[np.ndarray]:
-        """Every face found: a list of (478, 3) float32 arrays in pixels."""
+    def _checked(self, image: np.ndarray) -> np.ndarray:
+        """image, if this tracker is open and it is an (H, W, 3) uint8 BGR image."""
         if self._closed:
             raise RuntimeError("FaceTracker is closed")
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(
                 f"expected an (H, W, 3) uint8 BGR image, got {image.shape} {image.dtype}"
             )
+        return image
+
+    def detect_all(self, image: np.ndarray) -> list[np.ndarray]:
+        """Every face found: a list of (478, 3) float32 arrays in pixels."""
+        self._checked(image)
         # cvtColor, not numpy's reversed view copied: the same bytes, 100× sooner (a 720p
         # frame 0.07 ms against 6.9 ms on this 2-core machine; tracked alternately in one
         # process, the track stage took 12.8 ms p50 with it, 24.3 ms with the copy)

@@ -349,3 +349,14 @@ def test_a_face_the_one_face_mesh_loses_is_followed_as_before(two_faces):
     assert sides == [_side(face) for face in several]
     assert sides == ["left"] * 6 + [None] * 3 + ["right"] * 7
     assert used == [True] * 6 + [False] * 4 + [True] * 6  # single_after counted from the loss
+
+
+def test_a_tracker_reading_one_face_refuses_bad_frames_and_work_once_closed(astronaut_bgr):
+    with FaceTracker(video=True) as video:
+        assert video.detect(astronaut_bgr) is not None and video.reads_one_face
+        with pytest.raises(ValueError):
+            video.detect(np.zeros((32, 32), np.uint8))
+        assert video.detect(astronaut_bgr) is not None  # nothing lost
+        video.close()
+        with pytest.raises(RuntimeError):
+            video.detect(astronaut_bgr)
