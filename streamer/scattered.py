@@ -23,7 +23,7 @@ def nonzero(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def _pixels(image: np.ndarray) -> np.ndarray:
+def pixels(image: np.ndarray) -> np.ndarray:
     """(H·W, C) view of a C-contiguous (H, W, C) image; raises where that would be a copy
     (a write through it would be lost)."""
     flat = image.view()
@@ -33,14 +33,14 @@ def _pixels(image: np.ndarray) -> np.ndarray:
 
 def take(image: np.ndarray, index: np.ndarray) -> np.ndarray:
     """(N, C) pixels of an (H, W, C) image at flat pixel indices (y · W + x)."""
-    return np.take(_pixels(image), index, axis=0)
+    return np.take(pixels(image), index, axis=0)
 
 
 def put(image: np.ndarray, index: np.ndarray, values: np.ndarray) -> None:
     """Write (N, 3) uint8 values into a C-contiguous (H, W, 3) uint8 image at flat pixel
     indices, in place."""
     assert image.dtype == np.uint8 and values.dtype == np.uint8
-    whole = _pixels(image).view("V3")  # one 3-byte value per pixel
+    whole = pixels(image).view("V3")  # one 3-byte value per pixel
     whole[index, 0] = np.ascontiguousarray(values).view("V3")[:, 0]
 
 
