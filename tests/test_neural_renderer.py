@@ -149,6 +149,30 @@ def test_generator_draws_only_in_its_region(tiny_models, astronaut_bgr, region):
         create_renderer(portrait, replace(cfg, generator_region="face"))
 
 
+def test_g_is_blended_over_the_warp_as_over_its_whole_window(tiny_models, astronaut_bgr):
+    """The blend is worked out only where G's mask is not 0 (elsewhere it leaves the warp's
+    pixel): the crop is m·drawn + (1 − m)·warp over the whole window, to the level."""
+    from streamer.neural import _edge_taper, with_embedding
+    from streamer.portrait import EnrollConfig, enroll_images
+
+    portrait = enroll_images([astronaut_bgr], EnrollConfig(crop_size=256))
+    portrait = with_embedding(portrait, [astronaut_bgr], config(tiny_models))
+    target = portrait.crop_landmarks.copy()
+    target[14, 1] += 0.05 * 256  # open the mouth
+    renderer = create_renderer(portrait, config(tiny_models))
+    begun = renderer.begin(target)
+    out = renderer.finish(begun)
+    drawn, mask = renderer.run(begun.feed)
+    mask = mask * _edge_taper(mask.shape[0]) * begun.region
+    w = begun.window
+    drawn, mask = (cv2.resize(a, (w.side, w.side)) for a in (drawn, mask))
+    assert 0 < np.count_nonzero(mask) < 0.5 * mask.size  # G's region: part of the window
+    warp = begun.warped.crop[w.y0 : w.y0 + w.side, w.x0 : w.x0 + w.side]
+    m = mask[:, :, None]
+    expected = np.clip(m * drawn + (1.0 - m) * warp + 0.5, 0, 255).astype(np.uint8)
+    assert np.array_equal(out[w.y0 : w.y0 + w.side, w.x0 : w.x0 + w.side], expected)
+
+
 def test_a_black_and_white_photo_stays_black_and_white(tiny_models, astronaut_bgr):
     """G learned colour faces; what it draws on a grey photo is grey (the warp's mouth
     colours come from the photo's own lips)."""
