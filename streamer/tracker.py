@@ -208,6 +208,8 @@ class FaceTracker:
             for _ in range(1 + self._lock_on):
                 faces = self._read(rgb, self._single) or faces
         self._single_on = self._continued(faces) is not None
+        if not self._single_on:  # its detector missed the face the whole mesh tracks: not
+            self._single_wait = config.single_after  # tried again on every frame
 
     def _read_single(self, image: np.ndarray) -> np.ndarray | None:
         """Video mode: the followed face as the mesh that looks for one face reads it; None

@@ -360,3 +360,28 @@ def test_a_tracker_reading_one_face_refuses_bad_frames_and_work_once_closed(astr
         video.close()
         with pytest.raises(RuntimeError):
             video.detect(astronaut_bgr)
+
+
+def test_a_one_face_mesh_that_misses_the_face_is_not_started_on_every_frame(astronaut_bgr):
+    """Where the one-face mesh, starting from its face detector, does not find the face the
+    whole mesh tracks, the whole mesh goes on reading it, and the one-face mesh is tried
+    again only single_after frames later (each start reads the frame five times)."""
+
+    class Blind:  # a one-face mesh whose detector finds nothing
+        reads = 0
+
+        def reset(self) -> None:
+            pass
+
+        def process(self, rgb: np.ndarray) -> object:
+            Blind.reads += 1
+            return type("Result", (), {"multi_face_landmarks": None})()
+
+        def close(self) -> None:
+            pass
+
+    with FaceTracker(TrackerConfig(single_after=6), video=True) as video:
+        video._single = Blind()
+        faces = [video.detect(astronaut_bgr) for _ in range(8)]
+    assert all(face is not None for face in faces)
+    assert Blind.reads == 2 * (1 + TrackerConfig().lock_on)  # at frames 0 and 6, not 8 times
