@@ -222,8 +222,9 @@ class FaceTracker:
             self._mesh.reset()
             self._started = False  # it starts again on its next read
             return None
-        self._followed, self._missed, self._faceless = face_box(face), 0, 0
-        self._since_look = self._config.look_closer_after or 0
+        # the rest of the following's state is as the frame that started this mesh left it:
+        # the face has continued on every frame since
+        self._followed = face_box(face)
         return face
 
     def _continued(self, faces: list[np.ndarray]) -> np.ndarray | None:

@@ -4,7 +4,8 @@ from streamer import warp_inputs as W
 
 
 def _points(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Fitted points of a face moved a little: the astronaut's landmarks at a 512 crop."""
+    """Fitted points (target, source) of a face-like set of 478 points at a 512 crop (a
+    noisy three-lobed outline, not a real face's landmarks), moved a little."""
     rng = np.random.default_rng(seed)
     ring = np.linspace(0.0, 2.0 * np.pi, 478, endpoint=False)
     lm = np.stack([256 + 120 * np.cos(3 * ring) * np.cos(ring), 256 + 150 * np.sin(ring),
