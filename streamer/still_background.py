@@ -32,7 +32,7 @@ way along it (Held.cut) and the crop's own pixels are pasted there.
 
 from __future__ import annotations
 
-from functools import cached_property
+from functools import cache, cached_property
 
 import cv2
 import numpy as np
@@ -61,9 +61,10 @@ def _grown(mask: np.ndarray, px: float) -> np.ndarray:
 def backdrop(crop: np.ndarray, hole: np.ndarray) -> np.ndarray:
     """The crop (S, S, 3) uint8 with `hole` ((S, S) 0/1 uint8: the person and its fringe)
     filled smoothly from the background around it (cv2.inpaint, Telea's method, at half
-    size: 0.03 s at 512). Mirroring the wall beside the hole into it kept its grain but drew
-    every seam near the outline again inside it, as a line in the outline's shape
-    (man_glasses_orange_wall's cabinet doors; lab notes, "The wall a head uncovers")."""
+    size: 0.03–0.05 s at 512), with the wall's grain over the fill (grain(), 0.015–0.02 s).
+    Mirroring the wall beside the hole into it kept its grain but drew every seam near the
+    outline again inside it, as a line in the outline's shape (man_glasses_orange_wall's
+    cabinet doors; lab notes, "The wall a head uncovers")."""
     size = hole.shape[0]
     if not hole.any() or hole.all():  # nothing to fill, or nothing to fill it from
         return crop.copy()
@@ -73,7 +74,98 @@ def backdrop(crop: np.ndarray, hole: np.ndarray) -> np.ndarray:
                             np.ones((3, 3), np.uint8))
     smooth = cv2.resize(cv2.inpaint(small, small_hole * 255, 3, cv2.INPAINT_TELEA),
                         (size, size), interpolation=cv2.INTER_LINEAR)
+    noise = grain(crop, hole)
+    if noise is not None:
+        x, y, w, h = cv2.boundingRect(hole)
+        box = np.s_[y:y + h, x:x + w]
+        smooth[box] = np.clip(smooth[box] + noise, 0, 255).round()
     return np.where(hole[:, :, None] > 0, smooth, crop)
+
+
+# px at the 512 crop: the grain is the wall's detail finer than a Gaussian of this σ (what
+# Telea's fill at half size leaves out), measured over the wall within GRAIN_RING of the hole
+GRAIN_SIGMA = 2.0
+GRAIN_RING = 24.0
+GRAIN_SIZES = (0.0, 0.4, 0.6, 0.8, 1.0, 1.3, 1.7, 2.2)  # px at 512: the grain's blur, fitted
+
+
+def grain(crop: np.ndarray, hole: np.ndarray, seed: int = 0) -> np.ndarray | None:
+    """(h, w, 3) float32 noise over `hole`'s box (cv2.boundingRect) with the grain of the
+    wall round it: its fine detail's spread per channel (from the median deviation, so a
+    seam or an edge does not count as grain), how far the channels go together, and how
+    alike neighbouring pixels are. The same for the same shot; None where too little wall
+    rings the hole to say, or the wall is flat. A smooth fill in a grainy picture read as a
+    pale, streaked patch where a head had moved far (Einstein leaning 1 IOD; lab notes,
+    "Grain over the backdrop")."""
+    size = hole.shape[0]
+    scale = size / 512
+    far = GRAIN_RING * scale
+    away = cv2.distanceTransform(1 - hole, cv2.DIST_L2, 3)  # px to the hole
+    x, y, w, h = cv2.boundingRect((away <= far).view(np.uint8))
+    near = np.s_[y:y + h, x:x + w]
+    ring = (away[near] > 3 * scale) & (away[near] <= far)
+    if ring.sum() < 256:
+        return None
+    fine = _fine(crop[near].astype(np.float32), GRAIN_SIGMA * scale)
+    values = fine[ring]
+    sigma = 1.4826 * np.median(np.abs(values - np.median(values, axis=0)), axis=0)
+    if sigma.max() < 0.25:
+        return None
+    # how far the channels go together, from the detail clipped at 3 σ; how far each goes,
+    # from its median deviation (a seam's many clipped values made the spread 1.7 × the
+    # grain's on a striped wall)
+    values = np.clip(values, -(3 * sigma + 1e-3), 3 * sigma + 1e-3)
+    spread = np.maximum(sigma, 1e-3)
+    together = np.nan_to_num(np.corrcoef(values.T))  # a flat channel: NaN
+    np.fill_diagonal(together, 1.0)
+    covariance = together * np.outer(spread, spread) + 1e-6 * np.eye(3)
+    blur = _grain_blur(_alike(values.mean(axis=1), ring)) * scale
+    x, y, w, h = cv2.boundingRect(hole)
+    noise = _white((h, w, 3), seed)
+    if blur > 0:
+        noise = cv2.GaussianBlur(noise, (0, 0), blur)
+    noise = _fine(noise, GRAIN_SIGMA * scale)
+    spread = cv2.meanStdDev(noise)[1].ravel()  # numpy's std took 7 ms at 512
+    colour = np.linalg.cholesky(covariance) / spread  # row c: channel c of the grain
+    return cv2.transform(noise, colour.astype(np.float32))
+
+
+def _white(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """float32 white noise, uniform (5 × sooner than normal; blurred and thinned to its fine
+    detail, its values spread near normally), the same for the same seed."""
+    return np.random.default_rng(seed).integers(0, 256, shape, np.uint8).astype(np.float32)
+
+
+def _fine(image: np.ndarray, sigma: float) -> np.ndarray:
+    """float32 image less its Gaussian blur: its detail finer than sigma."""
+    return image - cv2.GaussianBlur(image, (0, 0), sigma)
+
+
+def _alike(values: np.ndarray, where: np.ndarray) -> float:
+    """How alike neighbouring pixels are where both lie in `where` ((H, W) bool; `values`
+    (N,): its pixels', row by row): the correlation of each with the next, across and down."""
+    at = np.full(where.shape, -1, np.int32)
+    at[where] = np.arange(len(values), dtype=np.int32)
+    alike = []
+    for a, b in ((np.s_[:, :-1], np.s_[:, 1:]), (np.s_[:-1], np.s_[1:])):
+        both = where[a] & where[b]
+        x, y = values[at[a][both]], values[at[b][both]]
+        alike.append(float(x @ y) / np.sqrt(float(x @ x) * float(y @ y) + 1e-12))
+    return float(np.mean(alike))
+
+
+@cache
+def _grain_table() -> tuple[tuple[float, float], ...]:
+    """(how alike neighbours are, blur) for noise blurred by each of GRAIN_SIZES (at 512)."""
+    white = _white((128, 128), 0)
+    everywhere = np.ones((128, 128), bool)
+    return tuple((_alike(_fine(cv2.GaussianBlur(white, (0, 0), blur) if blur else white,
+                               GRAIN_SIGMA).ravel(), everywhere), blur) for blur in GRAIN_SIZES)
+
+
+def _grain_blur(alike: float) -> float:
+    """The blur (px at 512) whose noise is as alike between neighbours as the wall's grain."""
+    return min(_grain_table(), key=lambda row: abs(row[0] - alike))[1]
 
 
 class StillBackground:
@@ -98,8 +190,8 @@ class StillBackground:
     @cached_property
     def backdrop(self) -> np.ndarray:
         """(S, S, 3) uint8: the shot with the person and its fringe filled in (backdrop()),
-        made the first time the head uncovers any (0.03 s at 512: a portrait of 32 shots
-        is not kept waiting a second for walls no frame may show)."""
+        made the first time the head uncovers any (0.04–0.08 s at 512 with its grain: a
+        portrait of 32 shots is not kept waiting seconds for walls no frame may show)."""
         return backdrop(self._crop, self._near)
 
     def moving(self, grid: np.ndarray) -> np.ndarray:

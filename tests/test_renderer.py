@@ -686,6 +686,78 @@ def test_the_wall_a_moving_head_uncovers_stays_where_it_was():
     assert out[uncovered].min() >= 60 and out[uncovered].max() <= 180
 
 
+def _grainy_wall(grain: float, colour: bool, stripes: bool = False, seed: int = 1
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """A 512 shot: a wall with grain of `grain` levels (one grain in all three channels, or
+    one per channel where `colour`), striped 70 / 170 every 32 px where `stripes`; a person
+    (a bright disc, 150 px across) in front. → (shot, its hole: the person, 0/1)."""
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal((512, 512, 3 if colour else 1)).astype(np.float32)
+    noise = cv2.GaussianBlur(noise, (0, 0), 0.7).reshape(512, 512, -1)
+    noise *= grain / noise.std()
+    wall = np.full((512, 512, 3), 120.0, np.float32)
+    if stripes:
+        wall[:, :, :] = np.where((np.arange(512) // 32) % 2 == 0, 70.0, 170.0)[None, :, None]
+    hole = np.zeros((512, 512), np.uint8)
+    cv2.circle(hole, (256, 300), 150, 1, -1)
+    shot = np.clip(wall + noise, 0, 255).round().astype(np.uint8)
+    shot[hole > 0] = 230
+    return shot, hole
+
+
+def _fine_detail(image: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """(N, 3): the image less its Gaussian blur (σ 2) at `where`."""
+    f = image.astype(np.float32)
+    return (f - cv2.GaussianBlur(f, (0, 0), 2.0))[where]
+
+
+def test_the_backdrop_keeps_the_walls_grain():
+    """Where a head moved off a grainy wall, the backdrop shows the wall's grain, not a smooth
+    patch: its fine detail as strong as the wall's (within a fifth; Telea's fill alone had a
+    tenth of it), as alike between neighbours, one grain in all three channels where the
+    wall's is, one per channel where the wall's is; and the same for the same shot."""
+    from streamer.still_background import _alike, backdrop, grain
+
+    for colour in (False, True):
+        shot, hole = _grainy_wall(6.0, colour)
+        filled = backdrop(shot, hole)
+        inside = cv2.erode(hole, np.ones((21, 21), np.uint8)) > 0
+        wall = cv2.dilate(hole, np.ones((61, 61), np.uint8)) == 0
+        ours, theirs = _fine_detail(filled, inside), _fine_detail(shot, wall)
+        assert np.allclose(ours.std(axis=0), theirs.std(axis=0), rtol=0.2)
+        grey = lambda image: cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32)  # noqa: E731
+        fine = grey(filled) - cv2.GaussianBlur(grey(filled), (0, 0), 2.0)
+        wall_fine = grey(shot) - cv2.GaussianBlur(grey(shot), (0, 0), 2.0)
+        assert abs(_alike(fine[inside], inside) - _alike(wall_fine[wall], wall)) < 0.1
+        across = np.corrcoef(ours.T)[0, 1:]  # blue with green and red
+        assert (across > 0.9).all() if not colour else (np.abs(across) < 0.2).all()
+        assert np.array_equal(filled, backdrop(shot, hole))
+    smooth = backdrop(shot, hole)  # without its grain: a tenth of the wall's
+    box = cv2.boundingRect(hole)
+    x, y, w, h = box
+    smooth[y:y + h, x:x + w] = np.clip(
+        smooth[y:y + h, x:x + w] - grain(shot, hole), 0, 255).round()
+    assert (_fine_detail(smooth, inside).std(axis=0) < 0.2 * theirs.std(axis=0)).all()
+
+
+def test_a_walls_seams_and_a_flat_wall_give_no_grain():
+    """The grain is the wall's fine detail less its seams: a striped wall with grain of 2
+    levels fills with grain of about 2 (not the stripes' edges, 100 levels high), a flat wall
+    with none."""
+    from streamer.still_background import backdrop, grain
+
+    shot, hole = _grainy_wall(2.0, False, stripes=True)
+    inside = cv2.erode(hole, np.ones((21, 21), np.uint8)) > 0
+    edges = np.abs(np.diff(np.arange(512) // 32)) > 0
+    plain = np.ones(512, bool)
+    plain[np.flatnonzero(edges)[:, None] + np.arange(-4, 6)] = False  # columns off the edges
+    wall = (cv2.dilate(hole, np.ones((61, 61), np.uint8)) == 0) & plain[None, :]
+    ours = _fine_detail(backdrop(shot, hole), inside).std(axis=0)
+    assert np.allclose(ours, _fine_detail(shot, wall).std(axis=0), rtol=0.35)
+    flat, hole = _grainy_wall(0.0, False)
+    assert grain(flat, hole) is None
+
+
 def test_the_heads_outline_over_the_still_background_is_smooth():
     """A uniform head (a disc, 200) moved a fractional 6.3 px right and 2.6 px down over a
     uniform wall (50): where it moved over the wall, each outline pixel shows the head as
