@@ -94,9 +94,9 @@ def grain(crop: np.ndarray, hole: np.ndarray, seed: int = 0) -> np.ndarray | Non
     wall round it: its fine detail's spread per channel (from the median deviation, so a
     seam or an edge does not count as grain), how far the channels go together, and how
     alike neighbouring pixels are. The same for the same shot; None where too little wall
-    rings the hole to say, or the wall is flat. A smooth fill in a grainy picture read as a
-    pale, streaked patch where a head had moved far (Einstein leaning 1 IOD; lab notes,
-    "Grain over the backdrop")."""
+    rings the hole to say, the wall is flat, or the hole is a few pixels. A smooth fill in a
+    grainy picture read as a pale, streaked patch where a head had moved far (Einstein
+    leaning 1 IOD; lab notes, "Grain over the backdrop")."""
     size = hole.shape[0]
     scale = size / 512
     far = GRAIN_RING * scale
@@ -121,11 +121,13 @@ def grain(crop: np.ndarray, hole: np.ndarray, seed: int = 0) -> np.ndarray | Non
     covariance = together * np.outer(spread, spread) + 1e-6 * np.eye(3)
     blur = _grain_blur(_alike(values.mean(axis=1), ring)) * scale
     x, y, w, h = cv2.boundingRect(hole)
+    if w * h < 64:  # a hole of a few pixels: too few to spread noise over (a pixel's is 0)
+        return None
     noise = _white((h, w, 3), seed)
     if blur > 0:
         noise = cv2.GaussianBlur(noise, (0, 0), blur)
     noise = _fine(noise, GRAIN_SIGMA * scale)
-    spread = cv2.meanStdDev(noise)[1].ravel()  # numpy's std took 7 ms at 512
+    spread = np.maximum(cv2.meanStdDev(noise)[1].ravel(), 1e-6)  # numpy's std: 7 ms at 512
     colour = np.linalg.cholesky(covariance) / spread  # row c: channel c of the grain
     return cv2.transform(noise, colour.astype(np.float32))
 

@@ -741,7 +741,7 @@ def test_the_backdrop_keeps_the_walls_grain(monkeypatch: pytest.MonkeyPatch):
 def test_a_walls_seams_and_a_flat_wall_give_no_grain():
     """The grain is the wall's fine detail less its seams: a striped wall with grain of 2
     levels fills with grain of about 2 (not the stripes' edges, 100 levels high), a flat wall
-    with none."""
+    with none, nor a hole of a pixel (its noise has no spread to scale: it was NaN)."""
     from streamer.still_background import backdrop, grain
 
     shot, hole = _grainy_wall(2.0, False, stripes=True)
@@ -754,6 +754,10 @@ def test_a_walls_seams_and_a_flat_wall_give_no_grain():
     assert np.allclose(ours, _fine_detail(shot, wall).std(axis=0), rtol=0.35)
     flat, hole = _grainy_wall(0.0, False)
     assert grain(flat, hole) is None
+    pixel = np.zeros((512, 512), np.uint8)
+    pixel[200, 300] = 1
+    assert grain(shot, pixel) is None
+    assert np.array_equal(backdrop(shot, pixel)[pixel == 0], shot[pixel == 0])
 
 
 def test_the_heads_outline_over_the_still_background_is_smooth():
