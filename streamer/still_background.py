@@ -97,12 +97,15 @@ def grain(crop: np.ndarray, hole: np.ndarray, seed: int = 0) -> np.ndarray | Non
     rings the hole to say, the wall is flat, or the hole is a few pixels. A smooth fill in a
     grainy picture read as a pale, streaked patch where a head had moved far (Einstein
     leaning 1 IOD; lab notes, "Grain over the backdrop")."""
+    _, _, w, h = cv2.boundingRect(hole)
+    if w * h < 64:  # a hole of a few pixels: too few to spread noise over (a pixel's is 0)
+        return None
     size = hole.shape[0]
     scale = size / 512
     far = GRAIN_RING * scale
     away = cv2.distanceTransform(1 - hole, cv2.DIST_L2, 3)  # px to the hole
-    x, y, w, h = cv2.boundingRect((away <= far).view(np.uint8))
-    near = np.s_[y:y + h, x:x + w]
+    x, y, near_w, near_h = cv2.boundingRect((away <= far).view(np.uint8))
+    near = np.s_[y:y + near_h, x:x + near_w]
     ring = (away[near] > 3 * scale) & (away[near] <= far)
     if ring.sum() < 256:
         return None
@@ -112,7 +115,7 @@ def grain(crop: np.ndarray, hole: np.ndarray, seed: int = 0) -> np.ndarray | Non
     if sigma.max() < 0.25:
         return None
     # how far the channels go together, from the detail clipped at 3 σ; how far each goes,
-    # from its median deviation (a seam's many clipped values made the spread 1.7 × the
+    # from its median deviation (a seam's many clipped values made the spread 2 × the
     # grain's on a striped wall)
     values = np.clip(values, -(3 * sigma + 1e-3), 3 * sigma + 1e-3)
     spread = np.maximum(sigma, 1e-3)
@@ -120,9 +123,6 @@ def grain(crop: np.ndarray, hole: np.ndarray, seed: int = 0) -> np.ndarray | Non
     np.fill_diagonal(together, 1.0)
     covariance = together * np.outer(spread, spread) + 1e-6 * np.eye(3)
     blur = _grain_blur(_alike(values.mean(axis=1), ring)) * scale
-    x, y, w, h = cv2.boundingRect(hole)
-    if w * h < 64:  # a hole of a few pixels: too few to spread noise over (a pixel's is 0)
-        return None
     noise = _white((h, w, 3), seed)
     if blur > 0:
         noise = cv2.GaussianBlur(noise, (0, 0), blur)
