@@ -127,8 +127,8 @@ def grain(crop: np.ndarray, hole: np.ndarray, seed: int = 0) -> np.ndarray | Non
     if blur > 0:
         noise = cv2.GaussianBlur(noise, (0, 0), blur)
     noise = _fine(noise, GRAIN_SIGMA * scale)
-    spread = np.maximum(cv2.meanStdDev(noise)[1].ravel(), 1e-6)  # numpy's std: 7 ms at 512
-    colour = np.linalg.cholesky(covariance) / spread  # row c: channel c of the grain
+    unit = np.maximum(cv2.meanStdDev(noise)[1].ravel(), 1e-6)  # numpy's std: 7 ms at 512
+    colour = np.linalg.cholesky(covariance) / unit  # row c: channel c of the grain
     return cv2.transform(noise, colour.astype(np.float32))
 
 
