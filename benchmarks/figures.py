@@ -93,8 +93,12 @@ def _tile(image: np.ndarray, lm: np.ndarray | None, label: str) -> np.ndarray:
     scale = TILE / image.shape[0]
     tile = cv2.resize(image, (max(1, round(image.shape[1] * scale)), TILE),
                       interpolation=cv2.INTER_AREA)
-    cv2.putText(tile, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 2)
-    cv2.putText(tile, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
+    for row, line in enumerate(label.split("\n")):  # each line shrunk to the tile's width
+        width = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 2)[0][0]
+        scale = 0.5 * min(1.0, (tile.shape[1] - 12) / max(width, 1))
+        at = (6, 18 + 18 * row)
+        cv2.putText(tile, line, at, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 2)
+        cv2.putText(tile, line, at, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1)
     return tile
 
 
@@ -141,7 +145,7 @@ def figure(data: Path, clip: str, portraits: list[str], frames: int,
     from streamer.tracker import FaceTracker
 
     path, video, lms, picks = _driver(data, clip, frames)
-    columns = [[_tile(video[i], lms[i], f"{clip[:18]} t={i} {what}") for what, i in picks]]
+    columns = [[_tile(video[i], lms[i], f"{clip}\nt={i} {what}") for what, i in picks]]
     wanted = {i for _, i in picks}
     for name in portraits:
         portrait = _portrait(data, name)
@@ -262,7 +266,7 @@ def int8_figure(data: Path, pairs: list[tuple[str, str]], frames: int) -> np.nda
             for what, i in picks:
                 lm = still.detect(outs["fp32"][i])
                 diff = np.abs(outs["fp32"][i].astype(np.int16) - outs["int8"][i]) * 8
-                columns[0].append(_tile(video[i], lms[i], f"{clip[:18]} t={i} {what}"))
+                columns[0].append(_tile(video[i], lms[i], f"{clip}\nt={i} {what}"))
                 columns[1].append(_tile(outs["fp32"][i], lm, f"{name} fp32"))
                 columns[2].append(_tile(outs["int8"][i], lm, f"{name} int8 (live)"))
                 columns[3].append(_tile(np.clip(diff, 0, 255).astype(np.uint8), lm,
