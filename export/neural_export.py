@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -65,7 +66,12 @@ def example_embedder_inputs(dims: NeuralDims, k: int = 2) -> tuple[torch.Tensor,
 def generator_onnx(G: Generator) -> bytes:
     """The generator as ONNX bytes (also how a fine-tuned generator goes into a portrait)."""
     buffer = io.BytesIO()
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # InstanceNorm without running statistics normalizes by the input's own in eval too,
+        # so the exporter's "train=True" is the model as it runs (`enroll --finetune`
+        # printed this warning to users)
+        warnings.filterwarnings("ignore", "ONNX export mode is set to TrainingMode.EVAL, but "
+                                "operator 'instance_norm'", UserWarning)
         torch.onnx.export(G.eval(), example_generator_inputs(G.dims), buffer, dynamo=False,
                           opset_version=OPSET, input_names=GENERATOR_INPUTS,
                           output_names=GENERATOR_OUTPUTS)

@@ -10,6 +10,7 @@ from typing import Any
 
 from streamer.devices import DEVICES, installed_version
 from streamer.errors import HeadcastError
+from streamer.output_file import file_argument
 
 # past 2 the lids bulge and fold on a blink (3), the face tears (10); nan and inf had failed
 # in an SVD after the whole clip was tracked
@@ -99,12 +100,21 @@ def add_renderer_option(p: argparse.ArgumentParser, precision: str = "fp32") -> 
 
 
 def parse_seconds(text: str) -> float:
-    """A duration: a negative one counts as 0, inf is for ever; nan is refused (a --duration
-    or a --camera-wait of nan had run or waited for ever: nan is past no time)."""
+    """A wait: 0 or more seconds, inf for ever; nan is refused (a --camera-wait of nan had
+    waited for ever: nan is past no time), and so is a negative one (taken as 0, unsaid)."""
     value = _number(text, float)
-    if math.isnan(value):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}")
-    return max(value, 0.0)
+    if not value >= 0:  # nor nan
+        raise argparse.ArgumentTypeError(f"expected 0 or more seconds, got {text!r}")
+    return value
+
+
+def parse_duration(text: str) -> float:
+    """How long to run: more than 0 seconds, inf for ever (`stream --duration 0` or -1 had
+    stopped at once, written nothing and exited 0; nan had run for ever)."""
+    value = _number(text, float)
+    if not value > 0:  # nor nan
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {text!r}")
+    return value
 
 
 def parse_count(text: str) -> int:
@@ -185,7 +195,8 @@ def _add_enroll(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("enroll", allow_abbrev=False,
                        help="compute a portrait's cache file once (.headcast)")
     p.add_argument("images", nargs="*", type=Path, help="1..K pictures of one face")
-    p.add_argument("-o", "--output", type=Path, required=True, help="NAME.headcast to write")
+    p.add_argument("-o", "--output", type=file_argument, required=True,
+                   help="NAME.headcast to write")
     p.add_argument("--shots", type=int, default=None,
                    help="K: use this many images or video frames (default: all images, 8 frames)")
     p.add_argument("--from-video", type=Path, default=None,
@@ -221,7 +232,7 @@ def _add_animate(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="driving video (default: the built-in motion template)",
     )
-    p.add_argument("-o", "--output", type=Path, required=True, help="output .mp4")
+    p.add_argument("-o", "--output", type=file_argument, required=True, help="output .mp4")
     p.add_argument(
         "--size", type=parse_size, default=None, help="output WIDTHxHEIGHT (default: portrait's)"
     )
@@ -274,6 +285,9 @@ def _run_enroll(args: argparse.Namespace) -> int:
 
     if not args.images and args.from_video is None:
         raise HeadcastError("give portrait images or --from-video CLIP")
+    if args.images and args.from_video is not None:  # the images were left out, unsaid
+        raise HeadcastError("give portrait images or --from-video CLIP, not both: the shots "
+                            "are taken from one or the other")
     if args.shots is not None and args.shots < 1:
         raise HeadcastError("--shots must be at least 1")
     if args.finetune < 0:  # had enrolled without fine-tuning, without a word
@@ -323,6 +337,10 @@ def _run_animate(args: argparse.Namespace) -> int:
     result = run_animate(job, progress=not args.quiet)
     rested = f" (no face in {result.faceless}: the avatar rested there)" if result.faceless else ""
     print(f"{args.output}: {result.frames} frames{rested}")
+    if result.announced is not None:
+        print(f"headcast: warning: {args.driving} could be read up to frame {result.frames} of "
+              f"the {result.announced} its header announces (is the file cut short?); the "
+              "video ends there", file=sys.stderr)
     return 0
 
 
@@ -379,4 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"headcast: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        if args.command in ("enroll", "animate"):  # each writes its file whole or not at all
+            print(f"headcast: stopped: {args.output} not written (a file already there is "
+                  "left as it was)", file=sys.stderr)
         return 130

@@ -67,3 +67,11 @@ class VoiceUnavailableError(HeadcastError):
 class OutputFileError(HeadcastError):
     """A result cannot be written where asked: no such folder, not writable, a folder, a kind
     of file headcast does not write, or one of the command's own inputs."""
+
+
+def not_a_file(path: object) -> str:
+    """What is wrong with an input path that is not a file: '<path>: no such file', or
+    '<path>: a folder, not a file' (an input given as a folder was told 'no such file')."""
+    from pathlib import Path
+
+    return f"{path}: a folder, not a file" if Path(str(path)).is_dir() else f"{path}: no such file"

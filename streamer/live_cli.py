@@ -15,8 +15,8 @@ from streamer.cli import (
     add_camera_wait_option,
     add_overlap_option,
     add_renderer_option,
+    parse_duration,
     parse_port,
-    parse_seconds,
     parse_size,
     renderer_config,
 )
@@ -64,7 +64,7 @@ def add_stream_command(subparsers: Any) -> argparse.ArgumentParser:
         "--output",
         nargs="+",
         metavar="OUT",
-        help="virtualcam[:DEVICE], preview, webrtc[:PORT] or whip:URL "
+        help="virtualcam[:DEVICE], preview, webrtc[:PORT], whip:URL or record:FILE.mp4 "
         f"(default: {' '.join(DEFAULT_OUTPUTS)})",
     )
     parser.add_argument(
@@ -107,7 +107,7 @@ def add_stream_command(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--duration",
-        type=parse_seconds,
+        type=parse_duration,
         metavar="SECONDS",
         help="stop after this many seconds (default: run until q or Ctrl+C)",
     )

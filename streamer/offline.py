@@ -13,7 +13,7 @@ from streamer.errors import ModelFileError, NoFaceError
 from streamer.face_check import faces_seen_again
 from streamer.neural import neural_available, with_embedding
 from streamer.neutral import rest_frame
-from streamer.output_file import VIDEO_SUFFIXES, check_output
+from streamer.output_file import VIDEO_SUFFIXES, check_output, written_whole
 from streamer.paste import PasteBack
 from streamer.portrait import EnrollConfig, Portrait, enroll_images, load_portrait, save_portrait
 from streamer.refine import refine_targets
@@ -102,7 +102,8 @@ def run_enroll(job: EnrollJob, progress: bool = True) -> Portrait:
     if job.finetune_steps > 0:
         portrait = finetune_portrait(portrait, images, job.finetune_steps, progress,
                                      job.finetune_anchors)
-    save_portrait(portrait, job.output)
+    with written_whole(job.output) as part:
+        save_portrait(portrait, part)
     return portrait
 
 
@@ -150,6 +151,7 @@ class AnimateJob:
 class AnimateResult:
     frames: int  # written to the output
     faceless: int  # driving frames without the face: the avatar rested there
+    announced: int | None = None  # frames the clip's header promised, where fewer were read
 
 
 def run_animate(job: AnimateJob, progress: bool = True) -> AnimateResult:
@@ -162,15 +164,17 @@ def run_animate(job: AnimateJob, progress: bool = True) -> AnimateResult:
 
     check_output(job.output, VIDEO_SUFFIXES, [job.driving])
     template = load_template() if job.driving is None else None
+    announced: int | None = None  # frames the driving clip's header says it has (to max_frames)
     switches: list[int] = []  # frames where another person is taken up
     times: list[float | None] = []  # when each driving frame shows, as its file says
     if template is not None:
         fps, track = template.fps, list(template.landmarks[: job.max_frames])
     else:
         assert job.driving is not None
-        fps, count = video_info(job.driving)
-        if job.max_frames is not None:
-            count = min(count, job.max_frames) if count else job.max_frames
+        fps, announced = video_info(job.driving)
+        if job.max_frames is not None and announced is not None:
+            announced = min(announced, job.max_frames)
+        count = announced or job.max_frames  # for the progress bar
         track = clip_track(job.driving, job.max_frames, job.options.tracker, switches, times,
                            lambda it, what: tqdm(it, total=count, unit="frame",
                                                  disable=not progress, desc=what))
@@ -180,8 +184,11 @@ def run_animate(job: AnimateJob, progress: bool = True) -> AnimateResult:
         job.portrait, track, replace(job.options, fps=fps),
         lambda it: tqdm(it, total=len(track), unit="frame", disable=not progress, desc="refine"),
         switches=switches)
+    # written beside the output and moved onto it at the end: a run stopped half way leaves
+    # the file that was there as it was
     try:
-        with VideoWriter(job.output, fps, audio_from=job.driving) as writer:
+        with written_whole(job.output) as part, \
+                VideoWriter(part, fps, audio_from=job.driving) as writer:
             timed = None not in times and len(times) == len(crop_targets)
             for i, target in enumerate(tqdm(crop_targets, unit="frame", disable=not progress,
                                             desc="animate")):
@@ -189,8 +196,10 @@ def run_animate(job: AnimateJob, progress: bool = True) -> AnimateResult:
                 if job.size is not None and frame.shape[1::-1] != job.size:
                     frame = crop_to_fill(frame, job.size, animator.face_centre)
                 writer.write(frame, times[i] if timed else None)
-            faceless = sum(landmarks is None for landmarks in track)
-            return AnimateResult(writer.frames_written, faceless)
+        faceless = sum(landmarks is None for landmarks in track)
+        # a clip cut short (a copy stopped half way) is read up to the cut, and said so
+        short = announced is not None and len(track) < announced - 1
+        return AnimateResult(writer.frames_written, faceless, announced if short else None)
     finally:
         animator.close()
 

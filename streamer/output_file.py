@@ -5,8 +5,10 @@ emptied before it is read."""
 
 from __future__ import annotations
 
+import argparse
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from streamer.errors import OutputFileError
@@ -35,3 +37,25 @@ def check_output(path: Path, suffixes: Sequence[str] = (),
             if source is not None and Path(source).exists() and path.samefile(source):
                 raise OutputFileError(f"{path} is also read by this command: writing it would "
                                       "destroy it; give the output another name")
+
+
+def file_argument(text: str) -> Path:
+    """argparse type of an output file: a name that ends in a slash is refused, where Path
+    would drop the slash (`-o mona.headcast/` overwrote the file mona.headcast)."""
+    if text.endswith(("/", os.sep)):
+        raise argparse.ArgumentTypeError(f"{text} ends in a slash: give the name of a file")
+    return Path(text)
+
+
+@contextmanager
+def written_whole(path: Path) -> Iterator[Path]:
+    """The path to write `path`'s content to: a hidden sibling with the same suffix (which
+    picks the container), moved onto `path` when the block ends, removed when it raises. So a
+    run stopped half way (Ctrl+C, an error) leaves whatever was at `path` as it was, not a
+    cut-off file in its place."""
+    part = path.with_name(f".{path.stem}.partial{path.suffix}")
+    try:
+        yield part
+        os.replace(part, path)
+    finally:
+        part.unlink(missing_ok=True)

@@ -463,6 +463,11 @@ class Pipeline:
             runner.offer(result)
 
     def _sink_failed(self, runner: SinkRunner) -> None:
+        # said here, not by the runner: with no output left the stream stops (one still
+        # opening may fail too, so only those taking frames are named)
+        going = [r.name for r in self._runners if r.delivering]
+        if going:
+            log.warning("going on without %s, with %s", runner.name, ", ".join(going))
         if self._runners and all(r.failed for r in self._runners):
             reasons = "; ".join(f"{r.name}: {r.error}" for r in self._runners)
             if self._error is None:

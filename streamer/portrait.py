@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from streamer import landmarks as L
-from streamer.errors import FaceTooSmallError, NoFaceError, PortraitFileError
+from streamer.errors import FaceTooSmallError, NoFaceError, PortraitFileError, not_a_file
 from streamer.face_check import faces_seen_again
 from streamer.faces import choose_face
 from streamer.geometry import face_frame
@@ -404,7 +404,7 @@ def load_portrait(path: str | Path) -> Portrait:
     """Read a .headcast file. Raises PortraitFileError when it is not a valid portrait file."""
     path = Path(path)
     if not path.is_file():
-        raise PortraitFileError(f"{path}: no such file (create one with `headcast enroll`)")
+        raise PortraitFileError(f"{not_a_file(path)} (create one with `headcast enroll`)")
     try:
         with np.load(path, allow_pickle=False) as data:
             header = json.loads(bytes(data["header"]).decode())
@@ -428,6 +428,7 @@ def load_portrait(path: str | Path) -> Portrait:
         raise
     except (
         OSError,
+        EOFError,  # an empty file
         ValueError,
         KeyError,
         zipfile.BadZipFile,

@@ -121,6 +121,16 @@ class VoiceTape:
                 out.append((samples, self._next))
             self._next += VOICE_CHUNK
 
+    def silence(self, until: int) -> list[tuple[np.ndarray, int]]:
+        """Silent chunks from where the voice stopped (or the file's start, where none was
+        heard) up to `until`, as take() gives chunks: a sound file that ended, or a
+        microphone that went quiet for good, leaves the file's sound as long as its picture."""
+        start = 0 if self._next is None else self._next
+        chunks = [(np.zeros((1, 2 * VOICE_CHUNK), np.int16), at)
+                  for at in range(start, until, VOICE_CHUNK)]
+        self._next = max(start, until)
+        return chunks
+
     def close(self) -> None:
         self._remove()
 
@@ -193,8 +203,12 @@ class RecordSink:
     def close(self) -> None:
         if self._tape is not None:
             self._tape.close()
-            # what was heard up to the last frame's end
-            self._write_voice(round(self.frames_written / self._fps * VOICE_RATE))
+            # what was heard up to the last frame's end, silence after it
+            end = round(self.frames_written / self._fps * VOICE_RATE)
+            self._write_voice(end)
+            if self._writer is not None:
+                for samples, at in self._tape.silence(end):
+                    self._writer.write_voice(samples, at)  # type: ignore[attr-defined]
             self._tape = None
         writer, self._writer = self._writer, None
         if writer is not None:

@@ -131,6 +131,11 @@ class SinkRunner:
         return self._state == "failed"
 
     @property
+    def delivering(self) -> bool:
+        """Opened, and taking frames."""
+        return self._state == "open"
+
+    @property
     def error(self) -> str | None:
         return self._error
 
@@ -195,12 +200,12 @@ class SinkRunner:
             self.sink.send(frame)
             done = time.monotonic()
         except SinkUnavailableError as exc:
+            log.warning("output %s is unavailable: %s", self.name, exc)
             self._fail(str(exc))
-            log.warning("output %s is unavailable, going on without it: %s", self.name, exc)
             return
         except Exception as exc:
+            log.exception("output %s failed", self.name)
             self._fail(f"{type(exc).__name__}: {exc}")
-            log.exception("output %s failed, going on without it", self.name)
             return
         self._send.add(done - start)
         self._latency.add(done - frame.capture_ts)

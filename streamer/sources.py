@@ -17,7 +17,7 @@ from typing import Generic, Protocol, TypeVar
 import cv2
 import numpy as np
 
-from streamer.errors import SourceLostError, VideoReadError
+from streamer.errors import SourceLostError, VideoReadError, not_a_file
 from streamer.frames import Frame
 
 log = logging.getLogger(__name__)
@@ -406,7 +406,7 @@ class VideoFileSource(ThreadedSource):
     ) -> None:
         path = Path(path)
         if not path.is_file():
-            raise VideoReadError(f"{path}: no such file")
+            raise VideoReadError(not_a_file(path))
         reader = OpenCVReader(str(path), config)
         first = reader.read() if reader.is_opened() else None
         if first is None or not reader.rewind():

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from streamer.errors import ImageReadError, VideoReadError
+from streamer.errors import ImageReadError, VideoReadError, not_a_file
 from streamer.frames import VOICE_RATE
 from streamer.output_file import VIDEO_SUFFIXES
 
@@ -38,7 +38,7 @@ def read_image(path: str | Path) -> np.ndarray:
     """Read an image file → (H, W, 3) uint8 BGR. Raises ImageReadError."""
     path = Path(path)
     if not path.is_file():
-        raise ImageReadError(f"{path}: no such file")
+        raise ImageReadError(not_a_file(path))
     image = decode_image(np.fromfile(path, np.uint8))
     if image is None:
         video = path.suffix.lower() in (*VIDEO_SUFFIXES, ".webm")  # .webm: read, not written
@@ -152,7 +152,7 @@ def _open_input(path: str | Path):  # type: ignore[no-untyped-def]
 
     path = Path(path)
     if not path.is_file():
-        raise VideoReadError(f"{path}: no such file")
+        raise VideoReadError(not_a_file(path))
     try:
         return av.open(str(path))
     except (av.error.FFmpegError, UnicodeDecodeError) as exc:

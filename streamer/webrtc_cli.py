@@ -21,9 +21,9 @@ from streamer.cli import (
     add_overlap_option,
     add_renderer_option,
     parse_count,
+    parse_duration,
     parse_megabytes,
     parse_port,
-    parse_seconds,
     renderer_config,
 )
 from streamer.errors import PortraitFileError
@@ -208,7 +208,7 @@ def add_client_command(subparsers: argparse._SubParsersAction) -> argparse.Argum
         "FORMAT:DEVICE (alsa:hw:1, pulse:default, avfoundation::0, dshow:audio=NAME) or a "
         "sound file",
     )
-    parser.add_argument("--duration", type=parse_seconds, help="stop after this many seconds")
+    parser.add_argument("--duration", type=parse_duration, help="stop after this many seconds")
     parser.set_defaults(func=run_client_command)
     return parser
 

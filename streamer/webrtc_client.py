@@ -28,7 +28,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
 
-from streamer.errors import SignallingError, SinkUnavailableError
+from streamer.errors import SignallingError, SinkUnavailableError, SourceLostError
 from streamer.frames import Frame, Sink
 from streamer.sink_runner import SinkRunner, SinkStats
 from streamer.sources import PacedReader, Source
@@ -295,8 +295,9 @@ async def run_client(
     to `voice_back` as it arrives: beside the avatar frames, which are stamped on arrival too.
 
     The sink gets frames through a SinkRunner (its own thread, newest wins; opened at the
-    first avatar frame's size). Runs until the server ends the session, the source fails,
-    or `duration_s` passes; closes the session and the sink, not the source.
+    first avatar frame's size). Runs until `duration_s` passes (or for ever), raising
+    SourceLostError when the server ends the session first and the source's error when it
+    fails; closes the session and the sink either way, not the source.
     → the sink's delivery stats.
     """
     track = SourceTrack(source)
@@ -395,8 +396,11 @@ async def _until_done(
         if runner.failed:
             raise SinkUnavailableError(f"output {runner.name} failed: {runner.error}")
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(worker.wait(), 0.25)
-            return
+            await asyncio.wait_for(worker.wait(), 0.25)  # raises what the worker raised
+            # the avatar's track ended before the run did: once the client said nothing of
+            # it and exited 0, its recording ending early without a word
+            raise SourceLostError("the server ended the session (it was stopped, or dropped "
+                                  "this client)")
 
 
 def whip_sink(

@@ -37,6 +37,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import re
 import secrets
 import ssl
 import sys
@@ -559,7 +560,7 @@ class AvatarServer:
                 self._enroll_executor, self.processors.enroll, image, int(face) if face else None
             )
         except HeadcastError as exc:
-            return _error(422, str(exc))
+            return _error(422, as_query(str(exc)))
         updated = 0
         for session in list(self.sessions.values()):
             if session.processor is not None:
@@ -584,6 +585,12 @@ class AvatarServer:
         if count == 0 and self.processors is None:
             return _error(404, "nothing to recalibrate: no live stream is running")
         return web.json_response({"ok": True, "recalibrated": count})
+
+
+def as_query(message: str) -> str:
+    """An enrollment's message, which names the command line's --face N, as an upload's: its
+    ?face=N ("--face 9 is not one of them" had answered a POST /portrait?face=9)."""
+    return re.sub(r"--face (\w+)", r"?face=\1", message)
 
 
 MAX_IMAGE_PIXELS = 40_000_000  # a portrait larger than this is a mistake or a bomb
@@ -742,9 +749,15 @@ class WebRTCSink:
         if self._server is not None:
             raise RuntimeError("WebRTCSink.open() called twice")
         config = dataclasses.replace(self._config, fps=fps if fps > 0 else self._config.fps)
-        self._server = ServerThread(
+        server = ServerThread(
             config, self._slot, on_recalibrate=self._on_recalibrate, voice=self._voice)
-        self._server.start()
+        try:
+            server.start()
+        except PortInUseError as exc:  # the server's hint names serve's --port
+            raise PortInUseError(
+                f"port {config.port} on {config.host} is already in use: stop the program "
+                f"using it, or give another port: --output webrtc:PORT") from exc
+        self._server = server
         query = f"?token={config.token}" if config.token else ""
         self._announce(
             f"headcast: avatar at {self._server.url}/{query}  (WHEP: {self._server.url}/whep)"

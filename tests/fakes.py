@@ -206,11 +206,13 @@ class Received:
 @dataclass
 class FakeSink:
     """A Sink that records what it got; `delay_s` makes it slow, `unavailable` makes open()
-    fail the way a missing device does."""
+    fail the way a missing device does, `gone_at` send() of that many frames in (a device
+    that went away)."""
 
     name: str = "fake"
     delay_s: float = 0.0
     unavailable: bool = False
+    gone_at: int | None = None
     main_thread: bool = False  # like the preview window: driven by Pipeline.run()
     threads: set[int] = field(default_factory=set)  # threads that called send()
     opened: list[tuple[int, int, float]] = field(default_factory=list)
@@ -224,6 +226,8 @@ class FakeSink:
         self.opened.append((width, height, fps))
 
     def send(self, frame: Frame) -> None:
+        if self.gone_at is not None and len(self.received) >= self.gone_at:
+            raise SinkUnavailableError(f"{self.name}: the device went away")
         self.threads.add(threading.get_ident())
         if self.delay_s:
             time.sleep(self.delay_s)

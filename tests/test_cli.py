@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import av
 import cv2
@@ -217,6 +218,36 @@ def test_truncated_tail_keeps_what_decoded(tmp_path, data_dir):
     assert 0 < len(frames) < 78 and frames[0].shape == (512, 512, 3)
 
 
+def test_animate_says_when_its_clip_is_cut_short(tmp_path, astronaut_bgr, capsys):
+    """A clip whose index is at its front (as phones and `-movflags faststart` write them)
+    cut half way: it is animated up to the cut, as before, but no longer without a word."""
+    import av
+
+    whole = tmp_path / "whole.mp4"
+    with av.open(str(whole), "w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 256, 256, "yuv420p"
+        face = cv2.resize(astronaut_bgr[:300, 100:400], (256, 256))
+        for k in range(40):
+            image = np.roll(face, k // 4, axis=1)
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    with av.open(str(whole)) as container:  # cut where its 21st frame begins
+        at = [packet.pos for packet in container.demux(video=0)][20]
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[:at])
+    for clip, said in ((whole, False), (cut, True)):
+        out = tmp_path / f"{clip.stem}_out.mp4"
+        assert main(["animate", "--driving", str(clip), "-o", str(out), "--renderer", "warp",
+                     "--no-refine", "--quiet"]) == 0
+        frames = _frames_and_audio(out)[0]
+        err = capsys.readouterr().err
+        assert (frames == 40) != said and (0 < frames < 40) == said
+        assert (f"could be read up to frame {frames} of the 40 its header announces" in err
+                ) == said
+
+
 def test_face_leaves_the_frame_and_the_run_goes_on(tmp_path, data_dir, capsys):
     """A driving clip whose face is gone for a second (frames blacked out): every frame is
     still written, and the user is told where the avatar rested."""
@@ -280,6 +311,70 @@ def test_enroll_needs_images_or_a_video(tmp_path, capsys):
     assert main(["enroll", "-o", str(tmp_path / "x.headcast")]) == 2
     assert "--from-video" in capsys.readouterr().err
     assert main(["enroll", "a.jpg", "--shots", "0", "-o", str(tmp_path / "x.headcast")]) == 2
+    # both: the images had been left out without a word, the shots all taken from the clip
+    assert main(["enroll", "a.jpg", "--from-video", "c.mp4", "-o", str(tmp_path / "x.headcast")
+                 ]) == 2
+    assert "give portrait images or --from-video CLIP, not both" in capsys.readouterr().err
+
+
+def test_an_output_named_with_a_trailing_slash_is_refused(tmp_path, capsys):
+    """`-o mona.headcast/` had overwritten the file mona.headcast (Path drops the slash)."""
+    kept = tmp_path / "mona.headcast"
+    kept.write_bytes(b"a portrait")
+    for argv in (["enroll", "a.jpg", "-o", f"{kept}/"], ["animate", "-o", f"{tmp_path}/o.mp4/"]):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 2 and "ends in a slash: give the name of a file" in (
+            capsys.readouterr().err)
+    assert kept.read_bytes() == b"a portrait"
+
+
+@pytest.mark.parametrize("command", ["animate", "enroll"])
+def test_a_run_stopped_half_way_leaves_the_file_that_was_there(tmp_path, capsys, monkeypatch,
+                                                               astronaut_bgr, command):
+    """Ctrl+C while animate writes its frames (or enroll its file) had left a cut-off video
+    in place of the one there, and said nothing: the output is written beside it and moved
+    onto it only when whole."""
+    from streamer import portrait as P
+    from streamer import video_io
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    picture = tmp_path / "face.png"
+    cv2.imwrite(str(picture), astronaut_bgr)
+    out = tmp_path / ("old.mp4" if command == "animate" else "old.headcast")
+    out.write_bytes(b"the user's earlier result")
+    if command == "animate":
+        writes = video_io.VideoWriter.write
+
+        def write(self, image, time=None):  # the 4th frame is never written
+            if self.frames_written == 3:
+                interrupted()
+            writes(self, image, time)
+
+        monkeypatch.setattr(video_io.VideoWriter, "write", write)
+        argv = ["animate", "--portrait", str(picture), "-o", str(out), "--max-frames", "8",
+                "--quiet"]
+    else:
+        saves = P.save_portrait
+
+        def save(portrait, path):  # stopped half way through the file
+            saves(portrait, path)
+            Path(path).write_bytes(Path(path).read_bytes()[:1000])
+            interrupted()
+
+        monkeypatch.setattr("streamer.offline.save_portrait", save)
+        argv = ["enroll", str(picture), "-o", str(out)]
+    assert main(argv) == 130
+    assert out.read_bytes() == b"the user's earlier result"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["face.png", out.name])
+    assert f"stopped: {out} not written (a file already there is left as it was)" in (
+        capsys.readouterr().err)
+    monkeypatch.undo()  # and a whole run replaces it
+    assert main(argv) == 0 and out.read_bytes() != b"the user's earlier result"
+    if command == "animate":
+        assert _frames_and_audio(out)[0] == 8
 
 
 @pytest.mark.parametrize(("preset", "expected"), [(None, "1"), ("2", "2")])
@@ -376,7 +471,13 @@ def test_enroll_refuses_a_negative_number_of_finetune_steps(capsys, tmp_path):
                                           "above 0, got 'nan'"),
     (["serve", "--max-upload-mb", "-1"], "expected a size in MiB above 0, got '-1'"),
     (["stream", "--portrait", "a.headcast", "--duration", "nan"],
-     "argument --duration: expected a number of seconds, got 'nan'"),
+     "argument --duration: expected a number of seconds above 0, got 'nan'"),
+    (["stream", "--portrait", "a.headcast", "--duration", "0"],  # had exited 0, writing nothing
+     "argument --duration: expected a number of seconds above 0, got '0'"),
+    (["client", "--duration=-1"], "argument --duration: expected a number of seconds above 0, "
+                                  "got '-1'"),
+    (["stream", "--camera-wait=-1"], "argument --camera-wait: expected 0 or more seconds, got "
+                                     "'-1'"),
     (["client", "--camera-wait", "soon"], "argument --camera-wait: expected a number, got 'soon'"),
 ])
 def test_numbers_out_of_their_range_are_refused_before_any_work(capsys, argv, said):
@@ -387,11 +488,12 @@ def test_numbers_out_of_their_range_are_refused_before_any_work(capsys, argv, sa
     assert info.value.code == 2 and said in capsys.readouterr().err
 
 
-def test_durations_read_as_seconds_with_a_negative_one_as_0():
-    from streamer.cli import parse_count, parse_megabytes, parse_seconds
+def test_durations_and_waits_read_as_seconds():
+    from streamer.cli import parse_count, parse_duration, parse_megabytes, parse_seconds
 
-    assert parse_seconds("2.5") == 2.5 and parse_seconds("-3") == 0.0
-    assert parse_seconds("inf") == float("inf")  # for ever
+    assert parse_seconds("2.5") == 2.5 and parse_seconds("0") == 0.0  # --camera-wait 0: at once
+    assert parse_seconds("inf") == float("inf") == parse_duration("inf")  # for ever
+    assert parse_duration("0.5") == 0.5
     assert parse_count("4") == 4 and parse_megabytes("0.5") == 0.5
 
 

@@ -91,3 +91,16 @@ def test_shipped_generator_in_other_precisions_draws_what_the_float_one_draws(
         feeds.append(renderer.begin(target).feed)
     scores = agreement(*files, feeds)
     assert scores["drawn_psnr_db"] > psnr_db and scores["mask_mean_abs"] < 0.01
+
+
+def test_a_generator_exports_without_a_warning_to_the_user():
+    """`enroll --finetune` exports the fine-tuned generator; the exporter's InstanceNorm
+    warning (the model as it runs, train=True) reached the user's screen."""
+    import warnings
+
+    from export.neural_export import generator_onnx
+    from models.networks import Generator, NeuralDims
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # shown (DeprecationWarning is not)
+        assert generator_onnx(Generator(NeuralDims(size=64))).startswith(b"\x08")

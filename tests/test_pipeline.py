@@ -180,7 +180,17 @@ def test_an_unavailable_sink_is_logged_and_the_others_go_on(caplog):
     assert "install the fake driver" in caplog.text
 
 
-def test_when_no_sink_can_be_opened_the_run_fails_with_every_reason():
+def test_an_output_lost_mid_stream_is_said_to_be_gone_and_the_others_go_on(caplog):
+    source, _ = fake_camera(fps=60.0)
+    gone, good = FakeSink("gone", gone_at=5), FakeSink("good")
+    with Pipeline(source, FakeProcessor(), [gone, good]) as pipeline:
+        pipeline.run(duration=0.6)
+    assert len(gone.received) == 5 and len(good.received) > 10
+    assert "output gone is unavailable: gone: the device went away" in caplog.text
+    assert "going on without gone, with good" in caplog.text
+
+
+def test_when_no_sink_can_be_opened_the_run_fails_with_every_reason(caplog):
     source, _ = fake_camera(fps=60.0)
     sinks = [FakeSink("one", unavailable=True), FakeSink("two", unavailable=True)]
     with (
@@ -188,6 +198,8 @@ def test_when_no_sink_can_be_opened_the_run_fails_with_every_reason():
         pytest.raises(SinkUnavailableError, match="one: .*two: "),
     ):
         pipeline.run(duration=5.0)
+    # each is said to be unavailable, and not that the stream goes on without it (it stops)
+    assert caplog.text.count("is unavailable") == 2 and "going on" not in caplog.text
 
 
 @pytest.mark.parametrize(

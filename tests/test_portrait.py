@@ -66,9 +66,17 @@ def test_bad_portrait_files_raise_a_named_error(astronaut_portrait, tmp_path):
     garbage.write_bytes(b"not a portrait at all")
     pickled = tmp_path / "pickled.headcast"
     np.savez(pickled.open("wb"), header=np.array([{"evil": 1}], dtype=object))
-    for path in (truncated, garbage, pickled, tmp_path / "missing.headcast"):
-        with pytest.raises(PortraitFileError):
+    empty = tmp_path / "empty.headcast"
+    empty.write_bytes(b"")  # numpy raises EOFError for it, which once went up as a traceback
+    for path in (truncated, garbage, pickled, empty):
+        with pytest.raises(PortraitFileError, match="corrupt or not a headcast portrait file"):
             load_portrait(path)
+    with pytest.raises(PortraitFileError, match="missing.headcast: no such file"):
+        load_portrait(tmp_path / "missing.headcast")
+    folder = tmp_path / "folder.headcast"
+    folder.mkdir()
+    with pytest.raises(PortraitFileError, match="folder.headcast: a folder, not a file"):
+        load_portrait(folder)
 
 
 def test_other_version_is_refused(astronaut_portrait, tmp_path, monkeypatch):
@@ -116,6 +124,9 @@ def test_corrupt_and_missing_images(tmp_path, data_dir):
     for path in (bad, tmp_path / "none.jpg"):
         with pytest.raises(ImageReadError):
             read_image(path)
+    (tmp_path / "folder.jpg").mkdir()
+    with pytest.raises(ImageReadError, match="folder.jpg: a folder, not a file"):
+        read_image(tmp_path / "folder.jpg")
 
 
 def test_large_portrait(data_dir):

@@ -375,3 +375,32 @@ def test_record_carries_the_voice_beside_the_avatar_frame_of_its_moment(tmp_path
     assert bright == pytest.approx(1.0)
     assert abs(loud - bright) < 0.03, f"hum at {loud:.3f} s, bright frame at {bright:.3f} s"
     assert start + len(samples) / 48_000 < 2.0 + 0.05  # nothing past the last frame's end
+
+
+@pytest.mark.parametrize("heard_s", [0.5, 0.0])
+def test_a_voice_that_ends_leaves_the_recordings_sound_as_long_as_its_picture(tmp_path,
+                                                                             heard_s):
+    """A sound file as the voice, 0.5 s long (or nothing heard at all), beside 2 s of frames:
+    the file's sound had stopped where the voice did (0.7 s of sound beside 8 s of video, in
+    a user's run); now silence carries it to the picture's end."""
+    import av
+
+    feed = FakeFeed()
+    path = tmp_path / "out.mp4"
+    sink = RecordSink(RecordConfig(str(path)), voice=feed)  # type: ignore[arg-type]
+    sink.open(64, 48, 25.0)
+    for k in range(50):
+        at = 100.0 + k * 0.04
+        sink.send(Frame(np.full((48, 64, 3), 120, np.uint8), at, k))
+        if at + 0.04 <= 100.0 + heard_s:
+            for half in (0.02, 0.04):
+                feed.say(chunk(3000), at + half)
+    sink.close()
+    with av.open(str(path)) as container:
+        frames = list(container.decode(audio=0))
+    start = float(frames[0].pts * frames[0].time_base)
+    samples = np.concatenate([np.abs(f.to_ndarray()).max(axis=0) for f in frames])
+    assert start + len(samples) / 48_000 == pytest.approx(2.0, abs=0.05)
+    loud = samples > 0.05
+    assert np.mean(loud[: int(0.9 * heard_s * 48_000)]) > 0.95 if heard_s else not loud.any()
+    assert not loud[int((heard_s + 0.1) * 48_000):].any()  # silence after it

@@ -129,6 +129,9 @@ def test_video_file_source_plays_at_the_files_frame_rate(tmp_path):
 def test_missing_video_file_is_a_clear_error(tmp_path):
     with pytest.raises(VideoReadError, match="no such file"):
         VideoFileSource(tmp_path / "nope.mp4")
+    (tmp_path / "clips.mp4").mkdir()
+    with pytest.raises(VideoReadError, match="clips.mp4: a folder, not a file"):
+        VideoFileSource(tmp_path / "clips.mp4")
 
 
 def test_a_file_that_is_not_a_video_is_a_clear_error(tmp_path):

@@ -242,3 +242,15 @@ def test_a_cut_out_portrait_is_laid_over_white(astronaut_bgr, tmp_path, suffix, 
     assert np.abs(face - picture[100:260, 180:330]).max() <= 1
     a, b = (enroll_images([r], EnrollConfig(crop_size=256)) for r in reads)
     assert np.abs(a.crop_landmarks - b.crop_landmarks).max() < 0.5
+
+
+def test_a_folder_given_for_a_clip_is_named_so(tmp_path):
+    """A folder where a clip or picture belongs says so (it was 'no such file')."""
+    from streamer.errors import VideoReadError
+
+    folder = tmp_path / "clip.mp4"
+    folder.mkdir()
+    with pytest.raises(VideoReadError, match="clip.mp4: a folder, not a file"):
+        list(read_video_frames(folder))
+    with pytest.raises(VideoReadError, match="nothing.mp4: no such file"):
+        list(read_video_frames(tmp_path / "nothing.mp4"))

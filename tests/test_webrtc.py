@@ -463,8 +463,11 @@ def test_port_in_use_is_a_named_error() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
+        # each names the option of its own command: serve's --port, stream's --output
+        with pytest.raises(PortInUseError, match="already in use.*pass --port with another"):
+            ServerThread(ServerConfig(port=port)).start()
         sink = WebRTCSink(ServerConfig(port=port), announce=lambda line: None)
-        with pytest.raises(PortInUseError, match="already in use.*--port"):
+        with pytest.raises(PortInUseError, match=r"already in use.*--output webrtc:PORT$"):
             sink.open(64, 64, FPS)
         assert issubclass(PortInUseError, SinkUnavailableError)
         sink.close()
@@ -505,6 +508,16 @@ def test_portrait_upload_takes_the_face_asked_for(serve: tuple[ServerThread, Fak
                                            jpeg.tobytes(), headers))
         assert status == 400 and "1 for the leftmost" in body
     assert factory.faces == [None, 2]
+    # enrollment's messages name the command line's option; an upload is told its query's
+    from streamer.errors import FaceChoiceError
+    from streamer.faces import choose_face
+    from streamer.webrtc_server import as_query
+
+    faces = [np.array([[x, 0.0, 0.0]] * 478) for x in (10.0, 90.0)]
+    with pytest.raises(FaceChoiceError) as info:
+        choose_face(faces, "portrait image 1", 9)
+    assert as_query(str(info.value)).endswith("?face=9 is not one of them")
+    assert as_query("2 faces: choose one with --face N") == "2 faces: choose one with ?face=N"
 
 
 def test_portrait_multipart_upload_reaches_live_sessions(
@@ -649,6 +662,34 @@ def test_client_sends_a_clip_and_records_the_avatar(
     assert len(frames) >= 20 and frames[0].shape == (512, 512, 3)
     assert frames[-1][: MARK_ROWS - 2].mean() > 200  # processed by the server
     assert wait_until(lambda: server.session_count() == 0)
+
+
+def test_client_says_when_the_server_ends_its_session(data_dir: Path, tmp_path: Path) -> None:
+    """The server stops 1.5 s into a 30 s run: the client raises SourceLostError at once (it
+    had returned as if done, and `headcast client` exited 0 without a word), and what it
+    recorded until then is a whole file."""
+    from streamer.errors import SourceLostError
+    from streamer.sinks import create_sink
+    from streamer.sources import VideoFileSource
+    from streamer.video_io import read_video_frames
+
+    server = ServerThread(ServerConfig(port=0), processors=FakeFactory())
+    server.start()
+    out = tmp_path / "avatar.mp4"
+    source = VideoFileSource(data_dir / "driving" / "man_green_backdrop.mp4")
+    stopper = threading.Timer(1.5, server.close)
+    started = time.monotonic()
+    try:
+        stopper.start()
+        with pytest.raises(SourceLostError, match="the server ended the session"):
+            asyncio.run(run_client(EndpointConfig(f"{server.url}/whip"), source,
+                                   create_sink("record", path=str(out)), duration_s=30.0))
+    finally:
+        stopper.cancel()
+        source.close()
+        server.close()
+    assert time.monotonic() - started < 15.0
+    assert len(list(read_video_frames(out))) >= 10
 
 
 def test_client_keeps_its_session_while_the_camera_is_away(
