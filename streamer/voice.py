@@ -15,6 +15,7 @@ viewers, a WHIP ingest, a recording), so one microphone serves them all.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import sys
@@ -155,7 +156,10 @@ class Voice:
 
 
 class VoiceFeed:
-    """An opened --voice, read on its own loop thread from the moment it opens: every
+    """An opened --voice, read on its own loop thread: a microphone from the moment it
+    opens, a sound file from when the first listener comes (a recording's first frame, a
+    connection), so it is heard from its start: read from its opening, a 3 s file had left
+    0.7–2.2 s of itself in a recording, the rest played while the stream started. Every
     listener gets each 20 ms of it (VoiceListener). A microphone that stops (unplugged,
     taken by another program) is reopened every `reopen_s` until it is back, the listeners
     hearing nothing meanwhile; a sound file that ends sets `ended`. close() stops it and the
@@ -180,7 +184,15 @@ class VoiceFeed:
         self.reopened = 0  # times a stopped microphone came back
         self.muted = False  # listeners get silence (the stream's `v` key), its timing kept
         self._closed = False
-        self._task = asyncio.run_coroutine_threadsafe(self._read(), self._thread.loop)
+        self._task: concurrent.futures.Future[None] | None = None
+        self._starting = threading.Lock()
+        if spec.format is not None:  # a microphone: heard as it comes
+            self._start()
+
+    def _start(self) -> None:
+        with self._starting:
+            if self._task is None and not self._closed:
+                self._task = asyncio.run_coroutine_threadsafe(self._read(), self._thread.loop)
 
     def toggle_mute(self) -> bool:
         """Mute or unmute → True when the voice is on now."""
@@ -188,8 +200,10 @@ class VoiceFeed:
         return not self.muted
 
     def listen(self, listener: VoiceListener) -> Callable[[], None]:
-        """Add a listener → a function that removes it."""
-        return self._heard.listen(listener)
+        """Add a listener → a function that removes it. The first starts a sound file."""
+        remove = self._heard.listen(listener)
+        self._start()
+        return remove
 
     async def _read(self) -> None:
         voice = self._voice
@@ -242,7 +256,9 @@ class VoiceFeed:
 
         with contextlib.suppress(Exception):
             self._thread.run(stop(), timeout=5)
-        self._task.cancel()
+        with self._starting:
+            if self._task is not None:
+                self._task.cancel()
         self._thread.close()
 
 

@@ -88,9 +88,27 @@ def test_a_sound_file_that_ends_says_so(tmp_path: Path) -> None:
     write_wav(short, np.zeros(4800))  # 0.1 s
     feed = open_voice_feed(str(short))
     try:
+        feed.listen(lambda samples, arrived: None)  # a file plays from its first listener
         assert feed.ended.wait(5)
     finally:
         feed.close()
+
+
+def test_a_sound_file_plays_from_its_first_listener(hum_wav: Path) -> None:
+    """Opened 1 s before anyone listens (as the stream starts: the portraits, the models), a
+    3 s file is still heard whole; it had played from its opening, so a recording started
+    then kept its last 2 s."""
+    feed = open_voice_feed(str(hum_wav))
+    heard: list[np.ndarray] = []
+    try:
+        time.sleep(1.0)
+        assert not feed.ended.is_set()
+        feed.listen(lambda samples, arrived: heard.append(samples))
+        assert feed.ended.wait(10)
+    finally:
+        feed.close()
+    loud = sum(int(np.abs(s).max()) > 1000 for s in heard)
+    assert loud >= 140, f"{loud * 0.02:.2f} s of the 3 s hum heard"
 
 
 def test_a_device_that_is_not_there_is_a_named_error_and_holds_nothing() -> None:
