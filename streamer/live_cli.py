@@ -270,7 +270,7 @@ def _check_outputs(outputs: Sequence[str], voice: str | None = None,
             except argparse.ArgumentTypeError as exc:
                 raise SinkUnavailableError(f"--output {spec}: {exc}") from None
     for path in recordings:
-        check_output(Path(path), VIDEO_SUFFIXES, [driving])
+        check_output(path, VIDEO_SUFFIXES, [driving])  # as typed: `out.mp4/` is refused
     if voice is None:
         return
     if record is None and not any(name in VOICE_OUTPUTS for name in names):

@@ -17,11 +17,15 @@ from streamer.errors import OutputFileError
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi")
 
 
-def check_output(path: Path, suffixes: Sequence[str] = (),
+def check_output(path: str | Path, suffixes: Sequence[str] = (),
                  inputs: Iterable[str | Path | None] = ()) -> None:
     """Raise OutputFileError unless `path` can be written: its name ends in one of
-    `suffixes` (any, when empty), it is not a folder, its folder exists and is writable (so
-    is the file, when it exists), and it is none of `inputs` (the files the command reads)."""
+    `suffixes` (any, when empty) and not in a slash (given as typed), it is not a folder,
+    its folder exists and is writable (so is the file, when it exists), and it is none of
+    `inputs` (the files the command reads)."""
+    if isinstance(path, str) and path.endswith(("/", os.sep)):
+        raise OutputFileError(f"{path} ends in a slash: give the name of a file")
+    path = Path(path)
     if path.is_dir():
         raise OutputFileError(f"{path} is a folder: give the name of a file to write")
     if suffixes and path.suffix.lower() not in suffixes:

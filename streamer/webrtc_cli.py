@@ -76,7 +76,6 @@ class AnimatorFactory:
 def load_portraits(paths: Sequence[str]) -> object:
     """One path: a portrait image or .headcast file; several: images of one person
     (few-shot enrollment); none: the stock astronaut photo."""
-    from pathlib import Path
 
     from streamer.offline import open_portrait
     from streamer.portrait import EnrollConfig, enroll_images
@@ -244,7 +243,7 @@ def run_client_command(args: argparse.Namespace) -> int:
 
     config = EndpointConfig(url=whip_url(args.server), token=args.token)
     if args.record:
-        check_output(Path(args.record), VIDEO_SUFFIXES, [args.driving])
+        check_output(args.record, VIDEO_SUFFIXES, [args.driving])
 
     def connected() -> None:
         output = args.record or "the virtual camera"

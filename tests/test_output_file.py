@@ -80,3 +80,12 @@ def test_stream_and_client_refuse_a_recording_they_cannot_write(tmp_path: Path, 
     assert main(["client", "--server", "http://127.0.0.1:9", "--driving", "absent.mp4",
                  "--record", record]) == 2
     assert "there is no folder" in capsys.readouterr().err
+    # a name ending in a slash is not the file before it (Path drops the slash)
+    kept = tmp_path / "kept.mp4"
+    kept.write_bytes(b"an earlier recording")
+    for argv in (["stream", "--portrait", "absent.jpg", "--record", f"{kept}/"],
+                 ["stream", "--portrait", "absent.jpg", "--output", f"record:{kept}/"],
+                 ["client", "--server", "http://127.0.0.1:9", "--record", f"{kept}/"]):
+        assert main(argv) == 2
+        assert "kept.mp4/ ends in a slash: give the name of a file" in capsys.readouterr().err
+    assert kept.read_bytes() == b"an earlier recording"
