@@ -256,6 +256,9 @@ def _check_outputs(outputs: Sequence[str], voice: str | None = None,
     be opened as given."""
     names = [spec.partition(":")[0] for spec in outputs]
     recordings = [record] if record else []
+    twice = sorted({spec for spec in outputs if outputs.count(spec) > 1})
+    if twice:
+        raise SinkUnavailableError(f"--output {twice[0]} is given twice: give each output once")
     for spec in outputs:
         name, _, arg = spec.partition(":")
         check_sink_name(name)
@@ -271,6 +274,10 @@ def _check_outputs(outputs: Sequence[str], voice: str | None = None,
                 raise SinkUnavailableError(f"--output {spec}: {exc}") from None
     for path in recordings:
         check_output(path, VIDEO_SUFFIXES, [driving])  # as typed: `out.mp4/` is refused
+    files = [Path(path).resolve() for path in recordings]
+    if len(set(files)) < len(files):  # two writers in one file had left it unreadable
+        raise SinkUnavailableError("one file is asked to record twice (--record and --output "
+                                   "record:, or twice): give each recording its own file")
     if voice is None:
         return
     if record is None and not any(name in VOICE_OUTPUTS for name in names):
@@ -287,3 +294,7 @@ def _print_stats(stats: PipelineStats) -> None:
 def _configure_logging() -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="headcast: %(message)s")
+    # headcast's own notes at INFO; the WebRTC libraries' (every ICE candidate pair checked,
+    # with this machine's addresses) only when they warn
+    for name in ("aioice", "aiortc"):
+        logging.getLogger(name).setLevel(logging.WARNING)

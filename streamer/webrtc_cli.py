@@ -34,7 +34,13 @@ from streamer.renderer import RendererConfig
 from streamer.sources import Source
 from streamer.voice import Heard
 from streamer.webrtc_client import EndpointConfig, run_client
-from streamer.webrtc_server import ServerConfig, ServerThread, resolve_token
+from streamer.webrtc_server import (
+    WILDCARD_HOSTS,
+    ServerConfig,
+    ServerThread,
+    resolve_token,
+    token_query,
+)
 
 
 class AnimatorFactory:
@@ -162,9 +168,13 @@ def run_serve(args: argparse.Namespace) -> int:
     factory = AnimatorFactory(load_portraits(args.portrait), renderer, args.detail)
     server = ServerThread(config, processors=factory)
     server.start()
-    query = f"?token={config.token}" if config.token else ""
+    query = token_query(config.token)
     print(f"headcast: open {server.url}/{query} in a browser", file=sys.stderr)
     print(f"headcast: WHIP {server.url}/whip   WHEP {server.url}/whep", file=sys.stderr)
+    if config.host in WILDCARD_HOSTS:  # server.url is this machine's own address then
+        elsewhere = server.url.replace("localhost", "THIS-MACHINE", 1)
+        print(f"headcast: from another machine: {elsewhere}/{query} (its browser gives the "
+              "page a camera over https only: --cert and --key)", file=sys.stderr)
     if config.token and not args.token:
         print(f"headcast: token {config.token}", file=sys.stderr)
     try:

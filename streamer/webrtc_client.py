@@ -118,7 +118,8 @@ class WebRTCSession:
             ):
                 body = await response.text()
                 if response.status != 201:
-                    raise SignallingError(_refusal(self.config.url, response.status, body))
+                    raise SignallingError(_refusal(self.config.url, response.status, body,
+                                                   bool(self.config.token)))
                 self.location = urljoin(self.config.url, response.headers.get("Location", ""))
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise SignallingError(
@@ -156,7 +157,10 @@ class WebRTCSession:
         await self.pc.close()
 
 
-def _refusal(url: str, status: int, body: str) -> str:
+def _refusal(url: str, status: int, body: str, token_given: bool = False) -> str:
+    if status == 401 and token_given:  # it had said "pass --token" to one who had
+        return (f"{url} refused the token given: pass the one the server printed when it "
+                "started")
     if status == 401:
         return f"{url} wants a token: pass --token (the server printed it when it started)"
     if status == 503:

@@ -191,16 +191,35 @@ def _nothing() -> None:
     pass
 
 
+# hosts that listen on every address, and the one this machine opens them at
+WILDCARD_HOSTS = {"0.0.0.0": "localhost", "": "localhost", "::": "localhost"}
+
+
 def _offered(offer_sdp: str) -> list[tuple[str, str]]:
-    """An SDP offer's m-lines → [(kind, the offerer's direction)]; [] when it does not parse
-    or offers no media (the offer is refused then)."""
+    """An SDP offer's m-lines → [(kind, the offerer's direction)]; [] when it offers no
+    media. Raises ValueError when it does not parse (aiortc's parser raises what it meets:
+    ValueError, IndexError, KeyError, AttributeError...)."""
     from aiortc.sdp import SessionDescription
 
     try:
         media = SessionDescription.parse(offer_sdp).media
-    except (ValueError, IndexError, KeyError):
-        return []
+    except Exception as exc:
+        raise ValueError(_reason(exc)) from exc
     return [(m.kind, m.direction or "sendrecv") for m in media]
+
+
+def token_query(token: str | None) -> str:
+    """"?token=…" for a printed address, escaped ('my+secret#1' had printed an address that
+    was refused: + reads as a space, # ends the query); "" without a token."""
+    from urllib.parse import quote
+
+    return f"?token={quote(token, safe='')}" if token else ""
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception from a library, for a message: its text, or its type where it has none
+    (aiortc's bare AssertionError)."""
+    return str(exc) or type(exc).__name__
 
 
 def _sends_video(offered: list[tuple[str, str]]) -> bool:
@@ -254,7 +273,11 @@ class AvatarServer:
 
     @property
     def url(self) -> str:
-        host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
+        """Where this machine reaches the server. A wildcard host (0.0.0.0, ::) is no address
+        to open: a browser on http://0.0.0.0 has no camera (not a secure context), where
+        http://localhost has one."""
+        host = WILDCARD_HOSTS.get(self.config.host, self.config.host)
+        host = f"[{host}]" if ":" in host else host
         scheme = "https" if self.config.tls_cert else "http"
         return f"{scheme}://{host}:{self.port}"
 
@@ -464,15 +487,24 @@ class AvatarServer:
             )
         if request.content_type != SDP_TYPE:
             return _error(415, f"send the SDP offer with Content-Type: {SDP_TYPE}")
-        offer_sdp = await request.text()
+        try:
+            offer_sdp = await request.text()
+        except (UnicodeDecodeError, LookupError):  # not text, or a charset Python lacks
+            return _error(400, "the SDP offer is not text: send it as UTF-8")
         voice = request.query.get("voice")
         if voice not in (None, "back") or (voice and kind != "whip"):
             return _error(400, f"voice={voice}: the one value is voice=back, on /whip (a "
                           "sender's own voice back with its avatar, to record both)")
-        offered = _offered(offer_sdp)
+        try:
+            offered = _offered(offer_sdp)
+        except ValueError as exc:
+            return _error(400, f"cannot read this SDP offer ({exc})")
         if kind == "whip" and offered and not _sends_video(offered):
             return _error(400, "a WHIP offer to headcast must send video (the face that "
                           "drives the avatar); a voice goes with it, not alone")
+        if kind == "whep" and offered and not any(
+                k == "video" and d in ("recvonly", "sendrecv") for k, d in offered):
+            return _error(400, "a WHEP offer must receive video (the avatar)")
         if len(self.sessions) >= self.config.max_sessions:
             return _error(
                 503,
@@ -487,8 +519,6 @@ class AvatarServer:
         try:
             await (self._setup_whip(session) if kind == "whip"
                    else self._setup_whep(session, offered))
-            await session.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
-            await session.pc.setLocalDescription(await session.pc.createAnswer())
         except (ValueError, TypeError) as exc:
             await self.close_session(session.id)
             return _error(400, f"cannot use this SDP offer: {exc}")
@@ -498,6 +528,13 @@ class AvatarServer:
         except Exception:
             await self.close_session(session.id)
             raise
+        try:
+            await session.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+            await session.pc.setLocalDescription(await session.pc.createAnswer())
+        except Exception as exc:  # aiortc meets a malformed offer with whatever it raises
+            await self.close_session(session.id)
+            logger.info("%s offer refused: %r", kind, exc)
+            return _error(400, f"cannot use this SDP offer ({_reason(exc)})")
         logger.info("%s session %s opened", kind, session.id)
         return web.Response(
             status=201,
@@ -543,7 +580,7 @@ class AvatarServer:
         if self.processors is None:
             return _error(404, "this server has no portrait to change (run `headcast serve`)")
         face = request.query.get("face", "")
-        if face and not (face.isdigit() and int(face) >= 1):
+        if face and not (face.isascii() and face.isdigit() and int(face) >= 1):  # not "²"
             return _error(400, f"face must be a face's number, 1 for the leftmost, got {face!r}")
         if (request.content_length or 0) > self.config.max_upload_bytes:
             return _upload_too_large(self.config.max_upload_bytes)
@@ -563,12 +600,18 @@ class AvatarServer:
             return _error(422, as_query(str(exc)))
         updated = 0
         for session in list(self.sessions.values()):
-            if session.processor is not None:
-                avatar = await loop.run_in_executor(
-                    self._enroll_executor, self.processors.make_avatar, session.processor,
-                    portrait)
+            if session.processor is None:
+                continue
+            avatar = await loop.run_in_executor(
+                self._enroll_executor, self.processors.make_avatar, session.processor,
+                portrait)
+            try:
                 await _control(session, self.processors.apply, session.processor, avatar)
-                updated += 1
+            except RuntimeError:  # its executor shut down: the session ended meanwhile
+                if session.id in self.sessions:
+                    raise
+                continue
+            updated += 1
         return web.json_response({"ok": True, "sessions_updated": updated})
 
 
@@ -758,7 +801,7 @@ class WebRTCSink:
                 f"port {config.port} on {config.host} is already in use: stop the program "
                 f"using it, or give another port: --output webrtc:PORT") from exc
         self._server = server
-        query = f"?token={config.token}" if config.token else ""
+        query = token_query(config.token)
         self._announce(
             f"headcast: avatar at {self._server.url}/{query}  (WHEP: {self._server.url}/whep)"
         )

@@ -522,6 +522,18 @@ def test_stream_with_a_bad_output_fails_before_loading(monkeypatch, output, mess
         live_cli.run_stream(stream_args("--portrait", "a.jpg", "--output", output))
 
 
+def test_stream_refuses_one_output_twice_before_loading(monkeypatch, tmp_path):
+    """`--output record:X --record X` had two writers in one file: 599 frames in its header,
+    55 readable."""
+    monkeypatch.setattr(live_cli, "load_portraits", lambda paths: pytest.fail("loaded"))
+    out = tmp_path / "x.mp4"
+    for extra in (("--output", f"record:{out}", "--record", str(out)),
+                  ("--output", f"record:{out}", f"record:{tmp_path}/./x.mp4"),
+                  ("--output", "preview", "webrtc", "preview")):
+        with pytest.raises(SinkUnavailableError, match="twice"):
+            live_cli.run_stream(stream_args("--portrait", "a.jpg", *extra))
+
+
 @pytest.mark.parametrize("overlap", [True, False])
 def test_stream_records_a_clip_end_to_end(tmp_path, monkeypatch, overlap):
     clip = write_clip(tmp_path / "in.mp4", frames=10, fps=10.0, size=(64, 48))
@@ -599,3 +611,19 @@ def test_face_lost_and_regained_keeps_the_avatar_coming(data_dir, astronaut_bgr)
 
 def test_numbered_images_survive_the_fake_processor():
     assert image_number(FakeProcessor(32).process(numbered_image(7))) == 7
+
+
+def test_stream_logs_its_own_notes_not_every_ice_check(monkeypatch):
+    """`stream --output webrtc` printed aioice's INFO lines (each candidate pair checked,
+    with this machine's addresses) among its own."""
+    import logging
+
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])  # both put back after the test
+    monkeypatch.setattr(root, "level", root.level)
+    for name in ("aioice", "aiortc"):
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.NOTSET)
+    live_cli._configure_logging()
+    assert logging.getLogger("streamer").getEffectiveLevel() == logging.INFO
+    assert not logging.getLogger("aioice.ice").isEnabledFor(logging.INFO)
+    assert not logging.getLogger("aiortc.rtcpeerconnection").isEnabledFor(logging.INFO)

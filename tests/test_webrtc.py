@@ -442,8 +442,29 @@ def test_token_required_when_set() -> None:
             return 1
 
         assert asyncio.run(play()) == 1
-        with pytest.raises(SignallingError, match="--token"):
+        with pytest.raises(SignallingError, match="refused the token given"):
             asyncio.run(WebRTCSession.open(EndpointConfig(f"{url}/whep", "nope"), None, True))
+        with pytest.raises(SignallingError, match="wants a token: pass --token"):
+            asyncio.run(WebRTCSession.open(EndpointConfig(f"{url}/whep"), None, True))
+        page = asyncio.run(http("GET", f"{url}/?token=s3cret"))[2]
+        assert '<link rel="icon" href="data:,">' in page  # no /favicon.ico: a 401 behind it
+    finally:
+        server.close()
+
+
+def test_the_printed_address_opens() -> None:
+    """A token with + or # printed as is made an address the server refused; a server on
+    0.0.0.0 printed http://0.0.0.0:PORT, where a browser gives the page no camera."""
+    from streamer.webrtc_server import token_query
+
+    token = "my+secret#1"
+    server = ServerThread(ServerConfig(host="0.0.0.0", port=0, token=token))
+    server.start()
+    try:
+        assert server.url.startswith("http://localhost:")
+        assert token_query(token) == "?token=my%2Bsecret%231" and token_query(None) == ""
+        assert asyncio.run(http("GET", f"{server.url}/{token_query(token)}"))[0] == 200
+        assert asyncio.run(http("GET", f"{server.url}/?token={token}"))[0] == 401
     finally:
         server.close()
 
@@ -503,7 +524,7 @@ def test_portrait_upload_takes_the_face_asked_for(serve: tuple[ServerThread, Fak
                                         headers))
         assert status == 200
     assert factory.faces == [None, 2]
-    for bad in ("0", "left", "-1"):
+    for bad in ("0", "left", "-1", "%C2%B2"):  # "²" is a digit to str.isdigit, not to int
         status, _, body = asyncio.run(http("POST", f"{server.url}/portrait?face={bad}",
                                            jpeg.tobytes(), headers))
         assert status == 400 and "1 for the leftmost" in body
@@ -631,6 +652,91 @@ def test_offer_needs_sdp_content_type(serve: tuple[ServerThread, FakeFactory]) -
         )
         assert status == 400 and "not an SDP offer of media: it has no m= line" in body
     assert server.session_count() == 0
+
+
+def test_a_malformed_offer_is_refused_with_400(serve: tuple[ServerThread, FakeFactory],
+                                               data_dir: Path) -> None:
+    """Offers mutated from a real one, and bodies that are no text: each had answered 500
+    with a traceback in the log (aiortc raises AttributeError, AssertionError, StopIteration
+    on them); each is a 400 now, no session is left, and the server goes on serving."""
+    import re
+
+    from aiortc import RTCPeerConnection, VideoStreamTrack
+
+    server, _ = serve
+
+    async def offer(kind: str) -> str:
+        pc = RTCPeerConnection()
+        if kind == "whip":
+            pc.addTrack(VideoStreamTrack())
+        else:
+            pc.addTransceiver("video", direction="recvonly")
+        pc.addTransceiver("audio", direction="sendrecv")
+        await pc.setLocalDescription(await pc.createOffer())
+        sdp = pc.localDescription.sdp
+        await pc.close()
+        return sdp
+
+    def mutations(sdp: str) -> Iterator[tuple[str, str]]:
+        yield "no setup", re.sub(r"a=setup:.*\r\n", "", sdp)
+        yield "setup bogus", re.sub(r"a=setup:\S+", "a=setup:bogus", sdp)
+        yield "no rtpmap", re.sub(r"a=rtpmap:.*\r\n", "", sdp)
+        yield "no codecs", re.sub(r"(m=video \d+ \S+)( \d+)+", r"\1", sdp)
+        yield "bad port", re.sub(r"m=video \d+", "m=video abc", sdp)
+        yield "bad candidate", re.sub(r"a=candidate:.*\r\n", "a=candidate:garbage\r\n", sdp)
+        yield "video twice", sdp + sdp[sdp.index("m=video"):]
+        yield "ssrc garbage", re.sub(r"a=ssrc:\d+", "a=ssrc:xyz", sdp)
+        yield "no video", sdp.replace("m=video", "m=application")
+
+    sdp_type = {"Content-Type": "application/sdp"}
+    for kind in ("whip", "whep"):
+        for name, mutated in mutations(asyncio.run(offer(kind))):
+            status, _, body = asyncio.run(http("POST", f"{server.url}/{kind}", mutated,
+                                               sdp_type))
+            assert status == 400, f"{kind} {name}: {status} {body[:200]}"
+        jpeg = (data_dir / "portraits" / "einstein.jpg").read_bytes()
+        for data, headers in ((jpeg, sdp_type),
+                              ("v=0", {"Content-Type": "application/sdp; charset=bogus"})):
+            status, _, body = asyncio.run(http("POST", f"{server.url}/{kind}", data, headers))
+            assert status == 400 and "not text" in body
+    assert server.session_count() == 0
+    status, _, body = asyncio.run(http("GET", f"{server.url}/sessions"))
+    assert status == 200 and json.loads(body) == {"whip": 0, "whep": 0}
+
+
+def test_an_upload_while_a_session_ends_skips_it(serve: tuple[ServerThread, FakeFactory],
+                                                 astronaut_bgr) -> None:  # type: ignore[no-untyped-def]
+    """A session that ends while an uploaded portrait is made ready for it: the upload had
+    answered 500 (its executor shut down) and left the other sessions unswitched."""
+    server, factory = serve
+    ready = factory.make_avatar
+
+    def slow_make_avatar(processor, portrait):  # type: ignore[no-untyped-def]
+        time.sleep(0.6)
+        return ready(processor, portrait)
+
+    factory.make_avatar = slow_make_avatar  # type: ignore[method-assign]
+    ok, jpeg = cv2.imencode(".jpg", cv2.resize(astronaut_bgr, (96, 96)))
+
+    async def run() -> tuple[int, str]:
+        ending = await WebRTCSession.open(
+            EndpointConfig(f"{server.url}/whip"), AvatarTrack(FrameSlot(), FPS), False)
+        staying = await WebRTCSession.open(
+            EndpointConfig(f"{server.url}/whip"), AvatarTrack(FrameSlot(), FPS), False)
+        await ending.wait_connected()
+        await staying.wait_connected()
+        try:
+            upload = asyncio.ensure_future(http("POST", f"{server.url}/portrait",
+                                                jpeg.tobytes(), {"Content-Type": "image/jpeg"}))
+            await asyncio.sleep(0.3)
+            await ending.close()  # DELETE, while the first avatar is made
+            status, _, body = await upload
+            return status, body
+        finally:
+            await staying.close()
+
+    status, body = asyncio.run(run())
+    assert status == 200 and '"sessions_updated": 1' in body, body
 
 
 # ---- headcast client, CLI -------------------------------------------------------------
