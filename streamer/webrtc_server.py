@@ -93,7 +93,9 @@ class ServerConfig:
     max_upload_bytes: int = 8 * 1024 * 1024  # request body limit (portraits); larger get 413
     fps: float = 30.0  # frame rate WHEP viewers receive
     connect_timeout_s: float = 20.0  # a session not connected by then is closed
-    idle_timeout_s: float = 10.0  # a WHIP session sending no video this long is closed
+    # a WHIP session sending no video this long is closed, and a WHEP session whose viewer
+    # stopped reporting what it receives
+    idle_timeout_s: float = 10.0
     ice_servers: tuple[str, ...] = ()  # STUN/TURN URLs; empty: host candidates only
     tls_cert: str | None = None  # PEM certificate: serve https (browsers on other machines
     tls_key: str | None = None  # only allow the webcam on https pages); PEM private key
@@ -392,6 +394,7 @@ class AvatarServer:
         for track in tracks:
             session.tracks.append(track)
             session.pc.addTrack(track)
+        session.tasks.append(asyncio.ensure_future(self._viewer_watchdog(session)))
 
     async def _setup_whip(self, session: Session) -> None:
         assert self.processors is not None
@@ -423,6 +426,30 @@ class AvatarServer:
             session.tracks.append(processed)
             session.pc.addTrack(processed)  # sendrecv offers get the avatar back
             session.tasks.append(asyncio.ensure_future(self._idle_watchdog(session, processed)))
+
+    async def _viewer_watchdog(self, session: Session) -> None:
+        """Close a WHEP session whose viewer stopped sending RTCP receiver reports (every
+        WebRTC stack sends one a second or so while it receives): a killed viewer sends no
+        DTLS close, and its session held one of --max-sessions for the ~30 s of ICE consent
+        expiry. Counted from its first report: a viewer that never got a frame is left to
+        ICE."""
+        from aiortc import clock
+
+        timeout = self.config.idle_timeout_s
+        sender = next((s for s in session.pc.getSenders()
+                       if s.track is not None and s.track.kind == "video"), None)
+        while sender is not None and session.id in self.sessions:
+            await asyncio.sleep(min(1.0, timeout / 4))
+            try:
+                report = await sender.getStats()
+            except Exception:  # its transport is gone: closed meanwhile
+                return
+            heard = [stats.timestamp for stats in report.values()
+                     if stats.type == "remote-inbound-rtp"]
+            if heard and (clock.current_datetime() - max(heard)).total_seconds() > timeout:
+                logger.info("whep session %s: its viewer sent no report for %.0f s",
+                            session.id, timeout)
+                await self.close_session(session.id)
 
     async def _idle_watchdog(self, session: Session, track: ProcessedTrack) -> None:
         """Close a WHIP session whose video stopped (a killed browser sends no DTLS close;

@@ -151,6 +151,40 @@ def test_whep_viewer_gets_animated_frames_at_the_source_rate(clip: list[np.ndarr
         sink.close()  # idempotent
 
 
+def test_a_viewer_that_vanishes_frees_its_session(clip: list[np.ndarray]) -> None:
+    """A WHEP viewer killed without its DELETE (no DTLS close) held one of --max-sessions
+    for the ~30 s of ICE consent expiry. Its session now closes once it sends no receiver
+    report for idle_timeout_s (3 s here), and a viewer that keeps watching is left alone."""
+    sink = WebRTCSink(ServerConfig(port=0, idle_timeout_s=3.0), announce=lambda line: None)
+    sink.open(256, 256, FPS)
+
+    async def watch_then_vanish() -> tuple[int, int, float]:
+        session = await WebRTCSession.open(EndpointConfig(f"{sink.url}/whep"), None, True)
+        try:
+            got = await receive(session, 5.0)  # longer than the timeout: still watched
+            watching = sink.viewer_count()
+
+            async def mute(packet: object) -> None:  # as a killed process: nothing more
+                return None
+
+            for receiver in session.pc.getReceivers():
+                receiver._send_rtcp = mute  # type: ignore[method-assign]
+            start = time.monotonic()
+            while sink.viewer_count() and time.monotonic() - start < 15:
+                await asyncio.sleep(0.2)
+            return len(got.images), watching, time.monotonic() - start
+        finally:
+            await session.close()
+
+    try:
+        with Feeder(sink.send, clip, FPS):
+            frames, watching, freed_after = asyncio.run(watch_then_vanish())
+    finally:
+        sink.close()
+    assert frames >= 60 and watching == 1
+    assert 2.5 < freed_after < 6.0, f"freed after {freed_after:.1f} s"
+
+
 def test_several_viewers_at_once(clip: list[np.ndarray]) -> None:
     sink = WebRTCSink(ServerConfig(port=0), announce=lambda line: None)
     sink.open(256, 256, FPS)
