@@ -223,8 +223,12 @@ SHEET_COLUMNS = ("training-free K=1", "K=1", "training-free K=8", "K=8", "K=8 fi
 
 
 def sheet_columns(sheet: dict) -> list[str]:
-    """The sheet's columns after the driver: those of SHEET_COLUMNS that ran for every clip."""
-    return [c for c in SHEET_COLUMNS if all(c in entry for entry in sheet.values())]
+    """The sheet's columns after the driver: those of SHEET_COLUMNS that ran for every clip;
+    where none did (a run of other Ks: `--ks 2` had crashed here), every row that did."""
+    entries = list(sheet.values())
+    ran = [c for c in entries[0] if c not in ("frames", "lms")] if entries else []
+    common = [c for c in ran if all(c in entry for entry in entries)]
+    return [c for c in SHEET_COLUMNS if c in common] or common
 
 
 def write_sheet(sheet: dict, path: Path) -> None:

@@ -18,11 +18,9 @@ import numpy as np
 
 from export.variants import (
     add_generator_variant,
-    calibration_feeds,
+    feeds_for,
     parse_args,
     report,
-    shared_data,
-    training_clips,
 )
 
 CHECK_CLIPS = 4  # shared/train clips the check windows come from, 4 windows each
@@ -51,7 +49,7 @@ def add_fp16_generator(model_dir: Path, name: str, check: list[dict[str, np.ndar
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args("python -m export.half", __doc__, argv)
-    check = calibration_feeds(training_clips(shared_data(args.data), CHECK_CLIPS), per_clip=4)
+    check = feeds_for(args, CHECK_CLIPS, per_clip=4)
     note = f"{len(check)} windows of {CHECK_CLIPS} shared/train clips"
     scores = add_fp16_generator(args.out, args.name, check, note)
     report(args.out / f"generator_{args.name}_fp16.onnx", len(check), scores)

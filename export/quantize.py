@@ -18,11 +18,9 @@ import numpy as np
 from export.variants import (
     CLIPS,
     add_generator_variant,
-    calibration_feeds,
+    feeds_for,
     parse_args,
     report,
-    shared_data,
-    training_clips,
 )
 
 
@@ -66,7 +64,7 @@ def add_int8_generator(model_dir: Path, name: str, calibrate: list[dict[str, np.
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args("python -m export.quantize", __doc__, argv)
-    feeds = calibration_feeds(training_clips(shared_data(args.data)))
+    feeds = feeds_for(args)
     calibrate, check = feeds[::2], feeds[1::2]
     note = f"{len(calibrate)} windows of {CLIPS} shared/train clips"
     scores = add_int8_generator(args.out, args.name, calibrate, check, note)

@@ -27,21 +27,28 @@ def training_clips(data_dir: Path, count: int = CLIPS) -> list[Path]:
     return clips[::step][:count]
 
 
-def calibration_feeds(clips: list[Path], per_clip: int = WINDOWS_PER_CLIP,
-                      frames: int = 150) -> list[dict[str, np.ndarray]]:
-    """The generator's inputs for windows of each clip driving its own first frame."""
+def calibration_feeds(clips: list[Path], model_dir: Path, name: str,
+                      per_clip: int = WINDOWS_PER_CLIP, frames: int = 150
+                      ) -> list[dict[str, np.ndarray]]:
+    """The inputs of model_dir's generator `name` for windows of each clip driving its own
+    first frame (its own embedder's ψ: the shipped model's had been taken whatever the
+    folder, so another model was calibrated and checked on inputs not its own). Raises
+    ModelFileError, before any work, where the folder has no such model."""
     from streamer.animate import AnimateOptions, Animator
     from streamer.neural import WarpedWindow, with_embedding
     from streamer.portrait import EnrollConfig, enroll_images
-    from streamer.renderer import RendererConfig
+    from streamer.renderer import RendererConfig, asset_dir, load_manifest_entry
     from streamer.video_io import read_video_frames, video_fps
 
+    config = RendererConfig(name="neural", model_dir=model_dir, model=name)
+    for key in (f"embedder_{name}", f"generator_{name}"):
+        load_manifest_entry(asset_dir(config), key)
     feeds: list[dict[str, np.ndarray]] = []
     for clip in clips:
         images = list(read_video_frames(clip, frames))
         portrait = enroll_images(images[:1], EnrollConfig(crop_size=512))
-        portrait = with_embedding(portrait, images[:1])
-        options = AnimateOptions(fps=video_fps(clip), renderer=RendererConfig(name="neural"))
+        portrait = with_embedding(portrait, images[:1], config)
+        options = AnimateOptions(fps=video_fps(clip), renderer=config)
         animator = Animator(portrait, options)
         wanted = set(np.linspace(1, len(images) - 1, per_clip).round().astype(int))
         for i, image in enumerate(images):
@@ -96,6 +103,23 @@ def add_generator_variant(model_dir: Path, name: str, suffix: str,
                                         **extra, agreement=scores)
     write_manifest(entries, model_dir)
     return scores
+
+
+def feeds_for(args: argparse.Namespace, count: int = CLIPS,
+              per_clip: int = WINDOWS_PER_CLIP) -> list[dict[str, np.ndarray]]:
+    """calibration_feeds of the command's model (--out, --name) on `count` clips of its
+    --data. Exits with one line (status 2) where the model or the clips are not there (each
+    had been a traceback, the model's only after the clips' 25 s of work)."""
+    import sys
+
+    from streamer.errors import HeadcastError
+
+    try:
+        clips = training_clips(shared_data(args.data), count)
+        return calibration_feeds(clips, args.out, args.name, per_clip)
+    except (HeadcastError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def shared_data(given: Path | None) -> Path:

@@ -164,10 +164,11 @@ def landmark_input(landmarks: np.ndarray, size: int) -> np.ndarray:
 
 
 def generator_key(config: RendererConfig) -> str:
-    """The manifest key of the shipped generator at the configured precision."""
+    """The manifest key of the configured model's generator at its precision."""
     if config.precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
-    return f"generator_{MODEL}" + ("" if config.precision == "fp32" else f"_{config.precision}")
+    return f"generator_{config.model}" + (
+        "" if config.precision == "fp32" else f"_{config.precision}")
 
 
 def neural_available(config: RendererConfig = RendererConfig()) -> bool:
@@ -183,7 +184,7 @@ class Embedder:
     """E and P through onnxruntime: K shots → (ê (D,), ψ (P,)), float32."""
 
     def __init__(self, config: RendererConfig = RendererConfig()) -> None:
-        self._session, entry = open_session(asset_dir(config), f"embedder_{MODEL}", config)
+        self._session, entry = open_session(asset_dir(config), f"embedder_{config.model}", config)
         self.size = int(entry["dims"]["size"])
 
     def embed(self, shots: list[ShotCrop]) -> tuple[np.ndarray, np.ndarray]:

@@ -61,6 +61,7 @@ class RendererConfig:
     # neural generator: fp32; int8 (quantized, faster on a CPU: live default); fp16 (for GPUs)
     precision: str = "fp32"
     model_dir: Path | None = None  # folder with manifest.json; None: the shipped assets
+    model: str = "small"  # neural: the model's name in that manifest (embedder_<model>, ...)
     # neural: where the generator's blend mask may replace the warp. "mouth": around the
     # target's mouth and where the warp has no texture (streamer.neural.generator_region);
     # "all": wherever G's own mask says (as trained)

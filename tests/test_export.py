@@ -104,3 +104,35 @@ def test_a_generator_exports_without_a_warning_to_the_user():
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # shown (DeprecationWarning is not)
         assert generator_onnx(Generator(NeuralDims(size=64))).startswith(b"\x08")
+
+
+def test_calibration_takes_the_folders_own_model(tmp_path, data_dir):
+    """export.quantize / export.half calibrate and check --name of --out on that model's own
+    inputs: they took the shipped model's whatever the folder (a model of other dimensions
+    failed after 25 s of work; one of the same silently got the shipped ψ), and a folder
+    without the model failed only after the clips' work."""
+    import shutil
+    from importlib import resources
+
+    from export.variants import calibration_feeds
+    from streamer.errors import ModelFileError
+
+    assets = Path(str(resources.files("streamer") / "assets"))
+    folder = tmp_path / "models"
+    folder.mkdir()
+    manifest = json.loads((assets / "manifest.json").read_text())
+    renamed = {}
+    for key, entry in manifest["models"].items():
+        if key in ("embedder_small", "generator_small", "warp_256", "warp_512"):
+            shutil.copy(assets / entry["file"], folder / entry["file"])  # `export` writes
+            renamed[key.replace("small", "mine")] = entry  # the warp beside every model
+    (folder / "manifest.json").write_text(json.dumps({**manifest, "models": renamed}))
+    clip = data_dir / "driving" / "man_green_backdrop.mp4"
+    with pytest.raises(ModelFileError, match="embedder_small"):
+        calibration_feeds([tmp_path / "no_such_clip.mp4"], folder, "small")
+    feeds = calibration_feeds([clip], folder, "mine", per_clip=2, frames=6)
+    import onnxruntime as ort
+
+    generator = ort.InferenceSession(str(folder / renamed["generator_mine"]["file"]),
+                                     providers=["CPUExecutionProvider"])
+    assert len(feeds) == 2 and generator.run(["drawn"], feeds[0])[0].shape[1] == 3

@@ -40,3 +40,26 @@ def test_switch_gaps_take_the_longest_gap_after_each_switch():
     near, away = switch_gaps(done, np.array([0.15, 3.0]))
     assert np.allclose(near, [0.7, 2.4])  # 0.2 → 0.9 after the first; 1.1 → 3.5 after the second
     assert np.allclose(np.sort(away), [0.1, 0.1, 2.4])  # 0 → 0.1, 3.6 → 6.0 (past 2 s), 6.0 → 6.1
+
+
+def test_frames_offered_are_counted_from_the_run_not_from_the_enrollment(monkeypatch, capsys,
+                                                                         data_dir):
+    """The clip played as a camera from before the portrait was enrolled, so a slow
+    enrollment's frames counted as offered: 150 in a 3 s run of a 30 fps clip, 85 of them
+    "delivered" (56.7 %)."""
+    import time
+
+    import benchmarks.latency as B
+    import streamer.offline
+
+    def slow_enrollment(path, config):  # type: ignore[no-untyped-def]
+        time.sleep(1.5)
+        return "portrait"
+
+    monkeypatch.setattr(streamer.offline, "open_portrait", slow_enrollment)
+    monkeypatch.setattr(B, "make_processor", lambda config, fps, portrait: FakeAnimator(64, 0.0))
+    clip = data_dir / "driving" / "man_green_backdrop.mp4"  # 25 fps
+    B.run(BenchConfig(clip, Path("p.jpg"), 1.0, "animator", 64, False, 0.0, (64, 48), 0.5))
+    report = capsys.readouterr().out
+    offered = int(report.split("frames offered")[1].split()[0])
+    assert 20 <= offered <= 32, report
