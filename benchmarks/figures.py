@@ -66,7 +66,7 @@ import cv2
 import numpy as np
 
 from benchmarks import protocol as P
-from benchmarks.quality import default_data_dir
+from benchmarks.quality import at_least, clip_file, default_data_dir, portrait_file
 
 TILE = 220  # tile height in pixels
 
@@ -108,7 +108,7 @@ def _driver(data: Path, clip: str, frames: int
     from streamer.tracker import FaceTracker
     from streamer.video_io import read_video_frames
 
-    path = data / "driving" / f"{clip}.mp4"
+    path = clip_file(data, clip)
     video = list(read_video_frames(path, frames))
     with FaceTracker(video=True) as tracker:
         lms = [tracker.detect(f) for f in video]
@@ -136,7 +136,7 @@ def _portrait(data: Path, name: str):
     from streamer.offline import enroll_shots
     from streamer.video_io import read_image
 
-    return enroll_shots([read_image(next((data / "portraits").glob(f"{name}.*")))])
+    return enroll_shots([read_image(portrait_file(data, name))])
 
 
 def figure(data: Path, clip: str, portraits: list[str], frames: int,
@@ -353,14 +353,14 @@ def detail_figure(data: Path, clip: str, portraits: list[tuple[str, int]]) -> np
     from streamer.tracker import FaceTracker
     from streamer.video_io import read_image, read_video_frames, video_fps
 
-    path = data / "driving" / f"{clip}.mp4"
+    path = clip_file(data, clip)
     video = list(read_video_frames(path, 300))
     with FaceTracker(video=True) as tracker:
         lms = [tracker.detect(f) for f in video]
     t = _pick(lms)[1][1]  # the widest mouth
     rows = []
     for name, size in portraits:
-        image = read_image(next((data / "portraits").glob(f"{name}.*")))
+        image = read_image(portrait_file(data, name))
         portrait = enroll_images([image], EnrollConfig(crop_size=size))
         tiles = [_tile(video[t], lms[t], f"driver t={t}")]
         for detail in ("crop", "full"):
@@ -390,7 +390,7 @@ def region_figure(data: Path, rows: list[tuple[str, int]]) -> np.ndarray:
                ("neural, G in its region", "neural", "mouth")]
     out = []
     for clip, k in rows:
-        frames = load_clip(data / "driving" / f"{clip}.mp4")
+        frames = load_clip(clip_file(data, clip))
         lms = track_all(frames)
         held = [i for i in range(int(SPLIT * len(frames)), len(frames)) if lms[i] is not None]
         t = max(held, key=lambda i: P.mouth_opening(lms[i]))
@@ -431,13 +431,13 @@ def own_mouth_figure(data: Path, rows: list[tuple[str, str, int]]) -> np.ndarray
     tracks: dict[str, tuple[list[np.ndarray], list[np.ndarray | None]]] = {}
     out = []
     for name, clip, t in rows:
-        path = data / "driving" / f"{clip}.mp4"
+        path = clip_file(data, clip)
         if clip not in tracks:
             frames = list(read_video_frames(path, 300))
             with FaceTracker(video=True) as tracker:
                 tracks[clip] = frames, [tracker.detect(f) for f in frames]
         video, lms = tracks[clip]
-        image = read_image(next((data / "portraits").glob(f"{name}.*")))
+        image = read_image(portrait_file(data, name))
         portrait = enroll_images([image], EnrollConfig(crop_size=512))
         tiles = [_mouth_tile(video[t], lms[t], f"{clip[:16]} t={t}")]
         for label, config in variants:
@@ -494,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--portraits", nargs="+", default=["mona_lisa", "einstein"])
     parser.add_argument("--clips", nargs="+",
                         default=["woman_long_expressive", "man_glasses_office"])
-    parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--frames", type=at_least(2), default=300)
     parser.add_argument("--renderers", nargs="+", default=["warp", "neural"],
                         choices=("warp", "neural"))
     parser.add_argument("--out", type=Path, default=Path("docs"))

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from benchmarks import protocol as P
-from benchmarks.quality import log
+from benchmarks.quality import at_least, clip_file, log
 
 CLIPS = ("man_glasses_lab", "man_glasses_office", "man_glasses_orange_wall",
          "man_green_backdrop", "woman_beige_backdrop", "woman_long_expressive",
@@ -146,7 +146,7 @@ def run(cfg: KShotConfig) -> dict:
     results: dict[str, dict[str, Scores]] = {}
     sheet: dict[str, dict] = {}
     for clip in cfg.clips:
-        path = cfg.data / "driving" / f"{clip}.mp4"
+        path = clip_file(cfg.data, clip)
         frames = load_clip(path)
         lms = track_all(frames)
         split = int(SPLIT * len(frames))
@@ -260,9 +260,9 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=None)
     parser.add_argument("--clips", nargs="*", default=list(CLIPS))
-    parser.add_argument("--ks", type=int, nargs="*", default=[1, 8, 32])
-    parser.add_argument("--finetune-steps", type=int, default=100)
-    parser.add_argument("--eval-frames", type=int, default=40)
+    parser.add_argument("--ks", type=at_least(1), nargs="+", default=[1, 8, 32])
+    parser.add_argument("--finetune-steps", type=at_least(0), default=100)
+    parser.add_argument("--eval-frames", type=at_least(1), default=40)
     parser.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
                         help="the shipped generator's precision (fine-tuned ones run fp32)")
     parser.add_argument("--generator-region", choices=GENERATOR_REGIONS, default="mouth",

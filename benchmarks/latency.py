@@ -34,7 +34,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from benchmarks.quality import default_data_dir
+from benchmarks.quality import at_least, default_data_dir
 from streamer.frames import Frame, Sink
 from streamer.paste import DETAILS
 from streamer.pipeline import AvatarProcessor, Pipeline, PipelineConfig, PipelineStats
@@ -306,7 +306,7 @@ def parse_args(argv: Sequence[str] | None) -> BenchConfig:
         help="portrait image, relative to the data folder (or an absolute path), or an "
         "enrolled .headcast file (K shots, its own crop size)",
     )
-    parser.add_argument("--seconds", type=float, default=120.0)
+    parser.add_argument("--seconds", type=at_least(0.1, float), default=120.0)
     parser.add_argument("--processor", choices=("animator", "fake"), default="animator")
     parser.add_argument("--crop-size", type=int, choices=(256, 512), default=512)
     parser.add_argument("--renderer", choices=("auto", "warp", "neural"), default="auto")

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -286,6 +287,46 @@ def _summarise_self(
 # ---------------------------------------------------------------- cross-reenactment
 
 
+def at_least(minimum: float, kind: type = int) -> Callable[[str], Any]:
+    """argparse type: a number of `kind` not under `minimum` (0 frames, -1 steps or 0
+    seconds had printed empty tables, crashed, or run rows that were not what they said)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not value >= minimum:  # nor nan
+            raise argparse.ArgumentTypeError(f"expected {minimum:g} or more, got {text!r}")
+        return value
+
+    return parse
+
+
+def portrait_file(data_dir: Path, name: str) -> Path:
+    """The shared portrait called `name` (its stem). Exits with one line naming those there
+    where there is none (a bare StopIteration had come out of speed, figures and kshot)."""
+    images = [p for p in sorted((data_dir / "portraits").glob("*.*"))
+              if p.suffix.lower() in IMAGE_SUFFIXES]
+    found = [p for p in images if p.stem == name]
+    if not found:
+        there = [p.stem for p in images]
+        raise SystemExit(f"no portrait {name!r} in {data_dir / 'portraits'} (there: "
+                         f"{', '.join(there) or 'none'})")
+    return found[0]
+
+
+def clip_file(data_dir: Path, name: str) -> Path:
+    """The shared driving clip called `name`; exits with one line where there is none (a
+    VideoReadError traceback, after the portraits' work)."""
+    path = data_dir / "driving" / f"{name}.mp4"
+    if not path.is_file():
+        there = sorted(p.stem for p in (data_dir / "driving").glob("*.mp4"))
+        raise SystemExit(f"no clip {name!r} in {data_dir / 'driving'} (there: "
+                         f"{', '.join(there) or 'none'})")
+    return path
+
+
 def list_portraits(
     data_dir: Path, wanted: Sequence[str] | None
 ) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -377,7 +418,7 @@ def run_cross(
     from streamer.video_io import read_image
 
     files, skipped = list_portraits(cfg.data_dir, cfg.portraits)
-    clips = [cfg.data_dir / "driving" / f"{c}.mp4" for c in cfg.cross_clips]
+    clips = [clip_file(cfg.data_dir, c) for c in cfg.cross_clips]
     shows = {p.stem: sheet_indices(p, cfg.frames, cfg.sheet_frames) for p in clips}
     driver_lms = {}
     for path in clips:
@@ -713,7 +754,7 @@ def run_self(cfg: QualityConfig) -> tuple[list[SelfScores], np.ndarray | None]:
     for clip in cfg.clips:
         start = time.perf_counter()
         try:
-            scores, rows = run_self_clip(cfg.data_dir / "driving" / f"{clip}.mp4", cfg)
+            scores, rows = run_self_clip(clip_file(cfg.data_dir, clip), cfg)
         except (NoFaceError, FaceTooSmallError) as exc:
             log(f"self: skipped {exc}")
             continue
@@ -729,7 +770,8 @@ def parse_args(argv: Sequence[str] | None) -> QualityConfig:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--frames", type=int, default=300, help="first N frames of each clip")
+    parser.add_argument("--frames", type=at_least(2), default=300,
+                        help="first N frames of each clip")
     parser.add_argument(
         "--clips",
         nargs="+",

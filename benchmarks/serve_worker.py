@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.quality import default_data_dir
+from benchmarks.quality import at_least, default_data_dir
 from benchmarks.webrtc_latency import Feeder, clip_frames
 
 FPS = 30.0
@@ -56,8 +56,8 @@ async def measure(factory, frames: list[np.ndarray], overlap: bool, seconds: flo
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.serve_worker", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--seconds", type=at_least(0.1, float), default=20.0)
+    parser.add_argument("--rounds", type=at_least(1), default=2)
     parser.add_argument("--crop-size", type=int, choices=(256, 512), default=256)
     parser.add_argument("--renderer", choices=("auto", "warp", "neural"), default="neural")
     parser.add_argument("--precision", choices=("int8", "fp32"), default="int8")

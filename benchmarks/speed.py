@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.quality import default_data_dir
+from benchmarks.quality import at_least, clip_file, default_data_dir, portrait_file
 from streamer.devices import DEVICES, device_providers
 from streamer.errors import DeviceUnavailableError
 from streamer.neural import PRECISIONS
@@ -86,7 +86,7 @@ def load_time(portrait_path: Path) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--frames", type=at_least(6), default=300)  # 5 warm up
     parser.add_argument("--clip", default="woman_long_expressive")
     parser.add_argument("--portraits", nargs="+", default=["mona_lisa", "einstein"])
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: auto)")
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     target_crop, target_ms = TARGETS_MS[args.renderer]
     data = args.data or default_data_dir()
-    clip = data / "driving" / f"{args.clip}.mp4"
+    clip = clip_file(data, args.clip)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; clip {clip.name}, "
           f"{args.frames} frames (first 5 not counted); renderer {args.renderer}"
           f"{' ' + args.precision if args.renderer == 'neural' else ''}; onnxruntime "
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for name in args.portraits:
-        path = next((data / "portraits").glob(f"{name}.*"))
+        path = portrait_file(data, name)
         for crop in (256, 512):
             r = measure(clip, path, crop, args.frames, args.threads, args.renderer,
                         args.precision, args.detail, providers)
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ncells: p50 / p95 ms per frame. Target: total ≤ {target_ms:.0f} ms p50 at the "
           f"{target_crop} crop.")
     for name in args.portraits:
-        path = next((data / "portraits").glob(f"{name}.*"))
+        path = portrait_file(data, name)
         print(f"load {name}.headcast: {load_time(path):.1f} ms (median of 20)")
     return 0
 

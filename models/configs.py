@@ -63,7 +63,19 @@ class TrainConfig:
 
 
 def load_config(path: str | Path, **overrides: object) -> TrainConfig:
-    raw = json.loads(Path(path).read_text())
+    """A TrainConfig from a JSON file of its fields, `overrides` (those not None) on top.
+    Raises ValueError, saying what is wrong, for a file that is missing or not JSON, unknown
+    keys, an unknown model, or counts that cannot train (each had been a traceback from deep
+    in torch, or a run that did nothing and exited 0)."""
+    path = Path(path)
+    if not path.is_file():
+        shipped = sorted(p.name for p in (Path(__file__).parent / "configs").glob("*.json"))
+        raise ValueError(f"{path}: no such config file (shipped: models/configs/"
+                         f"{', models/configs/'.join(shipped)})")
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not a JSON file of config fields ({exc})") from None
     known = {f.name for f in fields(TrainConfig)}
     unknown = set(raw) - known
     if unknown:
@@ -73,4 +85,10 @@ def load_config(path: str | Path, **overrides: object) -> TrainConfig:
         raw[name] = tuple(raw.get(name, ()))
     if raw.get("model", "small") not in MODEL_SIZES:
         raise ValueError(f"{path}: model must be one of {sorted(MODEL_SIZES)}")
+    for name in ("steps", "batch", "k"):
+        if name in raw and not (isinstance(raw[name], int) and raw[name] >= 1):
+            raise ValueError(f"{path}: {name} must be a whole number, at least 1, "
+                             f"not {raw[name]!r}")
+    if raw.get("minutes") is not None and not raw["minutes"] > 0:
+        raise ValueError(f"{path}: minutes must be above 0, not {raw['minutes']!r}")
     return TrainConfig(**raw)

@@ -47,12 +47,17 @@ def load_prepared(roots: list[Path], exclude_identities: tuple[str, ...] = (),
                   only_identities: tuple[str, ...] | None = None) -> list[PreparedVideo]:
     """Every prepared video under the roots, filtered by identity."""
     videos = []
+    held = 0  # videos left out by identity
     for root in roots:
-        for entry in json.loads((root / "index.json").read_text())["videos"]:
+        index = root / "index.json"
+        if not index.is_file():
+            raise FileNotFoundError(f"{root}: no prepared videos here (no index.json): make "
+                                    "them with `python -m models.prepare CLIPS " f"{root}`")
+        for entry in json.loads(index.read_text())["videos"]:
             identity = entry["identity"]
-            if identity in exclude_identities:
-                continue
-            if only_identities is not None and identity not in only_identities:
+            if identity in exclude_identities or (
+                    only_identities is not None and identity not in only_identities):
+                held += 1
                 continue
             folder = root / entry["name"]
             videos.append(PreparedVideo(
@@ -62,7 +67,8 @@ def load_prepared(roots: list[Path], exclude_identities: tuple[str, ...] = (),
                 landmarks=np.load(folder / "landmarks.npy"),
             ))
     if not videos:
-        raise FileNotFoundError(f"no prepared videos under {[str(r) for r in roots]}")
+        because = f" ({held} left out by identity, e.g. val_identities)" if held else ""
+        raise FileNotFoundError(f"no prepared videos under {[str(r) for r in roots]}{because}")
     return videos
 
 

@@ -21,6 +21,7 @@ import argparse
 import csv
 import json
 import multiprocessing
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -48,14 +49,20 @@ def identities(video_dir: Path) -> dict[str, str]:
         return {row["file"]: row["identity"] for row in csv.DictReader(f, delimiter="\t")}
 
 
-def prepare_video(path: Path, out: Path, identity: str, options: PrepareOptions) -> dict | None:
-    """Track, crop and save one video; returns its index entry (None when skipped)."""
+def prepare_video(path: Path, out: Path, identity: str, options: PrepareOptions) -> dict:
+    """Track, crop and save one video; returns its index entry, or {"name", "skipped": why}
+    (a clip that cannot be read, or too few tracked frames: it had stopped every other clip's
+    work, or been left out without a word)."""
+    from streamer.errors import VideoReadError
     from streamer.portrait import CropBox, EnrollConfig, crop_box, cut_crop
     from streamer.tracker import FaceTracker
     from streamer.video_io import read_video_frames, video_info
 
-    fps, _ = video_info(path)
-    count = sum(1 for _ in read_video_frames(path))  # headers can lie about the count
+    try:
+        fps, _ = video_info(path)
+        count = sum(1 for _ in read_video_frames(path))  # headers can lie about the count
+    except VideoReadError as exc:
+        return {"name": path.stem, "skipped": str(exc)}
     first, last = int(options.start * count), int(round(options.end * count))
     keep, tracked = [], []
     with FaceTracker(video=True) as tracker:
@@ -67,7 +74,8 @@ def prepare_video(path: Path, out: Path, identity: str, options: PrepareOptions)
                 keep.append(i)
                 tracked.append(lm)
     if len(keep) < options.min_frames:
-        return None
+        return {"name": path.stem, "skipped": f"{len(keep)} frames with a face (every "
+                f"--stride {options.stride} of {last - first}), {options.min_frames} needed"}
     config = EnrollConfig(crop_size=options.size)
     boxes = np.array([[b.x0, b.y0, b.side] for b in (crop_box(lm, config) for lm in tracked)])
     x0, y0, side = np.median(boxes, axis=0)
@@ -111,7 +119,10 @@ def prepare(
     with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context) as pool:
         jobs = [pool.submit(prepare_video, p, out, names.get(p.name, p.stem), options)
                 for p in paths]
-        entries = [e for e in (j.result() for j in jobs) if e is not None]
+        results = [j.result() for j in jobs]
+    for skipped in (r for r in results if "skipped" in r):
+        print(f"{skipped['name']}: skipped: {skipped['skipped']}", file=sys.stderr)
+    entries = [r for r in results if "skipped" not in r]
     index_path = out / "index.json"
     previous = json.loads(index_path.read_text())["videos"] if index_path.is_file() else []
     merged = {e["name"]: e for e in previous + entries}
@@ -132,18 +143,35 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("video_dir", type=Path)
     parser.add_argument("out", type=Path)
-    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--size", type=_at_least_one, default=512)
     parser.add_argument("--range", type=_range, default=(0.0, 1.0), help="START:END fractions")
-    parser.add_argument("--stride", type=int, default=1)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--stride", type=_at_least_one, default=1)
+    parser.add_argument("--workers", type=_at_least_one, default=2)
     parser.add_argument("--only", nargs="*", default=None, help="file-name prefixes to keep")
     args = parser.parse_args(argv)
+    if not args.video_dir.is_dir():
+        parser.error(f"{args.video_dir}: no such folder of clips")
     options = PrepareOptions(size=args.size, start=args.range[0], end=args.range[1],
                              stride=args.stride)
     entries = prepare(args.video_dir, args.out, options, args.workers, args.only)
     total = sum(e["frames"] for e in entries)
     print(f"prepared {len(entries)} videos, {total} frames → {args.out}")
+    if not entries:  # nothing to train on: said above why, or no clip matched
+        print(f"error: no clip of {args.video_dir} was prepared (clips: "
+              f"{', '.join(VIDEO_SUFFIXES)}; --only {args.only})", file=sys.stderr)
+        return 1
     return 0
+
+
+def _at_least_one(text: str) -> int:
+    """A whole number, 1 or more (--stride 0 and --size 0 had divided by zero)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
+    return value
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import argparse
 import copy
 import json
 import os
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import asdict
@@ -126,14 +127,18 @@ class Trainer:
         )
         self.history = []
         started = time.perf_counter()
-        for batch in loader:
-            log = self.train_step(batch)
-            self.step += 1
-            last = self.step == c.steps or self._out_of_time(started)
-            if self.rank == 0:
-                self._after_step(log, batch, started, last)
-            if last:
-                break
+        with _StopRequest() as stop:
+            for batch in loader:
+                log = self.train_step(batch)
+                self.step += 1
+                last = self.step == c.steps or self._out_of_time(started, stop.asked)
+                if self.rank == 0:
+                    self._after_step(log, batch, started, last)
+                if last:
+                    break
+        if stop.asked and self.rank == 0:
+            print(f"stopped at step {self.step} (Ctrl+C): validated and saved to "
+                  f"{self.out / 'checkpoint.pt'}; the same command goes on from there")
         return self.history
 
     def _after_step(self, log: dict[str, float], batch: dict[str, torch.Tensor], started: float,
@@ -155,12 +160,11 @@ class Trainer:
         if self.step % c.checkpoint_every == 0 or last:
             self._save()
 
-    def _out_of_time(self, started: float) -> bool:
-        """Past the config's minutes? Decided by rank 0 and shared, so every process of a
-        DistributedDataParallel run stops after the same step."""
-        if not self.config.minutes:
-            return False
-        late = time.perf_counter() - started > 60 * self.config.minutes
+    def _out_of_time(self, started: float, asked: bool = False) -> bool:
+        """Past the config's minutes, or a stop asked (Ctrl+C)? Decided by rank 0 and shared,
+        so every process of a DistributedDataParallel run stops after the same step."""
+        late = asked or bool(self.config.minutes
+                             and time.perf_counter() - started > 60 * self.config.minutes)
         if self.world == 1:
             return late
         flag = torch.tensor(float(late), device=self.device)
@@ -304,6 +308,50 @@ class Trainer:
         self.opt_d.load_state_dict(state["opt_d"])
         self.step = int(state["step"])
         self.best_gain = float(state.get("best_gain", float("-inf")))
+        if self.rank == 0:
+            _forget_metrics_after(self.out / "metrics.jsonl", self.step)
+
+
+def _forget_metrics_after(path: Path, step: int) -> None:
+    """Drop the metrics of steps past the checkpoint a run resumes from: they are trained
+    again, and were listed twice (a resumed run's curves jumped back)."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines()
+    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
+    if len(kept) < len(lines):
+        path.write_text("".join(line + "\n" for line in kept))
+
+
+class _StopRequest:
+    """Ctrl+C (SIGINT) during training asks the loop to stop after the step it is in, as
+    --minutes does (validated and saved); a second one stops at once. It had stopped at once,
+    losing the steps since the last checkpoint (up to checkpoint_every)."""
+
+    def __init__(self) -> None:
+        self.asked = False
+        self._before: object = None
+
+    def __enter__(self) -> _StopRequest:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._before = signal.signal(signal.SIGINT, self._ask)
+        return self
+
+    def _ask(self, signum: int, frame: object) -> None:
+        import signal
+
+        self.asked = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # the next one stops at once
+        print("stopping after this step (Ctrl+C again stops at once)", flush=True)
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        if self._before is not None:
+            signal.signal(signal.SIGINT, self._before)  # type: ignore[arg-type]
 
 
 def _init_weights(trainer: Trainer, path: Path) -> None:
@@ -366,11 +414,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=None,
                         help="stop after this much training (validated and saved first)")
     args = parser.parse_args(argv)
-    config = load_config(args.config, steps=args.steps, out=args.out, minutes=args.minutes)
-    trainer = Trainer(config)
+    try:
+        config = load_config(args.config, steps=args.steps, out=args.out, minutes=args.minutes)
+        trainer = Trainer(config)
+    except (ValueError, FileNotFoundError) as exc:  # a config or data folder not usable
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if trainer.step >= config.steps:  # it had printed "from step 9 to 4" and exited 0
+        print(f"{config.out}/checkpoint.pt is at step {trainer.step} already: give more steps "
+              f"than that (--steps) to train on")
+        return 0
     print(f"training {config.model} on {len(trainer.videos)} videos from step {trainer.step} "
           f"to {config.steps} on {trainer.device} ×{trainer.world}")
-    trainer.fit()
+    try:
+        trainer.fit()
+    except KeyboardInterrupt:  # the second Ctrl+C: at once, from the last checkpoint
+        return 130
     if dist.is_initialized():
         dist.destroy_process_group()
     return 0

@@ -232,6 +232,41 @@ def test_training_stops_at_its_time_limit_validated_and_saved(prepared, tmp_path
     assert (tmp_path / "run" / "samples" / "step_000001.png").is_file()
 
 
+def test_ctrl_c_stops_training_after_its_step_validated_and_saved(prepared, tmp_path,
+                                                                     capsys):
+    """Ctrl+C stopped at once with a traceback, losing the steps since the last checkpoint;
+    and a resumed run listed the steps after that checkpoint twice in metrics.jsonl."""
+    import os
+    import signal
+
+    from models.train import Trainer
+
+    config = TrainConfig(model="tiny", data=(str(prepared),), out=str(tmp_path / "run"),
+                         val_identities=("man_glasses_orange_wall",), steps=50, batch=2, k=2,
+                         workers=0, log_every=1, sample_every=100, val_every=100,
+                         val_episodes=2, checkpoint_every=100)
+    trainer = Trainer(config)
+    step = trainer.train_step
+
+    def step_then_ctrl_c(batch):  # type: ignore[no-untyped-def]
+        log = step(batch)
+        if trainer.step == 2:  # the third step: the user presses Ctrl+C during it
+            os.kill(os.getpid(), signal.SIGINT)
+        return log
+
+    trainer.train_step = step_then_ctrl_c  # type: ignore[method-assign]
+    trainer.fit()
+    assert trainer.step == 3 and "stopped at step 3 (Ctrl+C)" in capsys.readouterr().out
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["step"] == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # pytest's own again
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    with metrics.open("a") as f:  # steps logged after the checkpoint, as a crash leaves them
+        f.write(json.dumps({"step": 4, "loss": 1.0}) + "\n")
+    assert Trainer(config).step == 3
+    assert [json.loads(line)["step"] for line in metrics.read_text().splitlines()] == [
+        1, 2, 3, 3]  # the third step's losses, then its validation
+
+
 def test_region_training_trains_the_image_the_runtime_shows(prepared, tmp_path):
     from models.data import Episodes, load_prepared
     from models.train import Trainer
@@ -470,3 +505,51 @@ def test_moving_average_of_weights_is_validated_saved_and_exported(prepared, tmp
     assert torch.equal(states["G"][key], averaged)  # exported and fine-tuned from: the average
     resumed = Trainer(TrainConfig(**{**config.__dict__, "steps": 7}))
     assert torch.equal(resumed.ema["G"].state_dict()[key], averaged)
+
+
+def test_train_refuses_what_cannot_train_with_one_line(tmp_path, capsys):
+    """A missing or non-JSON config, counts of 0 or less, a data folder never prepared: each
+    had been a traceback (steps 0 a run that did nothing and exited 0)."""
+    from models.train import main
+
+    notjson = tmp_path / "c.json"
+    notjson.write_text("steps: 3")
+    zero = tmp_path / "zero.json"
+    zero.write_text(json.dumps({"model": "tiny", "steps": 0, "data": [str(tmp_path)]}))
+    nodata = tmp_path / "nodata.json"
+    nodata.write_text(json.dumps({"model": "tiny", "steps": 2, "data": [str(tmp_path / "x")],
+                                  "out": str(tmp_path / "run")}))
+    for config, said in ((tmp_path / "small_cpu", "no such config file (shipped: "),
+                         (notjson, "not a JSON file of config fields"),
+                         (zero, "steps must be a whole number, at least 1, not 0"),
+                         (nodata, "no prepared videos here (no index.json)")):
+        assert main([str(config)]) == 2
+        assert said in capsys.readouterr().err
+
+
+def test_prepare_says_which_clips_it_skips_and_goes_on(data_dir, tmp_path, capsys):
+    """A clip that cannot be read stopped the whole run (no index.json for the clips done);
+    a clip with too few tracked frames was left out without a word, and a run that
+    prepared nothing exited 0."""
+    import shutil
+
+    from models.prepare import main
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    (clips / "broken.mp4").write_text("not a video")
+    shutil.copy(data_dir / "driving" / "man_green_backdrop.mp4", clips / "short.mp4")
+    out = tmp_path / "prepared"
+    assert main([str(clips), str(out), "--range", "0:0.5", "--stride", "8", "--size", "128",
+                 "--workers", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "broken: skipped:" in err and "not a readable video" in err
+    assert "short: skipped: 5 frames with a face (every --stride 8 of 39), 16 needed" in err
+    assert main([str(clips), str(out), "--range", "0:0.5", "--stride", "2", "--size", "128",
+                 "--workers", "1"]) == 0
+    assert [v["name"] for v in json.loads((out / "index.json").read_text())["videos"]] == [
+        "short"]
+    with pytest.raises(SystemExit):
+        main([str(clips), str(out), "--stride", "0"])
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "nothing"), str(out)])

@@ -251,3 +251,29 @@ def test_image_scores_and_size_check(astronaut_bgr):
 def test_mean_psnr_caps_inf_and_skips_nan():
     assert P.mean_psnr([math.inf, 20.0, math.nan]) == pytest.approx((P.PSNR_CAP_DB + 20) / 2)
     assert math.isnan(P.mean_finite([math.nan]))
+
+
+def test_the_benchmarks_name_what_they_cannot_find(tmp_path):
+    """An unknown portrait or clip: a bare StopIteration (speed, figures) or a traceback
+    after the portraits' work (quality, kshot); now one line naming those there."""
+    import argparse
+
+    from benchmarks.quality import at_least, clip_file, portrait_file
+
+    (tmp_path / "portraits").mkdir()
+    (tmp_path / "driving").mkdir()
+    (tmp_path / "portraits" / "mona_lisa.jpg").write_bytes(b"")
+    (tmp_path / "portraits" / "notes.txt").write_text("not a portrait")
+    (tmp_path / "driving" / "talk.mp4").write_bytes(b"")
+    assert portrait_file(tmp_path, "mona_lisa").name == "mona_lisa.jpg"
+    with pytest.raises(SystemExit, match=r"no portrait 'einstein' .*\(there: mona_lisa\)"):
+        portrait_file(tmp_path, "einstein")
+    with pytest.raises(SystemExit, match=r"no portrait 'notes'"):
+        portrait_file(tmp_path, "notes")
+    assert clip_file(tmp_path, "talk").name == "talk.mp4"
+    with pytest.raises(SystemExit, match=r"no clip 'walk' .*\(there: talk\)"):
+        clip_file(tmp_path, "walk")
+    assert at_least(1)("3") == 3 and at_least(0.1, float)("0.5") == 0.5
+    for text in ("0", "-1", "nan", "x"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            at_least(1, float)(text)
