@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> None:
     from streamer.tracker import FaceTracker
     from streamer.video_io import read_image
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.face_check",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=default_data_dir())
     parser.add_argument("--placements", type=int, default=150)
     parser.add_argument("--beside", type=int, default=150,

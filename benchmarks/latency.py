@@ -239,8 +239,8 @@ def print_report(
         (
             "processor",
             f"{config.processor} (crop {crop}"
-            f"{', full frame' if config.full_frame else ''}, renderer {config.renderer} "
-            f"{config.precision}, "
+            f"{', full frame' if config.full_frame else ''}, renderer {config.renderer}"
+            f"{'' if config.renderer == 'warp' else ' ' + config.precision}, "  # G's precision
             f"threads {config.threads or 'auto'}, "
             f"{'two workers (overlapped)' if config.overlap else 'one worker'})",
         ),

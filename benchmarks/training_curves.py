@@ -12,7 +12,8 @@ import numpy as np
 
 
 def load(run: Path) -> tuple[list[dict], list[dict]]:
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
+               if line.strip()]
     return ([r for r in records if "l1" in r], [r for r in records if "val_psnr" in r])
 
 
@@ -63,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run", type=Path)
     parser.add_argument("-o", "--out", type=Path, default=Path("docs/training_small.png"))
     args = parser.parse_args(argv)
+    metrics = args.run / "metrics.jsonl"
+    if not metrics.is_file() or not load(args.run)[0]:  # a traceback from deep in the plot
+        parser.error(f"{metrics}: no training steps logged (is {args.run} a models.train "
+                     "output folder?)")
     plot(args.run, args.out)
     print(f"wrote {args.out}")
     return 0

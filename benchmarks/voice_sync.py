@@ -29,6 +29,7 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
 
+from benchmarks.quality import at_least
 from benchmarks.webrtc_latency import PassThroughFactory
 from streamer.frames import VOICE_CHUNK, VOICE_RATE, Frame
 from streamer.video_io import audio_frame
@@ -218,14 +219,18 @@ def table(rows: Sequence[tuple[float, dict[str, object]]]) -> str:
 
 def event_options(parser: argparse.ArgumentParser, render_ms: Sequence[float]) -> None:
     """--events, --period and --render-ms, for this benchmark and its browser twin."""
-    parser.add_argument("--events", type=int, default=8, help="flash + hum events per row")
-    parser.add_argument("--period", type=float, default=1.0, help="seconds between events")
-    parser.add_argument("--render-ms", type=float, nargs="+", default=list(render_ms),
+    parser.add_argument("--events", type=at_least(1), default=8,
+                        help="flash + hum events per row")
+    parser.add_argument("--period", type=at_least(0.2, float), default=1.0,
+                        help="seconds between events")
+    parser.add_argument("--render-ms", type=at_least(0, float), nargs="+",
+                        default=list(render_ms),
                         help="how long the processor takes a frame, one row each")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.voice_sync",
+                                     description=__doc__.split("\n\n")[0])
     event_options(parser, [0, 40, 100, 200])
     args = parser.parse_args(argv)
     rows = [(ms / 1000, measure(ms / 1000, args.events, args.period)) for ms in args.render_ms]

@@ -156,7 +156,8 @@ def table(rows: Sequence[tuple[float, dict[str, list[float]]]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.voice_sync_browser",
+                                     description=__doc__.split("\n\n")[0])
     event_options(parser, [40, 100, 200])
     args = parser.parse_args(argv)
     if not browser_available():

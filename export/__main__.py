@@ -30,6 +30,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default="small", help="model name in the manifest")
     parser.add_argument("--notes", default="{}", help="JSON object stored in the entries")
     args = parser.parse_args(argv)
+    # what can be wrong with the inputs is found before anything in --out is written (a bad
+    # checkpoint or --notes had failed after both warps were rewritten)
+    try:
+        notes = json.loads(args.notes)
+    except json.JSONDecodeError as exc:
+        parser.error(f"--notes: not a JSON object ({exc})")
+    if not isinstance(notes, dict):
+        parser.error("--notes: not a JSON object")
+    checkpoint = None
+    if args.checkpoint is not None:
+        try:
+            checkpoint = build(*load_checkpoint(args.checkpoint))
+        except Exception as exc:  # torch.load's many ways of refusing a file
+            parser.error(f"--checkpoint {args.checkpoint}: not a readable models.train "
+                         f"checkpoint or exported weights ({type(exc).__name__}: "
+                         f"{(str(exc).splitlines() or [''])[0][:200]})")
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out}: a file, not a folder")
     args.out.mkdir(parents=True, exist_ok=True)
     entries = {k: v for k, v in _existing(args.out).items() if not k.startswith("warp_")}
     for size in (256, 512):
@@ -40,9 +58,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{entry['file']}: sha256 {entry['sha256'][:12]}…, torch↔onnxruntime max diff {err:.2g}"
         )
         entries[f"warp_{size}"] = entry
-    if args.checkpoint is not None:
-        new = export_neural(args.checkpoint, args.out, args.name, json.loads(args.notes))
-        E, G, _ = build(*load_checkpoint(args.checkpoint))
+    if checkpoint is not None:
+        new = export_neural(args.checkpoint, args.out, args.name, notes)
+        E, G, _ = checkpoint
         err = parity(E, G, args.out / new[f"embedder_{args.name}"]["file"],
                      args.out / new[f"generator_{args.name}"]["file"])
         for entry in new.values():

@@ -36,6 +36,11 @@ class PackError(ValueError):
 def pack(prepared: Path, packed: Path, crf: int = 22) -> int:
     """Pack every video of a models.prepare folder; returns the number of frames."""
     index = _index(prepared)
+    first = index["videos"][0]["name"] if index["videos"] else None
+    if first is not None and not (prepared / first / "frames.npy").is_file():
+        # a packed folder given to pack: it had failed on frames.npy, an empty dest left
+        raise PackError(f"{prepared} holds no models.prepare frames ({first}/frames.npy): "
+                        "is it a packed folder? unpack it with --unpack")
     packed.mkdir(parents=True, exist_ok=True)
     total = 0
     for entry in index["videos"]:
@@ -143,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
                                                   "a packed one)")
     parser.add_argument("dest", type=Path)
     parser.add_argument("--unpack", action="store_true")
-    parser.add_argument("--crf", type=int, default=22, help="x264 quality: lower is larger")
+    parser.add_argument("--crf", type=int, default=22, choices=range(0, 52), metavar="0..51",
+                        help="x264 quality: lower is larger")
     parser.add_argument("--workers", type=int, default=8, help="unpacking processes")
     args = parser.parse_args(argv)
     try:

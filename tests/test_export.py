@@ -136,3 +136,18 @@ def test_calibration_takes_the_folders_own_model(tmp_path, data_dir):
     generator = ort.InferenceSession(str(folder / renamed["generator_mine"]["file"]),
                                      providers=["CPUExecutionProvider"])
     assert len(feeds) == 2 and generator.run(["drawn"], feeds[0])[0].shape[1] == 3
+
+
+def test_export_checks_its_inputs_before_writing(tmp_path):
+    """A corrupt --checkpoint or a --notes that is no JSON object failed after both warps
+    had been rewritten into --out (by default the shipped assets)."""
+    from export.__main__ import main
+
+    bad = tmp_path / "bad.pt"
+    bad.write_text("not a checkpoint")
+    out = tmp_path / "out"
+    for argv in (["--checkpoint", str(bad)], ["--notes", "notjson"], ["--notes", "[1]"]):
+        with pytest.raises(SystemExit) as info:
+            main(["--out", str(out), *argv])
+        assert info.value.code == 2
+    assert not out.exists()

@@ -49,8 +49,13 @@ def test_frames_offered_are_counted_from_the_run_not_from_the_enrollment(monkeyp
     "delivered" (56.7 %)."""
     import time
 
+    import pyvirtualcam.camera
+
     import benchmarks.latency as B
     import streamer.offline
+
+    # run() registers its null camera backend: in a copy, so no later test finds a camera
+    monkeypatch.setattr(pyvirtualcam.camera, "BACKENDS", dict(pyvirtualcam.camera.BACKENDS))
 
     def slow_enrollment(path, config):  # type: ignore[no-untyped-def]
         time.sleep(1.5)

@@ -465,6 +465,9 @@ def test_pack_and_unpack_carry_prepared_data(prepared, tmp_path):
     raw = sum(f.stat().st_size for f in prepared.rglob("frames.npy"))
     assert sum(f.stat().st_size for f in packed.iterdir()) < raw / 20
     assert unpack(packed, back, workers=2) == count
+    with pytest.raises(PackError, match="is it a packed folder"):  # pack where unpack was meant
+        pack(packed, tmp_path / "twice")
+    assert not (tmp_path / "twice").exists()  # no empty folder left behind
     index = json.loads((prepared / "index.json").read_text())
     assert json.loads((back / "index.json").read_text()) == index
     for entry in index["videos"]:
@@ -553,3 +556,16 @@ def test_prepare_says_which_clips_it_skips_and_goes_on(data_dir, tmp_path, capsy
         main([str(clips), str(out), "--stride", "0"])
     with pytest.raises(SystemExit):
         main([str(tmp_path / "nothing"), str(out)])
+
+
+def test_training_curves_refuse_a_folder_without_steps(tmp_path):
+    """A missing run folder or an empty metrics.jsonl had failed deep in the plot."""
+    from benchmarks.training_curves import main
+
+    for run in (tmp_path / "nothing", tmp_path):
+        if run == tmp_path:
+            (tmp_path / "metrics.jsonl").write_text("\n")
+        with pytest.raises(SystemExit) as info:
+            main([str(run), "-o", str(tmp_path / "c.png")])
+        assert info.value.code == 2
+    assert not (tmp_path / "c.png").exists()
