@@ -139,14 +139,16 @@ def _range(text: str) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from streamer.cli import parse_count  # whole, 1 or more (--stride 0 divided by zero)
+
     parser = argparse.ArgumentParser(prog="python -m models.prepare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("video_dir", type=Path)
     parser.add_argument("out", type=Path)
-    parser.add_argument("--size", type=_at_least_one, default=512)
+    parser.add_argument("--size", type=parse_count, default=512)
     parser.add_argument("--range", type=_range, default=(0.0, 1.0), help="START:END fractions")
-    parser.add_argument("--stride", type=_at_least_one, default=1)
-    parser.add_argument("--workers", type=_at_least_one, default=2)
+    parser.add_argument("--stride", type=parse_count, default=1)
+    parser.add_argument("--workers", type=parse_count, default=2)
     parser.add_argument("--only", nargs="*", default=None, help="file-name prefixes to keep")
     args = parser.parse_args(argv)
     if not args.video_dir.is_dir():
@@ -162,16 +164,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     return 0
 
-
-def _at_least_one(text: str) -> int:
-    """A whole number, 1 or more (--stride 0 and --size 0 had divided by zero)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
-    return value
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@ import argparse
 import copy
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import asdict
@@ -333,23 +335,16 @@ class _StopRequest:
         self._before: object = None
 
     def __enter__(self) -> _StopRequest:
-        import signal
-        import threading
-
         if threading.current_thread() is threading.main_thread():
             self._before = signal.signal(signal.SIGINT, self._ask)
         return self
 
     def _ask(self, signum: int, frame: object) -> None:
-        import signal
-
         self.asked = True
         signal.signal(signal.SIGINT, signal.default_int_handler)  # the next one stops at once
         print("stopping after this step (Ctrl+C again stops at once)", flush=True)
 
     def __exit__(self, *exc: object) -> None:
-        import signal
-
         if self._before is not None:
             signal.signal(signal.SIGINT, self._before)  # type: ignore[arg-type]
 

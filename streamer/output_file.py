@@ -23,8 +23,8 @@ def check_output(path: str | Path, suffixes: Sequence[str] = (),
     `suffixes` (any, when empty) and not in a slash (given as typed), it is not a folder,
     its folder exists and is writable (so is the file, when it exists), and it is none of
     `inputs` (the files the command reads)."""
-    if isinstance(path, str) and path.endswith(("/", os.sep)):
-        raise OutputFileError(f"{path} ends in a slash: give the name of a file")
+    if isinstance(path, str) and (wrong := _ends_in_slash(path)):
+        raise OutputFileError(wrong)
     path = Path(path)
     if path.is_dir():
         raise OutputFileError(f"{path} is a folder: give the name of a file to write")
@@ -46,9 +46,16 @@ def check_output(path: str | Path, suffixes: Sequence[str] = (),
 def file_argument(text: str) -> Path:
     """argparse type of an output file: a name that ends in a slash is refused, where Path
     would drop the slash (`-o mona.headcast/` overwrote the file mona.headcast)."""
-    if text.endswith(("/", os.sep)):
-        raise argparse.ArgumentTypeError(f"{text} ends in a slash: give the name of a file")
+    if wrong := _ends_in_slash(text):
+        raise argparse.ArgumentTypeError(wrong)
     return Path(text)
+
+
+def _ends_in_slash(text: str) -> str:
+    """What is wrong with a file's name as typed that ends in a slash (Path drops it, and
+    the file before it was written over); "" where it does not."""
+    return f"{text} ends in a slash: give the name of a file" if text.endswith(
+        ("/", os.sep)) else ""
 
 
 @contextmanager
