@@ -67,6 +67,7 @@ import numpy as np
 
 from benchmarks import protocol as P
 from benchmarks.quality import at_least, clip_file, default_data_dir, portrait_file
+from streamer.output_file import folder_argument
 
 TILE = 220  # tile height in pixels
 
@@ -497,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=at_least(2), default=300)
     parser.add_argument("--renderers", nargs="+", default=["warp", "neural"],
                         choices=("warp", "neural"))
-    parser.add_argument("--out", type=Path, default=Path("docs"))
+    parser.add_argument("--out", type=folder_argument, default=Path("docs"))
     parser.add_argument("--data", type=Path, default=None)
     parser.add_argument("--detail", action="store_true",
                         help="draw the full-detail figure instead (first clip)")

@@ -27,7 +27,8 @@ import cv2
 import numpy as np
 
 from benchmarks import protocol as P
-from benchmarks.quality import at_least, clip_file, log
+from benchmarks.quality import MODEL_DIR_HELP, at_least, clip_file, log, model_folder
+from streamer.output_file import folder_argument
 
 CLIPS = ("man_glasses_lab", "man_glasses_office", "man_glasses_orange_wall",
          "man_green_backdrop", "woman_beige_backdrop", "woman_long_expressive",
@@ -47,6 +48,7 @@ class KShotConfig:
     eval_frames: int = 40  # driver frames per clip, spread over its last 30%
     crop_size: int = 512  # the product's default crop
     out: Path = Path("out/kshot")
+    model_dir: Path | None = None  # models to measure (RendererConfig); None: the shipped
 
 
 @dataclass
@@ -88,21 +90,24 @@ def make_portrait(frames: list[np.ndarray], lms: list[np.ndarray | None], k: int
     shots keep the clip's video-mode landmarks, as `headcast enroll --from-video` does."""
     from streamer.offline import enroll_shots, finetune_portrait
     from streamer.portrait import EnrollConfig
+    from streamer.renderer import RendererConfig
 
     split = int(SPLIT * len(frames))
     picks = np.unique(np.linspace(0, split - 1, k).round().astype(int))
     shots = [frames[i] for i in picks]
     portrait = enroll_shots(shots, EnrollConfig(crop_size=cfg.crop_size), skip_faceless=True,
-                            render_first=True, landmarks=[lms[i] for i in picks])
+                            render_first=True, landmarks=[lms[i] for i in picks],
+                            model=RendererConfig(model_dir=cfg.model_dir))
     if finetune:
-        portrait = finetune_portrait(portrait, shots, cfg.finetune_steps, progress=False)
+        portrait = finetune_portrait(portrait, shots, cfg.finetune_steps, progress=False,
+                                     model=RendererConfig(model_dir=cfg.model_dir))
     return portrait
 
 
 def evaluate(portrait, renderer_name: str, frames: list[np.ndarray],
              lms: list[np.ndarray | None], eval_idx: np.ndarray, precision: str = "fp32",
-             generator_region: str = "mouth", feature_shots: bool = True
-             ) -> tuple[Scores, dict]:
+             generator_region: str = "mouth", feature_shots: bool = True,
+             model_dir: Path | None = None) -> tuple[Scores, dict]:
     """Render the driver frames through one renderer; score them. Returns the scores and
     the outputs of every evaluated frame by index."""
     from streamer.paste import PasteBack
@@ -113,7 +118,8 @@ def evaluate(portrait, renderer_name: str, frames: list[np.ndarray],
     outputs = {}
     renderer = create_renderer(portrait, RendererConfig(name=renderer_name, precision=precision,
                                                         generator_region=generator_region,
-                                                        feature_shots=feature_shots))
+                                                        feature_shots=feature_shots,
+                                                        model_dir=model_dir))
     # The renderers are compared at their crop: full detail (streamer.paste) is a paste-back
     # choice that applies to every renderer alike; left out, the table stays comparable.
     paste = PasteBack(portrait, "crop")
@@ -164,7 +170,7 @@ def run(cfg: KShotConfig) -> dict:
                 for renderer, name in methods:
                     scores, outputs = evaluate(portrait, renderer, frames, lms, eval_idx,
                                                cfg.precision, cfg.generator_region,
-                                               cfg.feature_shots)
+                                               cfg.feature_shots, cfg.model_dir)
                     rows[name] = scores
                     if clip == cfg.clips[0] or clip == "woman_long_expressive":
                         sheet.setdefault(clip, {"frames": frames, "lms": lms})[name] = outputs
@@ -271,13 +277,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-feature-shots", action="store_true",
                         help="warp the mouth and eyes from the shot nearest in the whole face, "
                              "as the rest (by default: each from its own nearest shot)")
-    parser.add_argument("--out", type=Path, default=Path("out/kshot"))
+    parser.add_argument("--model-dir", type=model_folder, default=None, help=MODEL_DIR_HELP)
+    parser.add_argument("--out", type=folder_argument, default=Path("out/kshot"))
     args = parser.parse_args(argv)
     cfg = KShotConfig(data=args.data or default_data_dir(), clips=tuple(args.clips),
                       ks=tuple(args.ks), finetune_steps=args.finetune_steps,
                       eval_frames=args.eval_frames, precision=args.precision,
                       generator_region=args.generator_region,
-                      feature_shots=not args.no_feature_shots, out=args.out)
+                      feature_shots=not args.no_feature_shots, out=args.out,
+                      model_dir=args.model_dir)
     print_table(run(cfg))
     return 0
 

@@ -36,6 +36,7 @@ import numpy as np
 from benchmarks import protocol as P
 from benchmarks.plain_warp import PlainWarper
 from streamer.neural import GENERATOR_REGIONS
+from streamer.output_file import folder_argument
 from streamer.paste import DETAILS
 
 SELF_CLIPS = (
@@ -95,6 +96,7 @@ class QualityConfig:
     refine: bool = True  # "ours" refines its targets against a first render, as animate does
     detail: str = "auto"  # texture from the full-resolution portrait: auto, full or crop
     generator_region: str = "mouth"  # neural: where G may replace the warp (RendererConfig)
+    model_dir: Path | None = None  # models to measure (RendererConfig); None: the shipped
 
 
 @dataclass(frozen=True)
@@ -160,14 +162,15 @@ def sheet_indices(path: Path, frames: int, count: int) -> set[int]:
 
 
 def clip_options(path: Path, renderer: str = "auto", refine: bool = True, detail: str = "auto",
-                 generator_region: str = "mouth"):  # -> streamer.animate.AnimateOptions
+                 generator_region: str = "mouth", model_dir: Path | None = None,
+                 ):  # -> streamer.animate.AnimateOptions
     """Default options, clocked at the clip's frame rate as a live stream would be."""
     from streamer.animate import AnimateOptions
     from streamer.refine import RefineConfig
     from streamer.renderer import RendererConfig
     from streamer.video_io import video_fps
 
-    config = RendererConfig(name=renderer, generator_region=generator_region)
+    config = RendererConfig(name=renderer, generator_region=generator_region, model_dir=model_dir)
     return AnimateOptions(fps=video_fps(path), renderer=config,
                           refine=RefineConfig(enabled=refine), detail=detail)  # type: ignore[arg-type]
 
@@ -236,7 +239,8 @@ def run_self_clip(path: Path, cfg: QualityConfig) -> tuple[list[SelfScores], lis
         portrait = enroll_images([first], EnrollConfig(crop_size=512))
         anim, targets = offline_animation(portrait, driver_lms,
                                           clip_options(path, cfg.renderer, cfg.refine,
-                                                       cfg.detail, cfg.generator_region))
+                                                       cfg.detail, cfg.generator_region,
+                                                       cfg.model_dir))
         stack.callback(anim.close)
         methods = _self_methods(first, lm0, anim, targets)
         trackers = {m: new_tracker() for m in methods}
@@ -285,6 +289,19 @@ def _summarise_self(
 
 
 # ---------------------------------------------------------------- cross-reenactment
+
+
+MODEL_DIR_HELP = ("a folder of models that `python -m export --out DIR` wrote, to measure a "
+                  "model of your own (default: the shipped ones)")
+
+
+def model_folder(text: str) -> Path:
+    """argparse type of --model-dir: a folder with the manifest that `python -m export`
+    writes (checked before any work; its files are checked as each session opens)."""
+    if not (Path(text) / "manifest.json").is_file():
+        raise argparse.ArgumentTypeError(
+            f"{text}: no manifest.json there: give a folder that `python -m export --out` wrote")
+    return Path(text)
 
 
 def at_least(minimum: float, kind: type = int) -> Callable[[str], Any]:
@@ -365,13 +382,14 @@ def run_cross_pair(
     refine: bool = True,
     detail: str = "auto",
     generator_region: str = "mouth",
+    model_dir: Path | None = None,
 ) -> tuple[CrossScores, dict[int, np.ndarray]]:
     """Drive one enrolled portrait with one clip → scores and the sheet frames by index."""
     from streamer.offline import offline_animation
 
     anim, targets = offline_animation(portrait, driver_lms[:frames],
                                       clip_options(path, renderer, refine, detail,
-                                                   generator_region))
+                                                   generator_region, model_dir))
     tracker = new_tracker()
     out_lms: list[np.ndarray | None] = []
     tiles: dict[int, np.ndarray] = {}
@@ -441,7 +459,7 @@ def run_cross(
             show = shows[path.stem] if file.stem in on_sheet else set()
             scores, pair_tiles = run_cross_pair(
                 portrait, file.stem, path, driver_lms[path.stem], show, cfg.frames, cfg.renderer,
-                cfg.refine, cfg.detail, cfg.generator_region,
+                cfg.refine, cfg.detail, cfg.generator_region, cfg.model_dir,
             )
             results.append(scores)
             tiles[(file.stem, path.stem)] = pair_tiles
@@ -793,7 +811,7 @@ def parse_args(argv: Sequence[str] | None) -> QualityConfig:
     parser.add_argument("--protocol", choices=("self", "cross", "both"), default="both")
     parser.add_argument("--sheet-frames", type=int, default=3, help="frames per clip on sheets")
     parser.add_argument("--data", type=Path, default=None, help="shared data folder")
-    parser.add_argument("--out", type=Path, default=Path("out/quality"))
+    parser.add_argument("--out", type=folder_argument, default=Path("out/quality"))
     parser.add_argument("--renderer", choices=("auto", "warp", "neural"), default="auto")
     parser.add_argument("--detail", choices=DETAILS, default="auto",
                         help="texture from the full-resolution portrait (auto: when its face "
@@ -801,6 +819,7 @@ def parse_args(argv: Sequence[str] | None) -> QualityConfig:
     parser.add_argument("--generator-region", choices=GENERATOR_REGIONS, default="mouth",
                         help="neural: where G may replace the warp (around the mouth and "
                         "where the warp has no texture, or wherever G's mask says)")
+    parser.add_argument("--model-dir", type=model_folder, default=None, help=MODEL_DIR_HELP)
     parser.add_argument("--no-refine", action="store_true",
                         help="render the targets as the motion transfer gives them, "
                         "without animate's closed-loop refinement")
@@ -821,6 +840,7 @@ def parse_args(argv: Sequence[str] | None) -> QualityConfig:
         refine=not args.no_refine,
         detail=args.detail,
         generator_region=args.generator_region,
+        model_dir=args.model_dir,
     )
 
 

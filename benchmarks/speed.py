@@ -21,7 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.quality import at_least, clip_file, default_data_dir, portrait_file
+from benchmarks.quality import (
+    MODEL_DIR_HELP,
+    at_least,
+    clip_file,
+    default_data_dir,
+    model_folder,
+    portrait_file,
+)
 from streamer.devices import DEVICES, device_providers
 from streamer.errors import DeviceUnavailableError
 from streamer.neural import PRECISIONS
@@ -33,7 +40,8 @@ STAGES = ("decode", "track", "motion", "render", "paste")
 
 def measure(clip: Path, portrait_path: Path, crop: int, frames: int, threads: int,
             renderer: str = "warp", precision: str = "fp32", detail: str = "auto",
-            providers: tuple[str, ...] = ("CPUExecutionProvider",)) -> dict:
+            providers: tuple[str, ...] = ("CPUExecutionProvider",),
+            model_dir: Path | None = None) -> dict:
     from streamer.animate import AnimateOptions, Animator
     from streamer.offline import enroll_shots
     from streamer.paste import full_detail
@@ -41,9 +49,10 @@ def measure(clip: Path, portrait_path: Path, crop: int, frames: int, threads: in
     from streamer.renderer import RendererConfig
     from streamer.video_io import read_image, read_video_frames
 
-    portrait = enroll_shots([read_image(portrait_path)], EnrollConfig(crop_size=crop))
     config = RendererConfig(name=renderer, threads=threads, precision=precision,
-                            providers=providers)
+                            providers=providers, model_dir=model_dir)
+    portrait = enroll_shots([read_image(portrait_path)], EnrollConfig(crop_size=crop),
+                            model=config)
     anim = Animator(portrait, AnimateOptions(renderer=config, detail=detail))  # type: ignore[arg-type]
     times: dict[str, list[float]] = {k: [] for k in (*STAGES, "total")}
     decoder = read_video_frames(clip, frames)
@@ -98,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="onnxruntime providers, as the commands' --device (README, 'GPU')")
     parser.add_argument("--detail", choices=DETAILS, default="auto",
                         help="texture from the full-resolution portrait (as animate's --detail)")
+    parser.add_argument("--model-dir", type=model_folder, default=None, help=MODEL_DIR_HELP)
     args = parser.parse_args(argv)
     try:
         providers = device_providers(args.device)
@@ -109,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; clip {clip.name}, "
           f"{args.frames} frames (first 5 not counted); renderer {args.renderer}"
           f"{' ' + args.precision if args.renderer == 'neural' else ''}; onnxruntime "
-          f"{', '.join(providers)}\n")
+          f"{', '.join(providers)}; models {args.model_dir or 'shipped'}\n")
     header = ("| portrait | crop | detail | " + " | ".join(STAGES)
               + " | track+motion+render+paste | target |")
     print(header)
@@ -118,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         path = portrait_file(data, name)
         for crop in (256, 512):
             r = measure(clip, path, crop, args.frames, args.threads, args.renderer,
-                        args.precision, args.detail, providers)
+                        args.precision, args.detail, providers, args.model_dir)
             cells = " | ".join(f"{r[s][0]:.1f} / {r[s][1]:.1f}" for s in STAGES)
             verdict = "PASS" if r["total"][0] <= target_ms else "FAIL"
             verdict = verdict if crop == target_crop else "—"

@@ -59,10 +59,12 @@ def plot(run: Path, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from streamer.output_file import parent_folder_argument
     parser = argparse.ArgumentParser(prog="python -m benchmarks.training_curves",
                                      description=__doc__)
     parser.add_argument("run", type=Path)
-    parser.add_argument("-o", "--out", type=Path, default=Path("docs/training_small.png"))
+    parser.add_argument("-o", "--out", type=parent_folder_argument,
+                        default=Path("docs/training_small.png"))
     args = parser.parse_args(argv)
     metrics = args.run / "metrics.jsonl"
     if not metrics.is_file() or not load(args.run)[0]:  # a traceback from deep in the plot

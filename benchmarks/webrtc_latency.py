@@ -494,6 +494,7 @@ def clip_frames(path: Path, count: int, size: int) -> list[np.ndarray]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from streamer.output_file import parent_folder_argument
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.webrtc_latency",
         description=__doc__,
@@ -501,7 +502,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--seconds", type=float, default=6.0, help="measured time per path")
     parser.add_argument("--no-browser", action="store_true", help="aiortc paths only")
-    parser.add_argument("--strip", type=Path, default=Path("docs/webrtc_strip.png"))
+    parser.add_argument("--strip", type=parent_folder_argument,
+                        default=Path("docs/webrtc_strip.png"))
     parser.add_argument("--portrait", default="einstein.jpg", help="portrait for the strip")
     parser.add_argument("--data", type=Path, default=None, help="shared data folder")
     args = parser.parse_args(argv)

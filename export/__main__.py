@@ -11,6 +11,7 @@ from pathlib import Path
 from export.neural_export import build, export_neural, load_checkpoint, parity
 from export.onnx_export import example_inputs, export_warp, warp_dims, write_manifest
 from export.onnx_export import parity as warp_parity
+from streamer.output_file import folder_argument
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "streamer" / "assets"
 
@@ -24,7 +25,8 @@ def _existing(out: Path) -> dict[str, dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export", description=__doc__)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
+    parser.add_argument("--out", type=folder_argument, default=DEFAULT_OUT,
+                        help="output folder")
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="a models.train checkpoint to export as the neural model")
     parser.add_argument("--name", default="small", help="model name in the manifest")
@@ -46,8 +48,6 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--checkpoint {args.checkpoint}: not a readable models.train "
                          f"checkpoint or exported weights ({type(exc).__name__}: "
                          f"{(str(exc).splitlines() or [''])[0][:200]})")
-    if args.out.exists() and not args.out.is_dir():
-        parser.error(f"--out {args.out}: a file, not a folder")
     args.out.mkdir(parents=True, exist_ok=True)
     entries = {k: v for k, v in _existing(args.out).items() if not k.startswith("warp_")}
     for size in (256, 512):

@@ -60,12 +60,14 @@ def average_files(a: Path, b: Path, weight: float, out: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from streamer.output_file import parent_folder_argument
     parser = argparse.ArgumentParser(prog="python -m models.average", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("a", type=Path, help="the first weights (.pt or .npz)")
     parser.add_argument("b", type=Path, help="the second weights (.pt or .npz)")
     parser.add_argument("--weight", type=float, default=0.5, help="B's share, in [0, 1]")
-    parser.add_argument("--out", type=Path, required=True, help="the averaged checkpoint (.pt)")
+    parser.add_argument("--out", type=parent_folder_argument, required=True,
+                        help="the averaged checkpoint (.pt)")
     args = parser.parse_args(argv)
     try:
         path = average_files(args.a, args.b, args.weight, args.out)

@@ -67,6 +67,8 @@ def load_config(path: str | Path, **overrides: object) -> TrainConfig:
     Raises ValueError, saying what is wrong, for a file that is missing or not JSON, unknown
     keys, an unknown model, or counts that cannot train (each had been a traceback from deep
     in torch, or a run that did nothing and exited 0)."""
+    from streamer.output_file import folder_problem
+
     path = Path(path)
     if not path.is_file():
         shipped = sorted(p.name for p in (Path(__file__).parent / "configs").glob("*.json"))
@@ -91,4 +93,6 @@ def load_config(path: str | Path, **overrides: object) -> TrainConfig:
                              f"not {raw[name]!r}")
     if raw.get("minutes") is not None and not raw["minutes"] > 0:
         raise ValueError(f"{path}: minutes must be above 0, not {raw['minutes']!r}")
+    if "out" in raw and (wrong := folder_problem(Path(raw["out"]))):
+        raise ValueError(f"{path}: out: {wrong}")
     return TrainConfig(**raw)

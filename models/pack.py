@@ -142,11 +142,12 @@ def _unpack_video(packed: Path, prepared: Path, name: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from streamer.output_file import folder_argument
     parser = argparse.ArgumentParser(prog="python -m models.pack", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", type=Path, help="a models.prepare folder (or, with --unpack, "
                                                   "a packed one)")
-    parser.add_argument("dest", type=Path)
+    parser.add_argument("dest", type=folder_argument)
     parser.add_argument("--unpack", action="store_true")
     parser.add_argument("--crf", type=int, default=22, choices=range(0, 52), metavar="0..51",
                         help="x264 quality: lower is larger")

@@ -11,7 +11,7 @@ import numpy as np
 from export.neural_export import generator_onnx, load_weights
 from models.finetune import FinetuneOptions, finetune
 from streamer.errors import ModelFileError
-from streamer.neural import MODEL, ShotCrop
+from streamer.neural import ShotCrop
 from streamer.portrait import Portrait
 from streamer.renderer import RendererConfig, asset_dir, check_file, load_manifest_entry
 
@@ -32,7 +32,7 @@ def personalize(
     if not portrait.psi.size:
         raise ModelFileError("the portrait has no embedding: the neural model is not installed")
     directory = asset_dir(config)
-    entry = load_manifest_entry(directory, f"weights_{MODEL}")
+    entry = load_manifest_entry(directory, f"weights_{config.model}")
     path = check_file(directory, entry)
     _, G, D = load_weights(path)
     with tqdm(total=options.steps, unit="step", desc="fine-tune", disable=not progress) as bar:

@@ -140,11 +140,12 @@ def _range(text: str) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     from streamer.cli import parse_count  # whole, 1 or more (--stride 0 divided by zero)
+    from streamer.output_file import folder_argument
 
     parser = argparse.ArgumentParser(prog="python -m models.prepare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("video_dir", type=Path)
-    parser.add_argument("out", type=Path)
+    parser.add_argument("out", type=folder_argument)
     parser.add_argument("--size", type=parse_count, default=512)
     parser.add_argument("--range", type=_range, default=(0.0, 1.0), help="START:END fractions")
     parser.add_argument("--stride", type=parse_count, default=1)

@@ -409,6 +409,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=None,
                         help="stop after this much training (validated and saved first)")
     args = parser.parse_args(argv)
+    try:  # every way out leaves torchrun's process group (it had only on a finished run)
+        return _train(args)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config, steps=args.steps, out=args.out, minutes=args.minutes)
         trainer = Trainer(config)
@@ -425,8 +433,6 @@ def main(argv: list[str] | None = None) -> int:
         trainer.fit()
     except KeyboardInterrupt:  # the second Ctrl+C: at once, from the last checkpoint
         return 130
-    if dist.is_initialized():
-        dist.destroy_process_group()
     return 0
 
 

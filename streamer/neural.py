@@ -41,7 +41,6 @@ from streamer.texture import Rendered
 
 log = logging.getLogger(__name__)
 
-MODEL = "small"  # the shipped neural model size
 # generator files shipped: float, quantized (export.quantize) and half (export.half, for GPUs)
 PRECISIONS = ("fp32", "int8", "fp16")
 SHOT_CROP = 512  # side at which shots are cut for the embedder and fine-tuning

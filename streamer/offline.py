@@ -17,7 +17,7 @@ from streamer.output_file import VIDEO_SUFFIXES, check_output, written_whole
 from streamer.paste import PasteBack
 from streamer.portrait import EnrollConfig, Portrait, enroll_images, load_portrait, save_portrait
 from streamer.refine import refine_targets
-from streamer.renderer import create_renderer, render_textured
+from streamer.renderer import RendererConfig, create_renderer, render_textured
 from streamer.sinks import crop_to_fill
 from streamer.smoothing import smooth_track
 from streamer.template import load_template
@@ -78,13 +78,15 @@ def _faceless_clip(path: Path, frames: int, face: int | None) -> NoFaceError:
 def enroll_shots(images: list[np.ndarray], config: EnrollConfig = EnrollConfig(),
                  skip_faceless: bool = False, render_first: bool = False,
                  landmarks: list[np.ndarray | None] | None = None,
-                 names: Sequence[str] | None = None) -> Portrait:
+                 names: Sequence[str] | None = None,
+                 model: RendererConfig = RendererConfig()) -> Portrait:
     """Enroll K images of one face, with the neural model's embedding when it is installed
-    (landmarks, names: as for streamer.portrait.enroll_images)."""
+    (landmarks, names: as for streamer.portrait.enroll_images; model: whose embedder, its
+    model_dir and model)."""
     portrait = enroll_images(images, config, skip_faceless=skip_faceless,
                              render_first=render_first, landmarks=landmarks, names=names)
-    if neural_available():
-        portrait = with_embedding(portrait, images)
+    if neural_available(model):
+        portrait = with_embedding(portrait, images, model)
     return portrait
 
 
@@ -108,10 +110,11 @@ def run_enroll(job: EnrollJob, progress: bool = True) -> Portrait:
 
 
 def finetune_portrait(portrait: Portrait, images: list[np.ndarray], steps: int,
-                      progress: bool, anchors: bool = True) -> Portrait:
+                      progress: bool, anchors: bool = True,
+                      model: RendererConfig = RendererConfig()) -> Portrait:
     """The paper's fine-tuning stage on the portrait's shots (images as for enrollment);
-    anchors: as EnrollJob.finetune_anchors."""
-    if not neural_available():
+    anchors: as EnrollJob.finetune_anchors; model: whose weights, as for enroll_shots."""
+    if not neural_available(model):
         raise ModelFileError("--finetune needs the neural model, which is not installed")
     try:
         from models.finetune import FinetuneOptions
@@ -125,7 +128,7 @@ def finetune_portrait(portrait: Portrait, images: list[np.ndarray], steps: int,
     options = FinetuneOptions(steps=steps)
     if not anchors:
         options = replace(options, w_anchor=0.0)
-    return personalize(portrait, shot_crops(portrait, images), options, progress)
+    return personalize(portrait, shot_crops(portrait, images), options, progress, model)
 
 
 def open_portrait(path: Path | None, config: EnrollConfig = EnrollConfig()) -> Portrait:

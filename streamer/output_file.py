@@ -51,6 +51,36 @@ def file_argument(text: str) -> Path:
     return Path(text)
 
 
+def folder_argument(text: str) -> Path:
+    """argparse type of a folder a developer tool writes into (made when missing): refused
+    where a file stands on the path (the tools had failed with FileExistsError's traceback
+    after their work, or before it in os.mkdir)."""
+    if wrong := folder_problem(Path(text)):
+        raise argparse.ArgumentTypeError(wrong)
+    return Path(text)
+
+
+def parent_folder_argument(text: str) -> Path:
+    """argparse type of a file a developer tool writes (its folder made when missing)."""
+    if wrong := _ends_in_slash(text) or folder_problem(Path(text).parent):
+        raise argparse.ArgumentTypeError(wrong)
+    if Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder: give the name of a file to write")
+    return Path(text)
+
+
+def folder_problem(folder: Path) -> str:
+    """What stops `folder` from being made or written into; "" when nothing does."""
+    for step in (folder, *folder.parents):
+        if step.is_dir():
+            writable = os.access(step, os.W_OK)
+            return "" if writable else f"cannot write into {step}: permission denied"
+        if step.exists():
+            where = "" if step == folder else f"{folder}: "
+            return f"{where}{step} is a file, not a folder"
+    return ""
+
+
 def _ends_in_slash(text: str) -> str:
     """What is wrong with a file's name as typed that ends in a slash (Path drops it, and
     the file before it was written over); "" where it does not."""

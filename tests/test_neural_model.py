@@ -531,6 +531,24 @@ def test_train_refuses_what_cannot_train_with_one_line(tmp_path, capsys):
         assert said in capsys.readouterr().err
 
 
+def test_train_leaves_its_process_group_however_it_ends(tmp_path, capsys):
+    """Under torchrun, a run refused or already done had returned with its process group
+    still open (only a finished run destroyed it)."""
+    import torch.distributed as dist
+
+    from models.train import main
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                            world_size=1)
+    try:
+        assert main([str(tmp_path / "missing.json")]) == 2
+        assert "no such config file" in capsys.readouterr().err
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
 def test_prepare_says_which_clips_it_skips_and_goes_on(data_dir, tmp_path, capsys):
     """A clip that cannot be read stopped the whole run (no index.json for the clips done);
     a clip with too few tracked frames was left out without a word, and a run that

@@ -313,3 +313,34 @@ def test_int8_generator_is_picked_by_precision_and_stays_close(tiny_models, astr
     tuned = replace(portrait, generator=blob)
     c = create_renderer(tuned, replace(config(models), precision="int8")).render(targets[-1])
     assert np.array_equal(a, c)
+
+
+def test_the_benchmarks_measure_the_model_folder_they_are_given(tiny_models, data_dir, tmp_path,
+                                                                 capsys):
+    """--model-dir (speed, quality, kshot): the embedding, generator and fine-tuning weights
+    all come from that folder. The tiny model's ψ does not fit the shipped generator, nor the
+    shipped ψ the tiny one, so a run that mixed the two would fail."""
+    from benchmarks import kshot, quality, speed
+    from streamer.video_io import read_video_frames
+
+    assert speed.main(["--model-dir", str(tiny_models), "--renderer", "neural", "--frames", "6",
+                       "--portraits", "mona_lisa", "--data", str(data_dir)]) == 0
+    assert f"models {tiny_models}" in capsys.readouterr().out
+    quality.main(["--model-dir", str(tiny_models), "--renderer", "neural", "--frames", "4",
+                  "--protocol", "cross", "--portraits", "einstein", "--cross-clips",
+                  "woman_long_expressive", "--sheet-frames", "1", "--data", str(data_dir),
+                  "--out", str(tmp_path / "quality")])
+    assert "einstein" in (tmp_path / "quality" / "quality.md").read_text()
+    frames = [f for _, f in zip(range(12), read_video_frames(
+        data_dir / "driving" / "woman_long_expressive.mp4"), strict=False)]
+    lms = kshot.track_all(frames)
+    cfg = kshot.KShotConfig(data=data_dir, finetune_steps=2, model_dir=tiny_models)
+    portrait = kshot.make_portrait(frames, lms, 2, cfg, finetune=True)
+    assert portrait.embedding.shape == (32,) and portrait.generator.size  # the tiny E, tuned G
+    scores, _ = kshot.evaluate(portrait, "neural", frames, lms, np.array([9, 11]),
+                               model_dir=tiny_models)
+    assert len(scores.face_psnr) == 2
+    for tool in (speed, quality, kshot):
+        with pytest.raises(SystemExit):
+            tool.main(["--model-dir", str(tmp_path)])  # no manifest.json there
+        assert "no manifest.json there" in capsys.readouterr().err

@@ -89,3 +89,43 @@ def test_stream_and_client_refuse_a_recording_they_cannot_write(tmp_path: Path, 
         assert main(argv) == 2
         assert "kept.mp4/ ends in a slash: give the name of a file" in capsys.readouterr().err
     assert kept.read_bytes() == b"an earlier recording"
+
+
+# each developer tool's output, as its argv takes it; OUT stands for the path under test
+TOOL_OUTPUTS = [
+    ("models.prepare", ["CLIPS", "OUT"]),
+    ("models.pack", ["CLIPS", "OUT"]),
+    ("models.average", ["a.pt", "b.pt", "--out", "OUT/soup.pt"]),
+    ("export", ["--out", "OUT"]),
+    ("benchmarks.quality", ["--out", "OUT"]),
+    ("benchmarks.figures", ["--out", "OUT"]),
+    ("benchmarks.kshot", ["--out", "OUT"]),
+    ("benchmarks.training_curves", ["CLIPS", "-o", "OUT/curves.png"]),
+    ("benchmarks.webrtc_latency", ["--strip", "OUT/strip.png"]),
+    ("models.train", ["models/configs/tiny_smoke.json", "--out", "OUT"]),
+]
+
+
+@pytest.mark.parametrize(("module", "argv"), TOOL_OUTPUTS, ids=[m for m, _ in TOOL_OUTPUTS])
+def test_a_developer_tool_refuses_an_output_folder_where_a_file_stands(
+        tmp_path: Path, capsys, module: str, argv: list[str]) -> None:
+    """A file where the output folder (or the output's folder) would go: the tools had made
+    their folders with mkdir and failed with FileExistsError's traceback, prepare and train
+    after minutes of work."""
+    import importlib
+
+    (tmp_path / "clips").mkdir()
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("keep me")
+    repo = Path(__file__).resolve().parent.parent
+    args = [a.replace("OUT", str(blocker)).replace("CLIPS", str(tmp_path / "clips"))
+            for a in argv]
+    args = [str(repo / a) if a.startswith("models/configs/") else a for a in args]
+    main_of = importlib.import_module(f"{module}.__main__" if module == "export" else module).main
+    try:
+        code = main_of(args)
+    except SystemExit as exc:  # argparse's refusal
+        code = exc.code
+    assert code == 2
+    assert f"{blocker} is a file, not a folder" in capsys.readouterr().err
+    assert blocker.read_text() == "keep me"
