@@ -13,6 +13,14 @@ import numpy as np
 VOICE_RATE = 48_000  # Opus's clock (RFC 7587), and the recording's AAC rate
 VOICE_CHUNK = 960  # samples a channel: 20 ms, Opus's usual frame
 
+# A live avatar frame's longer side, at most: pictures are enrolled at it by the live
+# commands (streamer.offline.for_live) and WebRTC sends frames no larger. The avatar is
+# drawn at its portrait's size: a 12-megapixel phone photo took `serve` about a second a
+# frame to draw and VP8 a quarter of one to encode (2-core CPU, a busy hour), and the
+# browser got 0.3 frames a second. A live frame is seen in a browser, a call, or a
+# 1280x720 virtual camera; `animate` keeps the portrait's full size.
+LIVE_MAX_SIDE = 1280
+
 
 @dataclass(frozen=True)
 class Frame:

@@ -156,7 +156,7 @@ def load_portraits(paths: Sequence[str]) -> list[Portrait]:
     """Load .headcast files; enroll image files on the fly."""
     from streamer.offline import open_portrait
 
-    return [open_portrait(Path(path)) for path in paths]
+    return [open_portrait(Path(path), live=True) for path in paths]
 
 
 def make_processor(

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from streamer.animate import AnimateOptions, Animator
 from streamer.errors import ModelFileError, NoFaceError
 from streamer.face_check import faces_seen_again
+from streamer.frames import LIVE_MAX_SIDE
 from streamer.neural import neural_available, with_embedding
 from streamer.neutral import rest_frame
 from streamer.output_file import VIDEO_SUFFIXES, check_output, written_whole
@@ -29,6 +32,8 @@ from streamer.video_io import (
     read_video_frames,
     video_info,
 )
+
+log = logging.getLogger(__name__)
 
 PORTRAIT_SUFFIX = ".headcast"
 
@@ -131,13 +136,33 @@ def finetune_portrait(portrait: Portrait, images: list[np.ndarray], steps: int,
     return personalize(portrait, shot_crops(portrait, images), options, progress, model)
 
 
-def open_portrait(path: Path | None, config: EnrollConfig = EnrollConfig()) -> Portrait:
-    """A .headcast file, an image (enrolled on the fly), or the default face when None."""
+def open_portrait(path: Path | None, config: EnrollConfig = EnrollConfig(),
+                  live: bool = False) -> Portrait:
+    """A .headcast file, an image (enrolled on the fly), or the default face when None.
+    live: an image is taken at most LIVE_MAX_SIDE on its longer side (for_live)."""
     if path is None:
         return enroll_shots([default_portrait_image()], config)
     if path.suffix == PORTRAIT_SUFFIX:
-        return load_portrait(path)
-    return enroll_shots([read_image(path)], config, names=[str(path)])
+        portrait = load_portrait(path)
+        if live and max(portrait.image.shape[:2]) > LIVE_MAX_SIDE:
+            h, w = portrait.image.shape[:2]
+            log.warning("%s is %dx%d: every frame is drawn that large, far slower than live; "
+                        "for a live rate enroll a picture of at most %d pixels a side", path, w,
+                        h, LIVE_MAX_SIDE)
+        return portrait
+    image = read_image(path)
+    return enroll_shots([for_live(image) if live else image], config, names=[str(path)])
+
+
+def for_live(image: np.ndarray) -> np.ndarray:
+    """The picture shrunk to LIVE_MAX_SIDE on its longer side (as it is when not larger)."""
+    h, w = image.shape[:2]
+    scale = LIVE_MAX_SIDE / max(h, w)
+    if scale >= 1.0:
+        return image
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    log.info("portrait picture %dx%d taken at %dx%d for live use", w, h, *size)
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 @dataclass(frozen=True)

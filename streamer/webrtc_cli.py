@@ -60,15 +60,17 @@ class AnimatorFactory:
     def create(self) -> FrameProcessor:
         from streamer.animate import AnimateOptions, Animator
 
-        options = AnimateOptions(calibration="steady", renderer=self._renderer,
+        # the wall clock, as `stream`'s: counted in frames, the resting face was taken after
+        # 12-22 s on a loaded machine (60 frames at 3 fps) where 2 s were meant
+        options = AnimateOptions(calibration="steady", clock="wall", renderer=self._renderer,
                                  detail=self._detail)
         return Animator(self._portrait, options)
 
     def enroll(self, image: np.ndarray, face: int | None = None) -> object:
-        from streamer.offline import enroll_shots
+        from streamer.offline import enroll_shots, for_live
         from streamer.portrait import EnrollConfig
 
-        portrait = enroll_shots([image], EnrollConfig(face=face))  # ψ embedded once
+        portrait = enroll_shots([for_live(image)], EnrollConfig(face=face))  # ψ embedded once
         self._portrait = portrait
         return portrait
 
@@ -83,15 +85,16 @@ def load_portraits(paths: Sequence[str]) -> object:
     """One path: a portrait image or .headcast file; several: images of one person
     (few-shot enrollment); none: the stock astronaut photo."""
 
-    from streamer.offline import open_portrait
-    from streamer.portrait import EnrollConfig, enroll_images
+    from streamer.offline import enroll_shots, for_live, open_portrait
     from streamer.video_io import read_image
 
     if len(paths) <= 1:
-        return open_portrait(Path(paths[0]) if paths else None)
+        return open_portrait(Path(paths[0]) if paths else None, live=True)
     if any(p.endswith(".headcast") for p in paths):
         raise PortraitFileError("give one .headcast file, or image files only")
-    return enroll_images([read_image(p) for p in paths], EnrollConfig(), names=paths)
+    # with the neural model's embedding of all K shots (enroll_images alone had left it to
+    # the renderer, which embeds the rendered shot only)
+    return enroll_shots([for_live(read_image(p)) for p in paths], names=paths)
 
 
 # ---- serve --------------------------------------------------------------------------

@@ -34,6 +34,7 @@ import contextlib
 import dataclasses
 import errno
 import hmac
+import html
 import ipaddress
 import json
 import logging
@@ -81,6 +82,14 @@ from streamer.webrtc_tracks import (
 logger = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).with_name("web")
+# what a browser shows where the token is missing or wrong (a <link> to no icon: no
+# favicon request, which would be another 401)
+TOKEN_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,">
+<title>headcast: token needed</title><link rel="stylesheet" href="/static/style.css"></head>
+<body><h1>headcast</h1><p style="color: #f77">%s</p></body></html>
+"""
+
 SDP_TYPE = "application/sdp"
 
 
@@ -93,6 +102,11 @@ class ServerConfig:
     max_upload_bytes: int = 8 * 1024 * 1024  # request body limit (portraits); larger get 413
     fps: float = 30.0  # frame rate WHEP viewers receive
     connect_timeout_s: float = 20.0  # a session not connected by then is closed
+    # a session not connected after this long gives its place to a new offer when all
+    # max_sessions are taken: a page reloaded while it connected leaves its session behind
+    # (its answer never read, so never deleted), and three quick reloads had kept a second
+    # user out until connect_timeout_s
+    stale_connect_s: float = 5.0
     # a WHIP session sending no video this long is closed, and a WHEP session whose viewer
     # stopped reporting what it receives
     idle_timeout_s: float = 10.0
@@ -172,6 +186,7 @@ class Session:
     tracks: list[MediaStreamTrack] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     voice_back: bool = False  # a WHIP sender that asked for its own voice (?voice=back)
+    created: float = field(default_factory=time.monotonic)
 
 
 def _processed(session: Session) -> ProcessedTrack | None:
@@ -380,6 +395,16 @@ class AvatarServer:
         session.tasks.append(asyncio.ensure_future(self._connect_deadline(session)))
         return session
 
+    async def _close_stale(self) -> None:
+        """Close the sessions that have not connected within stale_connect_s."""
+        now = time.monotonic()
+        for session in list(self.sessions.values()):
+            if (session.pc.connectionState != "connected"
+                    and now - session.created > self.config.stale_connect_s):
+                logger.info("%s session %s: not connected after %.0f s, closed for a new one",
+                            session.kind, session.id, now - session.created)
+                await self.close_session(session.id)
+
     async def _connect_deadline(self, session: Session) -> None:
         await asyncio.sleep(self.config.connect_timeout_s)
         if session.pc.connectionState != "connected":
@@ -478,12 +503,15 @@ class AvatarServer:
             if auth.lower().startswith("bearer "):
                 given = auth[7:].strip()
             if not hmac.compare_digest(given.encode(), token.encode()):
-                return _error(
-                    401,
-                    "missing or wrong token: send 'Authorization: Bearer TOKEN' or open "
-                    "the page with ?token=TOKEN (headcast printed it when it started)",
-                    headers={"WWW-Authenticate": 'Bearer realm="headcast"'},
-                )
+                message = ("missing or wrong token: send 'Authorization: Bearer TOKEN' or "
+                           "open the page with ?token=TOKEN (headcast printed it when it "
+                           "started)")
+                headers = {"WWW-Authenticate": 'Bearer realm="headcast"'}
+                if request.method == "GET" and "text/html" in request.headers.get("Accept", ""):
+                    # a person at a browser: a page, where JSON had been shown raw
+                    return web.Response(status=401, text=TOKEN_PAGE % html.escape(message),
+                                        content_type="text/html", headers=headers)
+                return _error(401, message, headers=headers)
         return await handler(request)
 
     async def _index(self, request: web.Request) -> web.StreamResponse:
@@ -533,10 +561,12 @@ class AvatarServer:
                 k == "video" and d in ("recvonly", "sendrecv") for k, d in offered):
             return _error(400, "a WHEP offer must receive video (the avatar)")
         if len(self.sessions) >= self.config.max_sessions:
+            await self._close_stale()
+        if len(self.sessions) >= self.config.max_sessions:
             return _error(
                 503,
-                f"all {self.config.max_sessions} sessions are in use: close one, or start "
-                "the server with a larger --max-sessions",
+                f"all sessions are in use ({self.config.max_sessions} at most): close one, or "
+                "start the server with a larger --max-sessions",
                 headers={"Retry-After": "5"},
             )
         if not offered:  # aiortc took such an offer on /whip, and answered it with no media
@@ -617,7 +647,12 @@ class AvatarServer:
             return _upload_too_large(self.config.max_upload_bytes)
         image = decode_image(data)
         if image is None:
-            return _error(415, "not an image: upload a JPEG, PNG, WebP or BMP portrait photo")
+            return _error(415, "not an image: upload a JPEG, PNG, WebP, BMP or TIFF portrait "
+                          "photo")
+        if image.shape[0] * image.shape[1] > MAX_IMAGE_PIXELS:  # it had been "not an image"
+            h, w = image.shape[:2]
+            return _error(413, f"the picture is {w}x{h}, {w * h / 1e6:.0f} megapixels: upload "
+                          f"one of at most {MAX_IMAGE_PIXELS // 1_000_000}")
         loop = asyncio.get_running_loop()
         try:
             portrait = await loop.run_in_executor(
@@ -667,13 +702,10 @@ MAX_IMAGE_PIXELS = 40_000_000  # a portrait larger than this is a mistake or a b
 
 
 def decode_image(data: bytes) -> np.ndarray | None:
-    """Uploaded bytes → (H, W, 3) uint8 BGR, or None when they are not a usable image."""
+    """Uploaded bytes → (H, W, 3) uint8 BGR, or None when they are not an image."""
     if not data:
         return None
-    image = decode_file_image(np.frombuffer(data, np.uint8))
-    if image is None or image.shape[0] * image.shape[1] > MAX_IMAGE_PIXELS:
-        return None
-    return image
+    return decode_file_image(np.frombuffer(data, np.uint8))
 
 
 async def _read_upload(request: web.Request) -> bytes:

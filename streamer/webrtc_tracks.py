@@ -24,12 +24,13 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+import cv2
 import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
 
-from streamer.frames import Frame, FrameProcessor, StagedProcessor
+from streamer.frames import LIVE_MAX_SIDE, Frame, FrameProcessor, StagedProcessor
 from streamer.timing import ArrivalClock
 
 logger = logging.getLogger(__name__)
@@ -106,9 +107,15 @@ class FrameClock:
         return pts
 
 
-def to_video_frame(image: np.ndarray) -> VideoFrame:
-    """image: (H, W, 3) uint8 BGR → av VideoFrame (even width/height, as VP8/H.264 need)."""
+def to_video_frame(image: np.ndarray, max_side: int | None = None) -> VideoFrame:
+    """image: (H, W, 3) uint8 BGR → av VideoFrame (even width/height, as VP8/H.264 need),
+    shrunk to max_side on its longer side when given and larger."""
     h, w = image.shape[:2]
+    if max_side is not None and max(h, w) > max_side:
+        scale = max_side / max(h, w)
+        image = cv2.resize(image, (max(2, round(w * scale)), max(2, round(h * scale))),
+                           interpolation=cv2.INTER_AREA)
+        h, w = image.shape[:2]
     image = np.ascontiguousarray(image[: h - h % 2, : w - w % 2])
     return VideoFrame.from_ndarray(image, format="bgr24")
 
@@ -139,7 +146,8 @@ class AvatarTrack(MediaStreamTrack):
         pts = await self._clock.tick()
         frame, _ = self._slot.get()
         self.last_frame = frame
-        video_frame = to_video_frame(self._black if frame is None else frame.image)
+        video_frame = to_video_frame(self._black if frame is None else frame.image,
+                                     LIVE_MAX_SIDE)
         video_frame.pts = pts
         video_frame.time_base = VIDEO_TIME_BASE
         self.frames_sent += 1
@@ -379,7 +387,7 @@ class ProcessedTrack(MediaStreamTrack):
         else:
             image = self._processor.process(begun.work)
         avatar = Frame(image, begun.received_ts, begun.index)
-        out = to_video_frame(avatar.image)
+        out = to_video_frame(avatar.image, LIVE_MAX_SIDE)
         if begun.pts is None or begun.time_base is None:
             out.pts, out.time_base = int(begun.received_ts * VIDEO_CLOCK_RATE), VIDEO_TIME_BASE
         else:

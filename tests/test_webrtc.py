@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import threading
 import time
@@ -1007,3 +1008,147 @@ def test_serve_makes_an_uploaded_portrait_ready_for_a_live_animator(astronaut_bg
     factory.apply(animator, made[0])
     assert animator.portrait is portrait and factory.portrait is portrait
     animator.close()
+
+
+# ---- big pictures, stale sessions, a browser without the token ---------------------------
+
+
+def test_a_large_picture_is_taken_at_the_live_size(tmp_path: Path, astronaut_bgr, caplog) -> None:  # type: ignore[no-untyped-def]
+    """A 12-megapixel phone photo was animated and sent at 3000x3000 (about a second a frame
+    to draw, a quarter of one to encode: 0.3 frames a second in the browser); live commands
+    take pictures at LIVE_MAX_SIDE, and WebRTC sends nothing larger."""
+    from streamer.frames import LIVE_MAX_SIDE
+    from streamer.live_cli import load_portraits as stream_portraits
+    from streamer.portrait import enroll_images, save_portrait
+    from streamer.webrtc_cli import AnimatorFactory, load_portraits
+    from streamer.webrtc_tracks import to_video_frame
+
+    big = cv2.resize(astronaut_bgr, (2400, 1800))
+    cv2.imwrite(str(tmp_path / "big.jpg"), big)
+    assert load_portraits([str(tmp_path / "big.jpg")]).image.shape == (960, LIVE_MAX_SIDE, 3)
+    assert stream_portraits([str(tmp_path / "big.jpg")])[0].image.shape == (960, 1280, 3)
+    factory = AnimatorFactory(None)
+    assert factory.enroll(big).image.shape == (960, 1280, 3)  # an upload
+    small = cv2.resize(astronaut_bgr, (400, 300))
+    assert factory.enroll(small).image.shape == (300, 400, 3)  # a small one as it is
+    frame = to_video_frame(np.zeros((3000, 2001, 3), np.uint8), LIVE_MAX_SIDE)
+    assert (frame.height, frame.width) == (1280, 854)
+    assert (to_video_frame(small).width, to_video_frame(small, 1280).width) == (400, 400)
+    save_portrait(enroll_images([big]), tmp_path / "big.headcast")  # enrolled at full size
+    with caplog.at_level(logging.WARNING, "streamer.offline"):
+        assert load_portraits([str(tmp_path / "big.headcast")]).image.shape == (1800, 2400, 3)
+    assert "big.headcast is 2400x1800: every frame is drawn that large" in caplog.text
+
+    async def sent() -> tuple[int, int]:
+        slot = FrameSlot()
+        slot.put(Frame(np.zeros((2000, 3000, 3), np.uint8), time.monotonic(), 0))
+        out = await AvatarTrack(slot, 30.0).recv()
+        return out.height, out.width
+
+    assert asyncio.run(sent()) == (852, 1280)
+
+
+def test_serve_enrolls_every_shot_of_several_pictures_with_the_neural_model(
+        tmp_path: Path, astronaut_bgr) -> None:  # type: ignore[no-untyped-def]
+    """`serve --portrait A B` enrolled the shots without the neural embedding, which the
+    renderer then took from the rendered shot alone."""
+    from streamer.neural import neural_available
+    from streamer.offline import enroll_shots
+    from streamer.webrtc_cli import load_portraits
+
+    if not neural_available():
+        pytest.skip("the neural model is not installed")
+    shots = [astronaut_bgr, cv2.resize(astronaut_bgr[20:480, 30:490], (512, 512))]
+    for i, shot in enumerate(shots):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), shot)
+    portrait = load_portraits([str(tmp_path / "0.png"), str(tmp_path / "1.png")])
+    assert len(portrait.shots) == 2 and portrait.psi.size
+    one = enroll_shots(shots[:1])
+    assert not np.allclose(portrait.embedding, one.embedding)  # both shots, not the first
+
+
+def test_serve_animates_on_the_wall_clock_as_stream_does(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """serve's sessions counted their resting-face timeout in frames: on a loaded machine
+    (3 frames a second) the avatar rested 12-22 s, where stream's waits 2 s."""
+    from streamer.live_cli import make_processor
+    from streamer.webrtc_cli import AnimatorFactory
+
+    made: list = []
+    monkeypatch.setattr("streamer.animate.Animator",
+                        lambda portrait, options: made.append(options))
+    AnimatorFactory(None).create()
+    make_processor(None, 30.0)  # type: ignore[arg-type]
+    assert made[0].clock == "wall" and made[0] == made[1]
+
+
+def test_a_session_that_never_connected_gives_its_place_to_a_new_one() -> None:
+    """A page reloaded while it connected left its session (its answer never read, so never
+    deleted): with --max-sessions taken by such sessions, the next user was refused until
+    connect_timeout_s (20 s)."""
+    from aiortc import RTCPeerConnection
+
+    server = ServerThread(ServerConfig(port=0, max_sessions=1, stale_connect_s=1.0))
+    server.start()
+
+    async def offer() -> str:
+        pc = RTCPeerConnection()
+        pc.addTransceiver("video", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        sdp = pc.localDescription.sdp
+        await pc.close()  # as a page that went away: never connects
+        return sdp
+
+    sdp_type = {"Content-Type": "application/sdp"}
+    try:
+        assert asyncio.run(http("POST", f"{server.url}/whep", asyncio.run(offer()),
+                                sdp_type))[0] == 201
+        status, _, body = asyncio.run(http("POST", f"{server.url}/whep", asyncio.run(offer()),
+                                           sdp_type))
+        assert status == 503 and "all sessions are in use (1 at most)" in body  # still young
+        time.sleep(1.2)
+        assert asyncio.run(http("POST", f"{server.url}/whep", asyncio.run(offer()),
+                                sdp_type))[0] == 201
+        assert server.session_count() == 1
+
+        async def play() -> None:  # a connected session keeps its place however old
+            session = await WebRTCSession.open(EndpointConfig(f"{server.url}/whep"), None, True)
+            await session.wait_connected()
+            await asyncio.sleep(1.2)
+            with pytest.raises(SignallingError, match="max-sessions"):
+                await WebRTCSession.open(EndpointConfig(f"{server.url}/whep"), None, True)
+            await session.close()
+
+        time.sleep(1.2)
+        asyncio.run(play())
+    finally:
+        server.close()
+
+
+def test_a_browser_without_the_token_gets_a_page() -> None:
+    """A browser opening the address without ?token= was shown the raw JSON error."""
+    server = ServerThread(ServerConfig(port=0, token="s3cret"))
+    server.start()
+    try:
+        status, headers, body = asyncio.run(http("GET", f"{server.url}/", headers={
+            "Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}))
+        assert status == 401 and headers["Content-Type"].startswith("text/html")
+        assert "<h1>headcast</h1>" in body and "?token=TOKEN" in body
+        status, headers, body = asyncio.run(http("GET", f"{server.url}/sessions"))
+        assert status == 401 and json.loads(body)["error"].startswith("missing or wrong token")
+    finally:
+        server.close()
+
+
+def test_an_upload_too_large_in_pixels_says_so() -> None:
+    """A 48-megapixel JPEG was refused as "not an image"."""
+    factory = FakeFactory()
+    server = ServerThread(ServerConfig(port=0), processors=factory)
+    server.start()
+    try:
+        ok, png = cv2.imencode(".png", np.zeros((6000, 7000, 3), np.uint8))
+        status, _, body = asyncio.run(http("POST", f"{server.url}/portrait", png.tobytes(),
+                                           {"Content-Type": "image/png"}))
+        assert status == 413 and "7000x6000, 42 megapixels: upload one of at most 40" in body
+        assert factory.enrolled == []
+    finally:
+        server.close()
