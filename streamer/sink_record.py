@@ -32,13 +32,15 @@ class RecordConfig:
     path: str  # the .mp4 file to write; replaced if it exists
     fps: float | None = None  # frame rate of the file; None: the source's
     crf: int = 18  # H.264 quality: lower is better and bigger
-    max_fill_s: float = 2.0  # longest run of missed frames filled by repeating the last one
 
 
 class _Writer(Protocol):
     """Encodes (H, W, 3) uint8 BGR frames of one size into a file."""
 
-    def write(self, image: np.ndarray) -> None: ...
+    def write(self, image: np.ndarray, time: float | None = None) -> None:
+        """time: the second at which the frame shows, after the last one's (None: 1/fps
+        after it); the last frame shows until then."""
+        ...
 
     def close(self) -> None:
         """Flush and finish the file; safe to call more than once."""
@@ -53,20 +55,32 @@ def _h264_writer(path: Path, size: tuple[int, int], fps: float, crf: int,
 
     if "libx264" not in av.codecs_available:
         raise RuntimeError("this PyAV build has no libx264")
-    return VideoWriter(path, fps, crf=crf, voice=voice)
+    return VideoWriter(path, fps, crf=crf, voice=voice, bframes=False)
 
 
 class _OpenCVWriter:
-    """cv2.VideoWriter with the mp4v codec: the fallback where libx264 is missing (no sound)."""
+    """cv2.VideoWriter with the mp4v codec: the fallback where libx264 is missing (no sound).
+    Its frames have a fixed rate: a frame's time is kept by repeating the one before."""
 
     def __init__(self, path: Path, size: tuple[int, int], fps: float, crf: int,
                  voice: bool = False) -> None:
         self._writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
         if not self._writer.isOpened():
             raise RuntimeError("cv2.VideoWriter could not open it with mp4v")
+        self._fps = fps
+        self._written = 0
+        self._last: np.ndarray | None = None
 
-    def write(self, image: np.ndarray) -> None:
+    def write(self, image: np.ndarray, time: float | None = None) -> None:
+        if time is not None and self._last is not None:
+            while self._written < round(time * self._fps):
+                self._put(self._last)
+        self._put(image)
+
+    def _put(self, image: np.ndarray) -> None:
         self._writer.write(image)
+        self._written += 1
+        self._last = image
 
     def close(self) -> None:
         self._writer.release()
@@ -136,11 +150,15 @@ class VoiceTape:
 
 
 class RecordSink:
-    """Writes every frame it gets to an mp4 at the source's frame rate.
+    """Writes every frame it gets to an mp4, each at its source index's time at the
+    source's frame rate.
 
-    Frames the pipeline skipped (their source index jumped) are filled by repeating the last
-    frame, so the file plays in real time; runs longer than config.max_fill_s are cut short.
-    Frames of another size than the first (a portrait switch) are letterboxed into it.
+    Where the pipeline skipped frames (their source index jumped), the frame before shows
+    until the next one's time, so the file plays in real time. (The skipped frames had been
+    filled by encoding the last one again, runs of at most 2 s: on a loaded machine the
+    encoding made the sink fall further behind, its gaps grew past 2 s, and 616 s of `stream`
+    gave 322 s of file.) Frames of another size than the first (a portrait switch) are
+    letterboxed into it.
 
     The voice is laid by when it was heard, from when the file's first instant was captured:
     each frame's capture time less its place in the file, the least of the last
@@ -158,7 +176,8 @@ class RecordSink:
         self._writer: _Writer | None = None
         self._fps = 0.0
         self._size = (0, 0)  # (w, h) the file was opened at
-        self._last: Frame | None = None
+        self._first_index: int | None = None  # the first frame's source index: the file's 0
+        self._end = 0.0  # seconds: the end of the last frame written
         self._start = SlidingMinimum(VOICE_ANCHOR_FRAMES)  # → the tape's start_ts
         self.frames_written = 0
 
@@ -187,24 +206,24 @@ class RecordSink:
     def send(self, frame: Frame) -> None:
         if self._writer is None:
             raise RuntimeError("RecordSink.send before open")
-        if self._last is not None:
-            missed = frame.index - self._last.index - 1
-            for _ in range(min(missed, int(self._config.max_fill_s * self._fps))):
-                self._write(self._last.image)
-        if self._voice is not None:  # this frame's place in the file, before it is written
-            start_ts = self._start.push(frame.capture_ts - self.frames_written / self._fps)
+        if self._first_index is None:
+            self._first_index = frame.index
+        # its place in the file: its index's time, and never before the last frame's end
+        place = max((frame.index - self._first_index) / self._fps, self._end)
+        if self._voice is not None:
+            start_ts = self._start.push(frame.capture_ts - place)
             if self._tape is None:
                 self._tape = VoiceTape(self._voice, start_ts)
             self._tape.start_ts = start_ts
-        self._write(frame.image)
-        self._last = frame
+        self._write(frame.image, place)
+        self._end = place + 1.0 / self._fps
         self._write_voice()
 
     def close(self) -> None:
         if self._tape is not None:
             self._tape.close()
             # what was heard up to the last frame's end, silence after it
-            end = round(self.frames_written / self._fps * VOICE_RATE)
+            end = round(self._end * VOICE_RATE)
             self._write_voice(end)
             if self._writer is not None:
                 for samples, at in self._tape.silence(end):
@@ -220,9 +239,9 @@ class RecordSink:
         for samples, at in self._tape.take(until):
             self._writer.write_voice(samples, at)  # type: ignore[attr-defined]
 
-    def _write(self, image: np.ndarray) -> None:
+    def _write(self, image: np.ndarray, place: float) -> None:
         assert self._writer is not None
         if (image.shape[1], image.shape[0]) != self._size:  # another portrait, another size
             image = letterbox(image, self._size)
-        self._writer.write(image)
+        self._writer.write(image, place)
         self.frames_written += 1

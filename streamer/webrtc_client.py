@@ -121,10 +121,15 @@ class WebRTCSession:
                     raise SignallingError(_refusal(self.config.url, response.status, body,
                                                    bool(self.config.token)))
                 self.location = urljoin(self.config.url, response.headers.get("Location", ""))
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except asyncio.TimeoutError as exc:  # its text is empty: it had printed "()"
             raise SignallingError(
-                f"cannot reach {self.config.url} ({exc or type(exc).__name__}): check the URL "
-                "and that the server (e.g. `headcast serve`) is running"
+                f"{self.config.url} did not answer within {self.config.timeout_s:g} s: is the "
+                "server (e.g. `headcast serve`) running, and not too busy to answer?"
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise SignallingError(
+                f"cannot reach {self.config.url} ({str(exc) or type(exc).__name__}): check "
+                "the URL and that the server (e.g. `headcast serve`) is running"
             ) from exc
         await self.pc.setRemoteDescription(RTCSessionDescription(body, "answer"))
 

@@ -1152,3 +1152,14 @@ def test_an_upload_too_large_in_pixels_says_so() -> None:
         assert factory.enrolled == []
     finally:
         server.close()
+
+
+def test_a_server_that_does_not_answer_is_named_with_the_wait() -> None:
+    """A server too busy to answer the offer in time was reported as "cannot reach URL ()":
+    a timeout's text is empty."""
+    with socket.socket() as mute:
+        mute.bind(("127.0.0.1", 0))
+        mute.listen()  # connections queue, nothing answers
+        url = f"http://127.0.0.1:{mute.getsockname()[1]}/whip"
+        with pytest.raises(SignallingError, match=r"did not answer within 1 s: is the server"):
+            asyncio.run(WebRTCSession.open(EndpointConfig(url, timeout_s=1.0), None, True))
