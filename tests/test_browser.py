@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from webrtc_utils import (
+    FakeFactory,
     Feeder,
     browser_available,
     chromium,
@@ -241,18 +242,18 @@ def test_serve_page_asks_which_face_then_takes_the_one_chosen(
     factory = AnimatorFactory(start, RendererConfig(name="warp"))
     server = ServerThread(ServerConfig(port=0), processors=factory)
     server.start()
-    status = "document.getElementById('status').textContent"
+    note = "document.getElementById('portrait-note').textContent"
     try:
         with chromium(fake_camera) as driver:
             driver.get(f"{server.url}/")
             driver.find_element(By.ID, "portrait").send_keys(str(picture))
-            refused = wait_for_js(driver, f"{status}.includes('refused') && {status}", 60)
+            refused = wait_for_js(driver, f"{note}.includes('refused') && {note}", 60)
             assert "2 faces of about one size" in refused and "Face field" in refused
             assert factory.portrait is start
             face = driver.find_element(By.ID, "face")
             face.send_keys("2")
             driver.execute_script("arguments[0].dispatchEvent(new Event('change'))", face)
-            wait_for_js(driver, f"{status}.includes('Portrait changed')", 60)
+            wait_for_js(driver, f"{note}.includes('Portrait changed')", 60)
     finally:
         server.close()
     assert factory.portrait.landmarks[:468, 0].mean() > 400  # Einstein, on the right
@@ -427,3 +428,232 @@ def test_serve_page_without_a_microphone_goes_live_without_voice(
         assert driver.execute_script("return headcast.state.voice") is False
         assert serve.session_count("whip") == 1
         assert serve.server.audio is not None and serve.server.audio.speaker is None
+
+
+# ---- the page's own behaviour: a fake processor (the webcam flipped) is enough ----------
+
+# Every camera and microphone track the page opens, and every URL it fetches.
+WATCH_PAGE = """
+window.opened = [];
+const realGetUserMedia = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+navigator.mediaDevices.getUserMedia = async (constraints) => {
+  const media = await realGetUserMedia(constraints);
+  window.opened.push(...media.getTracks());
+  return media;
+};
+window.fetched = [];
+const realFetch = window.fetch;
+window.fetch = (...args) => { window.fetched.push(String(args[0])); return realFetch(...args); };
+"""
+LIVE_TRACKS = "opened.filter((t) => t.readyState === 'live').map((t) => t.kind)"
+STATUS = "document.getElementById('status').textContent"
+LOST = "The server ended the session (stopped, or restarted): press Start camera to go on."
+
+
+@pytest.fixture
+def fake_serve() -> Iterator[ServerThread]:
+    server = ServerThread(ServerConfig(port=0), processors=FakeFactory())
+    server.start()
+    yield server
+    server.close()
+
+
+def enabled(driver, *ids: str) -> list[bool]:  # type: ignore[no-untyped-def]
+    return [driver.find_element("id", name).is_enabled() for name in ids]
+
+
+def test_serve_page_lets_go_of_the_camera_when_start_is_refused(fake_camera: Path) -> None:
+    """A Start the server refuses (its one session is in use) stops the camera and the
+    microphone it opened, hides the meter, says why, and Start can be pressed again."""
+    server = ServerThread(ServerConfig(port=0, max_sessions=1), processors=FakeFactory())
+    server.start()
+    try:
+        with chromium(fake_camera) as driver:
+            driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": WATCH_PAGE})
+            refused_tab = driver.current_window_handle
+            driver.switch_to.new_window("tab")  # another page takes the one session
+            driver.get(f"{server.url}/?autostart=1")
+            wait_for_js(driver, "window.headcast && headcast.state.phase === 'live'", 30)
+            driver.switch_to.window(refused_tab)
+            driver.get(f"{server.url}/")
+            for tries in (1, 2):
+                driver.find_element("id", "start").click()
+                wait_for_js(driver, "headcast.state.phase === 'error'", 30)
+                assert driver.execute_script("return opened.length") == 2 * tries  # camera, mic
+                assert driver.execute_script(f"return {LIVE_TRACKS}") == []
+                status = driver.find_element("id", "status")
+                assert "sessions are in use" in status.text
+                assert status.get_attribute("class") == "error"
+                assert not driver.find_element("id", "level").is_displayed()
+                assert driver.execute_script(
+                    "return document.getElementById('camera').srcObject") is None
+                assert enabled(driver, "start", "stop", "record") == [True, False, False]
+            assert server.session_count("whip") == 1
+    finally:
+        server.close()
+
+
+def test_serve_page_lets_go_of_a_session_its_server_ended(
+    fake_serve: ServerThread, fake_camera: Path
+) -> None:
+    """The server stops mid-session: the page says so within seconds (the connection alone
+    takes 15 s or more), lets go of the camera and microphone, saves the recording it was
+    making, clears the avatar's wait, stops asking for the session; Start works again once
+    a server is back."""
+    from urllib.parse import urlsplit
+
+    port = urlsplit(fake_serve.url).port
+    factory = fake_serve.server.processors
+    with chromium(fake_camera) as driver:
+        driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": WATCH_PAGE})
+        driver.get(f"{fake_serve.url}/?autostart=1")
+        wait_for_js(driver, "window.headcast && headcast.state.phase === 'live'", 30)
+        factory.processors[-1].said = "no face in view"
+        wait_for_js(driver, "document.getElementById('waits').textContent", 10)
+        driver.find_element("id", "record").click()
+        time.sleep(1.0)
+        fake_serve.close()
+        wait_for_js(driver, "headcast.state.phase === 'lost'", 10)
+        status = driver.find_element("id", "status")
+        assert status.text == LOST and status.get_attribute("class") == "error"
+        assert driver.find_element("id", "waits").text == ""
+        assert driver.execute_script(f"return {LIVE_TRACKS}") == []
+        assert enabled(driver, "start", "stop", "record", "recalibrate") == [
+            True, False, False, False]
+        assert driver.execute_script("return headcast.state.recording !== null")
+        assert driver.find_element("id", "download").is_displayed()
+        asked = driver.execute_script("return fetched.length")
+        time.sleep(2.5)  # the status was asked once a second
+        assert driver.execute_script("return fetched.length") == asked
+        again = ServerThread(ServerConfig(port=port), processors=FakeFactory())
+        again.start()
+        try:
+            driver.find_element("id", "start").click()
+            wait_for_js(driver, "headcast.state.phase === 'live'", 30)
+            assert again.session_count("whip") == 1
+        finally:
+            again.close()
+
+
+def test_serve_page_says_whether_the_viewers_hear_you(
+    fake_serve: ServerThread, fake_camera: Path, fake_microphone: Path
+) -> None:
+    """Unticked at Start, "Voice to viewers" cannot be ticked while live (no microphone is
+    sent: it would need a new offer), and says so; ticked at Start, unticking mutes and the
+    status says the viewers do not hear you."""
+    voice_label = "document.getElementById('voice').closest('label').title"
+    with chromium(fake_camera, fake_microphone) as driver:
+        driver.get(f"{fake_serve.url}/")
+        voice = driver.find_element("id", "voice")
+        voice.click()
+        driver.find_element("id", "start").click()
+        wait_for_js(driver, "headcast.state.phase === 'live'", 30)
+        assert driver.execute_script(f"return {STATUS}") == "Live."
+        assert not voice.is_enabled() and not voice.is_selected()
+        assert "next Start" in driver.execute_script(f"return {voice_label}")
+        driver.find_element("id", "stop").click()
+        wait_for_js(driver, "headcast.state.phase === 'idle'", 10)
+        assert voice.is_enabled()
+        assert "viewers of the avatar" in driver.execute_script(f"return {voice_label}")
+        voice.click()
+        driver.find_element("id", "start").click()
+        wait_for_js(driver, "headcast.state.phase === 'live'", 30)
+        assert driver.execute_script(f"return {STATUS}") == "Live. Viewers hear you."
+        voice.click()
+        assert driver.execute_script(f"return {STATUS}") == "Live. Muted: viewers do not hear you."
+        voice.click()
+        assert driver.execute_script(f"return {STATUS}") == "Live. Viewers hear you."
+
+
+def test_serve_page_says_how_an_upload_went_beside_the_portrait(
+    fake_serve: ServerThread, fake_camera: Path, tmp_path: Path
+) -> None:
+    """A portrait refused or taken while live is said on the portrait's own line; the status
+    line still says the session is live. The label says an upload is for every session."""
+    import cv2
+
+    flat, noisy = tmp_path / "flat.png", tmp_path / "noisy.png"
+    cv2.imwrite(str(flat), np.full((64, 64, 3), 128, np.uint8))  # FakeFactory: no face
+    cv2.imwrite(str(noisy), np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8))
+    note = "document.getElementById('portrait-note')"
+    with chromium(fake_camera) as driver:
+        driver.get(f"{fake_serve.url}/?autostart=1")
+        wait_for_js(driver, "window.headcast && headcast.state.phase === 'live'", 30)
+        live = driver.execute_script(f"return {STATUS}")
+        assert live.startswith("Live.")
+        portrait = driver.find_element("id", "portrait")
+        label = driver.execute_script("return arguments[0].closest('label')", portrait)
+        assert label.text.strip().startswith("Portrait (for everyone):")
+        assert "every session" in label.get_attribute("title")
+        portrait.send_keys(str(flat))
+        said = f"{note}.textContent"
+        refused = wait_for_js(driver, f"{said}.includes('refused') && {said}")
+        assert "no human face" in refused
+        assert driver.execute_script(f"return {note}.className") == "error"
+        portrait.send_keys(str(noisy))
+        wait_for_js(driver, f"{said}.includes('Portrait changed')")
+        assert driver.execute_script(f"return {note}.className") == ""
+        status = driver.find_element("id", "status")
+        assert status.text == live and status.get_attribute("class") == ""
+        assert driver.execute_script("return headcast.state.error") is None
+
+
+def test_serve_page_keeps_labels_with_their_controls_and_captions_in_view(
+    fake_serve: ServerThread, tmp_path: Path
+) -> None:
+    """However narrow the toolbar (and with the recording's link in it), no label splits
+    from its control; a tall picture is letterboxed in 60 % of the window's height."""
+    camera = tmp_path / "tall.y4m"
+    write_y4m(camera, [np.full((480, 240, 3), 90, np.uint8)] * 30)
+    with chromium(camera) as driver:
+        driver.get(f"{fake_serve.url}/?autostart=1")
+        wait_for_js(driver, "window.headcast && headcast.state.phase === 'live'", 30)
+        wait_for_js(driver, "document.getElementById('avatar').videoHeight === 480", 30)
+        split = driver.execute_script("""
+            const bar = document.getElementById("start").parentElement;
+            const link = document.getElementById("download");
+            link.textContent = "Save the recording (12 s)";
+            link.hidden = false;
+            const split = [];
+            for (let width = 200; width <= 1400; width += 10) {
+              bar.style.width = `${width}px`;
+              for (const label of bar.querySelectorAll("label, a")) {
+                const lines = [...label.getClientRects()].filter((box) => box.width > 0);
+                if (lines.length > 1) split.push(`${width}: ${label.textContent.trim()}`);
+              }
+            }
+            bar.style.width = "";
+            return split;""")
+        assert split == []
+        boxes = driver.execute_script("""
+            return [...document.querySelectorAll("figure")].map((figure) => ({
+              video: figure.querySelector("video").getBoundingClientRect().height,
+              caption: figure.querySelector("figcaption").getBoundingClientRect().top
+                - figure.querySelector("video").getBoundingClientRect().bottom,
+              window: window.innerHeight}));""")
+        for box in boxes:
+            assert box["video"] <= 0.6 * box["window"] + 1 and 0 <= box["caption"] < 20, boxes
+
+
+# A 1 × 1 GIF: browsers offer GIFs for accept="image/*", the server cannot read them.
+GIF = "R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7"
+
+
+def test_serve_page_offers_only_pictures_the_server_reads(fake_serve: ServerThread) -> None:
+    import base64
+
+    import cv2
+
+    from streamer.webrtc_server import decode_image
+
+    with chromium() as driver:
+        driver.get(f"{fake_serve.url}/")
+        accept = driver.find_element("id", "portrait").get_attribute("accept").split(",")
+    assert "image/*" not in accept and "image/gif" not in accept
+    picture = np.random.default_rng(0).integers(0, 255, (32, 32, 3), np.uint8)
+    suffixes = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp",
+                "image/bmp": ".bmp", "image/tiff": ".tiff"}
+    assert sorted(accept) == sorted(suffixes)
+    for suffix in suffixes.values():
+        assert decode_image(cv2.imencode(suffix, picture)[1].tobytes()) is not None, suffix
+    assert decode_image(base64.b64decode(GIF)) is None

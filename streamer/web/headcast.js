@@ -137,11 +137,9 @@ export class Recorder {
       if (e.data.size) this.chunks.push(e.data);
     });
     this.started = performance.now();
-    this.recorder.start(1000);  // a chunk a second: a long recording does not wait in one
-  }
-
-  stop() {
-    return new Promise((resolve) => {
+    // listened for from the start: a recorder whose tracks all end (a lost session) stops
+    // by itself, and a later stop() would wait for an event that came already
+    this.stopped = new Promise((resolve) => {
       this.recorder.addEventListener("stop", () => {
         const blob = new Blob(this.chunks, { type: this.recorder.mimeType || "video/webm" });
         resolve({
@@ -151,8 +149,13 @@ export class Recorder {
           type: blob.type,
         });
       }, { once: true });
-      this.recorder.stop();
     });
+    this.recorder.start(1000);  // a chunk a second: a long recording does not wait in one
+  }
+
+  stop() {
+    if (this.recorder.state !== "inactive") this.recorder.stop();
+    return this.stopped;
   }
 }
 
