@@ -29,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="output folder")
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="a models.train checkpoint to export as the neural model")
-    parser.add_argument("--name", default="small", help="model name in the manifest")
+    parser.add_argument("--name", default="small",
+                        help="the model's name in the manifest, whatever the checkpoint's size "
+                        "(default small: the name the runtime loads, RendererConfig.model)")
     parser.add_argument("--notes", default="{}", help="JSON object stored in the entries")
     args = parser.parse_args(argv)
     # what can be wrong with the inputs is found before anything in --out is written (a bad

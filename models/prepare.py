@@ -125,6 +125,8 @@ def prepare(
     entries = [r for r in results if "skipped" not in r]
     index_path = out / "index.json"
     previous = json.loads(index_path.read_text())["videos"] if index_path.is_file() else []
+    if not previous and not entries:  # an index of nothing would pass for a prepared folder
+        return entries
     merged = {e["name"]: e for e in previous + entries}
     index_path.write_text(json.dumps({"videos": sorted(merged.values(), key=lambda e: e["name"])},
                                      indent=1))

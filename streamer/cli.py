@@ -6,7 +6,7 @@ import argparse
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from streamer.devices import DEVICES, installed_version
 from streamer.errors import HeadcastError
@@ -367,14 +367,24 @@ class _PrintVersion(argparse.Action):
         parser.exit()
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """A refused option in one line, as every other bad input (argparse printed its 12-line
+    usage above it); its subcommands' parsers are of this class too (add_subparsers)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the "
+                     "options)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrors(
         prog="headcast", description="Make a portrait talk, blink and turn its head like you.",
         allow_abbrev=False,  # whole names only: `stream --port 8080` was read as --portrait
     )
     parser.add_argument("--version", action=_PrintVersion,
                         help="show headcast's version and what it runs on, and exit")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True,
+                                metavar="{enroll,animate,stream,serve,client}")
     _add_enroll(sub)
     _add_animate(sub)
     for add in _live_commands():
@@ -400,4 +410,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("enroll", "animate"):  # each writes its file whole or not at all
             print(f"headcast: stopped: {args.output} not written (a file already there is "
                   "left as it was)", file=sys.stderr)
+        else:  # the live commands stop on Ctrl+C themselves once running: this is before
+            print(f"headcast: {args.command} stopped while starting", file=sys.stderr)
         return 130

@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,7 +43,8 @@ def add_stream_command(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "stream", allow_abbrev=False,
         help="animate portraits live: webcam → virtual camera, preview, WebRTC, file",
-        description=f"Animate portraits live. In the preview window, {HELP}.",
+        description=f"Animate portraits live. In the preview window, {HELP}{VOICE_HELP} "
+        "(with --voice: on/off).",
     )
     parser.add_argument(
         "--portrait",
@@ -103,7 +104,7 @@ def add_stream_command(subparsers: Any) -> argparse.ArgumentParser:
         "--fit",
         choices=sorted(FITS),
         default="letterbox",
-        help="fit the avatar into --size with black bars or by cropping",
+        help="fit the avatar into --size with black bars (default) or by cropping",
     )
     parser.add_argument(
         "--duration",
@@ -147,8 +148,14 @@ def run_stream(args: argparse.Namespace) -> int:
             print(HELP + (VOICE_HELP if voice is not None else ""), file=sys.stderr)
         print("headcast: look at the camera with a resting face for a moment: that is the "
               "avatar's rest (r or POST /recalibrate takes it again)", file=sys.stderr)
-        with suppress(KeyboardInterrupt):  # Ctrl+C is the normal way to stop
+        try:
             pipeline.run(duration=args.duration, report=_print_stats if args.stats else None)
+        except KeyboardInterrupt:  # the normal way to stop, once frames have gone out
+            if not any(sink.delivered for sink in pipeline.stats().sinks):
+                # it had exited 0 and said nothing, its --record never written
+                print("headcast: stopped before the first avatar frame: no output got a "
+                      "frame, nothing was recorded", file=sys.stderr)
+                return 130
     return 0
 
 

@@ -53,6 +53,11 @@ class EndpointConfig:
     token: str | None = None  # sent as Authorization: Bearer
     timeout_s: float = 15.0  # for the POST and for the connection to come up
     ice_servers: tuple[str, ...] = ()  # STUN/TURN URLs; empty: host candidates only
+    # run_client: no avatar frame back this long, the server is taken for gone. A server that
+    # stops closes its connections, and the avatar's track ends at once; but where its
+    # goodbye is lost (1 run in 10 of a test on this machine) the track ends only when ICE
+    # gives up, after about 30 s, and a 30 s run had ended as if whole
+    idle_timeout_s: float = 15.0
 
 
 class WebRTCSession:
@@ -341,7 +346,7 @@ async def run_client(
 
         worker = LatestWorker(remote, deliver, convert)
         worker.start()
-        await _until_done(worker, track, runner, duration_s)
+        await _until_done(worker, track, runner, duration_s, config.idle_timeout_s)
         return runner.stats(time.monotonic())
     finally:
         if hearing is not None:
@@ -396,9 +401,12 @@ async def _hear_back(session: WebRTCSession, heard: VoiceListeners) -> None:
 
 
 async def _until_done(
-    worker: LatestWorker[None], track: SourceTrack, runner: SinkRunner, duration_s: float | None
+    worker: LatestWorker[None], track: SourceTrack, runner: SinkRunner, duration_s: float | None,
+    idle_timeout_s: float = 15.0,
 ) -> None:
     deadline = None if duration_s is None else time.monotonic() + duration_s
+    ended = "the server ended the session (it was stopped, or dropped this client)"
+    frames, last_frame = worker.frames_in, time.monotonic()
     while deadline is None or time.monotonic() < deadline:
         if track.error is not None:
             raise track.error
@@ -408,8 +416,12 @@ async def _until_done(
             await asyncio.wait_for(worker.wait(), 0.25)  # raises what the worker raised
             # the avatar's track ended before the run did: once the client said nothing of
             # it and exited 0, its recording ending early without a word
-            raise SourceLostError("the server ended the session (it was stopped, or dropped "
-                                  "this client)")
+            raise SourceLostError(ended)
+        now = time.monotonic()
+        if worker.frames_in != frames:
+            frames, last_frame = worker.frames_in, now
+        elif now - last_frame > idle_timeout_s:
+            raise SourceLostError(f"no avatar frame for {idle_timeout_s:g} s: {ended}")
 
 
 def whip_sink(

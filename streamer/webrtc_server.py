@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import dataclasses
 import errno
+import gc
 import hmac
 import html
 import ipaddress
@@ -378,6 +380,9 @@ class AvatarServer:
                 with contextlib.suppress(Exception):
                     await loop.run_in_executor(session.executor, session.processor.close)
             session.executor.shutdown(wait=False)
+            session.tasks.clear()
+            if not self._closed:  # once this coroutine has let go of it too
+                loop.call_soon(lambda: loop.run_in_executor(None, give_back_memory))
         logger.info("%s session %s closed", session.kind, session_id)
         return True
 
@@ -690,6 +695,18 @@ class AvatarServer:
         if count == 0 and self.processors is None:
             return _error(404, "nothing to recalibrate: no live stream is running")
         return web.json_response({"ok": True, "recalibrated": count})
+
+
+def give_back_memory() -> None:
+    """Free a closed session's objects now (its connection, tracks and processor sit in
+    reference cycles until a collection) and hand the freed memory back to the system
+    (glibc keeps it in its arenas, one per thread that allocated: each session's threads
+    made new ones). A session's Animator, made and used on fresh threads and closed, 12
+    times in one process: RSS 282 → 653 MB as it was, 280 → 354 MB with this after each."""
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):  # not glibc (musl): nothing to do
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def as_query(message: str) -> str:

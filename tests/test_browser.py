@@ -400,9 +400,10 @@ def test_serve_page_records_the_avatar_with_the_voice(
     with av.open(str(path)) as container:
         heard = np.concatenate([f.to_ndarray()[0] for f in container.decode(audio=0)])
     frames = [image for _, image in decoded]
-    # as many as came back (~14 a second here, 6 on a loaded 2-core CI machine), over the 4 s
-    # but for a stall (the CI machine once sent none for the last 1.1 s of 3)
-    assert len(frames) >= 8 and decoded[-1][0] - decoded[0][0] > 2.0, (
+    # as many as came back (~14 a second here, 6 on a loaded 2-core CI machine, 7 in 1.9 s
+    # at a load of 14), over the 4 s but for a stall (the CI machine once sent none for the
+    # last 1.1 s of 3)
+    assert len(frames) >= 5 and decoded[-1][0] - decoded[0][0] > 1.5, (
         f"{len(frames)} frames over {decoded[-1][0] - decoded[0][0]:.2f} s")
     assert_moving_picture(frames[len(frames) // 4:])
     assert len(heard) > 48_000 and rms(heard[24_000:]) > 0.01

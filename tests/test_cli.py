@@ -557,3 +557,21 @@ def test_animate_to_another_shape_keeps_the_face_in_view(tmp_path, data_dir):
     with FaceTracker(video=False) as tracker:
         face = tracker.detect(frame)
     assert face is not None and face[:, 1].min() > 0 and face[:, 1].max() < 360  # all of it
+
+
+@pytest.mark.parametrize("argv", [
+    ["animate", "--size", "641x481"],
+    ["stream", "--portrait", "x.headcast", "--duration", "0"],
+    ["serve", "--port", "70000"],
+    ["enroll", "a.jpg", "-o", "mona.headcast/"],
+    ["stream", "--portrait", "x.headcast", "--port", "8080"],
+    [],
+])
+def test_a_refused_option_is_one_line(argv, capsys):
+    """argparse's refusals printed the 12-line usage above their error, where every other bad
+    input is one line."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1 and "error: " in err
+    assert "--help` lists the options" in err

@@ -67,4 +67,4 @@ def test_frames_offered_are_counted_from_the_run_not_from_the_enrollment(monkeyp
     B.run(BenchConfig(clip, Path("p.jpg"), 1.0, "animator", 64, False, 0.0, (64, 48), 0.5))
     report = capsys.readouterr().out
     offered = int(report.split("frames offered")[1].split()[0])
-    assert 20 <= offered <= 32, report
+    assert 5 <= offered <= 32, report  # 25 in 1 s; under load fewer (16 seen); not 60 or more

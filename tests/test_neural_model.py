@@ -564,6 +564,7 @@ def test_prepare_says_which_clips_it_skips_and_goes_on(data_dir, tmp_path, capsy
     out = tmp_path / "prepared"
     assert main([str(clips), str(out), "--range", "0:0.5", "--stride", "8", "--size", "128",
                  "--workers", "1"]) == 1
+    assert not (out / "index.json").exists()  # an index of nothing passed for prepared data
     err = capsys.readouterr().err
     assert "broken: skipped:" in err and "not a readable video" in err
     assert "short: skipped: 5 frames with a face (every --stride 8 of 39), 16 needed" in err

@@ -24,7 +24,7 @@ from streamer.errors import SinkUnavailableError, SourceLostError
 from streamer.pipeline import Pipeline, PipelineConfig
 from streamer.sinks import register_sink
 from streamer.sources import CaptureConfig, OpenCVReader, ThreadedSource
-from streamer.video_io import read_video_frames
+from streamer.video_io import read_timed_frames, read_video_frames
 from tests.helpers import wait_until
 
 
@@ -164,7 +164,8 @@ def test_while_the_camera_is_away_the_avatar_rests(astronaut_bgr):
     assert reader.reopens == 8
     arrivals = [r.received_ts for r in sink.received]
     assert max(b - a for a, b in zip(arrivals, arrivals[1:], strict=False)) < 0.4
-    assert len(sink.received) >= 40 and all(image.mean() > 50 for image in sink.images)
+    # 60 in 2 s on an idle machine, 12 at a load of 14 on two cores: frames kept coming
+    assert len(sink.received) >= 10 and all(image.mean() > 50 for image in sink.images)
 
 
 def test_an_unavailable_sink_is_logged_and_the_others_go_on(caplog):
@@ -561,11 +562,36 @@ def test_stream_records_a_clip_end_to_end(tmp_path, monkeypatch, overlap):
     # --no-overlap: both halves on one worker; by default on two
     assert (processor.prepare_threads != processor.finish_threads) is overlap
     frames = list(read_video_frames(out))
-    delivered = sinks[0].received
-    # real time at the clip's 10 fps: one frame per 0.1 s, skipped ones filled in
-    assert len(frames) == delivered[-1].index - delivered[0].index + 1
-    assert 15 <= len(frames) <= 23
+    # real time at the clip's 10 fps: each frame at its slot, one per 0.1 s, the one before
+    # held over the skipped ones
+    times = [t for _, t in read_timed_frames(out)]
+    assert all(abs(t * 10 - round(t * 10)) < 1e-3 for t in times) and times == sorted(times)
+    assert 15 <= round(times[-1] * 10) + 1 <= 23
     assert frames[0].shape == (96, 96, 3)
+
+
+@pytest.mark.parametrize("delivered", [False, True])
+def test_stream_stopped_before_its_first_frame_says_nothing_was_recorded(
+        tmp_path, monkeypatch, capsys, delivered):
+    """Ctrl+C before any output got a frame (a loaded machine took 36 s to start) exited 0
+    and said nothing, its --record never written; after, Ctrl+C is the normal stop."""
+    clip = write_clip(tmp_path / "in.mp4", frames=10, fps=10.0, size=(64, 48))
+    monkeypatch.setattr(live_cli, "load_portraits", lambda paths: list(paths))
+    monkeypatch.setattr(live_cli, "make_processor", lambda *a, **kw: FakeStagedProcessor(96))
+    runs = Pipeline.run
+
+    def interrupted(self, *args, **kwargs):
+        if delivered:
+            runs(self, duration=1.0)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Pipeline, "run", interrupted)
+    out = tmp_path / "out.mp4"
+    args = stream_args("--portrait", "p.jpg", "--driving", str(clip), "--record", str(out))
+    assert live_cli.run_stream(args) == (0 if delivered else 130)
+    said = "stopped before the first avatar frame: no output got a frame, nothing was recorded"
+    assert (said in capsys.readouterr().err) is not delivered
+    assert out.exists() is delivered
 
 
 # --- the real Animator --------------------------------------------------------------------

@@ -183,7 +183,9 @@ def test_a_viewer_that_vanishes_frees_its_session(clip: list[np.ndarray]) -> Non
     finally:
         sink.close()
     assert frames >= 60 and watching == 1
-    assert 2.5 < freed_after < 6.0, f"freed after {freed_after:.1f} s"
+    # 3 s after its last report, which came up to a second or so before it fell silent (2.0 s
+    # after, in 2 runs of 10 here)
+    assert 1.5 < freed_after < 6.0, f"freed after {freed_after:.1f} s"
 
 
 def test_several_viewers_at_once(clip: list[np.ndarray]) -> None:
@@ -807,8 +809,9 @@ def test_client_sends_a_clip_and_records_the_avatar(
 
 def test_client_says_when_the_server_ends_its_session(data_dir: Path, tmp_path: Path) -> None:
     """The server stops 1.5 s into a 30 s run: the client raises SourceLostError at once (it
-    had returned as if done, and `headcast client` exited 0 without a word), and what it
-    recorded until then is a whole file."""
+    had returned as if done, and `headcast client` exited 0 without a word), or, where the
+    server's goodbye is lost (1 run in 10 here), once no avatar frame has come for its
+    idle_timeout_s; what it recorded until then is a whole file."""
     from streamer.errors import SourceLostError
     from streamer.sinks import create_sink
     from streamer.sources import VideoFileSource
@@ -823,14 +826,51 @@ def test_client_says_when_the_server_ends_its_session(data_dir: Path, tmp_path: 
     try:
         stopper.start()
         with pytest.raises(SourceLostError, match="the server ended the session"):
-            asyncio.run(run_client(EndpointConfig(f"{server.url}/whip"), source,
-                                   create_sink("record", path=str(out)), duration_s=30.0))
+            asyncio.run(run_client(EndpointConfig(f"{server.url}/whip", idle_timeout_s=5.0),
+                                   source, create_sink("record", path=str(out)),
+                                   duration_s=30.0))
     finally:
         stopper.cancel()
         source.close()
         server.close()
     assert time.monotonic() - started < 15.0
     assert len(list(read_video_frames(out))) >= 10
+
+
+def test_client_gives_up_on_a_server_that_sends_nothing_back(data_dir: Path) -> None:
+    """A server whose avatar stops coming back while its connection stays (as one whose
+    goodbye was lost looks until ICE gives up, ~30 s): the client raises SourceLostError
+    once nothing has come for its idle_timeout_s."""
+    from fakes import FakeSink
+    from webrtc_utils import FakeProcessor
+
+    from streamer.errors import SourceLostError
+    from streamer.sources import VideoFileSource
+
+    release = threading.Event()
+
+    class Hanging(FakeProcessor):
+        def process(self, image: np.ndarray) -> np.ndarray:
+            if self.frames >= 10:
+                release.wait(30.0)  # the avatar stops; the connection lives on
+            return super().process(image)
+
+    factory = FakeFactory()
+    factory.create = lambda: Hanging()  # type: ignore[method-assign]
+    server = ServerThread(ServerConfig(port=0, idle_timeout_s=60.0), processors=factory)
+    server.start()
+    source = VideoFileSource(data_dir / "driving" / "man_green_backdrop.mp4")
+    sink = FakeSink()
+    started = time.monotonic()
+    try:
+        with pytest.raises(SourceLostError, match="no avatar frame for 2 s: the server ended"):
+            asyncio.run(run_client(EndpointConfig(f"{server.url}/whip", idle_timeout_s=2.0),
+                                   source, sink, duration_s=30.0))
+        assert time.monotonic() - started < 15.0 and len(sink.received) >= 5
+    finally:
+        release.set()
+        source.close()
+        server.close()
 
 
 def test_client_keeps_its_session_while_the_camera_is_away(

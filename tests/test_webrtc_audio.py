@@ -555,8 +555,9 @@ def test_client_records_its_voice_beside_the_avatar(
         asyncio.run(record())
     finally:
         microphone.close()
-    with av.open(str(path)) as container:
-        pictures = [f.to_ndarray(format="gray") for f in container.decode(video=0)]
+    with av.open(str(path)) as container:  # each frame at its time: skipped ones held over
+        shown = [(f.time, f.to_ndarray(format="gray")) for f in container.decode(video=0)]
+    times, pictures = [t for t, _ in shown], [p for _, p in shown]
     video = [picture[MARK_ROWS:-40].mean() for picture in pictures]
     with av.open(str(path)) as container:
         frames = list(container.decode(audio=0))
@@ -564,7 +565,7 @@ def test_client_records_its_voice_beside_the_avatar(
     samples = np.concatenate([f.to_ndarray()[0] for f in frames])
     first = next(i for i, v in enumerate(video) if v > 120)
     loud_from = int(np.argmax(np.abs(samples) > 0.05))
-    assert np.abs(samples).max() > 0.2 and first / FPS > 0.5
+    assert np.abs(samples).max() > 0.2 and times[first] > 0.5
     # The server animates the newest camera frame when it is free (≥ 0.2 s a frame here), so
     # the first bright frame it draws may be one taken some frames after the flash (a hum's
     # start led it by 0.23 s once in CI): its stripe says how many, and the flash is that
@@ -580,7 +581,7 @@ def test_client_records_its_voice_beside_the_avatar(
     # (the sweep led by 0.061 s once in CI, uncounted, with -0.05 s as the bound).
     late = frames_after_flash(pictures[first])
     assert 0 <= late < 14
-    flash = (first - late) / FPS
+    flash = times[first] - late / FPS
     taken = camera.flash_taken - at
     assert 0 <= taken < 0.5
     after = start + sweep_starts(samples, loud_from) - flash + taken  # where each window says
@@ -593,11 +594,11 @@ def test_client_records_its_voice_beside_the_avatar(
     # voice read after it)
     astray = float(np.mean((after < -0.1) | (after > 0.15)))
     assert astray < 0.1, f"{astray:.0%} of the voice lies over 0.15 s late or 0.1 s early"
-    # the avatar came back at ~10 fps: its gaps filled, the video lasts as long as the voice
-    # (before, 1.5 s of video for 3.6 s of voice; 0.002–0.025 s apart alone, 0.204 once in
-    # the full suite, where the voice, held back as long as the avatar frames take, had not
-    # all come back when the session closed)
-    assert abs(len(video) / FPS - (start + len(samples) / 48_000)) < 0.4
+    # the avatar came back at ~10 fps: each frame held over its gaps, the video lasts as
+    # long as the voice (before, 1.5 s of video for 3.6 s of voice; 0.002–0.025 s apart
+    # alone, 0.204 once in the full suite, where the voice, held back as long as the avatar
+    # frames take, had not all come back when the session closed)
+    assert abs(times[-1] + 1 / FPS - (start + len(samples) / 48_000)) < 0.4
 
 
 # ---- a voice alone ------------------------------------------------------------------------
