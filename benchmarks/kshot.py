@@ -95,12 +95,12 @@ def make_portrait(frames: list[np.ndarray], lms: list[np.ndarray | None], k: int
     split = int(SPLIT * len(frames))
     picks = np.unique(np.linspace(0, split - 1, k).round().astype(int))
     shots = [frames[i] for i in picks]
+    model = RendererConfig(model_dir=cfg.model_dir)
     portrait = enroll_shots(shots, EnrollConfig(crop_size=cfg.crop_size), skip_faceless=True,
-                            render_first=True, landmarks=[lms[i] for i in picks],
-                            model=RendererConfig(model_dir=cfg.model_dir))
+                            render_first=True, landmarks=[lms[i] for i in picks], model=model)
     if finetune:
         portrait = finetune_portrait(portrait, shots, cfg.finetune_steps, progress=False,
-                                     model=RendererConfig(model_dir=cfg.model_dir))
+                                     model=model)
     return portrait
 
 

@@ -61,6 +61,7 @@ def average_files(a: Path, b: Path, weight: float, out: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     from streamer.output_file import parent_folder_argument
+
     parser = argparse.ArgumentParser(prog="python -m models.average", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("a", type=Path, help="the first weights (.pt or .npz)")

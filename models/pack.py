@@ -143,6 +143,7 @@ def _unpack_video(packed: Path, prepared: Path, name: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from streamer.output_file import folder_argument
+
     parser = argparse.ArgumentParser(prog="python -m models.pack", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", type=Path, help="a models.prepare folder (or, with --unpack, "

@@ -69,6 +69,12 @@ class OutputFileError(HeadcastError):
     of file headcast does not write, or one of the command's own inputs."""
 
 
+def reason(exc: BaseException) -> str:
+    """An exception from a library, for a message: its text, or its type where it has none
+    (aiortc's bare AssertionError, a timeout's empty text)."""
+    return str(exc) or type(exc).__name__
+
+
 def not_a_file(path: object) -> str:
     """What is wrong with an input path that is not a file: '<path>: no such file', or
     '<path>: a folder, not a file' (an input given as a folder was told 'no such file')."""

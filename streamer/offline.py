@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from streamer.animate import AnimateOptions, Animator
@@ -21,7 +20,7 @@ from streamer.paste import PasteBack
 from streamer.portrait import EnrollConfig, Portrait, enroll_images, load_portrait, save_portrait
 from streamer.refine import refine_targets
 from streamer.renderer import RendererConfig, create_renderer, render_textured
-from streamer.sinks import crop_to_fill
+from streamer.sinks import crop_to_fill, shrink_to
 from streamer.smoothing import smooth_track
 from streamer.template import load_template
 from streamer.tracker import FaceTracker, TrackerConfig, box_area, face_box, square_around
@@ -156,13 +155,11 @@ def open_portrait(path: Path | None, config: EnrollConfig = EnrollConfig(),
 
 def for_live(image: np.ndarray) -> np.ndarray:
     """The picture shrunk to LIVE_MAX_SIDE on its longer side (as it is when not larger)."""
-    h, w = image.shape[:2]
-    scale = LIVE_MAX_SIDE / max(h, w)
-    if scale >= 1.0:
-        return image
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    log.info("portrait picture %dx%d taken at %dx%d for live use", w, h, *size)
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    shrunk = shrink_to(image, LIVE_MAX_SIDE)
+    if shrunk is not image:
+        log.info("portrait picture %dx%d taken at %dx%d for live use", image.shape[1],
+                 image.shape[0], shrunk.shape[1], shrunk.shape[0])
+    return shrunk
 
 
 @dataclass(frozen=True)

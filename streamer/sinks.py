@@ -57,6 +57,16 @@ def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
     )
 
 
+def shrink_to(image: np.ndarray, max_side: int) -> np.ndarray:
+    """The image shrunk, its shape kept, to max_side on its longer side (as it is when not
+    larger)."""
+    h, w = image.shape[:2]
+    scale = max_side / max(h, w)
+    if scale >= 1.0:
+        return image
+    return _resize(image, max(1, round(w * scale)), max(1, round(h * scale)))
+
+
 def letterbox(image: np.ndarray, size: tuple[int, int],
               face: tuple[float, float] | None = None) -> np.ndarray:
     """The whole image, scaled to fit `size` (w, h), centred on black bars (the face is in

@@ -28,7 +28,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
 
-from streamer.errors import SignallingError, SinkUnavailableError, SourceLostError
+from streamer.errors import SignallingError, SinkUnavailableError, SourceLostError, reason
 from streamer.frames import Frame, Sink
 from streamer.sink_runner import SinkRunner, SinkStats
 from streamer.sources import PacedReader, Source
@@ -133,7 +133,7 @@ class WebRTCSession:
             ) from exc
         except aiohttp.ClientError as exc:
             raise SignallingError(
-                f"cannot reach {self.config.url} ({str(exc) or type(exc).__name__}): check "
+                f"cannot reach {self.config.url} ({reason(exc)}): check "
                 "the URL and that the server (e.g. `headcast serve`) is running"
             ) from exc
         await self.pc.setRemoteDescription(RTCSessionDescription(body, "answer"))

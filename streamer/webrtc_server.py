@@ -68,6 +68,7 @@ from streamer.errors import (
     InsecureBindError,
     PortInUseError,
     SinkUnavailableError,
+    reason,
 )
 from streamer.frames import Frame, FrameProcessor, StagedProcessor
 from streamer.video_io import decode_image as decode_file_image
@@ -223,7 +224,7 @@ def _offered(offer_sdp: str) -> list[tuple[str, str]]:
     try:
         media = SessionDescription.parse(offer_sdp).media
     except Exception as exc:
-        raise ValueError(_reason(exc)) from exc
+        raise ValueError(reason(exc)) from exc
     return [(m.kind, m.direction or "sendrecv") for m in media]
 
 
@@ -233,12 +234,6 @@ def token_query(token: str | None) -> str:
     from urllib.parse import quote
 
     return f"?token={quote(token, safe='')}" if token else ""
-
-
-def _reason(exc: BaseException) -> str:
-    """An exception from a library, for a message: its text, or its type where it has none
-    (aiortc's bare AssertionError)."""
-    return str(exc) or type(exc).__name__
 
 
 def _sends_video(offered: list[tuple[str, str]]) -> bool:
@@ -380,8 +375,7 @@ class AvatarServer:
                 with contextlib.suppress(Exception):
                     await loop.run_in_executor(session.executor, session.processor.close)
             session.executor.shutdown(wait=False)
-            session.tasks.clear()
-            if not self._closed:  # once this coroutine has let go of it too
+            if not self._closed:  # soon: once this coroutine has let go of the session too
                 loop.call_soon(lambda: loop.run_in_executor(None, give_back_memory))
         logger.info("%s session %s closed", session.kind, session_id)
         return True
@@ -596,7 +590,7 @@ class AvatarServer:
         except Exception as exc:  # aiortc meets a malformed offer with whatever it raises
             await self.close_session(session.id)
             logger.info("%s offer refused: %r", kind, exc)
-            return _error(400, f"cannot use this SDP offer ({_reason(exc)})")
+            return _error(400, f"cannot use this SDP offer ({reason(exc)})")
         logger.info("%s session %s opened", kind, session.id)
         return web.Response(
             status=201,

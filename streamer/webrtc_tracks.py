@@ -24,13 +24,13 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-import cv2
 import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
 
 from streamer.frames import LIVE_MAX_SIDE, Frame, FrameProcessor, StagedProcessor
+from streamer.sinks import shrink_to
 from streamer.timing import ArrivalClock
 
 logger = logging.getLogger(__name__)
@@ -110,12 +110,9 @@ class FrameClock:
 def to_video_frame(image: np.ndarray, max_side: int | None = None) -> VideoFrame:
     """image: (H, W, 3) uint8 BGR → av VideoFrame (even width/height, as VP8/H.264 need),
     shrunk to max_side on its longer side when given and larger."""
+    if max_side is not None:
+        image = shrink_to(image, max_side)
     h, w = image.shape[:2]
-    if max_side is not None and max(h, w) > max_side:
-        scale = max_side / max(h, w)
-        image = cv2.resize(image, (max(2, round(w * scale)), max(2, round(h * scale))),
-                           interpolation=cv2.INTER_AREA)
-        h, w = image.shape[:2]
     image = np.ascontiguousarray(image[: h - h % 2, : w - w % 2])
     return VideoFrame.from_ndarray(image, format="bgr24")
 
