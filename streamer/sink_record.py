@@ -55,7 +55,7 @@ def _h264_writer(path: Path, size: tuple[int, int], fps: float, crf: int,
 
     if "libx264" not in av.codecs_available:
         raise RuntimeError("this PyAV build has no libx264")
-    return VideoWriter(path, fps, crf=crf, voice=voice, bframes=False)
+    return VideoWriter(path, fps, crf=crf, voice=voice, bframes=False, live=True)
 
 
 class _OpenCVWriter:

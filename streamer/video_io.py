@@ -32,6 +32,17 @@ _SOUND_KEPT = {
 }
 _SOUND_ENCODER = {".avi": "libmp3lame"}
 _TICK = Fraction(1, 90_000)  # the written frames' time unit (MPEG's clock)
+# A live recording in these is written in fragments of a second, each flushed to disk, so a
+# process killed while it records (SIGKILL, a power cut) leaves a file that plays up to its
+# last second; a plain MP4 has its index written at close, and without it no player opens
+# it. Matroska holds a cluster in memory until it ends (5 s, or 5 MB); AVI is written as it
+# goes.
+_FRAGMENTED = {
+    ".mp4": {"movflags": "frag_keyframe+empty_moov+default_base_moof",
+             "frag_duration": "1000000"},
+    ".mkv": {"cluster_time_limit": "1000"},
+}
+_FRAGMENTED[".m4v"] = _FRAGMENTED[".mov"] = _FRAGMENTED[".mp4"]
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -189,12 +200,13 @@ class VideoWriter:
 
     def __init__(
         self, path: str | Path, fps: float, audio_from: str | Path | None = None, crf: int = 18,
-        voice: bool = False, bframes: bool = True,
+        voice: bool = False, bframes: bool = True, live: bool = False,
     ) -> None:
         """bframes: False for frames of uneven times (a live recording's, held over skipped
         frames): x264's B-frames make each frame's decode time that of a frame before, and
         the file's length ended at the decode times (frames at 0, 0.1, 0.5 and 10.5 s made a
-        file of 0.7 s)."""
+        file of 0.7 s). live: a recording that may be cut off: every packet flushed to disk,
+        an MP4 in fragments of a second (_FRAGMENTED)."""
         import av
 
         self._path = Path(path)
@@ -202,7 +214,8 @@ class VideoWriter:
         self._audio_from = audio_from
         self._crf = crf
         self._bframes = bframes
-        self._container = av.open(str(self._path), mode="w")
+        options = {**_FRAGMENTED.get(self._path.suffix.lower(), {}), "flush_packets": "1"}
+        self._container = av.open(str(self._path), mode="w", options=options if live else None)
         self._stream = None
         self._audio_in = None
         self._audio_out = None

@@ -599,6 +599,48 @@ def test_serve_page_says_how_an_upload_went_beside_the_portrait(
         assert driver.execute_script("return headcast.state.error") is None
 
 
+class SlowFaceFactory(FakeFactory):
+    """Takes a second and a half to enroll a face; refuses a flat picture at once."""
+
+    def enroll(self, image: np.ndarray, face: int | None = None) -> object:
+        if float(image.std()) >= 1.0:
+            time.sleep(1.5)
+        return super().enroll(image, face)
+
+
+def test_serve_page_leaves_the_last_picked_portraits_outcome_standing(
+    fake_camera: Path, tmp_path: Path
+) -> None:
+    """A face picked, then at once a picture without one: the refusal of the second is what
+    the note says at the end. Both went up together, and the first's "changed", answered
+    after the second's refusal, stood over it."""
+    import cv2
+
+    flat, noisy = tmp_path / "flat.png", tmp_path / "noisy.png"
+    cv2.imwrite(str(flat), np.full((64, 64, 3), 128, np.uint8))
+    cv2.imwrite(str(noisy), np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8))
+    factory = SlowFaceFactory()
+    server = ServerThread(ServerConfig(port=0), processors=factory)
+    server.start()
+    said = "document.getElementById('portrait-note').textContent"
+    try:
+        with chromium(fake_camera) as driver:
+            driver.get(f"{server.url}/?autostart=1")
+            wait_for_js(driver, "window.headcast && headcast.state.phase === 'live'", 30)
+            portrait = driver.find_element("id", "portrait")
+            portrait.send_keys(str(noisy))
+            portrait.send_keys(str(flat))
+            deadline = time.monotonic() + 30
+            while not factory.enrolled and time.monotonic() < deadline:
+                time.sleep(0.1)
+            wait_for_js(driver, f"{said}.includes('refused')", 30)
+            time.sleep(1.0)  # nothing answers after it
+            assert "no human face" in driver.execute_script(f"return {said}")
+            assert factory.enrolled == [(64, 64)]
+    finally:
+        server.close()
+
+
 def test_serve_page_keeps_labels_with_their_controls_and_captions_in_view(
     fake_serve: ServerThread, tmp_path: Path
 ) -> None:

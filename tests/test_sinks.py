@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -279,6 +280,34 @@ def test_record_keeps_skipped_frames_time_so_the_file_plays_in_real_time(tmp_pat
     assert times == pytest.approx([0.0, 0.1, 0.5, 10.5], abs=1e-3)
     with av.open(str(path)) as container:
         assert container.duration / 1e6 == pytest.approx(10.6, abs=0.05)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".m4v", ".mov", ".mkv", ".avi"])
+def test_a_recording_cut_off_by_a_kill_plays_up_to_its_last_second(tmp_path, suffix):
+    """A process killed while it records (SIGKILL: no close, no flush) leaves a file that
+    plays what it had written: an MP4 is written in fragments of a second, each flushed to
+    disk. A plain MP4's index is written at close; without it no player opens the file."""
+    import subprocess
+    import sys
+
+    path = tmp_path / f"cut{suffix}"
+    script = f"""
+import os, signal, sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from fakes import numbered_image
+from streamer.frames import Frame
+from streamer.sink_record import RecordConfig, RecordSink
+sink = RecordSink(RecordConfig({str(path)!r}))
+sink.open(64, 48, 10.0)
+for i in range(60):  # 6 s at 10 fps
+    sink.send(Frame(image=numbered_image(i * 4), index=i, capture_ts=i / 10))
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert done.returncode == -9, done.stderr.decode()[-2000:]
+    times = [t for _, t in read_timed_frames(path)]
+    assert len(times) >= 40 and times[-1] - times[0] >= 3.9  # all but the last second or so
+    assert np.diff(times[:4]) == pytest.approx([0.1] * 3, abs=1e-3)
 
 
 def test_record_letterboxes_frames_of_another_size(tmp_path):
