@@ -360,7 +360,8 @@ def test_serve_page_records_the_avatar_with_the_voice(
     serve: ServerThread, fake_camera: Path, fake_microphone: Path, tmp_path: Path
 ) -> None:
     """Record, 4 s, Stop recording: the page offers the file, a WebM of the avatar as it came
-    back (moving, the portrait's picture) with the page's own voice beside it (the hum)."""
+    back (moving, the portrait's picture) with the page's own voice beside it (the hum),
+    its length in its header."""
     import base64
 
     import av
@@ -396,6 +397,9 @@ def test_serve_page_records_the_avatar_with_the_voice(
     path.write_bytes(base64.b64decode(data.split(";base64,", 1)[1]))
     with av.open(str(path)) as container:
         assert container.streams.video and container.streams.audio
+        # MediaRecorder writes none; the page adds it, so players show it and can seek
+        assert container.duration is not None, "no duration in the WebM's header"
+        assert abs(container.duration / 1e6 - int(said[1])) <= 1.0, container.duration
         decoded = [(f.time, f.to_ndarray(format="bgr24")) for f in container.decode(video=0)]
     with av.open(str(path)) as container:
         heard = np.concatenate([f.to_ndarray()[0] for f in container.decode(audio=0)])
@@ -639,6 +643,50 @@ def test_serve_page_leaves_the_last_picked_portraits_outcome_standing(
             assert factory.enrolled == [(64, 64)]
     finally:
         server.close()
+
+
+def _ebml(element_id: bytes, body: bytes, size: bytes | None = None) -> bytes:
+    return element_id + (size if size is not None else bytes([0x80 | len(body)])) + body
+
+
+def test_page_gives_a_webm_its_duration_only_where_it_is_laid_out_as_expected(
+    fake_serve: ServerThread,
+) -> None:
+    """withWebmDuration: the Segment's Info gets a Duration (float64 ms) and its size grows by
+    its 11 bytes, the rest moved along; a header with one already, a Segment of known size
+    (its size would have to grow too) or bytes that are no WebM are left as they are."""
+    import struct
+
+    from selenium.webdriver.chrome.webdriver import WebDriver
+
+    scale = _ebml(b"\x2a\xd7\xb1", (1_000_000).to_bytes(3, "big"))
+    app = _ebml(b"\x4d\x80", b"Chrome")
+    head = _ebml(b"\x1a\x45\xdf\xa3", _ebml(b"\x42\x82", b"webm"))
+    tracks = _ebml(b"\x16\x54\xae\x6b", b"\x00" * 5)
+    unknown = b"\x01" + b"\xff" * 7
+
+    def webm(info_body: bytes, segment_size: bytes = unknown) -> bytes:
+        return head + b"\x18\x53\x80\x67" + segment_size + _ebml(b"\x15\x49\xa9\x66",
+                                                                 info_body) + tracks
+
+    duration = _ebml(b"\x44\x89", struct.pack(">d", 4321.5))
+
+    def patched(driver: WebDriver, data: bytes) -> bytes | None:
+        out = driver.execute_async_script("""
+            const [bytes, done] = arguments;
+            import("/static/headcast.js").then((m) => {
+              const out = m.withWebmDuration(new Uint8Array(bytes), 4321.5);
+              done(out && Array.from(out));
+            });""", list(data))
+        return None if out is None else bytes(out)
+
+    with chromium() as driver:
+        driver.get(f"{fake_serve.url}/")
+        assert patched(driver, webm(scale + app)) == webm(scale + app + duration)
+        assert patched(driver, webm(scale + duration + app)) is None
+        assert patched(driver, webm(scale + app, b"\x81\x00")) is None
+        assert patched(driver, b"RIFF" + bytes(40)) is None
+        assert patched(driver, head) is None  # cut short before its Segment
 
 
 def test_serve_page_keeps_labels_with_their_controls_and_captions_in_view(

@@ -124,6 +124,85 @@ export function levelMeter(track, meter) {
   return () => { clearInterval(timer); context.close(); meter.value = 0; meter.hidden = true; };
 }
 
+// EBML (WebM) element ids, and the size that says "unknown" (MediaRecorder's Segment).
+const SEGMENT = 0x18538067, INFO = 0x1549a966, DURATION = 0x4489;
+
+/** An EBML variable-length number at data[at] → {value, length} (value -1: unknown size). */
+function readVint(data, at) {
+  const first = data[at];
+  let length = 1;
+  while (length <= 8 && !(first & (0x80 >> (length - 1)))) length += 1;
+  if (length > 8 || at + length > data.length) return null;
+  let value = first & (0xff >> length);
+  let allOnes = value === 0xff >> length;
+  for (let i = 1; i < length; i += 1) {
+    value = value * 256 + data[at + i];
+    allOnes = allOnes && data[at + i] === 0xff;
+  }
+  return { value: allOnes ? -1 : value, length };
+}
+
+/** An element's id at data[at] (its marker bits kept, as ids are written) → {id, length}. */
+function readId(data, at) {
+  const size = readVint(data, at);
+  if (!size) return null;
+  let id = 0;
+  for (let i = 0; i < size.length; i += 1) id = id * 256 + data[at + i];
+  return { id, length: size.length };
+}
+
+/** MediaRecorder's WebM says no duration (it writes as it goes), so players show none and
+ * cannot seek: the file's first bytes with its Segment's Info given one (milliseconds, at
+ * the default timecode scale), or null where they are not laid out as expected. */
+export function withWebmDuration(data, milliseconds) {
+  let at = 0;
+  const header = readId(data, at);
+  if (!header) return null;
+  const headerSize = readVint(data, at + header.length);
+  if (!headerSize || headerSize.value < 0) return null;
+  at += header.length + headerSize.length + headerSize.value;
+  const segment = readId(data, at);
+  if (!segment || segment.id !== SEGMENT) return null;
+  const segmentSize = readVint(data, at + segment.length);
+  if (!segmentSize || segmentSize.value >= 0) return null;  // a size to grow as well: not ours
+  at += segment.length + segmentSize.length;
+  while (at < data.length) {  // the Segment's children, up to its Info
+    const child = readId(data, at);
+    const size = child && readVint(data, at + child.length);
+    if (!size || size.value < 0) return null;
+    const body = at + child.length + size.length;
+    if (child.id !== INFO) {
+      at = body + size.value;
+      continue;
+    }
+    if (body + size.value > data.length) return null;
+    for (let inner = body; inner < body + size.value;) {  // one there already: leave it
+      const el = readId(data, inner);
+      const elSize = el && readVint(data, inner + el.length);
+      if (!elSize || elSize.value < 0) return null;
+      if (el.id === DURATION) return null;
+      inner += el.length + elSize.length + elSize.value;
+    }
+    const duration = new Uint8Array(11);  // id, size 8, float64 big-endian
+    duration.set([0x44, 0x89, 0x88]);
+    new DataView(duration.buffer).setFloat64(3, milliseconds);
+    const grown = size.value + duration.length;  // in as many bytes as its size had
+    if (grown >= 2 ** (7 * size.length) - 1) return null;
+    const sizeBytes = new Uint8Array(size.length);
+    let rest = grown;
+    for (let i = size.length - 1; i >= 0; i -= 1) { sizeBytes[i] = rest % 256; rest = Math.floor(rest / 256); }
+    sizeBytes[0] |= 0x80 >> (size.length - 1);
+    const out = new Uint8Array(data.length + duration.length);
+    out.set(data.subarray(0, at + child.length), 0);
+    out.set(sizeBytes, at + child.length);
+    out.set(data.subarray(body, body + size.value), body);
+    out.set(duration, body + size.value);
+    out.set(data.subarray(body + size.value), body + size.value + duration.length);
+    return out;
+  }
+  return null;
+}
+
 /** Records a MediaStream (the avatar that comes back, and the voice beside it when there is
  * one) from now; stop() resolves to {url, seconds, bytes, type}: an object URL of the file. */
 export class Recorder {
@@ -140,14 +219,16 @@ export class Recorder {
     // listened for from the start: a recorder whose tracks all end (a lost session) stops
     // by itself, and a later stop() would wait for an event that came already
     this.stopped = new Promise((resolve) => {
-      this.recorder.addEventListener("stop", () => {
-        const blob = new Blob(this.chunks, { type: this.recorder.mimeType || "video/webm" });
-        resolve({
-          url: URL.createObjectURL(blob),
-          seconds: (performance.now() - this.started) / 1000,
-          bytes: blob.size,
-          type: blob.type,
-        });
+      this.recorder.addEventListener("stop", async () => {
+        const seconds = (performance.now() - this.started) / 1000;
+        const type = this.recorder.mimeType || "video/webm";
+        const chunks = [...this.chunks];
+        if (chunks.length) {
+          const head = new Uint8Array(await chunks[0].arrayBuffer());
+          chunks[0] = withWebmDuration(head, seconds * 1000) ?? chunks[0];
+        }
+        const blob = new Blob(chunks, { type });
+        resolve({ url: URL.createObjectURL(blob), seconds, bytes: blob.size, type: blob.type });
       }, { once: true });
     });
     this.recorder.start(1000);  // a chunk a second: a long recording does not wait in one
