@@ -356,6 +356,64 @@ def test_serve_page_sends_the_voice_to_the_viewers_and_the_player_plays_it(
         assert level > 0.01
 
 
+def test_serve_page_records_a_portrait_switch_at_the_first_size(
+    data_dir: Path, fake_camera: Path, tmp_path: Path
+) -> None:
+    """Recording while another portrait is uploaded (the Mona Lisa's 720 × 1280, then
+    Einstein's 374 × 500): every frame of the WebM has the first size, the later portrait
+    letterboxed into it (MediaRecorder had written the new size's frames under the first
+    size's header, which some players stretch to the first's shape)."""
+    import base64
+
+    import av
+    from selenium.webdriver.common.by import By
+
+    from streamer.portrait import EnrollConfig, enroll_images
+    from streamer.video_io import read_image
+    from streamer.webrtc_cli import AnimatorFactory
+
+    factory = AnimatorFactory(enroll_images([read_image(data_dir / "portraits" / PORTRAIT)],
+                                            EnrollConfig()), RendererConfig(name="warp"))
+    server = ServerThread(ServerConfig(port=0), processors=factory)
+    server.start()
+    size = "[document.getElementById('avatar').videoWidth, " \
+        "document.getElementById('avatar').videoHeight]"
+    try:
+        with chromium(fake_camera) as driver:
+            driver.get(f"{server.url}/?autostart=1")
+            wait_for_js(driver, "window.headcast && headcast.state.phase === 'live'", 30)
+            wait_for_js(driver, "document.getElementById('avatar').videoWidth > 0", 30)
+            first = driver.execute_script(f"return {size}")
+            driver.find_element(By.ID, "record").click()
+            time.sleep(2.0)
+            driver.find_element(By.ID, "portrait").send_keys(
+                str(data_dir / "portraits" / "einstein.jpg"))
+            wait_for_js(driver, f"{size}[1] !== {first[1]}", 60)  # the new one shows
+            time.sleep(2.0)
+            driver.find_element(By.ID, "record").click()
+            wait_for_js(driver, "headcast.state.recording !== null", 10)
+            data = driver.execute_async_script("""
+                const done = arguments[arguments.length - 1];
+                fetch(headcast.state.recording.url).then((r) => r.blob()).then((blob) => {
+                  const reader = new FileReader();
+                  reader.onload = () => done(reader.result);
+                  reader.readAsDataURL(blob);
+                });""")
+    finally:
+        server.close()
+    assert first == [720, 1280]
+    path = tmp_path / "recording.webm"
+    path.write_bytes(base64.b64decode(data.split(";base64,", 1)[1]))
+    with av.open(str(path)) as container:
+        frames = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+    assert len(frames) >= 4
+    assert {f.shape for f in frames} == {(1280, 720, 3)}
+    # Einstein at 720 × 962 in the middle: black bands of 159 rows above and below
+    assert frames[-1][:140].max() < 40 and frames[-1][-140:].max() < 40
+    assert frames[-1][400:800].mean() > 40
+    assert frames[0][:140].mean() > 40  # the Mona Lisa fills the frame
+
+
 def test_serve_page_records_the_avatar_with_the_voice(
     serve: ServerThread, fake_camera: Path, fake_microphone: Path, tmp_path: Path
 ) -> None:

@@ -203,14 +203,55 @@ export function withWebmDuration(data, milliseconds) {
   return null;
 }
 
+/** The video track's frames, each of another size than the first letterboxed into the first's
+ * (a portrait switched while recording): a MediaRecorder keeps the size it started with in
+ * its header and wrote the new one's frames beside it, which some players stretch to the
+ * first's shape. Frames of the first size pass as they are. null where the browser lacks
+ * what it takes (MediaStreamTrackProcessor and Generator, OffscreenCanvas): there the track
+ * is recorded as it comes. → {track, stop()} */
+function oneSize(source) {
+  if (!("MediaStreamTrackProcessor" in window && "MediaStreamTrackGenerator" in window &&
+        "OffscreenCanvas" in window && "VideoFrame" in window)) return null;
+  const processor = new MediaStreamTrackProcessor({ track: source });
+  const generator = new MediaStreamTrackGenerator({ kind: "video" });
+  let canvas = null;
+  let context = null;
+  const letterbox = new TransformStream({
+    transform(frame, out) {
+      const w = frame.displayWidth, h = frame.displayHeight;
+      if (!canvas) {
+        canvas = new OffscreenCanvas(w, h);
+        context = canvas.getContext("2d");
+      }
+      if (w === canvas.width && h === canvas.height) { out.enqueue(frame); return; }
+      const scale = Math.min(canvas.width / w, canvas.height / h);
+      const dw = Math.round(w * scale), dh = Math.round(h * scale);
+      context.fillStyle = "black";
+      context.fillRect(0, 0, canvas.width, canvas.height);
+      context.drawImage(frame, Math.floor((canvas.width - dw) / 2),
+        Math.floor((canvas.height - dh) / 2), dw, dh);
+      const boxed = new VideoFrame(canvas, { timestamp: frame.timestamp });
+      frame.close();
+      out.enqueue(boxed);
+    },
+  });
+  // the source ending (a lost session) ends the generator's track, and the recording with it
+  processor.readable.pipeThrough(letterbox).pipeTo(generator.writable).catch(() => {});
+  return { track: generator, stop: () => generator.stop() };
+}
+
 /** Records a MediaStream (the avatar that comes back, and the voice beside it when there is
- * one) from now; stop() resolves to {url, seconds, bytes, type}: an object URL of the file. */
+ * one) from now, at the size of its first frame; stop() resolves to {url, seconds, bytes,
+ * type}: an object URL of the file. */
 export class Recorder {
   constructor(stream) {
-    const audio = stream.getAudioTracks().length > 0;
-    const wanted = audio ? "video/webm;codecs=vp8,opus" : "video/webm;codecs=vp8";
+    const audio = stream.getAudioTracks();
+    const video = stream.getVideoTracks();
+    this.sized = video.length ? oneSize(video[0]) : null;
+    const wanted = audio.length ? "video/webm;codecs=vp8,opus" : "video/webm;codecs=vp8";
     const type = MediaRecorder.isTypeSupported(wanted) ? wanted : "";
-    this.recorder = new MediaRecorder(stream, type ? { mimeType: type } : {});
+    const tracks = [...(this.sized ? [this.sized.track] : video), ...audio];
+    this.recorder = new MediaRecorder(new MediaStream(tracks), type ? { mimeType: type } : {});
     this.chunks = [];
     this.recorder.addEventListener("dataavailable", (e) => {
       if (e.data.size) this.chunks.push(e.data);
@@ -220,6 +261,7 @@ export class Recorder {
     // by itself, and a later stop() would wait for an event that came already
     this.stopped = new Promise((resolve) => {
       this.recorder.addEventListener("stop", async () => {
+        if (this.sized) this.sized.stop();
         const seconds = (performance.now() - this.started) / 1000;
         const type = this.recorder.mimeType || "video/webm";
         const chunks = [...this.chunks];
