@@ -190,7 +190,10 @@ export function withWebmDuration(data, milliseconds) {
     if (grown >= 2 ** (7 * size.length) - 1) return null;
     const sizeBytes = new Uint8Array(size.length);
     let rest = grown;
-    for (let i = size.length - 1; i >= 0; i -= 1) { sizeBytes[i] = rest % 256; rest = Math.floor(rest / 256); }
+    for (let i = size.length - 1; i >= 0; i -= 1) {
+      sizeBytes[i] = rest % 256;
+      rest = Math.floor(rest / 256);
+    }
     sizeBytes[0] |= 0x80 >> (size.length - 1);
     const out = new Uint8Array(data.length + duration.length);
     out.set(data.subarray(0, at + child.length), 0);
