@@ -21,7 +21,7 @@ from fakes import (
 from streamer import live_cli
 from streamer.controls import Controls
 from streamer.errors import SinkUnavailableError, SourceLostError
-from streamer.pipeline import Pipeline, PipelineConfig
+from streamer.pipeline import Pipeline, PipelineConfig, PipelineStats
 from streamer.sinks import register_sink
 from streamer.sources import CaptureConfig, OpenCVReader, ThreadedSource
 from streamer.video_io import read_timed_frames, read_video_frames
@@ -653,3 +653,37 @@ def test_stream_logs_its_own_notes_not_every_ice_check(monkeypatch):
     assert logging.getLogger("streamer").getEffectiveLevel() == logging.INFO
     assert not logging.getLogger("aioice.ice").isEnabledFor(logging.INFO)
     assert not logging.getLogger("aiortc.rtcpeerconnection").isEnabledFor(logging.INFO)
+
+
+class Reports:
+    """Feeds a SlowHint one report a second, as Pipeline.run does."""
+
+    def __init__(self, hint: live_cli.SlowHint) -> None:
+        self.hint, self.offered, self.processed = hint, 0, 0
+        self.feed([(0, 0)])
+
+    def feed(self, rates: list[tuple[int, int]]) -> None:
+        """(frames offered, frames made) in each second."""
+        for given, made in rates:
+            self.offered, self.processed = self.offered + given, self.processed + made
+            self.hint(PipelineStats(self.offered, self.processed, float(made), None, None, ()))
+
+
+def test_stream_says_once_when_the_neural_renderer_is_too_heavy_for_this_computer() -> None:
+    said: list[str] = []
+    reports = Reports(live_cli.SlowHint("neural", say=said.append))
+    reports.feed([(30, 20)] * 9 + [(30, 29)] + [(30, 20)] * 9)  # never ten seconds in a row
+    assert said == []
+    reports.feed([(30, 20)] * 12)
+    assert len(said) == 1 and "20 of the camera's 30" in said[0]
+    assert "--renderer warp" in said[0]
+
+    for renderer, rates in (
+        ("warp", [(30, 20)] * 20),  # nothing lighter to offer
+        ("neural", [(30, 27)] * 20),  # keeps up (a frame or three dropped)
+        ("neural", [(12, 12)] * 20),  # a camera that gives 12 in a dim room: all made
+        ("neural", [(0, 0)] * 20),  # a camera that stopped
+    ):
+        quiet: list[str] = []
+        Reports(live_cli.SlowHint(renderer, say=quiet.append)).feed(rates)
+        assert quiet == [], (renderer, rates)
