@@ -598,6 +598,30 @@ def test_serve_page_lets_go_of_a_session_its_server_ended(
             again.close()
 
 
+def test_serve_page_says_a_connection_is_interrupted_and_goes_on_when_it_comes_back(
+    fake_camera: Path,
+) -> None:
+    """The server falls silent for 10 s (its loop held up; to the browser, as a network
+    outage is): the page says "Connection interrupted…" while the connection is down, and
+    "Live." again once it is back, in the same session. (The server's own 10 s without
+    video would end the session: set past the silence here.)"""
+    server = ServerThread(ServerConfig(port=0, idle_timeout_s=60.0), processors=FakeFactory())
+    server.start()
+    try:
+        with chromium(fake_camera) as driver:
+            driver.get(f"{server.url}/?autostart=1")
+            wait_for_js(driver, "window.headcast && headcast.state.phase === 'live'", 30)
+            session = driver.execute_script("return headcast.state.session.location")
+            server._thread.loop.call_soon_threadsafe(time.sleep, 10.0)
+            wait_for_js(driver, f"{STATUS} === 'Connection interrupted…'", 12)
+            assert driver.execute_script("return headcast.state.phase") == "interrupted"
+            wait_for_js(driver, f"{STATUS}.startsWith('Live.')", 30)
+            assert driver.execute_script("return headcast.state.phase") == "live"
+            assert driver.execute_script("return headcast.state.session.location") == session
+    finally:
+        server.close()
+
+
 def test_serve_page_says_whether_the_viewers_hear_you(
     fake_serve: ServerThread, fake_camera: Path, fake_microphone: Path
 ) -> None:
