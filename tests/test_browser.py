@@ -510,7 +510,8 @@ window.fetch = (...args) => { window.fetched.push(String(args[0])); return realF
 """
 LIVE_TRACKS = "opened.filter((t) => t.readyState === 'live').map((t) => t.kind)"
 STATUS = "document.getElementById('status').textContent"
-LOST = "The server ended the session (stopped, or restarted): press Start camera to go on."
+LOST = ("The session ended (the server stopped or restarted, or the connection was lost too "
+        "long): press Start camera to go on.")
 
 
 @pytest.fixture
