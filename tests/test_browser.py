@@ -356,6 +356,21 @@ def test_serve_page_sends_the_voice_to_the_viewers_and_the_player_plays_it(
         assert level > 0.01
 
 
+def save_recording(driver, path: Path) -> Path:  # type: ignore[no-untyped-def]
+    """The page's saved recording (its object URL) written to `path`."""
+    import base64
+
+    data = driver.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        fetch(headcast.state.recording.url).then((r) => r.blob()).then((blob) => {
+          const reader = new FileReader();
+          reader.onload = () => done(reader.result);
+          reader.readAsDataURL(blob);
+        });""")
+    path.write_bytes(base64.b64decode(data.split(";base64,", 1)[1]))
+    return path
+
+
 def test_serve_page_records_a_portrait_switch_at_the_first_size(
     data_dir: Path, fake_camera: Path, tmp_path: Path
 ) -> None:
@@ -363,7 +378,6 @@ def test_serve_page_records_a_portrait_switch_at_the_first_size(
     Einstein's 374 × 500): every frame of the WebM has the first size, the later portrait
     letterboxed into it (MediaRecorder had written the new size's frames under the first
     size's header, which some players stretch to the first's shape)."""
-    import base64
 
     import av
     from selenium.webdriver.common.by import By
@@ -392,18 +406,10 @@ def test_serve_page_records_a_portrait_switch_at_the_first_size(
             time.sleep(2.0)
             driver.find_element(By.ID, "record").click()
             wait_for_js(driver, "headcast.state.recording !== null", 10)
-            data = driver.execute_async_script("""
-                const done = arguments[arguments.length - 1];
-                fetch(headcast.state.recording.url).then((r) => r.blob()).then((blob) => {
-                  const reader = new FileReader();
-                  reader.onload = () => done(reader.result);
-                  reader.readAsDataURL(blob);
-                });""")
+            path = save_recording(driver, tmp_path / "recording.webm")
     finally:
         server.close()
     assert first == [720, 1280]
-    path = tmp_path / "recording.webm"
-    path.write_bytes(base64.b64decode(data.split(";base64,", 1)[1]))
     with av.open(str(path)) as container:
         frames = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
     assert len(frames) >= 4
@@ -420,7 +426,6 @@ def test_serve_page_records_the_avatar_with_the_voice(
     """Record, 4 s, Stop recording: the page offers the file, a WebM of the avatar as it came
     back (moving, the portrait's picture) with the page's own voice beside it (the hum),
     its length in its header."""
-    import base64
 
     import av
     from selenium.webdriver.common.by import By
@@ -444,15 +449,7 @@ def test_serve_page_records_the_avatar_with_the_voice(
         assert link.is_displayed() and said, link.text
         assert abs(int(said[1]) - took) <= 1.0, f"{link.text} after {took:.1f} s"
         assert record.text == "Record"
-        data = driver.execute_async_script("""
-            const done = arguments[arguments.length - 1];
-            fetch(headcast.state.recording.url).then((r) => r.blob()).then((blob) => {
-              const reader = new FileReader();
-              reader.onload = () => done(reader.result);
-              reader.readAsDataURL(blob);
-            });""")
-    path = tmp_path / "recording.webm"
-    path.write_bytes(base64.b64decode(data.split(";base64,", 1)[1]))
+        path = save_recording(driver, tmp_path / "recording.webm")
     with av.open(str(path)) as container:
         assert container.streams.video and container.streams.audio
         # MediaRecorder writes none; the page adds it, so players show it and can seek
