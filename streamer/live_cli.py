@@ -28,6 +28,7 @@ from streamer.paste import Detail
 from streamer.pipeline import AvatarProcessor, Pipeline, PipelineConfig, PipelineStats
 from streamer.renderer import RendererConfig, resolve_name
 from streamer.sinks import FITS, check_sink_name, create_sink
+from streamer.slow_hint import SlowHint, too_slow
 from streamer.sources import CameraSource, CaptureConfig, Source, VideoFileSource
 from streamer.voice import VoiceFeed, open_voice_feed, parse_voice
 
@@ -150,7 +151,7 @@ def run_stream(args: argparse.Namespace) -> int:
               "avatar's rest (r or POST /recalibrate takes it again)", file=sys.stderr)
         try:
             pipeline.run(duration=args.duration,
-                         report=SlowHint(resolve_name(renderer), stats=args.stats))
+                         report=stream_report(resolve_name(renderer), stats=args.stats))
         except KeyboardInterrupt:  # the normal way to stop, once frames have gone out
             if not any(sink.delivered for sink in pipeline.stats().sinks):
                 # it had exited 0 and said nothing, its --record never written
@@ -299,40 +300,22 @@ def _print_stats(stats: PipelineStats) -> None:
     print(" | ".join(stats.lines()), file=sys.stderr, flush=True)
 
 
-SLOW_SHARE = 0.8  # the avatar made from fewer of the camera's frames than this: too heavy
-SLOW_REPORTS = 10  # ... over this many reports in a row (a second each): say so, once
+def stream_report(renderer: str, stats: bool = False,
+                  say: Callable[[str], None] = lambda text: print(text, file=sys.stderr)
+                  ) -> Callable[[PipelineStats], None]:
+    """`stream`'s report each second: the stats with --stats; with the neural renderer
+    (`renderer`, resolved), once, that this computer is too slow for it (SlowHint)."""
+    hint = SlowHint(lambda made, given: say(
+        "headcast: " + too_slow(made, given, "the camera", "stream"))
+    ) if renderer == "neural" else None
 
+    def report(snapshot: PipelineStats) -> None:
+        if stats:
+            _print_stats(snapshot)
+        if hint is not None:
+            hint.count(snapshot.offered, snapshot.processed)
 
-class SlowHint:
-    """`stream`'s report each second: prints the stats with --stats, and says once, when the
-    neural renderer has made the avatar from under SLOW_SHARE of the frames the camera gave
-    for SLOW_REPORTS reports in a row, that this computer is too slow for it and the
-    training-free renderer is lighter. Counted against the frames offered, not the camera's
-    nominal rate, so a camera that gives fewer in a dim room is not blamed on the renderer."""
-
-    def __init__(self, renderer: str, stats: bool = False,
-                 say: Callable[[str], None] = lambda text: print(text, file=sys.stderr)) -> None:
-        self._renderer = renderer  # the resolved name: "neural" or "warp"
-        self._stats = stats
-        self._say = say
-        self._last: tuple[int, int] | None = None  # (offered, processed) at the last report
-        self._slow = 0  # reports in a row
-        self.said = False
-
-    def __call__(self, stats: PipelineStats) -> None:
-        if self._stats:
-            _print_stats(stats)
-        last, self._last = self._last, (stats.offered, stats.processed)
-        if self.said or self._renderer != "neural" or last is None:
-            return
-        offered, processed = stats.offered - last[0], stats.processed - last[1]
-        self._slow = self._slow + 1 if offered > 0 and processed < SLOW_SHARE * offered else 0
-        if self._slow >= SLOW_REPORTS:
-            self.said = True
-            self._say(f"headcast: the avatar is made from {processed} of the camera's {offered} "
-                      "frames a second on this computer: `--renderer warp` is lighter (on a "
-                      "2-core CPU it keeps 30 frames a second where the neural renderer "
-                      "makes 20-26)")
+    return report
 
 
 def _configure_logging() -> None:

@@ -57,6 +57,13 @@ class AnimatorFactory:
         """The portrait new sessions get (the last one enrolled)."""
         return self._portrait
 
+    @property
+    def renderer(self) -> str:
+        """The renderer its Animators use, resolved ("neural" or "warp")."""
+        from streamer.renderer import resolve_name
+
+        return resolve_name(self._renderer)
+
     def create(self) -> FrameProcessor:
         from streamer.animate import AnimateOptions, Animator
 

@@ -71,6 +71,7 @@ from streamer.errors import (
     reason,
 )
 from streamer.frames import Frame, FrameProcessor, StagedProcessor
+from streamer.slow_hint import SlowHint, too_slow
 from streamer.video_io import decode_image as decode_file_image
 from streamer.voice import VoiceFeed
 from streamer.webrtc_audio import AudioRelay
@@ -119,6 +120,9 @@ class ServerConfig:
     # a staged processor's two halves on two threads per session (more frames per second,
     # about one stage more latency), as `stream` does; False: one thread
     overlap: bool = True
+    # with the neural renderer, the log says once that this computer is too slow for it
+    # where a session's avatar is made from too few of its frames this long (SlowHint)
+    slow_hint_s: float = 10.0
 
     def __post_init__(self) -> None:
         if not is_loopback(self.host) and not self.token:
@@ -284,6 +288,7 @@ class AvatarServer:
         self._runner: web.AppRunner | None = None
         self._enroll_executor = ThreadPoolExecutor(1, thread_name_prefix="headcast-enroll")
         self._closed = False
+        self._slow_said = False  # SlowHint's word, once for all sessions
 
     @property
     def url(self) -> str:
@@ -479,15 +484,34 @@ class AvatarServer:
         """Close a WHIP session whose video stopped (a killed browser sends no DTLS close;
         ICE consent expiry would take ~30 s)."""
         timeout = self.config.idle_timeout_s
+        tick = min(1.0, timeout / 4)
+        hint = self._slow_hint(session, round(self.config.slow_hint_s / tick))
         last_count, last_seen = -1, time.monotonic()
         while session.id in self.sessions:
-            await asyncio.sleep(min(1.0, timeout / 4))
+            await asyncio.sleep(tick)
+            if hint is not None and not self._slow_said:
+                hint.count(track.worker.frames_in, track.worker.frames_done)
             now = time.monotonic()
             if track.worker.frames_in != last_count:
                 last_count, last_seen = track.worker.frames_in, now
             elif now - last_seen > timeout:
                 logger.info("whip session %s sent no video for %.0f s", session.id, timeout)
                 await self.close_session(session.id)
+
+    def _slow_hint(self, session: Session, reports: int) -> SlowHint | None:
+        """A session's SlowHint where the processors' factory says (its `renderer`, as
+        AnimatorFactory's) they use the neural renderer: the log says once, for all
+        sessions, that this computer is too slow for it."""
+        if getattr(self.processors, "renderer", None) != "neural":
+            return None
+
+        def say(made: int, given: int) -> None:
+            if not self._slow_said:
+                self._slow_said = True
+                logger.warning("session %s: %s", session.id,
+                               too_slow(made, given, "its sender", "serve"))
+
+        return SlowHint(say, max(1, reports))
 
     # ---- handlers --------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from streamer.controls import Controls
 from streamer.errors import SinkUnavailableError, SourceLostError
 from streamer.pipeline import Pipeline, PipelineConfig, PipelineStats
 from streamer.sinks import register_sink
+from streamer.slow_hint import SlowHint
 from streamer.sources import CaptureConfig, OpenCVReader, ThreadedSource
 from streamer.video_io import read_timed_frames, read_video_frames
 from tests.helpers import wait_until
@@ -655,35 +656,35 @@ def test_stream_logs_its_own_notes_not_every_ice_check(monkeypatch):
     assert not logging.getLogger("aiortc.rtcpeerconnection").isEnabledFor(logging.INFO)
 
 
-class Reports:
-    """Feeds a SlowHint one report a second, as Pipeline.run does."""
+def hinted(rates: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """What a SlowHint said, fed (frames given, frames made) in each second, as totals."""
+    said: list[tuple[int, int]] = []
+    hint = SlowHint(lambda made, given: said.append((made, given)))
+    given = made = 0
+    for g, m in [(0, 0), *rates]:
+        given, made = given + g, made + m
+        hint.count(given, made)
+    return said
 
-    def __init__(self, hint: live_cli.SlowHint) -> None:
-        self.hint, self.offered, self.processed = hint, 0, 0
-        self.feed([(0, 0)])
 
-    def feed(self, rates: list[tuple[int, int]]) -> None:
-        """(frames offered, frames made) in each second."""
-        for given, made in rates:
-            self.offered, self.processed = self.offered + given, self.processed + made
-            self.hint(PipelineStats(self.offered, self.processed, float(made), None, None, ()))
+def test_the_slow_hint_speaks_once_after_ten_slow_seconds_in_a_row() -> None:
+    slow, nearly = [(30, 20)] * 9, [(30, 29)]
+    assert hinted(slow + nearly + slow) == []  # never ten seconds in a row
+    assert hinted(slow + nearly + slow + [(30, 20)] * 12) == [(20, 30)]  # once
+    assert hinted([(30, 27)] * 20) == []  # keeps up (a frame or three dropped)
+    assert hinted([(12, 12)] * 20) == []  # a camera that gives 12 in a dim room: all made
+    assert hinted([(0, 0)] * 20) == []  # a camera that stopped
 
 
 def test_stream_says_once_when_the_neural_renderer_is_too_heavy_for_this_computer() -> None:
-    said: list[str] = []
-    reports = Reports(live_cli.SlowHint("neural", say=said.append))
-    reports.feed([(30, 20)] * 9 + [(30, 29)] + [(30, 20)] * 9)  # never ten seconds in a row
-    assert said == []
-    reports.feed([(30, 20)] * 12)
-    assert len(said) == 1 and "20 of the camera's 30" in said[0]
-    assert "--renderer warp" in said[0]
-
-    for renderer, rates in (
-        ("warp", [(30, 20)] * 20),  # nothing lighter to offer
-        ("neural", [(30, 27)] * 20),  # keeps up (a frame or three dropped)
-        ("neural", [(12, 12)] * 20),  # a camera that gives 12 in a dim room: all made
-        ("neural", [(0, 0)] * 20),  # a camera that stopped
-    ):
-        quiet: list[str] = []
-        Reports(live_cli.SlowHint(renderer, say=quiet.append)).feed(rates)
-        assert quiet == [], (renderer, rates)
+    """`stream`'s report: the hint with the neural renderer, none with the training-free
+    one (nothing lighter to offer)."""
+    said: dict[str, list[str]] = {"neural": [], "warp": []}
+    for renderer, lines in said.items():
+        report = live_cli.stream_report(renderer, say=lines.append)
+        for second in range(15):
+            report(PipelineStats(30 * second, 20 * second, 20.0, None, None, ()))
+    assert said["warp"] == [] and len(said["neural"]) == 1
+    assert said["neural"][0].startswith(
+        "headcast: the avatar is made from 20 of the 30 frames a second the camera gives")
+    assert "`stream --renderer warp` is lighter" in said["neural"][0]

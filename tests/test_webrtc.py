@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -1203,3 +1205,46 @@ def test_a_server_that_does_not_answer_is_named_with_the_wait() -> None:
         url = f"http://127.0.0.1:{mute.getsockname()[1]}/whip"
         with pytest.raises(SignallingError, match=r"did not answer within 1 s: is the server"):
             asyncio.run(WebRTCSession.open(EndpointConfig(url, timeout_s=1.0), None, True))
+
+
+@dataclass
+class RendererFactory(FakeFactory):
+    """A FakeFactory that says which renderer its processors use, as AnimatorFactory does."""
+
+    renderer: str = "neural"
+
+
+@pytest.mark.parametrize("renderer", ["neural", "warp"])
+def test_serve_says_once_when_this_computer_is_too_slow_for_the_neural_renderer(
+    clip: list[np.ndarray], renderer: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each half of a frame taking 80 ms, a sender at 25 fps gets its avatar from about half
+    of its frames: with the neural renderer the log says once that this computer is too
+    slow for it and `serve --renderer warp` is lighter; with the training-free one, nothing
+    lighter is there to offer."""
+    factory = RendererFactory(staged_s=0.08, renderer=renderer)
+    server = ServerThread(ServerConfig(port=0, slow_hint_s=2.0), processors=factory)
+    server.start()
+    slot = FrameSlot()
+
+    async def run() -> None:
+        session = await WebRTCSession.open(
+            EndpointConfig(f"{server.url}/whip"), AvatarTrack(slot, FPS, (256, 256)), True)
+        try:
+            await receive(session, 5.0)
+        finally:
+            await session.close()
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="streamer.webrtc_server"), \
+                Feeder(slot.put, clip, FPS):
+            asyncio.run(run())
+    finally:
+        server.close()
+    said = [r.getMessage() for r in caplog.records if "--renderer warp" in r.getMessage()]
+    if renderer == "warp":
+        assert said == []
+    else:
+        assert len(said) == 1
+        assert re.search(r"the avatar is made from \d+ of the \d+ frames a second its sender "
+                         r"gives on this computer: `serve --renderer warp` is lighter", said[0])
