@@ -62,6 +62,17 @@ class TrainConfig:
         return MODEL_SIZES[self.model]
 
 
+def shipped_config(path: Path) -> Path:
+    """`path` where it is a file; else, for `models/configs/NAME.json` or `NAME.json` run
+    outside a checkout (headcast installed from a wheel), the shipped config of that name."""
+    if path.is_file() or path.suffix != ".json":
+        return path
+    shipped = Path(__file__).parent / "configs" / path.name
+    if shipped.is_file() and (len(path.parts) == 1 or path.parts[-3:-1] == ("models", "configs")):
+        return shipped
+    return path
+
+
 def load_config(path: str | Path, **overrides: object) -> TrainConfig:
     """A TrainConfig from a JSON file of its fields, `overrides` (those not None) on top.
     Raises ValueError, saying what is wrong, for a file that is missing or not JSON, unknown
@@ -69,7 +80,7 @@ def load_config(path: str | Path, **overrides: object) -> TrainConfig:
     in torch, or a run that did nothing and exited 0)."""
     from streamer.output_file import folder_problem
 
-    path = Path(path)
+    path = shipped_config(Path(path))
     if not path.is_file():
         shipped = sorted(p.name for p in (Path(__file__).parent / "configs").glob("*.json"))
         raise ValueError(f"{path}: no such config file (shipped: models/configs/"

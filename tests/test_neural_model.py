@@ -108,6 +108,21 @@ def test_config_file_round_trip_and_unknown_keys(tmp_path):
         load_config(path)
 
 
+def test_a_shipped_config_is_found_by_its_name_outside_a_checkout(tmp_path, monkeypatch):
+    """models.train models/configs/NAME.json (the README's command), or NAME.json, run where
+    no checkout is (headcast installed from a wheel): the shipped config of that name. A
+    file given that exists is taken as it is; other paths are not looked for."""
+    monkeypatch.chdir(tmp_path)
+    shipped = load_config(Path(__file__).parents[1] / "models" / "configs" / "tiny_smoke.json")
+    assert load_config("models/configs/tiny_smoke.json") == shipped
+    assert load_config("tiny_smoke.json") == shipped
+    (tmp_path / "tiny_smoke.json").write_text(json.dumps({"model": "tiny", "steps": 7}))
+    assert load_config("tiny_smoke.json").steps == 7  # the file here, not the shipped one
+    for missing in ("elsewhere/tiny_smoke.json", "models/configs/no_such.json"):
+        with pytest.raises(ValueError, match="no such config file"):
+            load_config(missing)
+
+
 # ---------------------------------------------------------------- real frames
 
 
