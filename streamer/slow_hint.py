@@ -1,9 +1,8 @@
 """Saying once that the neural renderer is too heavy for this computer (`stream`, `serve`).
 
-A renderer that makes the avatar from fewer of the frames it is given than it is given shows
-as a jerky avatar, and nothing said why. Counted against the frames given (the camera's, the
-browser's), not a nominal rate: a camera that gives 12 a second in a dim room is not blamed
-on the renderer.
+A renderer that cannot keep up with the frames it is given shows as a jerky avatar, and
+nothing said why. Counted against the frames given (the camera's, a sender's), not a nominal
+rate: a camera that gives 12 a second in a dim room is not blamed on the renderer.
 """
 
 from __future__ import annotations

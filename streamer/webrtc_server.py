@@ -485,7 +485,7 @@ class AvatarServer:
         ICE consent expiry would take ~30 s)."""
         timeout = self.config.idle_timeout_s
         tick = min(1.0, timeout / 4)
-        hint = self._slow_hint(session, round(self.config.slow_hint_s / tick))
+        hint = self._slow_hint(session, tick)
         last_count, last_seen = -1, time.monotonic()
         while session.id in self.sessions:
             await asyncio.sleep(tick)
@@ -498,20 +498,20 @@ class AvatarServer:
                 logger.info("whip session %s sent no video for %.0f s", session.id, timeout)
                 await self.close_session(session.id)
 
-    def _slow_hint(self, session: Session, reports: int) -> SlowHint | None:
-        """A session's SlowHint where the processors' factory says (its `renderer`, as
-        AnimatorFactory's) they use the neural renderer: the log says once, for all
-        sessions, that this computer is too slow for it."""
+    def _slow_hint(self, session: Session, tick: float) -> SlowHint | None:
+        """A session's SlowHint, counted every `tick` seconds, where the processors' factory
+        says (its `renderer`, as AnimatorFactory's) they use the neural renderer: the log
+        says once, for all sessions, that this computer is too slow for it."""
         if getattr(self.processors, "renderer", None) != "neural":
             return None
 
         def say(made: int, given: int) -> None:
             if not self._slow_said:
                 self._slow_said = True
-                logger.warning("session %s: %s", session.id,
-                               too_slow(made, given, "its sender", "serve"))
+                logger.warning("session %s: %s", session.id, too_slow(
+                    round(made / tick), round(given / tick), "its sender", "serve"))
 
-        return SlowHint(say, max(1, reports))
+        return SlowHint(say, max(1, round(self.config.slow_hint_s / tick)))
 
     # ---- handlers --------------------------------------------------------------------
 
