@@ -214,8 +214,9 @@ class VideoWriter:
         self._audio_from = audio_from
         self._crf = crf
         self._bframes = bframes
-        options = {**_FRAGMENTED.get(self._path.suffix.lower(), {}), "flush_packets": "1"}
-        self._container = av.open(str(self._path), mode="w", options=options if live else None)
+        options = ({**_FRAGMENTED.get(self._path.suffix.lower(), {}), "flush_packets": "1"}
+                   if live else None)
+        self._container = av.open(str(self._path), mode="w", options=options)
         self._stream = None
         self._audio_in = None
         self._audio_out = None

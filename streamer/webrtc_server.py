@@ -505,11 +505,10 @@ class AvatarServer:
         if getattr(self.processors, "renderer", None) != "neural":
             return None
 
-        def say(made: int, given: int) -> None:
-            if not self._slow_said:
-                self._slow_said = True
-                logger.warning("session %s: %s", session.id, too_slow(
-                    round(made / tick), round(given / tick), "its sender", "serve"))
+        def say(made: int, given: int) -> None:  # counted only while nothing was said
+            self._slow_said = True
+            logger.warning("session %s: %s", session.id, too_slow(
+                round(made / tick), round(given / tick), "its sender", "serve"))
 
         return SlowHint(say, max(1, round(self.config.slow_hint_s / tick)))
 

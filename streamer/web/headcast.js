@@ -142,68 +142,59 @@ function readVint(data, at) {
   return { value: allOnes ? -1 : value, length };
 }
 
-/** An element's id at data[at] (its marker bits kept, as ids are written) → {id, length}. */
-function readId(data, at) {
-  const size = readVint(data, at);
-  if (!size) return null;
+/** The EBML element at data[at] → {id (its marker bits kept, as ids are written), sizeAt,
+ * sizeLength, size (-1: unknown), body (where its content starts)}, or null. */
+function element(data, at) {
+  const idSize = readVint(data, at);
+  if (!idSize) return null;
   let id = 0;
-  for (let i = 0; i < size.length; i += 1) id = id * 256 + data[at + i];
-  return { id, length: size.length };
+  for (let i = 0; i < idSize.length; i += 1) id = id * 256 + data[at + i];
+  const sizeAt = at + idSize.length;
+  const size = readVint(data, sizeAt);
+  if (!size) return null;
+  return { id, sizeAt, sizeLength: size.length, size: size.value, body: sizeAt + size.length };
 }
 
 /** MediaRecorder's WebM says no duration (it writes as it goes), so players show none and
  * cannot seek: the file's first bytes with its Segment's Info given one (milliseconds, at
  * the default timecode scale), or null where they are not laid out as expected. */
 export function withWebmDuration(data, milliseconds) {
-  let at = 0;
-  const header = readId(data, at);
-  if (!header) return null;
-  const headerSize = readVint(data, at + header.length);
-  if (!headerSize || headerSize.value < 0) return null;
-  at += header.length + headerSize.length + headerSize.value;
-  const segment = readId(data, at);
-  if (!segment || segment.id !== SEGMENT) return null;
-  const segmentSize = readVint(data, at + segment.length);
-  if (!segmentSize || segmentSize.value >= 0) return null;  // a size to grow as well: not ours
-  at += segment.length + segmentSize.length;
-  while (at < data.length) {  // the Segment's children, up to its Info
-    const child = readId(data, at);
-    const size = child && readVint(data, at + child.length);
-    if (!size || size.value < 0) return null;
-    const body = at + child.length + size.length;
-    if (child.id !== INFO) {
-      at = body + size.value;
-      continue;
-    }
-    if (body + size.value > data.length) return null;
-    for (let inner = body; inner < body + size.value;) {  // one there already: leave it
-      const el = readId(data, inner);
-      const elSize = el && readVint(data, inner + el.length);
-      if (!elSize || elSize.value < 0) return null;
-      if (el.id === DURATION) return null;
-      inner += el.length + elSize.length + elSize.value;
-    }
-    const duration = new Uint8Array(11);  // id, size 8, float64 big-endian
-    duration.set([0x44, 0x89, 0x88]);
-    new DataView(duration.buffer).setFloat64(3, milliseconds);
-    const grown = size.value + duration.length;  // in as many bytes as its size had
-    if (grown >= 2 ** (7 * size.length) - 1) return null;
-    const sizeBytes = new Uint8Array(size.length);
-    let rest = grown;
-    for (let i = size.length - 1; i >= 0; i -= 1) {
-      sizeBytes[i] = rest % 256;
-      rest = Math.floor(rest / 256);
-    }
-    sizeBytes[0] |= 0x80 >> (size.length - 1);
-    const out = new Uint8Array(data.length + duration.length);
-    out.set(data.subarray(0, at + child.length), 0);
-    out.set(sizeBytes, at + child.length);
-    out.set(data.subarray(body, body + size.value), body);
-    out.set(duration, body + size.value);
-    out.set(data.subarray(body + size.value), body + size.value + duration.length);
-    return out;
+  const header = element(data, 0);
+  if (!header || header.size < 0) return null;
+  const segment = element(data, header.body + header.size);
+  // a Segment of known size would have to grow as well: not MediaRecorder's, left alone
+  if (!segment || segment.id !== SEGMENT || segment.size >= 0) return null;
+  let info = element(data, segment.body);
+  while (info && info.size >= 0 && info.id !== INFO) {  // the Segment's children
+    info = element(data, info.body + info.size);
   }
-  return null;
+  if (!info || info.size < 0) return null;
+  const end = info.body + info.size;
+  if (end > data.length) return null;
+  for (let at = info.body; at < end;) {  // one there already: leave it
+    const child = element(data, at);
+    if (!child || child.size < 0 || child.id === DURATION) return null;
+    at = child.body + child.size;
+  }
+  const duration = new Uint8Array(11);  // id, size 8, float64 big-endian
+  duration.set([0x44, 0x89, 0x88]);
+  new DataView(duration.buffer).setFloat64(3, milliseconds);
+  const grown = info.size + duration.length;  // in as many bytes as its size had
+  if (grown >= 2 ** (7 * info.sizeLength) - 1) return null;
+  const sizeBytes = new Uint8Array(info.sizeLength);
+  let rest = grown;
+  for (let i = info.sizeLength - 1; i >= 0; i -= 1) {
+    sizeBytes[i] = rest % 256;
+    rest = Math.floor(rest / 256);
+  }
+  sizeBytes[0] |= 0x80 >> (info.sizeLength - 1);
+  const out = new Uint8Array(data.length + duration.length);
+  out.set(data.subarray(0, info.sizeAt), 0);
+  out.set(sizeBytes, info.sizeAt);
+  out.set(data.subarray(info.body, end), info.body);
+  out.set(duration, end);
+  out.set(data.subarray(end), end + duration.length);
+  return out;
 }
 
 /** The video track's frames, each of another size than the first letterboxed into the first's
