@@ -197,6 +197,24 @@ export function withWebmDuration(data, milliseconds) {
   return out;
 }
 
+/** A recording's chunks (Blobs) with withWebmDuration applied to its header, however the
+ * chunks split it: Chromium ends a chunk at its first write a timeslice after the last, so a
+ * first frame that comes later than that leaves the EBML head alone in the first chunk and the
+ * Segment's Info in the next. The chunks as they are where no header is found in the first MiB. */
+async function withDuration(chunks, milliseconds) {
+  let head = new Uint8Array(0);
+  for (let n = 0; n < chunks.length && head.length < 2 ** 20; n += 1) {
+    const more = new Uint8Array(await chunks[n].arrayBuffer());
+    const joined = new Uint8Array(head.length + more.length);
+    joined.set(head);
+    joined.set(more, head.length);
+    head = joined;
+    const out = withWebmDuration(head, milliseconds);
+    if (out) return [out, ...chunks.slice(n + 1)];
+  }
+  return chunks;
+}
+
 /** The video track's frames, each of another size than the first letterboxed into the first's
  * (a portrait switched while recording): a MediaRecorder keeps the size it started with in
  * its header and wrote the new one's frames beside it, which some players stretch to the
@@ -258,11 +276,7 @@ export class Recorder {
         if (this.sized) this.sized.stop();
         const seconds = (performance.now() - this.started) / 1000;
         const type = this.recorder.mimeType || "video/webm";
-        const chunks = [...this.chunks];
-        if (chunks.length) {
-          const head = new Uint8Array(await chunks[0].arrayBuffer());
-          chunks[0] = withWebmDuration(head, seconds * 1000) ?? chunks[0];
-        }
+        const chunks = await withDuration([...this.chunks], seconds * 1000);
         const blob = new Blob(chunks, { type });
         resolve({ url: URL.createObjectURL(blob), seconds, bytes: blob.size, type: blob.type });
       }, { once: true });
