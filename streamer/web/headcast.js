@@ -220,7 +220,8 @@ async function withDuration(chunks, milliseconds) {
  * its header and wrote the new one's frames beside it, which some players stretch to the
  * first's shape. Frames of the first size pass as they are. null where the browser lacks
  * what it takes (MediaStreamTrackProcessor and Generator, OffscreenCanvas): there the track
- * is recorded as it comes. → {track, stop()} */
+ * is recorded as it comes. → {track, stop(), firstAt()}: firstAt, when the first frame
+ * passed (performance.now()), or null before one has. */
 function oneSize(source) {
   if (!("MediaStreamTrackProcessor" in window && "MediaStreamTrackGenerator" in window &&
         "OffscreenCanvas" in window && "VideoFrame" in window)) return null;
@@ -228,8 +229,10 @@ function oneSize(source) {
   const generator = new MediaStreamTrackGenerator({ kind: "video" });
   let canvas = null;
   let context = null;
+  let first = null;
   const letterbox = new TransformStream({
     transform(frame, out) {
+      first ??= performance.now();
       const w = frame.displayWidth, h = frame.displayHeight;
       if (!canvas) {
         canvas = new OffscreenCanvas(w, h);
@@ -249,7 +252,7 @@ function oneSize(source) {
   });
   // the source ending (a lost session) ends the generator's track, and the recording with it
   processor.readable.pipeThrough(letterbox).pipeTo(generator.writable).catch(() => {});
-  return { track: generator, stop: () => generator.stop() };
+  return { track: generator, stop: () => generator.stop(), firstAt: () => first };
 }
 
 /** Records a MediaStream (the avatar that comes back, and the voice beside it when there is
@@ -274,7 +277,10 @@ export class Recorder {
     this.stopped = new Promise((resolve) => {
       this.recorder.addEventListener("stop", async () => {
         if (this.sized) this.sized.stop();
-        const seconds = (performance.now() - this.started) / 1000;
+        // the file's time starts with its first sound, or without a voice with its first
+        // frame, which a loaded machine has passed on over a second after Record
+        const from = audio.length ? this.started : this.sized?.firstAt() ?? this.started;
+        const seconds = (performance.now() - from) / 1000;
         const type = this.recorder.mimeType || "video/webm";
         const chunks = await withDuration([...this.chunks], seconds * 1000);
         const blob = new Blob(chunks, { type });
