@@ -213,7 +213,7 @@ def run_animate(job: AnimateJob, progress: bool = True) -> AnimateResult:
     # the file that was there as it was
     try:
         with written_whole(job.output) as part, \
-                VideoWriter(part, fps, audio_from=job.driving) as writer:
+                VideoWriter(part, fps, audio_from=job.driving, shown_as=job.output) as writer:
             timed = None not in times and len(times) == len(crop_targets)
             for i, target in enumerate(tqdm(crop_targets, unit="frame", disable=not progress,
                                             desc="animate")):

@@ -93,10 +93,20 @@ def written_whole(path: Path) -> Iterator[Path]:
     """The path to write `path`'s content to: a hidden sibling with the same suffix (which
     picks the container), moved onto `path` when the block ends, removed when it raises. So a
     run stopped half way (Ctrl+C, an error) leaves whatever was at `path` as it was, not a
-    cut-off file in its place."""
+    cut-off file in its place. A write that fails there (a full disk) raises OutputFileError
+    naming `path`."""
     part = path.with_name(f".{path.stem}.partial{path.suffix}")
     try:
         yield part
         os.replace(part, path)
+    except OSError as exc:
+        raise unwritable(path, exc) from None
     finally:
         part.unlink(missing_ok=True)
+
+
+def unwritable(path: Path, exc: OSError) -> OutputFileError:
+    """The error for an OSError met writing `path`: cannot write PATH: no space left on
+    device."""
+    reason = (exc.strerror or str(exc)).rstrip(".")
+    return OutputFileError(f"cannot write {path}: {reason[:1].lower()}{reason[1:]}")

@@ -471,5 +471,9 @@ class Pipeline:
         if self._runners and all(r.failed for r in self._runners):
             reasons = "; ".join(f"{r.name}: {r.error}" for r in self._runners)
             if self._error is None:
-                self._error = SinkUnavailableError(f"no output could be opened. {reasons}")
+                # a recording whose disk filled had been an output; one that never opened not
+                went = any(r.delivered for r in self._runners)
+                self._error = SinkUnavailableError(
+                    f"{'every output has stopped' if went else 'no output could be opened'}. "
+                    f"{reasons}")
             self.stop()

@@ -6,6 +6,7 @@ so loading a file never executes code).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import zipfile
 from collections.abc import Sequence
@@ -396,8 +397,12 @@ def save_portrait(portrait: Portrait, path: str | Path) -> None:
     arrays = {name: getattr(portrait, name) for name in _ARRAYS + _OPTIONAL}
     arrays[_PERSON_BITS] = np.packbits(portrait.person_masks >= 128, axis=-1)
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    # made whole in memory, then written: a write that fails (a full disk) fails in this
+    # write, not inside numpy's zip file, which is left open and complains when collected
+    made = io.BytesIO()
+    np.savez(made, **arrays)
     with open(path, "wb") as f:
-        np.savez(f, **arrays)
+        f.write(made.getbuffer())
 
 
 def load_portrait(path: str | Path) -> Portrait:

@@ -180,6 +180,7 @@ class RecordSink:
         self._end = 0.0  # seconds: the end of the last frame written
         self._start = SlidingMinimum(VOICE_ANCHOR_FRAMES)  # → the tape's start_ts
         self.frames_written = 0
+        self._broken = False  # the file could not be written on: close() only lets it go
 
     def open(self, width: int, height: int, fps: float) -> None:
         path = Path(self._config.path)
@@ -215,19 +216,26 @@ class RecordSink:
             if self._tape is None:
                 self._tape = VoiceTape(self._voice, start_ts)
             self._tape.start_ts = start_ts
-        self._write(frame.image, place)
-        self._end = place + 1.0 / self._fps
-        self._write_voice()
+        try:
+            self._write(frame.image, place)
+            self._end = place + 1.0 / self._fps
+            self._write_voice()
+        except OutputFileError as exc:  # a full disk, a drive pulled out
+            self._broken = True
+            raise SinkUnavailableError(
+                f"the recording stopped {self._end:.1f} s in ({exc}); the file plays up to "
+                "a second or two before that") from None
 
     def close(self) -> None:
         if self._tape is not None:
             self._tape.close()
-            # what was heard up to the last frame's end, silence after it
-            end = round(self._end * VOICE_RATE)
-            self._write_voice(end)
-            if self._writer is not None:
-                for samples, at in self._tape.silence(end):
-                    self._writer.write_voice(samples, at)  # type: ignore[attr-defined]
+            if not self._broken:
+                # what was heard up to the last frame's end, silence after it
+                end = round(self._end * VOICE_RATE)
+                self._write_voice(end)
+                if self._writer is not None:
+                    for samples, at in self._tape.silence(end):
+                        self._writer.write_voice(samples, at)  # type: ignore[attr-defined]
             self._tape = None
         writer, self._writer = self._writer, None
         if writer is not None:

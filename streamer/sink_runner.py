@@ -136,6 +136,11 @@ class SinkRunner:
         return self._state == "open"
 
     @property
+    def delivered(self) -> int:
+        """Frames the sink has taken."""
+        return self._delivered
+
+    @property
     def error(self) -> str | None:
         return self._error
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from streamer.errors import ImageReadError, VideoReadError, not_a_file
+from streamer.errors import ImageReadError, OutputFileError, VideoReadError, not_a_file
 from streamer.frames import VOICE_RATE
-from streamer.output_file import VIDEO_SUFFIXES
+from streamer.output_file import VIDEO_SUFFIXES, unwritable
 
 if TYPE_CHECKING:
     import av
@@ -195,12 +195,15 @@ class VideoWriter:
     write_voice() as AAC.
 
     Frames: (H, W, 3) uint8 BGR, all the same size. Use as a context manager; close() muxes
-    the audio and is safe to call more than once.
+    the audio and is safe to call more than once. A file that cannot be written on (a full
+    disk, a drive gone) raises OutputFileError naming `shown_as` (default: path), from
+    write() or close(); close() after that closes what is open and raises nothing more.
     """
 
     def __init__(
         self, path: str | Path, fps: float, audio_from: str | Path | None = None, crf: int = 18,
         voice: bool = False, bframes: bool = True, live: bool = False,
+        shown_as: str | Path | None = None,
     ) -> None:
         """bframes: False for frames of uneven times (a live recording's, held over skipped
         frames): x264's B-frames make each frame's decode time that of a frame before, and
@@ -210,6 +213,8 @@ class VideoWriter:
         import av
 
         self._path = Path(path)
+        self._shown_as = Path(shown_as) if shown_as is not None else self._path
+        self._failed = False  # a write failed: close() only lets go of the file
         self._fps = Fraction(fps).limit_denominator(1001)
         self._audio_from = audio_from
         self._crf = crf
@@ -280,8 +285,7 @@ class VideoWriter:
             pts = max(round(time / _TICK), 0 if last is None else last + 1)
         frame.pts, frame.time_base = pts, _TICK
         self._last_pts = pts
-        for packet in self._stream.encode(frame):
-            self._container.mux(packet)
+        self._mux(self._stream.encode(frame))
         self.frames_written += 1
 
     @property
@@ -295,25 +299,39 @@ class VideoWriter:
         into the file (after the first frame: the file's header is written with it)."""
         if self._voice is None or self._stream is None:
             raise RuntimeError("write_voice needs voice=True and a frame written first")
-        for packet in self._voice.encode(audio_frame(samples, pts)):
-            self._container.mux(packet)
+        self._mux(self._voice.encode(audio_frame(samples, pts)))
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         try:
-            if self._stream is not None:
-                for packet in self._stream.encode():
-                    self._container.mux(packet)
+            if self._stream is not None and not self._failed:
+                self._mux(self._stream.encode())
                 if self._voice is not None:
-                    for packet in self._voice.encode():
-                        self._container.mux(packet)
+                    self._mux(self._voice.encode())
                 self._mux_audio()
         finally:
-            self._container.close()
-            if self._audio_in is not None:
-                self._audio_in.close()
+            try:
+                self._container.close()
+            except OSError as exc:
+                if not self._failed:
+                    self._failed = True
+                    raise unwritable(self._shown_as, exc) from None
+            finally:
+                if self._audio_in is not None:
+                    self._audio_in.close()
+
+    def _mux(self, packets: Iterable[av.Packet]) -> None:
+        if self._failed:
+            raise OutputFileError(f"cannot write {self._shown_as}: an earlier write failed")
+        try:
+            for packet in packets:
+                self._container.mux(packet)
+        except OSError as exc:
+            self._failed = True
+            raise unwritable(self._shown_as, exc) from None
+
 
     def _mux_audio(self) -> None:
         """The audio up to the video's duration: its packets copied, or re-encoded."""
@@ -330,7 +348,7 @@ class VideoWriter:
             if packet.pts is not None and packet.pts * source.time_base > duration:
                 break
             packet.stream = self._audio_out
-            self._container.mux(packet)
+            self._mux([packet])
 
     def _reencode_audio(self, source: av.audio.stream.AudioStream, duration: Fraction) -> None:
         """Decode the driving clip's sound up to `duration` seconds and encode it again,
@@ -369,8 +387,7 @@ class VideoWriter:
 
     def _encode_audio(self, frame: av.AudioFrame | None) -> None:
         assert self._audio_out is not None
-        for packet in self._audio_out.encode(frame):
-            self._container.mux(packet)
+        self._mux(self._audio_out.encode(frame))
 
     def __enter__(self) -> VideoWriter:
         return self

@@ -575,3 +575,35 @@ def test_a_refused_option_is_one_line(argv, capsys):
     err = capsys.readouterr().err
     assert info.value.code == 2 and err.count("\n") == 1 and "error: " in err
     assert "--help` lists the options" in err
+
+
+@pytest.mark.parametrize("command", ["animate", "enroll"])
+def test_a_full_disk_is_said_in_one_line_and_the_old_file_left(tmp_path, command):
+    """A disk that fills while `animate` or `enroll` writes (the file's size limit,
+    RLIMIT_FSIZE, in a child process): one line naming the output and why, exit 2, no
+    traceback, and the file that was there before is left as it was, with no part-written
+    file beside it."""
+    import resource
+    import signal
+
+    from skimage import data
+
+    out = tmp_path / ("demo.mp4" if command == "animate" else "astronaut.headcast")
+    out.write_bytes(b"the user's earlier result")
+    picture = tmp_path / "astronaut.png"
+    cv2.imwrite(str(picture), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+    argv = (["animate", "-o", str(out), "--renderer", "warp", "--max-frames", "60", "--quiet"]
+            if command == "animate" else ["enroll", str(picture), "-o", str(out)])
+
+    def small_disk() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails, EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, 40_000))
+
+    done = subprocess.run([sys.executable, "-m", "streamer", *argv], capture_output=True,
+                          text=True, timeout=300, preexec_fn=small_disk)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"headcast: error: cannot write {out}: file too large")
+    assert out.read_bytes() == b"the user's earlier result"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, picture.name])

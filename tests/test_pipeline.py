@@ -197,11 +197,24 @@ def test_when_no_sink_can_be_opened_the_run_fails_with_every_reason(caplog):
     sinks = [FakeSink("one", unavailable=True), FakeSink("two", unavailable=True)]
     with (
         Pipeline(source, FakeProcessor(), sinks) as pipeline,
-        pytest.raises(SinkUnavailableError, match="one: .*two: "),
+        pytest.raises(SinkUnavailableError, match="^no output could be opened. one: .*two: "),
     ):
         pipeline.run(duration=5.0)
     # each is said to be unavailable, and not that the stream goes on without it (it stops)
     assert caplog.text.count("is unavailable") == 2 and "going on" not in caplog.text
+
+
+def test_when_the_last_output_is_lost_mid_stream_the_run_says_every_output_stopped():
+    """One that had taken frames (a recording whose disk filled) is not said to be one that
+    could not be opened."""
+    source, _ = fake_camera(fps=60.0)
+    sinks = [FakeSink("one", unavailable=True), FakeSink("two", gone_at=5)]
+    with (
+        Pipeline(source, FakeProcessor(), sinks) as pipeline,
+        pytest.raises(SinkUnavailableError,
+                      match="^every output has stopped. one: .*two: the device went away"),
+    ):
+        pipeline.run(duration=5.0)
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import re
 import time
 from pathlib import Path
 
@@ -308,6 +309,52 @@ os.kill(os.getpid(), signal.SIGKILL)
     times = [t for _, t in read_timed_frames(path)]
     assert len(times) >= 40 and times[-1] - times[0] >= 3.9  # all but the last second or so
     assert np.diff(times[:4]) == pytest.approx([0.1] * 3, abs=1e-3)
+
+
+def test_a_recording_whose_disk_fills_stops_with_one_line_and_plays_up_to_then(tmp_path):
+    """A disk that fills half way (here the file's size limit, RLIMIT_FSIZE, in a child
+    process): send() raises SinkUnavailableError saying how far the recording got and why,
+    close() raises nothing more, and the file plays up to a second or two before that."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "full.mp4"
+    script = f"""
+import resource, signal, sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+import numpy as np
+from streamer.errors import SinkUnavailableError
+from streamer.frames import Frame
+from streamer.sink_record import RecordConfig, RecordSink
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails, EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, 150_000))
+noise = np.random.default_rng(0)
+sink = RecordSink(RecordConfig({str(path)!r}))
+sink.open(96, 64, 10.0)
+try:
+    for i in range(300):  # 30 s at 10 fps: far more than fits
+        image = noise.integers(0, 256, (64, 96, 3), np.uint8)
+        sink.send(Frame(image=image, index=i, capture_ts=i / 10))
+    print("all written")
+except SinkUnavailableError as exc:
+    print(exc)
+sink.close()
+print("closed")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    said, closed = done.stdout.strip().splitlines()
+    assert closed == "closed" and "Traceback" not in done.stderr
+    stopped = re.fullmatch(
+        rf"the recording stopped (\d+\.\d) s in \(cannot write {re.escape(str(path))}: file "
+        r"too large\); the file plays up to a second or two before that", said)
+    assert stopped, said
+    at = float(stopped[1])
+    times = [t for _, t in read_timed_frames(path)]
+    # 5.1 s written, 0 → 3.1 s plays (its last frame shows to 3.2 s)
+    assert at >= 3.0 and times[0] == 0.0 and times[-1] + 0.1 >= at - 2.0, (times[-1], said)
+    assert np.diff(times) == pytest.approx([0.1] * (len(times) - 1), abs=1e-3)
 
 
 def test_record_letterboxes_frames_of_another_size(tmp_path):
