@@ -332,7 +332,6 @@ class VideoWriter:
             self._failed = True
             raise unwritable(self._shown_as, exc) from None
 
-
     def _mux_audio(self) -> None:
         """The audio up to the video's duration: its packets copied, or re-encoded."""
         if self._audio_in is None or self._audio_out is None:
