@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
@@ -97,6 +98,32 @@ def decode_image(data: np.ndarray) -> np.ndarray | None:
     alpha = turned(alpha)  # as the colour was turned upright by its EXIF
     over = image.astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
     return np.rint(over).astype(np.uint8)
+
+
+# The formats decode_image is asked for, by their Pillow names.
+_DECLARING = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")
+
+
+def declared_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) that an encoded picture's header gives, read without decoding it (a
+    2.7 MB PNG can say 30000 x 30000: 2.7 GB once decoded), as stored (before any EXIF
+    turn); None where it is none of JPEG, PNG, WebP, BMP or TIFF or its header is unreadable.
+    Through Pillow's format readers themselves: Image.open would refuse a picture past its
+    own limit before saying its size."""
+    from PIL import Image
+
+    Image.init()
+    for name in _DECLARING:
+        factory, accept = Image.OPEN.get(name, (None, None))
+        if factory is None or (accept is not None and not accept(bytes(data[:16]))):
+            continue
+        try:
+            with factory(io.BytesIO(data), None) as image:
+                width, height = image.size
+        except Exception:  # noqa: BLE001 - whatever a broken header makes a reader raise
+            continue
+        return int(width), int(height)
+    return None
 
 
 def video_info(path: str | Path) -> tuple[float, int | None]:

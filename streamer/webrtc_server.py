@@ -72,6 +72,7 @@ from streamer.errors import (
 )
 from streamer.frames import Frame, FrameProcessor, StagedProcessor
 from streamer.slow_hint import SlowHint, too_slow
+from streamer.video_io import declared_size
 from streamer.video_io import decode_image as decode_file_image
 from streamer.voice import VoiceFeed
 from streamer.webrtc_audio import AudioRelay
@@ -667,14 +668,16 @@ class AvatarServer:
             data = await _read_upload(request)
         except web.HTTPRequestEntityTooLarge:
             return _upload_too_large(self.config.max_upload_bytes)
+        # told by its header, before it is decoded: a few MB of PNG can decode to gigabytes
+        declared = declared_size(data)
+        if declared is not None and declared[0] * declared[1] > MAX_IMAGE_PIXELS:
+            return _too_many_pixels(*declared)
         image = decode_image(data)
         if image is None:
             return _error(415, "not an image: upload a JPEG, PNG, WebP, BMP or TIFF portrait "
                           "photo")
         if image.shape[0] * image.shape[1] > MAX_IMAGE_PIXELS:  # it had been "not an image"
-            h, w = image.shape[:2]
-            return _error(413, f"the picture is {w}x{h}, {w * h / 1e6:.0f} megapixels: upload "
-                          f"one of at most {MAX_IMAGE_PIXELS // 1_000_000}")
+            return _too_many_pixels(image.shape[1], image.shape[0])
         loop = asyncio.get_running_loop()
         try:
             portrait = await loop.run_in_executor(
@@ -733,6 +736,11 @@ def as_query(message: str) -> str:
 
 
 MAX_IMAGE_PIXELS = 40_000_000  # a portrait larger than this is a mistake or a bomb
+
+
+def _too_many_pixels(width: int, height: int) -> web.Response:
+    return _error(413, f"the picture is {width}x{height}, {width * height / 1e6:.0f} "
+                  f"megapixels: upload one of at most {MAX_IMAGE_PIXELS // 1_000_000}")
 
 
 def decode_image(data: bytes) -> np.ndarray | None:

@@ -108,3 +108,21 @@ def two_people(data_dir: Path, side: int = 400) -> np.ndarray:
         square[y0:y0 + small.shape[0], x0:x0 + small.shape[1]] = small
         squares.append(square)
     return np.hstack(squares)
+
+
+def flat_png(width: int, height: int) -> bytes:
+    """A PNG of one grey, written row by row without the picture in memory: a few MB that say
+    `width` x `height` (a decompression bomb at large sizes; 20000 x 10000: 2.6 MB, 1 s)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+
+    deflate = zlib.compressobj(1)
+    row = b"\x00" + b"\x80" * (width * 3)  # filter none, then RGB
+    rows = b"".join(deflate.compress(row) for _ in range(height)) + deflate.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows)
+            + chunk(b"IEND", b""))

@@ -254,3 +254,18 @@ def test_a_folder_given_for_a_clip_is_named_so(tmp_path):
         list(read_video_frames(folder))
     with pytest.raises(VideoReadError, match="nothing.mp4: no such file"):
         list(read_video_frames(tmp_path / "nothing.mp4"))
+
+
+def test_a_pictures_size_is_read_from_its_header_alone():
+    """declared_size: each format the runtime takes, at its stored size; None for bytes that
+    are no picture or a header cut short; a PNG that would decode to 600 MB."""
+    from streamer.video_io import declared_size
+    from tests.helpers import flat_png
+
+    image = np.zeros((48, 80, 3), np.uint8)
+    for suffix in (".jpg", ".png", ".webp", ".bmp", ".tiff"):
+        ok, encoded = cv2.imencode(suffix, image)
+        assert ok and declared_size(encoded.tobytes()) == (80, 48), suffix
+    assert declared_size(b"not a picture at all") is None
+    assert declared_size(cv2.imencode(".png", image)[1].tobytes()[:20]) is None
+    assert declared_size(flat_png(20_000, 10_000)) == (20_000, 10_000)

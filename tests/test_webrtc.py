@@ -49,7 +49,7 @@ from streamer.webrtc_server import (
     resolve_token,
 )
 from streamer.webrtc_tracks import AvatarTrack, FrameClock, FrameSlot
-from tests.helpers import wait_until
+from tests.helpers import flat_png, wait_until
 
 FPS = 25.0
 
@@ -1192,6 +1192,29 @@ def test_an_upload_too_large_in_pixels_says_so() -> None:
                                            {"Content-Type": "image/png"}))
         assert status == 413 and "7000x6000, 42 megapixels: upload one of at most 40" in body
         assert factory.enrolled == []
+    finally:
+        server.close()
+
+
+def test_a_picture_that_would_decode_to_gigabytes_is_refused_by_its_header(monkeypatch) -> None:
+    """A PNG of 2.6 MB that says 20000 x 10000 (600 MB once decoded; as few can say 30000 x
+    30000, 2.7 GB) is refused from its header: it had been decoded first, so one upload could
+    take the server's memory."""
+    import streamer.webrtc_server as server_module
+
+    decoded: list[int] = []
+    monkeypatch.setattr(server_module, "decode_file_image",
+                        lambda data: decoded.append(len(data)))  # it would decode, here None
+    factory = FakeFactory()
+    server = ServerThread(ServerConfig(port=0), processors=factory)
+    server.start()
+    try:
+        bomb = flat_png(20_000, 10_000)
+        assert len(bomb) < 4_000_000  # under the upload limit (8 MB)
+        status, _, body = asyncio.run(http("POST", f"{server.url}/portrait", bomb,
+                                           {"Content-Type": "image/png"}))
+        assert status == 413 and "20000x10000, 200 megapixels: upload one of at most 40" in body
+        assert decoded == [] and factory.enrolled == []
     finally:
         server.close()
 
