@@ -672,13 +672,14 @@ class AvatarServer:
         declared = declared_size(data)
         if declared is not None and declared[0] * declared[1] > MAX_IMAGE_PIXELS:
             return _too_many_pixels(*declared)
-        image = decode_image(data)
+        loop = asyncio.get_running_loop()
+        # off the loop: a 12-megapixel JPEG takes up to 0.7 s here
+        image = await loop.run_in_executor(None, decode_image, data)
         if image is None:
             return _error(415, "not an image: upload a JPEG, PNG, WebP, BMP or TIFF portrait "
                           "photo")
         if image.shape[0] * image.shape[1] > MAX_IMAGE_PIXELS:  # it had been "not an image"
             return _too_many_pixels(image.shape[1], image.shape[0])
-        loop = asyncio.get_running_loop()
         try:
             portrait = await loop.run_in_executor(
                 self._enroll_executor, self.processors.enroll, image, int(face) if face else None
