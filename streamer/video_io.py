@@ -46,12 +46,24 @@ _FRAGMENTED = {
 _FRAGMENTED[".m4v"] = _FRAGMENTED[".mov"] = _FRAGMENTED[".mp4"]
 
 
+# A picture larger than this is refused before it is decoded: a 200-megapixel phone photo is
+# taken; a 2.7 MB PNG saying 30000 x 30000 took 74 s and 8 GB to decode here.
+MAX_READ_PIXELS = 250_000_000
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image file → (H, W, 3) uint8 BGR. Raises ImageReadError."""
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(not_a_file(path))
-    image = decode_image(np.fromfile(path, np.uint8))
+    data = np.fromfile(path, np.uint8)
+    size = declared_size(data)
+    if size is not None and size[0] * size[1] > MAX_READ_PIXELS:  # said before decoding it
+        raise ImageReadError(
+            f"{path} is {size[0]}x{size[1]}, {size[0] * size[1] / 1e6:.0f} megapixels: take "
+            f"a picture of at most {MAX_READ_PIXELS // 1_000_000} (a portrait is used at "
+            "1280 pixels live, at its full size by `animate`)")
+    image = decode_image(data)
     if image is None:
         video = path.suffix.lower() in (*VIDEO_SUFFIXES, ".webm")  # .webm: read, not written
         hint = (": to take a portrait's shots from a clip, `headcast enroll --from-video "
@@ -104,7 +116,7 @@ def decode_image(data: np.ndarray) -> np.ndarray | None:
 _DECLARING = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")
 
 
-def declared_size(data: bytes) -> tuple[int, int] | None:
+def declared_size(data: bytes | np.ndarray) -> tuple[int, int] | None:
     """(width, height) that an encoded picture's header gives, read without decoding it (a
     2.7 MB PNG can say 30000 x 30000: 2.7 GB once decoded), as stored (before any EXIF
     turn); None where it is none of JPEG, PNG, WebP, BMP or TIFF or its header is unreadable.

@@ -129,6 +129,20 @@ def test_corrupt_and_missing_images(tmp_path, data_dir):
         read_image(tmp_path / "folder.jpg")
 
 
+def test_a_picture_too_large_to_decode_is_refused_from_its_header(tmp_path, monkeypatch):
+    """A PNG of 3 MB that says 25000 x 12000 (300 megapixels, 900 MB once decoded; a 2.7 MB
+    one saying 30000 x 30000 took 74 s and 8 GB) is refused with its size, undecoded."""
+    from streamer import video_io
+    from tests.helpers import flat_png
+
+    path = tmp_path / "panorama.png"
+    path.write_bytes(flat_png(25_000, 12_000))
+    monkeypatch.setattr(video_io, "decode_image", lambda data: pytest.fail("it was decoded"))
+    with pytest.raises(ImageReadError, match=r"panorama.png is 25000x12000, 300 megapixels: "
+                       r"take a picture of at most 250"):
+        read_image(path)
+
+
 def test_large_portrait(data_dir):
     image = read_image(data_dir / "portraits" / "photo_bw_young_man.jpg")
     assert image.shape[:2] == (2048, 2048)
