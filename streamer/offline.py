@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from streamer.animate import AnimateOptions, Animator
-from streamer.errors import ModelFileError, NoFaceError
+from streamer.errors import ModelFileError, NoFaceError, VideoReadError
 from streamer.face_check import faces_seen_again
 from streamer.frames import LIVE_MAX_SIDE
 from streamer.neural import neural_available, with_embedding
@@ -26,6 +26,7 @@ from streamer.template import load_template
 from streamer.tracker import FaceTracker, TrackerConfig, box_area, face_box, square_around
 from streamer.video_io import (
     VideoWriter,
+    is_still_picture,
     read_image,
     read_timed_frames,
     read_video_frames,
@@ -196,6 +197,10 @@ def run_animate(job: AnimateJob, progress: bool = True) -> AnimateResult:
         fps, track = template.fps, list(template.landmarks[: job.max_frames])
     else:
         assert job.driving is not None
+        if is_still_picture(job.driving):  # it had made a video of one frame
+            raise VideoReadError(
+                f"{job.driving}: a still picture, not a video: a clip of a face talking "
+                "drives the portrait (the picture to animate is --portrait)")
         fps, announced = video_info(job.driving)
         if job.max_frames is not None and announced is not None:
             announced = min(announced, job.max_frames)

@@ -209,6 +209,14 @@ def _open_input(path: str | Path):  # type: ignore[no-untyped-def]
         raise VideoReadError(f"{path}: not a readable video ({exc})") from exc
 
 
+def is_still_picture(path: str | Path) -> bool:
+    """Whether FFmpeg reads the file as one picture (a JPEG, a PNG...: its image demuxers),
+    not as a clip; an animated GIF is a clip. Raises VideoReadError where it reads neither."""
+    with _open_input(path) as container:
+        name = container.format.name
+        return name == "image2" or name.endswith("_pipe")
+
+
 def _video_stream(container, path: str | Path):  # type: ignore[no-untyped-def]
     if not container.streams.video:
         raise VideoReadError(f"{path}: no video stream in this file")

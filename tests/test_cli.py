@@ -607,3 +607,16 @@ def test_a_full_disk_is_said_in_one_line_and_the_old_file_left(tmp_path, command
         f"headcast: error: cannot write {out}: file too large")
     assert out.read_bytes() == b"the user's earlier result"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, picture.name])
+
+
+def test_a_picture_given_as_the_driving_clip_is_named_a_still(tmp_path, capsys):
+    """`animate --driving PHOTO` had made a video of one frame (`stream --driving PHOTO` loops
+    it as a clip, and `enroll --from-video PHOTO` takes it as a shot: both do what they say)."""
+    from skimage import data
+
+    still = tmp_path / "me.jpg"
+    cv2.imwrite(str(still), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+    argv = ["animate", "--driving", str(still), "-o", str(tmp_path / "o.mp4"), "--quiet"]
+    assert main(argv) == 2
+    assert f"{still}: a still picture, not a video" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["me.jpg"]
