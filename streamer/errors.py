@@ -76,8 +76,12 @@ def reason(exc: BaseException) -> str:
 
 
 def not_a_file(path: object) -> str:
-    """What is wrong with an input path that is not a file: '<path>: no such file', or
-    '<path>: a folder, not a file' (an input given as a folder was told 'no such file')."""
+    """What is wrong with an input path that is not a file: '<path>: no such file',
+    '<path>: a folder, not a file' (an input given as a folder was told 'no such file'), or
+    '<path>: not a file' (a device, a pipe: /dev/null was told 'no such file')."""
     from pathlib import Path
 
-    return f"{path}: a folder, not a file" if Path(str(path)).is_dir() else f"{path}: no such file"
+    there = Path(str(path))
+    if there.is_dir():
+        return f"{path}: a folder, not a file"
+    return f"{path}: not a file" if there.exists() else f"{path}: no such file"

@@ -254,6 +254,9 @@ def test_a_folder_given_for_a_clip_is_named_so(tmp_path):
         list(read_video_frames(folder))
     with pytest.raises(VideoReadError, match="nothing.mp4: no such file"):
         list(read_video_frames(tmp_path / "nothing.mp4"))
+    if Path("/dev/null").exists():  # a device is there, and no file (it was "no such file")
+        with pytest.raises(VideoReadError, match="^/dev/null: not a file$"):
+            list(read_video_frames("/dev/null"))
 
 
 def test_a_pictures_size_is_read_from_its_header_alone():
