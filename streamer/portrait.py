@@ -405,12 +405,25 @@ def save_portrait(portrait: Portrait, path: str | Path) -> None:
         f.write(made.getbuffer())
 
 
+def _check_sizes(path: Path) -> None:
+    """Raise ValueError where an array in the file unpacks to more than the file holds:
+    save_portrait stores its arrays as they are, so a larger one is a compressed bomb (a few
+    MB that unpack to gigabytes), not a portrait."""
+    total = path.stat().st_size
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if info.file_size > total:
+                raise ValueError(f"{info.filename} unpacks to {info.file_size / 1e6:.0f} MB in "
+                                 f"a file of {total / 1e6:.1f} MB")
+
+
 def load_portrait(path: str | Path) -> Portrait:
     """Read a .headcast file. Raises PortraitFileError when it is not a valid portrait file."""
     path = Path(path)
     if not path.is_file():
         raise PortraitFileError(f"{not_a_file(path)} (create one with `headcast enroll`)")
     try:
+        _check_sizes(path)
         with np.load(path, allow_pickle=False) as data:
             header = json.loads(bytes(data["header"]).decode())
             if header.get("format") != FORMAT:
@@ -435,6 +448,7 @@ def load_portrait(path: str | Path) -> Portrait:
         OSError,
         EOFError,  # an empty file
         ValueError,
+        MemoryError,  # an array's header says more than there is (the read would then fail)
         KeyError,
         zipfile.BadZipFile,
         json.JSONDecodeError,

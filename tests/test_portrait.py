@@ -143,6 +143,42 @@ def test_a_picture_too_large_to_decode_is_refused_from_its_header(tmp_path, monk
         read_image(path)
 
 
+def test_a_portrait_file_that_would_unpack_to_gigabytes_is_refused(tmp_path, monkeypatch):
+    """Arrays a crafted file says are larger than it holds: one compressed (256 MB of zeros
+    in 0.3 MB; refused before numpy reads a byte), one whose header claims 3 TB (numpy's
+    MemoryError had ended `animate` with a traceback)."""
+    import io
+    import zipfile
+
+    from numpy.lib import format as npy
+
+    def member(shape: tuple[int, ...], body: bytes) -> bytes:
+        out = io.BytesIO()
+        npy.write_array_header_1_0(out, {"descr": "|u1", "fortran_order": False, "shape": shape})
+        return out.getvalue() + body
+
+    header = json.dumps({"format": "headcast-portrait", "version": 6}).encode()
+    unpacked = tmp_path / "unpacked.headcast"
+    with zipfile.ZipFile(unpacked, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("header.npy", member((len(header),), header))
+        with archive.open("crop.npy", "w", force_zip64=True) as f:
+            f.write(member((256 << 20,), b""))
+            for _ in range(4):
+                f.write(bytes(64 << 20))
+    claims = tmp_path / "claims.headcast"
+    with zipfile.ZipFile(claims, "w") as archive:
+        archive.writestr("header.npy", member((len(header),), header))
+        archive.writestr("crop.npy", member((10**6, 10**6, 3), bytes(1000)))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(np, "load", lambda *a, **k: pytest.fail("numpy read it"))
+        with pytest.raises(PortraitFileError, match=r"unpacked.headcast: corrupt or not a headcast"
+                           r" portrait file \(crop.npy unpacks to 268 MB in a file of 0.3 MB\)"):
+            load_portrait(unpacked)
+    with pytest.raises(PortraitFileError, match=r"claims.headcast: corrupt or not a headcast"):
+        load_portrait(claims)
+
+
 def test_large_portrait(data_dir):
     image = read_image(data_dir / "portraits" / "photo_bw_young_man.jpg")
     assert image.shape[:2] == (2048, 2048)
