@@ -814,6 +814,72 @@ def test_page_recording_whose_first_frame_comes_late_has_its_duration(
     assert abs(data[1] - duration) < 0.01  # what the page's link says
 
 
+def test_page_recording_keeps_the_frames_its_encoder_was_behind_on(
+    fake_serve: ServerThread, tmp_path: Path
+) -> None:
+    """A recording whose encoder is behind at Stop (nine frames of 1080p noise at 30 fps; here
+    none of them is written by then, unloaded or beside three busy loops) keeps every frame it
+    was given: MediaRecorder's stop() drops what it has not encoded, so the page waits for the
+    encoder first, counting the video frames written as the chunks come (VideoBlocks, checked
+    here against PyAV's count, fed in pieces of 7 bytes and of 64 KiB). Nine stay within what
+    Chromium's encoder lets wait: more, and it drops some of them itself."""
+    import base64
+
+    import av
+
+    with chromium() as driver:
+        driver.get(f"{fake_serve.url}/")
+        data = driver.execute_async_script("""
+            const done = arguments[arguments.length - 1];
+            import("/static/headcast.js").then(async (m) => {
+              const [W, H] = [1920, 1080];
+              const canvas = document.createElement("canvas");
+              canvas.width = W; canvas.height = H;
+              const paint = canvas.getContext("2d");
+              const noises = [0, 1, 2].map(() => {
+                const n = paint.createImageData(W, H);
+                for (let k = 0; k < n.data.length; k += 4) {
+                  const v = (Math.random() * 256) | 0;
+                  n.data.set([v, v ^ 85, v ^ 170, 255], k);
+                }
+                return n;
+              });
+              const recorder = new m.Recorder(canvas.captureStream(30));
+              const started = performance.now();
+              for (let i = 0; i < 9; i += 1) {
+                paint.putImageData(noises[i % 3], 0, 0);
+                await new Promise((r) => setTimeout(r, 33));
+              }
+              const painted = (performance.now() - started) / 1000;
+              const made = await recorder.stop();
+              const fed = recorder.sized.close().fed;  // how many the recorder was given
+              const bytes = new Uint8Array(await (await fetch(made.url)).arrayBuffer());
+              const counts = [7, 65536].map((piece) => {
+                const blocks = new m.VideoBlocks();
+                for (let at = 0; at < bytes.length; at += piece) {
+                  blocks.push(bytes.subarray(at, at + piece));
+                }
+                return blocks.broken ? -1 : blocks.count;
+              });
+              const garbage = new m.VideoBlocks();
+              garbage.push(new Uint8Array(64));
+              const reader = new FileReader();
+              reader.onload = () => done([reader.result, painted, fed, counts, garbage.broken]);
+              reader.readAsDataURL(new Blob([bytes]));
+            });""")
+    path = tmp_path / "behind.webm"
+    path.write_bytes(base64.b64decode(data[0].split(";base64,", 1)[1]))
+    painted, fed, counts, garbage_broken = data[1:]
+    with av.open(str(path)) as container:
+        duration = container.duration / 1e6
+        times = [float(frame.time) for frame in container.decode(video=0)]
+    assert fed >= 5  # the canvas passed most of its nine on
+    assert len(times) == fed, f"{len(times)} of the {fed} frames given are in the file"
+    assert abs(duration - painted) < 0.3, f"{duration:.2f} s said, {painted:.2f} s painted"
+    assert counts == [fed, fed]
+    assert garbage_broken
+
+
 def test_serve_page_keeps_labels_with_their_controls_and_captions_in_view(
     fake_serve: ServerThread, tmp_path: Path
 ) -> None:

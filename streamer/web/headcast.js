@@ -126,6 +126,9 @@ export function levelMeter(track, meter) {
 
 // EBML (WebM) element ids, and the size that says "unknown" (MediaRecorder's Segment).
 const SEGMENT = 0x18538067, INFO = 0x1549a966, DURATION = 0x4489;
+const CLUSTER = 0x1f43b675, TRACKS = 0x1654ae6b, TRACK_ENTRY = 0xae, TRACK_NUMBER = 0xd7;
+const TRACK_TYPE = 0x83, SIMPLE_BLOCK = 0xa3, BLOCK_GROUP = 0xa0, BLOCK = 0xa1;
+const VIDEO = 1;  // a TrackType
 
 /** An EBML variable-length number at data[at] → {value, length} (value -1: unknown size). */
 function readVint(data, at) {
@@ -153,6 +156,84 @@ function element(data, at) {
   const size = readVint(data, sizeAt);
   if (!size) return null;
   return { id, sizeAt, sizeLength: size.length, size: size.value, body: sizeAt + size.length };
+}
+
+/** The elements laid one after another in data[from, to) (an element's children). */
+function* children(data, from, to) {
+  for (let at = from; at < to;) {
+    const child = element(data, at);
+    if (!child || child.size < 0 || child.body + child.size > to) return;
+    yield child;
+    at = child.body + child.size;
+  }
+}
+
+/** An unsigned integer element's value. */
+function uint(data, child) {
+  let value = 0;
+  for (let i = child.body; i < child.body + child.size; i += 1) value = value * 256 + data[i];
+  return value;
+}
+
+/** The number of the video track among a Tracks element's entries, or null. */
+function videoTrack(data, tracks) {
+  for (const entry of children(data, tracks.body, tracks.body + tracks.size)) {
+    if (entry.id !== TRACK_ENTRY) continue;
+    let number = null, type = null;
+    for (const field of children(data, entry.body, entry.body + entry.size)) {
+      if (field.id === TRACK_NUMBER) number = uint(data, field);
+      if (field.id === TRACK_TYPE) type = uint(data, field);
+    }
+    if (type === VIDEO) return number;
+  }
+  return null;
+}
+
+/** Counts the video frames of a WebM as its bytes come, in order (MediaRecorder's chunks):
+ * how many its encoder has written so far. `broken` once the bytes are not laid out as
+ * expected: the count stays where it was. */
+export class VideoBlocks {
+  constructor() {
+    this.pieces = [];  // bytes not yet counted: the start of an element whose end is to come
+    this.held = 0;
+    this.needed = 0;  // bytes it takes to go on
+    this.track = null;
+    this.count = 0;
+    this.broken = false;
+  }
+
+  push(bytes) {
+    if (this.broken) return;
+    this.pieces.push(bytes);
+    this.held += bytes.length;
+    if (this.held < this.needed) return;  // a frame in many pieces is joined once
+    const data = new Uint8Array(this.held);
+    let filled = 0;
+    for (const piece of this.pieces) { data.set(piece, filled); filled += piece.length; }
+    let at = 0;
+    this.needed = 0;
+    while (at < data.length) {
+      const next = element(data, at);
+      if (!next) {  // cut short (its header's rest to come), or no element: 16 bytes are more
+        this.broken = data.length - at >= 16;  // than any header takes
+        this.needed = data.length - at + 1;
+        break;
+      }
+      if (next.id === SEGMENT || next.id === CLUSTER || next.id === BLOCK_GROUP) {
+        at = next.body;  // into it: MediaRecorder writes these of unknown size, as they grow
+        continue;
+      }
+      if (next.size < 0) { this.broken = true; break; }
+      if (next.body + next.size > data.length) { this.needed = next.body + next.size - at; break; }
+      if (next.id === TRACKS) this.track = videoTrack(data, next);
+      if ((next.id === SIMPLE_BLOCK || next.id === BLOCK) && this.track !== null &&
+          readVint(data, next.body)?.value === this.track) this.count += 1;
+      at = next.body + next.size;
+    }
+    const rest = this.broken ? new Uint8Array(0) : data.slice(at);
+    this.pieces = [rest];
+    this.held = rest.length;
+  }
 }
 
 /** MediaRecorder's WebM says no duration (it writes as it goes), so players show none and
@@ -220,8 +301,9 @@ async function withDuration(chunks, milliseconds) {
  * its header and wrote the new one's frames beside it, which some players stretch to the
  * first's shape. Frames of the first size pass as they are. null where the browser lacks
  * what it takes (MediaStreamTrackProcessor and Generator, OffscreenCanvas): there the track
- * is recorded as it comes. → {track, stop(), firstAt()}: firstAt, when the first frame
- * passed (performance.now()), or null before one has. */
+ * is recorded as it comes. → {track, stop(), firstAt(), close()}: firstAt, when the first
+ * frame passed (performance.now()), or null before one has; close(), no frame passes from
+ * now on → {fed: how many passed, at: when it closed}. */
 function oneSize(source) {
   if (!("MediaStreamTrackProcessor" in window && "MediaStreamTrackGenerator" in window &&
         "OffscreenCanvas" in window && "VideoFrame" in window)) return null;
@@ -230,9 +312,13 @@ function oneSize(source) {
   let canvas = null;
   let context = null;
   let first = null;
+  let fed = 0;
+  let closedAt = null;
   const letterbox = new TransformStream({
     transform(frame, out) {
+      if (closedAt !== null) { frame.close(); return; }
       first ??= performance.now();
+      fed += 1;
       const w = frame.displayWidth, h = frame.displayHeight;
       if (!canvas) {
         canvas = new OffscreenCanvas(w, h);
@@ -252,7 +338,32 @@ function oneSize(source) {
   });
   // the source ending (a lost session) ends the generator's track, and the recording with it
   processor.readable.pipeThrough(letterbox).pipeTo(generator.writable).catch(() => {});
-  return { track: generator, stop: () => generator.stop(), firstAt: () => first };
+  return {
+    track: generator,
+    stop: () => generator.stop(),
+    firstAt: () => first,
+    close: () => ({ fed, at: (closedAt ??= performance.now()) }),
+  };
+}
+
+/** A sound track passed on until close(), nothing after: a recording that waits for its video
+ * encoder (Recorder.drain) does not go on recording the voice meanwhile. → {track, stop(),
+ * close()}, or null where the browser lacks MediaStreamTrackProcessor and Generator. */
+function closable(source) {
+  if (!("MediaStreamTrackProcessor" in window && "MediaStreamTrackGenerator" in window)) {
+    return null;
+  }
+  const processor = new MediaStreamTrackProcessor({ track: source });
+  const generator = new MediaStreamTrackGenerator({ kind: source.kind });
+  let closed = false;
+  const gate = new TransformStream({
+    transform(data, out) {
+      if (closed) data.close();
+      else out.enqueue(data);
+    },
+  });
+  processor.readable.pipeThrough(gate).pipeTo(generator.writable).catch(() => {});
+  return { track: generator, stop: () => generator.stop(), close: () => { closed = true; } };
 }
 
 /** Records a MediaStream (the avatar that comes back, and the voice beside it when there is
@@ -263,24 +374,35 @@ export class Recorder {
     const audio = stream.getAudioTracks();
     const video = stream.getVideoTracks();
     this.sized = video.length ? oneSize(video[0]) : null;
+    // the voice is closed with the frames, or where they cannot be, not at all
+    this.voices = this.sized ? audio.map(closable) : [];
+    if (this.voices.includes(null)) this.voices = [];
     const wanted = audio.length ? "video/webm;codecs=vp8,opus" : "video/webm;codecs=vp8";
     const type = MediaRecorder.isTypeSupported(wanted) ? wanted : "";
-    const tracks = [...(this.sized ? [this.sized.track] : video), ...audio];
+    const tracks = [...(this.sized ? [this.sized.track] : video),
+      ...(this.voices.length ? this.voices.map((voice) => voice.track) : audio)];
     this.recorder = new MediaRecorder(new MediaStream(tracks), type ? { mimeType: type } : {});
     this.chunks = [];
+    this.written = new VideoBlocks();
+    let read = Promise.resolve();  // the chunks' bytes counted in the order they came
     this.recorder.addEventListener("dataavailable", (e) => {
-      if (e.data.size) this.chunks.push(e.data);
+      if (!e.data.size) return;
+      this.chunks.push(e.data);
+      read = read.then(async () => this.written.push(new Uint8Array(await e.data.arrayBuffer())));
     });
     this.started = performance.now();
+    this.stopping = null;
     // listened for from the start: a recorder whose tracks all end (a lost session) stops
     // by itself, and a later stop() would wait for an event that came already
     this.stopped = new Promise((resolve) => {
       this.recorder.addEventListener("stop", async () => {
-        if (this.sized) this.sized.stop();
+        const closed = this.sized?.close().at ?? performance.now();
+        for (const track of [this.sized, ...this.voices]) track?.stop();
         // the file's time starts with its first sound, or without a voice with its first
-        // frame, which a loaded machine has passed on over a second after Record
+        // frame, which a loaded machine has passed on over a second after Record; it ends
+        // where the tracks were closed (Stop), however long the encoder took after
         const from = audio.length ? this.started : this.sized?.firstAt() ?? this.started;
-        const seconds = (performance.now() - from) / 1000;
+        const seconds = (closed - from) / 1000;
         const type = this.recorder.mimeType || "video/webm";
         const chunks = await withDuration([...this.chunks], seconds * 1000);
         const blob = new Blob(chunks, { type });
@@ -290,8 +412,30 @@ export class Recorder {
     this.recorder.start(1000);  // a chunk a second: a long recording does not wait in one
   }
 
+  /** Lets no more frames (nor sound) in, then waits for the encoder to write the frames it
+   * was given: it falls seconds behind on a loaded machine, and MediaRecorder's stop() drops
+   * what it has not encoded. Done when all are written, or none more for 1.5 s (the encoder drops
+   * frames when too many wait), or after 10 s. */
+  async drain() {
+    if (!this.sized) return;
+    const { fed } = this.sized.close();
+    for (const voice of this.voices) voice.close();
+    const begun = performance.now();
+    let seen = this.written.count, moved = begun;
+    while (this.recorder.state === "recording" && !this.written.broken &&
+           this.written.count < fed) {
+      const now = performance.now();
+      if (this.written.count > seen) { seen = this.written.count; moved = now; }
+      if (now - moved > 1500 || now - begun > 10_000) break;
+      this.recorder.requestData();
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+
   stop() {
-    if (this.recorder.state !== "inactive") this.recorder.stop();
+    this.stopping ??= this.drain().then(() => {
+      if (this.recorder.state !== "inactive") this.recorder.stop();
+    });
     return this.stopped;
   }
 }
