@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from streamer import landmarks as L
+from streamer.quiet import stderr_silenced
 
 FACE_GROW = 1.05  # the face outline scaled about its centre by this much is always the person
 # A face MediaPipe's mesh found counts as a person's where the segmentation's probability,
@@ -27,9 +28,15 @@ PERSON_CORE = 0.8
 
 
 def _segmenter():  # -> mediapipe SelfieSegmentation
+    """Opened and run once on a blank picture with its C++ chatter silenced: its first
+    read printed three lines of TF Lite and absl start-up to the terminal (`enroll` said
+    "W0000 … Feedback manager requires a model with a single signature inference")."""
     from mediapipe.python.solutions.selfie_segmentation import SelfieSegmentation
 
-    return SelfieSegmentation(model_selection=0)
+    with stderr_silenced():
+        segmenter = SelfieSegmentation(model_selection=0)
+        segmenter.process(np.zeros((64, 64, 3), np.uint8))
+    return segmenter
 
 
 def person_masks(crops: np.ndarray, landmarks: np.ndarray) -> np.ndarray:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -13,6 +11,7 @@ import cv2
 import numpy as np
 
 from streamer import landmarks as L
+from streamer.quiet import stderr_silenced
 from streamer.segment import PersonCheck
 
 NUM_LANDMARKS = 478
@@ -100,8 +99,7 @@ class FaceTracker:
 
     def __init__(self, config: TrackerConfig = TrackerConfig(), *, video: bool) -> None:
         os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's C++ logging is noisy
-        with _stderr_silenced():
-            self._mesh = _face_mesh(config, not video, config.min_detection_confidence)
+        self._mesh = _face_mesh(config, not video, config.min_detection_confidence)
         self._config = config
         self._video = video
         self._lock_on = config.lock_on if video else 0  # image mode: every read is a first
@@ -199,7 +197,7 @@ class FaceTracker:
             return
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         faces: list[np.ndarray] = []
-        with _stderr_silenced():  # the graph (re)starts on its first read, and says so on fd 2
+        with stderr_silenced():  # the graph (re)starts on its first read, and says so on fd 2
             if self._single is None:
                 self._single = _face_mesh(replace(config, max_faces=1), False,
                                           config.min_detection_confidence)
@@ -415,9 +413,7 @@ class FaceTracker:
         the first)."""
         if self._squares is None:
             surer = max(self._config.min_detection_confidence, SQUARE_CONFIDENCE)
-            with _stderr_silenced():
-                self._squares = _face_mesh(self._config, True, surer)
-                self._squares.process(np.zeros((64, 64, 3), np.uint8))  # its start-up chatter
+            self._squares = _face_mesh(self._config, True, surer)
         return self._squares
 
     def _read(self, rgb: np.ndarray, mesh: Any = None) -> list[np.ndarray]:
@@ -427,7 +423,7 @@ class FaceTracker:
         elif self._started:
             result = self._mesh.process(rgb)
         else:  # the graph starts on the first frame and its C++ logging prints to fd 2
-            with _stderr_silenced():
+            with stderr_silenced():
                 result = self._mesh.process(rgb)
             self._started = True
         if not result.multi_face_landmarks:
@@ -476,12 +472,19 @@ def _points(face: Any) -> np.ndarray:
 
 
 def _face_mesh(config: TrackerConfig, static: bool, detection: float) -> Any:
-    """MediaPipe's FaceMesh (478 points with iris) for config.max_faces faces."""
+    """MediaPipe's FaceMesh (478 points with iris) for config.max_faces faces, started and
+    run once on a blank picture with its C++ chatter silenced: it opens its models on
+    threads of its own, which printed their start-up lines (TF Lite's XNNPACK delegate,
+    absl's warnings) after construction had returned and before the first read, in 8 of 12
+    `enroll`s of the astronaut with stderr a pipe."""
     from mediapipe.python.solutions import face_mesh  # deferred: heavy import
 
-    return face_mesh.FaceMesh(static_image_mode=static, max_num_faces=config.max_faces,
-                              refine_landmarks=True, min_detection_confidence=detection,
-                              min_tracking_confidence=config.min_tracking_confidence)
+    with stderr_silenced():
+        mesh = face_mesh.FaceMesh(static_image_mode=static, max_num_faces=config.max_faces,
+                                  refine_landmarks=True, min_detection_confidence=detection,
+                                  min_tracking_confidence=config.min_tracking_confidence)
+        mesh.process(np.zeros((64, 64, 3), np.uint8))  # it has opened when this returns
+    return mesh
 
 
 def face_box(landmarks: np.ndarray) -> np.ndarray:
@@ -564,19 +567,3 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> float:
     inter = max(w, 0.0) * max(h, 0.0)
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return float(inter / union) if union > 0 else 0.0
-
-
-@contextmanager
-def _stderr_silenced() -> Iterator[None]:
-    """Point file descriptor 2 at /dev/null for a moment: MediaPipe's start-up chatter
-    (TF Lite delegate, absl warnings) is written there by C++, past Python's sys.stderr."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)

@@ -50,6 +50,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Protocol
 
 import numpy as np
@@ -811,7 +812,8 @@ class ServerThread:
     """An AvatarServer on its own loop in a background thread (sinks, tests).
 
     start() returns once the port is bound (or raises PortInUseError); close() ends every
-    session and the thread, and is safe to call more than once.
+    session and the thread, and is safe to call more than once. Also a context manager:
+    `with ServerThread(config) as server:` starts it and closes it on the way out.
     """
 
     def __init__(
@@ -852,6 +854,18 @@ class ServerThread:
         with contextlib.suppress(Exception):
             self._thread.run(self.server.close(), timeout=15)
         self._thread.close()
+
+    def __enter__(self) -> ServerThread:
+        self.start()  # on failure start() has closed its thread already
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 def _print_to_stderr(line: str) -> None:

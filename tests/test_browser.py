@@ -126,10 +126,8 @@ def processors(data_dir: Path):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def serve(processors) -> Iterator[ServerThread]:  # type: ignore[no-untyped-def]
-    server = ServerThread(ServerConfig(port=0), processors=processors)
-    server.start()
-    yield server
-    server.close()
+    with ServerThread(ServerConfig(port=0), processors=processors) as server:
+        yield server
 
 
 def grab_frames(driver, count: int, every_s: float) -> list[np.ndarray]:  # type: ignore[no-untyped-def]
@@ -240,10 +238,8 @@ def test_serve_page_asks_which_face_then_takes_the_one_chosen(
     cv2.imwrite(str(picture), two_people(data_dir, side=400))
     start = enroll_images([read_image(data_dir / "portraits" / PORTRAIT)], EnrollConfig(256))
     factory = AnimatorFactory(start, RendererConfig(name="warp"))
-    server = ServerThread(ServerConfig(port=0), processors=factory)
-    server.start()
-    note = "document.getElementById('portrait-note').textContent"
-    try:
+    with ServerThread(ServerConfig(port=0), processors=factory) as server:
+        note = "document.getElementById('portrait-note').textContent"
         with chromium(fake_camera) as driver:
             driver.get(f"{server.url}/")
             driver.find_element(By.ID, "portrait").send_keys(str(picture))
@@ -254,8 +250,6 @@ def test_serve_page_asks_which_face_then_takes_the_one_chosen(
             face.send_keys("2")
             driver.execute_script("arguments[0].dispatchEvent(new Event('change'))", face)
             wait_for_js(driver, f"{note}.includes('Portrait changed')", 60)
-    finally:
-        server.close()
     assert factory.portrait.landmarks[:468, 0].mean() > 400  # Einstein, on the right
 
 
@@ -266,17 +260,15 @@ def test_serve_page_says_why_the_avatar_rests(
     rests and why, from the session's own processor (GET on its location)."""
     camera = tmp_path / "empty_room.y4m"
     write_y4m(camera, [np.full((240, 320, 3), 90, np.uint8)] * 30)
-    server = ServerThread(ServerConfig(port=0), processors=processors)
-    server.start()
-    try:
-        with chromium(camera) as driver:
-            driver.get(f"{server.url}/?autostart=1")
-            wait_for_js(driver, "window.headcast && headcast.state.phase === 'live'", 30)
-            said = wait_for_js(driver, "document.getElementById('waits').textContent", 30)
-            assert said == "The avatar rests: no face in view."
-            assert driver.execute_script("return headcast.state.waits") == "no face in view"
-    finally:
-        server.close()
+    with (
+        ServerThread(ServerConfig(port=0), processors=processors) as server,
+        chromium(camera) as driver,
+    ):
+        driver.get(f"{server.url}/?autostart=1")
+        wait_for_js(driver, "window.headcast && headcast.state.phase === 'live'", 30)
+        said = wait_for_js(driver, "document.getElementById('waits').textContent", 30)
+        assert said == "The avatar rests: no face in view."
+        assert driver.execute_script("return headcast.state.waits") == "no face in view"
 
 
 def test_serve_page_takes_the_resting_face_again(
@@ -388,11 +380,9 @@ def test_serve_page_records_a_portrait_switch_at_the_first_size(
 
     factory = AnimatorFactory(enroll_images([read_image(data_dir / "portraits" / PORTRAIT)],
                                             EnrollConfig()), RendererConfig(name="warp"))
-    server = ServerThread(ServerConfig(port=0), processors=factory)
-    server.start()
-    size = "[document.getElementById('avatar').videoWidth, " \
-        "document.getElementById('avatar').videoHeight]"
-    try:
+    with ServerThread(ServerConfig(port=0), processors=factory) as server:
+        size = "[document.getElementById('avatar').videoWidth, " \
+            "document.getElementById('avatar').videoHeight]"
         with chromium(fake_camera) as driver:
             driver.get(f"{server.url}/?autostart=1")
             wait_for_js(driver, "window.headcast && headcast.state.phase === 'live'", 30)
@@ -407,8 +397,6 @@ def test_serve_page_records_a_portrait_switch_at_the_first_size(
             driver.find_element(By.ID, "record").click()
             wait_for_js(driver, "headcast.state.recording !== null", 10)
             path = save_recording(driver, tmp_path / "recording.webm")
-    finally:
-        server.close()
     assert first == [720, 1280]
     with av.open(str(path)) as container:
         frames = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
@@ -513,10 +501,8 @@ LOST = ("The session ended (the server stopped or restarted, or the connection w
 
 @pytest.fixture
 def fake_serve() -> Iterator[ServerThread]:
-    server = ServerThread(ServerConfig(port=0), processors=FakeFactory())
-    server.start()
-    yield server
-    server.close()
+    with ServerThread(ServerConfig(port=0), processors=FakeFactory()) as server:
+        yield server
 
 
 def enabled(driver, *ids: str) -> list[bool]:  # type: ignore[no-untyped-def]
@@ -526,32 +512,30 @@ def enabled(driver, *ids: str) -> list[bool]:  # type: ignore[no-untyped-def]
 def test_serve_page_lets_go_of_the_camera_when_start_is_refused(fake_camera: Path) -> None:
     """A Start the server refuses (its one session is in use) stops the camera and the
     microphone it opened, hides the meter, says why, and Start can be pressed again."""
-    server = ServerThread(ServerConfig(port=0, max_sessions=1), processors=FakeFactory())
-    server.start()
-    try:
-        with chromium(fake_camera) as driver:
-            driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": WATCH_PAGE})
-            refused_tab = driver.current_window_handle
-            driver.switch_to.new_window("tab")  # another page takes the one session
-            driver.get(f"{server.url}/?autostart=1")
-            wait_for_js(driver, "window.headcast && headcast.state.phase === 'live'", 30)
-            driver.switch_to.window(refused_tab)
-            driver.get(f"{server.url}/")
-            for tries in (1, 2):
-                driver.find_element("id", "start").click()
-                wait_for_js(driver, "headcast.state.phase === 'error'", 30)
-                assert driver.execute_script("return opened.length") == 2 * tries  # camera, mic
-                assert driver.execute_script(f"return {LIVE_TRACKS}") == []
-                status = driver.find_element("id", "status")
-                assert "sessions are in use" in status.text
-                assert status.get_attribute("class") == "error"
-                assert not driver.find_element("id", "level").is_displayed()
-                assert driver.execute_script(
-                    "return document.getElementById('camera').srcObject") is None
-                assert enabled(driver, "start", "stop", "record") == [True, False, False]
-            assert server.session_count("whip") == 1
-    finally:
-        server.close()
+    with (
+        ServerThread(ServerConfig(port=0, max_sessions=1), processors=FakeFactory()) as server,
+        chromium(fake_camera) as driver,
+    ):
+        driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": WATCH_PAGE})
+        refused_tab = driver.current_window_handle
+        driver.switch_to.new_window("tab")  # another page takes the one session
+        driver.get(f"{server.url}/?autostart=1")
+        wait_for_js(driver, "window.headcast && headcast.state.phase === 'live'", 30)
+        driver.switch_to.window(refused_tab)
+        driver.get(f"{server.url}/")
+        for tries in (1, 2):
+            driver.find_element("id", "start").click()
+            wait_for_js(driver, "headcast.state.phase === 'error'", 30)
+            assert driver.execute_script("return opened.length") == 2 * tries  # camera, mic
+            assert driver.execute_script(f"return {LIVE_TRACKS}") == []
+            status = driver.find_element("id", "status")
+            assert "sessions are in use" in status.text
+            assert status.get_attribute("class") == "error"
+            assert not driver.find_element("id", "level").is_displayed()
+            assert driver.execute_script(
+                "return document.getElementById('camera').srcObject") is None
+            assert enabled(driver, "start", "stop", "record") == [True, False, False]
+        assert server.session_count("whip") == 1
 
 
 def test_serve_page_lets_go_of_a_session_its_server_ended(
@@ -586,14 +570,10 @@ def test_serve_page_lets_go_of_a_session_its_server_ended(
         asked = driver.execute_script("return fetched.length")
         time.sleep(2.5)  # the status was asked once a second
         assert driver.execute_script("return fetched.length") == asked
-        again = ServerThread(ServerConfig(port=port), processors=FakeFactory())
-        again.start()
-        try:
+        with ServerThread(ServerConfig(port=port), processors=FakeFactory()) as again:
             driver.find_element("id", "start").click()
             wait_for_js(driver, "headcast.state.phase === 'live'", 30)
             assert again.session_count("whip") == 1
-        finally:
-            again.close()
 
 
 def test_serve_page_says_a_connection_is_interrupted_and_goes_on_when_it_comes_back(
@@ -603,21 +583,19 @@ def test_serve_page_says_a_connection_is_interrupted_and_goes_on_when_it_comes_b
     outage is): the page says "Connection interrupted…" while the connection is down, and
     "Live." again once it is back, in the same session. (The server's own 10 s without
     video would end the session: set past the silence here.)"""
-    server = ServerThread(ServerConfig(port=0, idle_timeout_s=60.0), processors=FakeFactory())
-    server.start()
-    try:
-        with chromium(fake_camera) as driver:
-            driver.get(f"{server.url}/?autostart=1")
-            wait_for_js(driver, "window.headcast && headcast.state.phase === 'live'", 30)
-            session = driver.execute_script("return headcast.state.session.location")
-            server._thread.loop.call_soon_threadsafe(time.sleep, 10.0)
-            wait_for_js(driver, f"{STATUS} === 'Connection interrupted…'", 12)
-            assert driver.execute_script("return headcast.state.phase") == "interrupted"
-            wait_for_js(driver, f"{STATUS}.startsWith('Live.')", 30)
-            assert driver.execute_script("return headcast.state.phase") == "live"
-            assert driver.execute_script("return headcast.state.session.location") == session
-    finally:
-        server.close()
+    with (
+        ServerThread(ServerConfig(port=0, idle_timeout_s=60.0), processors=FakeFactory()) as server,
+        chromium(fake_camera) as driver,
+    ):
+        driver.get(f"{server.url}/?autostart=1")
+        wait_for_js(driver, "window.headcast && headcast.state.phase === 'live'", 30)
+        session = driver.execute_script("return headcast.state.session.location")
+        server._thread.loop.call_soon_threadsafe(time.sleep, 10.0)
+        wait_for_js(driver, f"{STATUS} === 'Connection interrupted…'", 12)
+        assert driver.execute_script("return headcast.state.phase") == "interrupted"
+        wait_for_js(driver, f"{STATUS}.startsWith('Live.')", 30)
+        assert driver.execute_script("return headcast.state.phase") == "live"
+        assert driver.execute_script("return headcast.state.session.location") == session
 
 
 def test_serve_page_says_whether_the_viewers_hear_you(
@@ -704,10 +682,8 @@ def test_serve_page_leaves_the_last_picked_portraits_outcome_standing(
     cv2.imwrite(str(flat), np.full((64, 64, 3), 128, np.uint8))
     cv2.imwrite(str(noisy), np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8))
     factory = SlowFaceFactory()
-    server = ServerThread(ServerConfig(port=0), processors=factory)
-    server.start()
-    said = "document.getElementById('portrait-note').textContent"
-    try:
+    with ServerThread(ServerConfig(port=0), processors=factory) as server:
+        said = "document.getElementById('portrait-note').textContent"
         with chromium(fake_camera) as driver:
             driver.get(f"{server.url}/?autostart=1")
             wait_for_js(driver, "window.headcast && headcast.state.phase === 'live'", 30)
@@ -721,8 +697,6 @@ def test_serve_page_leaves_the_last_picked_portraits_outcome_standing(
             time.sleep(1.0)  # nothing answers after it
             assert "no human face" in driver.execute_script(f"return {said}")
             assert factory.enrolled == [(64, 64)]
-    finally:
-        server.close()
 
 
 def _ebml(element_id: bytes, body: bytes, size: bytes | None = None) -> bytes:

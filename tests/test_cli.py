@@ -620,3 +620,20 @@ def test_a_picture_given_as_the_driving_clip_is_named_a_still(tmp_path, capsys):
     assert main(argv) == 2
     assert f"{still}: a still picture, not a video" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["me.jpg"]
+
+
+def test_enroll_prints_no_mediapipe_chatter(tmp_path):
+    """`enroll` printed MediaPipe's C++ start-up line ("W0000 … inference_feedback_manager.cc
+    … Feedback manager requires a model with a single signature inference") from the
+    person segmentation's first read: the terminal shows headcast's own line alone."""
+    from skimage import data
+
+    picture = tmp_path / "astronaut.png"
+    cv2.imwrite(str(picture), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+    done = subprocess.run([sys.executable, "-m", "streamer", "enroll", str(picture), "-o",
+                           str(tmp_path / "a.headcast")], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for chatter in ("W0000", "inference_feedback_manager", "TensorFlow Lite", "absl"):
+        assert chatter not in done.stderr, done.stderr
+    assert done.stdout.startswith(f"{tmp_path / 'a.headcast'}: 1 shot(s)")

@@ -63,10 +63,9 @@ def clip(data_dir: Path) -> list[np.ndarray]:
 @pytest.fixture
 def serve() -> Iterator[tuple[ServerThread, FakeFactory]]:
     factory = FakeFactory()
-    server = ServerThread(ServerConfig(port=0, max_upload_bytes=64 * 1024), processors=factory)
-    server.start()
-    yield server, factory
-    server.close()
+    with ServerThread(ServerConfig(port=0, max_upload_bytes=64 * 1024),
+                      processors=factory) as server:
+        yield server, factory
 
 
 def assert_animated(images: list[np.ndarray]) -> None:
@@ -296,27 +295,23 @@ def test_a_staged_processor_overlaps_its_halves_and_is_switched_between_frames(
     (`serve --no-overlap`: one thread); uploads and recalibration wait until no frame is
     between the halves."""
     factory = FakeFactory(staged_s=0.02)
-    server = ServerThread(ServerConfig(port=0, overlap=overlap), processors=factory)
-    server.start()
-    slot = FrameSlot()
+    with ServerThread(ServerConfig(port=0, overlap=overlap), processors=factory) as server:
+        slot = FrameSlot()
 
-    async def run() -> tuple:
-        session = await WebRTCSession.open(
-            EndpointConfig(f"{server.url}/whip"), AvatarTrack(slot, FPS, (256, 256)), True)
-        try:
-            got = await receive(session, 1.5)
-            for _ in range(5):  # while frames flow
-                status, _, _ = await http("POST", f"{server.url}/recalibrate", b"", {})
-                assert status == 200
-            return got
-        finally:
-            await session.close()
+        async def run() -> tuple:
+            session = await WebRTCSession.open(
+                EndpointConfig(f"{server.url}/whip"), AvatarTrack(slot, FPS, (256, 256)), True)
+            try:
+                got = await receive(session, 1.5)
+                for _ in range(5):  # while frames flow
+                    status, _, _ = await http("POST", f"{server.url}/recalibrate", b"", {})
+                    assert status == 200
+                return got
+            finally:
+                await session.close()
 
-    try:
         with Feeder(slot.put, clip, FPS):
             got = asyncio.run(run())
-    finally:
-        server.close()
     (processor,) = factory.processors
     assert len(got.images) >= 15
     assert_animated(got.images)
@@ -378,54 +373,45 @@ def test_client_that_disconnects_mid_stream_frees_its_session(
 
 def test_whip_session_whose_video_stops_is_closed(clip: list[np.ndarray]) -> None:
     factory = FakeFactory()
-    server = ServerThread(ServerConfig(port=0, idle_timeout_s=1.0), processors=factory)
-    server.start()
-    slot = FrameSlot()
+    with ServerThread(ServerConfig(port=0, idle_timeout_s=1.0), processors=factory) as server:
+        slot = FrameSlot()
 
-    async def run() -> float:
-        track = AvatarTrack(slot, FPS)
-        session = await WebRTCSession.open(EndpointConfig(f"{server.url}/whip"), track, False)
-        try:
-            await session.wait_connected()
-            await asyncio.sleep(0.5)
-            track.stop()  # the sender goes silent but never closes (a killed browser)
-            return await whip_sessions_end(server)
-        finally:
-            await session.close()
+        async def run() -> float:
+            track = AvatarTrack(slot, FPS)
+            session = await WebRTCSession.open(EndpointConfig(f"{server.url}/whip"), track, False)
+            try:
+                await session.wait_connected()
+                await asyncio.sleep(0.5)
+                track.stop()  # the sender goes silent but never closes (a killed browser)
+                return await whip_sessions_end(server)
+            finally:
+                await session.close()
 
-    try:
         with Feeder(slot.put, clip, FPS):
             silent_for = asyncio.run(run())
         assert server.session_count() == 0 and 0.8 < silent_for < 5
         assert wait_until(lambda: factory.processors[0].closed == 1)  # closed after it left
         assert factory.processors[0].frames > 0
-    finally:
-        server.close()
 
 
 def test_max_sessions_then_503(clip: list[np.ndarray]) -> None:
-    server = ServerThread(ServerConfig(port=0, max_sessions=1))
-    server.start()
+    with ServerThread(ServerConfig(port=0, max_sessions=1)) as server:
+        async def run() -> int:
+            first = await WebRTCSession.open(EndpointConfig(f"{server.url}/whep"), None, True)
+            await first.wait_connected()
+            try:
+                with pytest.raises(SignallingError, match="max-sessions"):
+                    await WebRTCSession.open(EndpointConfig(f"{server.url}/whep"), None, True)
+                status, headers, _ = await http(
+                    "POST", f"{server.url}/whep", "v=0", {"Content-Type": "application/sdp"}
+                )
+                assert headers.get("Retry-After")
+                return status
+            finally:
+                await first.close()
 
-    async def run() -> int:
-        first = await WebRTCSession.open(EndpointConfig(f"{server.url}/whep"), None, True)
-        await first.wait_connected()
-        try:
-            with pytest.raises(SignallingError, match="max-sessions"):
-                await WebRTCSession.open(EndpointConfig(f"{server.url}/whep"), None, True)
-            status, headers, _ = await http(
-                "POST", f"{server.url}/whep", "v=0", {"Content-Type": "application/sdp"}
-            )
-            assert headers.get("Retry-After")
-            return status
-        finally:
-            await first.close()
-
-    try:
         assert asyncio.run(run()) == 503
         assert server.session_count() == 0
-    finally:
-        server.close()
 
 
 def test_whip_sink_pushes_the_avatar_to_a_whip_endpoint(
@@ -461,10 +447,8 @@ def test_whip_sink_to_nothing_is_sink_unavailable() -> None:
 
 
 def test_token_required_when_set() -> None:
-    server = ServerThread(ServerConfig(port=0, token="s3cret"))
-    server.start()
-    sdp = {"Content-Type": "application/sdp"}
-    try:
+    with ServerThread(ServerConfig(port=0, token="s3cret")) as server:
+        sdp = {"Content-Type": "application/sdp"}
         url = server.url
         assert asyncio.run(http("POST", f"{url}/whep", "v=0", sdp))[0] == 401
         bad = {**sdp, "Authorization": "Bearer wrong"}
@@ -487,8 +471,6 @@ def test_token_required_when_set() -> None:
             asyncio.run(WebRTCSession.open(EndpointConfig(f"{url}/whep"), None, True))
         page = asyncio.run(http("GET", f"{url}/?token=s3cret"))[2]
         assert '<link rel="icon" href="data:,">' in page  # no /favicon.ico: a 401 behind it
-    finally:
-        server.close()
 
 
 def test_the_printed_address_opens() -> None:
@@ -497,15 +479,11 @@ def test_the_printed_address_opens() -> None:
     from streamer.webrtc_server import token_query
 
     token = "my+secret#1"
-    server = ServerThread(ServerConfig(host="0.0.0.0", port=0, token=token))
-    server.start()
-    try:
+    with ServerThread(ServerConfig(host="0.0.0.0", port=0, token=token)) as server:
         assert server.url.startswith("http://localhost:")
         assert token_query(token) == "?token=my%2Bsecret%231" and token_query(None) == ""
         assert asyncio.run(http("GET", f"{server.url}/{token_query(token)}"))[0] == 200
         assert asyncio.run(http("GET", f"{server.url}/?token={token}"))[0] == 401
-    finally:
-        server.close()
 
 
 def test_listening_beyond_loopback_needs_a_token() -> None:
@@ -819,22 +797,20 @@ def test_client_says_when_the_server_ends_its_session(data_dir: Path, tmp_path: 
     from streamer.sources import VideoFileSource
     from streamer.video_io import read_video_frames
 
-    server = ServerThread(ServerConfig(port=0), processors=FakeFactory())
-    server.start()
-    out = tmp_path / "avatar.mp4"
-    source = VideoFileSource(data_dir / "driving" / "man_green_backdrop.mp4")
-    stopper = threading.Timer(1.5, server.close)
-    started = time.monotonic()
-    try:
-        stopper.start()
-        with pytest.raises(SourceLostError, match="the server ended the session"):
-            asyncio.run(run_client(EndpointConfig(f"{server.url}/whip", idle_timeout_s=5.0),
-                                   source, create_sink("record", path=str(out)),
-                                   duration_s=30.0))
-    finally:
-        stopper.cancel()
-        source.close()
-        server.close()
+    with ServerThread(ServerConfig(port=0), processors=FakeFactory()) as server:
+        out = tmp_path / "avatar.mp4"
+        source = VideoFileSource(data_dir / "driving" / "man_green_backdrop.mp4")
+        stopper = threading.Timer(1.5, server.close)
+        started = time.monotonic()
+        try:
+            stopper.start()
+            with pytest.raises(SourceLostError, match="the server ended the session"):
+                asyncio.run(run_client(EndpointConfig(f"{server.url}/whip", idle_timeout_s=5.0),
+                                       source, create_sink("record", path=str(out)),
+                                       duration_s=30.0))
+        finally:
+            stopper.cancel()
+            source.close()
     assert time.monotonic() - started < 15.0
     assert len(list(read_video_frames(out))) >= 10
 
@@ -859,20 +835,18 @@ def test_client_gives_up_on_a_server_that_sends_nothing_back(data_dir: Path) -> 
 
     factory = FakeFactory()
     factory.create = lambda: Hanging()  # type: ignore[method-assign]
-    server = ServerThread(ServerConfig(port=0, idle_timeout_s=60.0), processors=factory)
-    server.start()
-    source = VideoFileSource(data_dir / "driving" / "man_green_backdrop.mp4")
-    sink = FakeSink()
-    started = time.monotonic()
-    try:
-        with pytest.raises(SourceLostError, match="no avatar frame for 2 s: the server ended"):
-            asyncio.run(run_client(EndpointConfig(f"{server.url}/whip", idle_timeout_s=2.0),
-                                   source, sink, duration_s=30.0))
-        assert time.monotonic() - started < 15.0 and len(sink.received) >= 5
-    finally:
-        release.set()
-        source.close()
-        server.close()
+    with ServerThread(ServerConfig(port=0, idle_timeout_s=60.0), processors=factory) as server:
+        source = VideoFileSource(data_dir / "driving" / "man_green_backdrop.mp4")
+        sink = FakeSink()
+        started = time.monotonic()
+        try:
+            with pytest.raises(SourceLostError, match="no avatar frame for 2 s: the server ended"):
+                asyncio.run(run_client(EndpointConfig(f"{server.url}/whip", idle_timeout_s=2.0),
+                                       source, sink, duration_s=30.0))
+            assert time.monotonic() - started < 15.0 and len(sink.received) >= 5
+        finally:
+            release.set()
+            source.close()
 
 
 def test_client_keeps_its_session_while_the_camera_is_away(
@@ -992,21 +966,16 @@ def self_signed(tmp_path: Path) -> tuple[str, str]:
 
 def test_https_with_a_certificate(tmp_path: Path) -> None:
     cert, key = self_signed(tmp_path)
-    server = ServerThread(ServerConfig(port=0, tls_cert=cert, tls_key=key))
-    server.start()
+    with ServerThread(ServerConfig(port=0, tls_cert=cert, tls_key=key)) as server:
+        async def get() -> int:
+            async with (
+                aiohttp.ClientSession() as client,
+                client.get(f"{server.url}/player", ssl=False) as response,
+            ):
+                return response.status
 
-    async def get() -> int:
-        async with (
-            aiohttp.ClientSession() as client,
-            client.get(f"{server.url}/player", ssl=False) as response,
-        ):
-            return response.status
-
-    try:
         assert server.url.startswith("https://")
         assert asyncio.run(get()) == 200
-    finally:
-        server.close()
     with pytest.raises(SinkUnavailableError, match="--cert, --key"):
         ServerConfig(tls_cert=cert)
     broken = ServerThread(ServerConfig(port=0, tls_cert=key, tls_key=key))
@@ -1129,19 +1098,16 @@ def test_a_session_that_never_connected_gives_its_place_to_a_new_one() -> None:
     connect_timeout_s (20 s)."""
     from aiortc import RTCPeerConnection
 
-    server = ServerThread(ServerConfig(port=0, max_sessions=1, stale_connect_s=1.0))
-    server.start()
+    with ServerThread(ServerConfig(port=0, max_sessions=1, stale_connect_s=1.0)) as server:
+        async def offer() -> str:
+            pc = RTCPeerConnection()
+            pc.addTransceiver("video", direction="recvonly")
+            await pc.setLocalDescription(await pc.createOffer())
+            sdp = pc.localDescription.sdp
+            await pc.close()  # as a page that went away: never connects
+            return sdp
 
-    async def offer() -> str:
-        pc = RTCPeerConnection()
-        pc.addTransceiver("video", direction="recvonly")
-        await pc.setLocalDescription(await pc.createOffer())
-        sdp = pc.localDescription.sdp
-        await pc.close()  # as a page that went away: never connects
-        return sdp
-
-    sdp_type = {"Content-Type": "application/sdp"}
-    try:
+        sdp_type = {"Content-Type": "application/sdp"}
         assert asyncio.run(http("POST", f"{server.url}/whep", asyncio.run(offer()),
                                 sdp_type))[0] == 201
         status, _, body = asyncio.run(http("POST", f"{server.url}/whep", asyncio.run(offer()),
@@ -1162,38 +1128,28 @@ def test_a_session_that_never_connected_gives_its_place_to_a_new_one() -> None:
 
         time.sleep(1.2)
         asyncio.run(play())
-    finally:
-        server.close()
 
 
 def test_a_browser_without_the_token_gets_a_page() -> None:
     """A browser opening the address without ?token= was shown the raw JSON error."""
-    server = ServerThread(ServerConfig(port=0, token="s3cret"))
-    server.start()
-    try:
+    with ServerThread(ServerConfig(port=0, token="s3cret")) as server:
         status, headers, body = asyncio.run(http("GET", f"{server.url}/", headers={
             "Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}))
         assert status == 401 and headers["Content-Type"].startswith("text/html")
         assert "<h1>headcast</h1>" in body and "?token=TOKEN" in body
         status, headers, body = asyncio.run(http("GET", f"{server.url}/sessions"))
         assert status == 401 and json.loads(body)["error"].startswith("missing or wrong token")
-    finally:
-        server.close()
 
 
 def test_an_upload_too_large_in_pixels_says_so() -> None:
     """A 48-megapixel JPEG was refused as "not an image"."""
     factory = FakeFactory()
-    server = ServerThread(ServerConfig(port=0), processors=factory)
-    server.start()
-    try:
+    with ServerThread(ServerConfig(port=0), processors=factory) as server:
         ok, png = cv2.imencode(".png", np.zeros((6000, 7000, 3), np.uint8))
         status, _, body = asyncio.run(http("POST", f"{server.url}/portrait", png.tobytes(),
                                            {"Content-Type": "image/png"}))
         assert status == 413 and "7000x6000, 42 megapixels: upload one of at most 40" in body
         assert factory.enrolled == []
-    finally:
-        server.close()
 
 
 def test_a_picture_that_would_decode_to_gigabytes_is_refused_by_its_header(monkeypatch) -> None:
@@ -1206,17 +1162,13 @@ def test_a_picture_that_would_decode_to_gigabytes_is_refused_by_its_header(monke
     monkeypatch.setattr(server_module, "decode_file_image",
                         lambda data: decoded.append(len(data)))  # it would decode, here None
     factory = FakeFactory()
-    server = ServerThread(ServerConfig(port=0), processors=factory)
-    server.start()
-    try:
+    with ServerThread(ServerConfig(port=0), processors=factory) as server:
         bomb = flat_png(20_000, 10_000)
         assert len(bomb) < 4_000_000  # under the upload limit (8 MB)
         status, _, body = asyncio.run(http("POST", f"{server.url}/portrait", bomb,
                                            {"Content-Type": "image/png"}))
         assert status == 413 and "20000x10000, 200 megapixels: upload one of at most 40" in body
         assert decoded == [] and factory.enrolled == []
-    finally:
-        server.close()
 
 
 def test_a_server_that_does_not_answer_is_named_with_the_wait() -> None:
@@ -1246,24 +1198,20 @@ def test_serve_says_once_when_this_computer_is_too_slow_for_the_neural_renderer(
     slow for it and `serve --renderer warp` is lighter; with the training-free one, nothing
     lighter is there to offer."""
     factory = RendererFactory(staged_s=0.08, renderer=renderer)
-    server = ServerThread(ServerConfig(port=0, slow_hint_s=2.0), processors=factory)
-    server.start()
-    slot = FrameSlot()
+    with ServerThread(ServerConfig(port=0, slow_hint_s=2.0), processors=factory) as server:
+        slot = FrameSlot()
 
-    async def run() -> None:
-        session = await WebRTCSession.open(
-            EndpointConfig(f"{server.url}/whip"), AvatarTrack(slot, FPS, (256, 256)), True)
-        try:
-            await receive(session, 5.0)
-        finally:
-            await session.close()
+        async def run() -> None:
+            session = await WebRTCSession.open(
+                EndpointConfig(f"{server.url}/whip"), AvatarTrack(slot, FPS, (256, 256)), True)
+            try:
+                await receive(session, 5.0)
+            finally:
+                await session.close()
 
-    try:
         with caplog.at_level(logging.WARNING, logger="streamer.webrtc_server"), \
                 Feeder(slot.put, clip, FPS):
             asyncio.run(run())
-    finally:
-        server.close()
     said = [r.getMessage() for r in caplog.records if "--renderer warp" in r.getMessage()]
     if renderer == "warp":
         assert said == []

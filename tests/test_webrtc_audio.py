@@ -143,10 +143,8 @@ def test_a_stopped_viewer_leaves_the_relay() -> None:
 @pytest.fixture
 def serve() -> Iterator[tuple[ServerThread, FakeFactory]]:
     factory = FakeFactory(staged_s=0.04)  # each half 40 ms: a frame takes ≥ 80 ms
-    server = ServerThread(ServerConfig(port=0), processors=factory)
-    server.start()
-    yield server, factory
-    server.close()
+    with ServerThread(ServerConfig(port=0), processors=factory) as server:
+        yield server, factory
 
 
 def moving_frames() -> list[np.ndarray]:
@@ -291,27 +289,23 @@ def test_the_voice_leaves_with_the_avatar_frame_of_its_moment(
 
 def test_a_player_only_server_offers_no_voice() -> None:
     """`stream --output webrtc` has no sender: its viewers' audio is left unanswered."""
-    server = ServerThread(ServerConfig(port=0))
-    server.start()
-    slot_frames = moving_frames()
+    with ServerThread(ServerConfig(port=0)) as server:
+        slot_frames = moving_frames()
 
-    async def run() -> str | None:
-        viewer = await WebRTCSession.open(EndpointConfig(f"{server.url}/whep"), None, True,
-                                          receive_audio=True)
-        try:
-            await asyncio.sleep(0.5)
-            audio = next(t for t in viewer.pc.getTransceivers() if t.kind == "audio")
-            return audio.currentDirection
-        finally:
-            await viewer.close()
+        async def run() -> str | None:
+            viewer = await WebRTCSession.open(EndpointConfig(f"{server.url}/whep"), None, True,
+                                              receive_audio=True)
+            try:
+                await asyncio.sleep(0.5)
+                audio = next(t for t in viewer.pc.getTransceivers() if t.kind == "audio")
+                return audio.currentDirection
+            finally:
+                await viewer.close()
 
-    try:
         assert server.server.audio is None
         with Feeder(server.server.slot.put, slot_frames, FPS):
             direction = asyncio.run(run())
         assert direction in ("inactive", None)
-    finally:
-        server.close()
 
 
 # ---- --voice: this machine's microphone (a sound file here) ------------------------------
@@ -641,20 +635,15 @@ class NoVideo(MediaStreamTrack):
 def test_a_whip_session_that_never_sends_video_is_closed() -> None:
     """Video offered, connected, never sent (with its voice going on): closed after the idle
     timeout, as one whose video stopped."""
-    server = ServerThread(ServerConfig(port=0, idle_timeout_s=1.0), processors=FakeFactory())
-    server.start()
+    with ServerThread(ServerConfig(port=0, idle_timeout_s=1.0), processors=FakeFactory()) as server:
+        async def run() -> float:
+            session = await WebRTCSession.open(
+                EndpointConfig(f"{server.url}/whip"), NoVideo(), False, send_audio=ToneTrack(440))
+            try:
+                await session.wait_connected()
+                return await whip_sessions_end(server)
+            finally:
+                await session.close()
 
-    async def run() -> float:
-        session = await WebRTCSession.open(
-            EndpointConfig(f"{server.url}/whip"), NoVideo(), False, send_audio=ToneTrack(440))
-        try:
-            await session.wait_connected()
-            return await whip_sessions_end(server)
-        finally:
-            await session.close()
-
-    try:
         assert asyncio.run(run()) < 5
         assert server.session_count() == 0
-    finally:
-        server.close()
