@@ -104,7 +104,7 @@ class FaceTracker:
         self._video = video
         self._lock_on = config.lock_on if video else 0  # image mode: every read is a first
         self._closed = False
-        self._started = False
+        self._started = False  # a face read runs calculators the blank read at start did not
         self._tracking = False  # the last frame had a face
         self._followed: np.ndarray | None = None  # video: box of the face followed
         self._missed = 0  # video: frames since the followed face was last seen
@@ -422,7 +422,7 @@ class FaceTracker:
             result = mesh.process(rgb)
         elif self._started:
             result = self._mesh.process(rgb)
-        else:  # the graph starts on the first frame and its C++ logging prints to fd 2
+        else:  # its first read (and the first after a reset()) logs to fd 2 from C++
             with stderr_silenced():
                 result = self._mesh.process(rgb)
             self._started = True
