@@ -217,8 +217,10 @@ class FaceTracker:
         face = self._continued(faces)
         if face is None:
             self._single_on, self._single_wait = False, self._config.single_after
-            self._mesh.reset()
-            self._started = False  # it starts again on its next read
+            with stderr_silenced():  # it starts again, its models logging from threads of
+                self._mesh.reset()  # their own: run once before its window closes
+                self._mesh.process(np.zeros((64, 64, 3), np.uint8))
+            self._started = False  # and its first read of a face logs again
             return None
         # the rest of the following's state is as the frame that started this mesh left it:
         # the face has continued on every frame since
