@@ -305,65 +305,59 @@ async function withDuration(chunks, milliseconds) {
  * frame passed (performance.now()), or null before one has; close(), no frame passes from
  * now on → {fed: how many passed, at: when it closed}. */
 function oneSize(source) {
-  if (!("MediaStreamTrackProcessor" in window && "MediaStreamTrackGenerator" in window &&
-        "OffscreenCanvas" in window && "VideoFrame" in window)) return null;
-  const processor = new MediaStreamTrackProcessor({ track: source });
-  const generator = new MediaStreamTrackGenerator({ kind: "video" });
+  if (!("OffscreenCanvas" in window && "VideoFrame" in window)) return null;
   let canvas = null;
   let context = null;
   let first = null;
   let fed = 0;
-  let closedAt = null;
-  const letterbox = new TransformStream({
-    transform(frame, out) {
-      if (closedAt !== null) { frame.close(); return; }
-      first ??= performance.now();
-      fed += 1;
-      const w = frame.displayWidth, h = frame.displayHeight;
-      if (!canvas) {
-        canvas = new OffscreenCanvas(w, h);
-        context = canvas.getContext("2d");
-      }
-      if (w === canvas.width && h === canvas.height) { out.enqueue(frame); return; }
-      const scale = Math.min(canvas.width / w, canvas.height / h);
-      const dw = Math.round(w * scale), dh = Math.round(h * scale);
-      context.fillStyle = "black";
-      context.fillRect(0, 0, canvas.width, canvas.height);
-      context.drawImage(frame, Math.floor((canvas.width - dw) / 2),
-        Math.floor((canvas.height - dh) / 2), dw, dh);
-      const boxed = new VideoFrame(canvas, { timestamp: frame.timestamp });
-      frame.close();
-      out.enqueue(boxed);
-    },
+  const passed = gated(source, (frame, pass) => {
+    first ??= performance.now();
+    fed += 1;
+    const w = frame.displayWidth, h = frame.displayHeight;
+    if (!canvas) {
+      canvas = new OffscreenCanvas(w, h);
+      context = canvas.getContext("2d");
+    }
+    if (w === canvas.width && h === canvas.height) { pass(frame); return; }
+    const scale = Math.min(canvas.width / w, canvas.height / h);
+    const dw = Math.round(w * scale), dh = Math.round(h * scale);
+    context.fillStyle = "black";
+    context.fillRect(0, 0, canvas.width, canvas.height);
+    context.drawImage(frame, Math.floor((canvas.width - dw) / 2),
+      Math.floor((canvas.height - dh) / 2), dw, dh);
+    const boxed = new VideoFrame(canvas, { timestamp: frame.timestamp });
+    frame.close();
+    pass(boxed);
   });
-  // the source ending (a lost session) ends the generator's track, and the recording with it
-  processor.readable.pipeThrough(letterbox).pipeTo(generator.writable).catch(() => {});
-  return {
-    track: generator,
-    stop: () => generator.stop(),
-    firstAt: () => first,
-    close: () => ({ fed, at: (closedAt ??= performance.now()) }),
-  };
+  if (!passed) return null;
+  return { ...passed, firstAt: () => first, close: () => ({ fed, at: passed.close() }) };
 }
 
-/** A sound track passed on until close(), nothing after: a recording that waits for its video
- * encoder (Recorder.drain) does not go on recording the voice meanwhile. → {track, stop(),
- * close()}, or null where the browser lacks MediaStreamTrackProcessor and Generator. */
-function closable(source) {
+/** A track of its own carrying `source`'s frames or sound, each through `each(data, pass)`,
+ * until close(), nothing after: a recording that waits for its video encoder (Recorder.drain)
+ * records nothing more meanwhile. → {track, stop(), close() → when it closed
+ * (performance.now())}, or null where the browser lacks MediaStreamTrackProcessor and
+ * Generator. */
+function gated(source, each = (data, pass) => pass(data)) {
   if (!("MediaStreamTrackProcessor" in window && "MediaStreamTrackGenerator" in window)) {
     return null;
   }
   const processor = new MediaStreamTrackProcessor({ track: source });
   const generator = new MediaStreamTrackGenerator({ kind: source.kind });
-  let closed = false;
+  let closedAt = null;
   const gate = new TransformStream({
     transform(data, out) {
-      if (closed) data.close();
-      else out.enqueue(data);
+      if (closedAt !== null) data.close();
+      else each(data, (item) => out.enqueue(item));
     },
   });
+  // the source ending (a lost session) ends the generator's track, and the recording with it
   processor.readable.pipeThrough(gate).pipeTo(generator.writable).catch(() => {});
-  return { track: generator, stop: () => generator.stop(), close: () => { closed = true; } };
+  return {
+    track: generator,
+    stop: () => generator.stop(),
+    close: () => (closedAt ??= performance.now()),
+  };
 }
 
 /** Records a MediaStream (the avatar that comes back, and the voice beside it when there is
@@ -375,7 +369,7 @@ export class Recorder {
     const video = stream.getVideoTracks();
     this.sized = video.length ? oneSize(video[0]) : null;
     // the voice is closed with the frames, or where they cannot be, not at all
-    this.voices = this.sized ? audio.map(closable) : [];
+    this.voices = this.sized ? audio.map((track) => gated(track)) : [];
     if (this.voices.includes(null)) this.voices = [];
     const wanted = audio.length ? "video/webm;codecs=vp8,opus" : "video/webm;codecs=vp8";
     const type = MediaRecorder.isTypeSupported(wanted) ? wanted : "";
